@@ -1,0 +1,3 @@
+from .cli import cli
+
+cli.main(prog_name="claude-api")

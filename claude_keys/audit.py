@@ -1,0 +1,76 @@
+"""The audit trail: every change to keys and profiles, with when, who and what.
+
+Written inside the same transaction as the change it describes, so the trail and
+the store never disagree. Never holds a secret or a digest.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+from .values import iso_ms, now_ms
+
+_actor: str | None = None
+
+
+def actor() -> str:
+    """The OS user, as well as we can tell (containers may have no passwd entry)."""
+    global _actor
+    if _actor is None:
+        import getpass
+
+        try:
+            _actor = getpass.getuser()
+        except Exception:
+            _actor = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return _actor
+
+
+def record(conn: sqlite3.Connection, action: str, key_id: str | None, before, after) -> None:
+    conn.execute(
+        "INSERT INTO audit (at_ms, actor, action, key_id, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+        (now_ms(), actor(), action, key_id, _json(before), _json(after)),
+    )
+
+
+def _json(value) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def entries(conn, *, key_id: str | None = None, since_ms: int | None = None,
+            until_ms: int | None = None) -> list[dict]:
+    where, params = [], []
+    if key_id is not None:
+        where.append("key_id = ?")
+        params.append(key_id)
+    if since_ms is not None:
+        where.append("at_ms >= ?")
+        params.append(since_ms)
+    if until_ms is not None:
+        where.append("at_ms < ?")
+        params.append(until_ms)
+    sql = "SELECT id, at_ms, actor, action, key_id, before, after FROM audit"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    out = []
+    for id_, at, who, action, kid, before, after in conn.execute(sql + " ORDER BY id", params):
+        before = json.loads(before) if before else None
+        after = json.loads(after) if after else None
+        out.append({
+            "id": id_, "at": iso_ms(at), "actor": who, "action": action, "key_id": kid,
+            "changes": _diff(before, after),
+        })
+    return out
+
+
+def _diff(before: dict | None, after: dict | None) -> dict:
+    """Only what changed: {field: [before, after]}."""
+    before, after = before or {}, after or {}
+    return {
+        k: [before.get(k), after.get(k)]
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    }

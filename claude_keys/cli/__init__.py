@@ -1,0 +1,144 @@
+"""The `claude-api` command: the root group, shared state, and error reporting.
+
+Command groups live in their own modules and are imported only when invoked, so
+`claude-api keys verify` loads click, sqlite3 and the verification path, and nothing
+else. Every failure becomes one line on stderr and the contract's exit code.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sqlite3
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import ClaudeKeysError
+
+COMMANDS = {
+    "keys": "claude_keys.cli.keys:keys",
+    "profiles": "claude_keys.cli.profiles:profiles",
+    "db": "claude_keys.cli.db:db",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+class Root(LazyGroup):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        code = run_reporting_errors(
+            lambda: super(Root, self).main(args, prog_name or "claude-api", complete_var,
+                                           standalone_mode=False, **extra)
+        )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def run_reporting_errors(call) -> int:
+    """Run the CLI; turn any failure into one line on stderr and an exit code."""
+    try:
+        rv = call()
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Abort:
+        error("aborted; nothing was changed")
+        return 1
+    except click.UsageError as e:
+        where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+        error(f"{e.format_message()}{where}")
+        return e.exit_code
+    except click.ClickException as e:
+        error(e.format_message())
+        return e.exit_code
+    except ClaudeKeysError as e:
+        error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error worth a word.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            error("the store stayed busy for too long (other processes are writing); try again")
+        else:
+            error(f"the store could not be used: {e}")
+        return 1
+    except sqlite3.DatabaseError as e:
+        error(f"the store is damaged or not a claude-api store: {e}; run `claude-api db check`")
+        return 1
+    except OSError as e:
+        error(f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}")
+        return 1
+    except Exception as e:  # a bug: still one line, with a way to see more
+        if os.environ.get("CLAUDE_API_DEBUG"):
+            raise
+        error(f"unexpected {type(e).__name__}; run with CLAUDE_API_DEBUG=1 for details")
+        return 1
+
+
+def error(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+
+
+def warn(message: str) -> None:
+    click.echo(f"Warning: {message}", err=True)
+
+
+class App:
+    """Per-invocation state in ctx.obj: where the store is, and its connection."""
+
+    def __init__(self, db: str | None):
+        self.db = db
+        self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            from ..store import connect
+
+            self._conn = connect(self.db)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@click.group("claude-api", cls=Root, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", metavar="PATH", envvar="CLAUDE_API_DB", show_envvar=True,
+              type=click.Path(dir_okay=False),
+              help="The store (SQLite file). Default: the claude-api folder in your user config dir.")
+@click.version_option(__version__, "--version", prog_name="claude-api")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """Manage API keys, permissions and usage for a self-hosted Claude API service."""
+    app = App(db or None)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def main() -> None:
+    cli.main(prog_name="claude-api")

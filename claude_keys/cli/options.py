@@ -1,0 +1,179 @@
+"""Parameter types and shared options for the commands.
+
+Bad values fail here, before anything runs, with click's exit code 2 and one line.
+The parsers themselves live in claude_keys.values so the Python API shares them.
+"""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from .. import values
+from ..errors import InvalidInput
+from ..profiles import NAMES as PROFILE_NAMES
+from ..profiles import UNLIMITED
+
+FOLLOW_PROFILE = object()  # `--rate-limit default`: drop the override, follow the profile
+
+
+class _Parsed(click.ParamType):
+    """A click type over one of the values parsers."""
+
+    parser = staticmethod(lambda text: text)
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parser(value)
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+
+
+class Money(_Parsed):
+    name = "USD"
+    parser = staticmethod(values.parse_money)
+
+
+class Count(_Parsed):
+    name = "N"
+
+    def parser(self, text):
+        return values.parse_count(text, "the value")
+
+
+class Duration(_Parsed):
+    name = "DURATION"
+    parser = staticmethod(values.parse_duration)
+
+
+class Seconds(_Parsed):
+    """A timeout: whole seconds, or a duration such as 5m."""
+
+    name = "SECONDS"
+
+    def parser(self, text):
+        if text.strip().isdigit():
+            return values.parse_count(text, "the timeout")
+        return values.parse_duration(text)
+
+
+class Time(_Parsed):
+    name = "TIME"
+
+    def __init__(self, end: bool = False):
+        self.end = end
+
+    def parser(self, text):
+        return text  # resolved later, once --tz is known (a date means a day in that zone)
+
+
+class Limit(click.ParamType):
+    """A limit that can also be `unlimited` or `default` (follow the profile)."""
+
+    def __init__(self, inner: click.ParamType):
+        self.inner = inner
+        self.name = f"{inner.name}|unlimited|default"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() in ("unlimited", "none"):
+            return UNLIMITED
+        if isinstance(value, str) and value.strip().lower() == "default":
+            return FOLLOW_PROFILE
+        return self.inner.convert(value, param, ctx)
+
+
+class Profile(click.Choice):
+    def __init__(self):
+        super().__init__(PROFILE_NAMES)
+
+
+def _store_completions(ctx, query: str, incomplete: str):
+    """Shell completion from the store; silent on any failure."""
+    try:
+        from ..store import connect
+
+        db = ctx.find_root().params.get("db")
+        conn = connect(db)
+        try:
+            return list(conn.execute(query, (incomplete + "%",)))
+        finally:
+            conn.close()
+    except Exception:
+        return []
+
+
+class KeyRef(click.ParamType):
+    """A key: its secret, id, or a unique id prefix. Completes ids from the store."""
+
+    name = "KEY"
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        rows = _store_completions(
+            ctx,
+            "SELECT id, project_id, name FROM keys WHERE id LIKE ? ORDER BY created_at LIMIT 200",
+            incomplete,
+        )
+        return [CompletionItem(i, help=f"{p}{' / ' + n if n else ''}") for i, p, n in rows]
+
+
+class Project(click.ParamType):
+    name = "ID"
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        rows = _store_completions(
+            ctx, "SELECT DISTINCT project_id FROM keys WHERE project_id LIKE ? LIMIT 200", incomplete
+        )
+        return [CompletionItem(r[0]) for r in rows]
+
+
+class Format(click.ParamType):
+    name = "FORMAT"
+
+    def convert(self, value, param, ctx):
+        from ..render import check_format
+
+        try:
+            return check_format(value)
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        from ..render import BASIC_FORMATS, tabulate_formats
+
+        names = list(BASIC_FORMATS) + [n for n in tabulate_formats() if n not in BASIC_FORMATS]
+        return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def output_options(fn):
+    """`--format F` and `--json` (= --format json); the command receives `fmt`."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON (same as --format json).")
+    @click.option("--format", "fmt", type=Format(), default="table", show_default=True,
+                  help="table, json, csv, tsv, or a tabulate format (plain, simple, github, …).")
+    @functools.wraps(fn)
+    def wrapper(*args, as_json: bool, fmt: str, **kwargs):
+        return fn(*args, fmt="json" if as_json else fmt, **kwargs)
+
+    return wrapper
+
+
+def json_option(fn):
+    """`--json` alone, for commands whose human output is not a table."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @functools.wraps(fn)
+    def wrapper(*args, as_json: bool, **kwargs):
+        return fn(*args, fmt="json" if as_json else "table", **kwargs)
+
+    return wrapper
+
+
+key_argument = click.argument("key", type=KeyRef())

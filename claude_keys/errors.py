@@ -1,0 +1,33 @@
+"""Errors the library raises. Each carries the CLI exit code it maps to.
+
+Messages are one line, say what was wrong and what to do, and never contain a secret.
+"""
+from __future__ import annotations
+
+
+class ClaudeKeysError(Exception):
+    """An operation failed (exit 1)."""
+
+    exit_code = 1
+
+
+class InvalidInput(ClaudeKeysError, ValueError):
+    """Bad input from the user: a value out of range or malformed (exit 2)."""
+
+    exit_code = 2
+
+
+class KeyNotFound(ClaudeKeysError, LookupError):
+    """A KEY reference matches no key."""
+
+
+class AmbiguousKey(ClaudeKeysError, LookupError):
+    """A KEY reference matches more than one key."""
+
+
+class StoreError(ClaudeKeysError):
+    """The store cannot be opened, read or upgraded."""
+
+
+class KeyringFailure(ClaudeKeysError):
+    """The OS keyring refused (locked, erroring); distinct from having no keyring."""

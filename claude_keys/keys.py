@@ -1,0 +1,449 @@
+"""The life of a key: create, find, list, show, re-permission, revoke, rotate.
+
+Functions take an open store connection (see store.connect) and work in internal
+units (seconds, nano-dollars); the CLI and the Python API parse user values first.
+Every change runs in one write transaction together with its audit record.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets as _random
+import sqlite3
+from dataclasses import dataclass, field
+
+from . import audit, profiles, vault
+from . import secret as fmt
+from .errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
+from .store import write
+from .values import check_text, iso_s, now_s
+
+MIN_PREFIX = 4
+_ID_LIKE = re.compile(r"[0-9a-f]{1,12}")
+PUBLIC_FIELDS = (
+    "id", "name", "project_id", "profile", "status", "hint",
+    "created_at", "last_used_at", "expires_at",
+)
+
+
+def status(row, now: int | None = None) -> str:
+    """Derived from timestamps, so an expired key reads as expired with no job run."""
+    now = now_s() if now is None else now
+    if row["revoked_at"] is not None and row["revoked_at"] <= now:
+        return "revoked"
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        return "expired"
+    return "active"
+
+
+def public(row, now: int | None = None) -> dict:
+    """The fields any listing may show: never the secret, never the digest."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "project_id": row["project_id"],
+        "profile": row["profile"],
+        "status": status(row, now),
+        "hint": row["hint"],
+        "created_at": iso_s(row["created_at"]),
+        "last_used_at": iso_s(row["last_used_at"]),
+        "expires_at": iso_s(row["expires_at"]),
+    }
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params=()) -> list[sqlite3.Row]:
+    cur = conn.execute(sql, params)
+    cur.row_factory = sqlite3.Row
+    return cur.fetchall()
+
+
+def get(conn: sqlite3.Connection, key_id: str) -> sqlite3.Row:
+    rows = _rows(conn, "SELECT * FROM keys WHERE id = ?", (key_id,))
+    if not rows:
+        raise KeyNotFound(f"no key has the id {key_id}")
+    return rows[0]
+
+
+def find(conn: sqlite3.Connection, ref: str) -> sqlite3.Row:
+    """A KEY reference -> its row: the full secret, the id, or a unique id prefix.
+
+    Never guesses, and never repeats a reference that could be a secret.
+    """
+    if not isinstance(ref, str) or not ref:
+        raise KeyNotFound("the key reference is empty: give a key id, an id prefix or the secret")
+    if ref.startswith(fmt.PREFIX) and len(ref) == fmt.SECRET_LEN:
+        if not (fmt.is_own_format(ref) and fmt.checksum_ok(ref)):
+            raise KeyNotFound("that is not a valid key: its checksum does not match (mistyped?)")
+        return _by_digest(conn, ref)
+    if _ID_LIKE.fullmatch(ref):
+        rows = _rows(conn, "SELECT * FROM keys WHERE id = ?", (ref,))
+        if rows:
+            return rows[0]
+        if len(ref) < MIN_PREFIX:
+            raise KeyNotFound(f"{ref!r} is too short: give at least {MIN_PREFIX} characters of a key id")
+        rows = _rows(
+            conn, "SELECT * FROM keys WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+            (ref, ref + "\U0010ffff"),
+        )
+        if len(rows) == 1:
+            return rows[0]
+        if rows:
+            shown = ", ".join(r["id"] for r in rows[:5])
+            raise AmbiguousKey(
+                f"{ref!r} matches more than one key ({shown}{', …' if len(rows) > 5 else ''}); "
+                "give more characters"
+            )
+        if len(ref) == 12:
+            raise KeyNotFound(f"no key has the id {ref}")
+    return _by_digest(conn, ref)
+
+
+def _by_digest(conn: sqlite3.Connection, token: str) -> sqlite3.Row:
+    rows = []
+    if fmt.is_plausible_token(token):
+        rows = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (fmt.digest(token),))
+    if not rows:
+        raise KeyNotFound(
+            "no key matches that reference: give a key id, a unique id prefix or the full "
+            "secret (claude-api keys list shows ids)"
+        )
+    return rows[0]
+
+
+def _new_id(conn: sqlite3.Connection) -> str:
+    while True:
+        key_id = _random.token_hex(6)
+        if not conn.execute("SELECT 1 FROM keys WHERE id = ?", (key_id,)).fetchone():
+            return key_id
+
+
+@dataclass
+class Created:
+    secret: str
+    row: sqlite3.Row
+    stored_in_keyring: bool
+    warning: str | None = None
+
+    def as_json(self) -> dict:
+        return {
+            "key": self.secret,
+            "id": self.row["id"],
+            "project_id": self.row["project_id"],
+            "name": self.row["name"],
+            "profile": self.row["profile"],
+            "created_at": iso_s(self.row["created_at"]),
+            "expires_at": iso_s(self.row["expires_at"]),
+            "stored_in_keyring": self.stored_in_keyring,
+        }
+
+
+NO_KEYRING_WARNING = (
+    "no OS keyring is available: this key is shown only once, so store it now "
+    "(use --no-keyring or CLAUDE_API_NO_KEYRING=1 to skip the keyring)"
+)
+
+
+def _keep_secret(key_id: str, secret: str, use_keyring: bool) -> tuple[bool, str | None]:
+    """Store a new secret in the keyring before its row exists, so a refusing keyring
+    (locked, erroring) leaves nothing half-created. No backend is not an error."""
+    if not use_keyring or vault.disabled():
+        return False, None
+    try:
+        vault.store(key_id, secret)
+    except vault.NoBackend:
+        return False, NO_KEYRING_WARNING
+    return True, None
+
+
+def create(
+    conn: sqlite3.Connection,
+    project_id: str,
+    *,
+    profile: str = "enterprise",
+    name: str | None = None,
+    overrides: dict | None = None,
+    expires_in: int | None = None,
+    use_keyring: bool = True,
+) -> Created:
+    """Create a key: generate the secret, keep it in the keyring, store its digest.
+
+    `overrides` maps override columns (profiles.OVERRIDE_FIELDS) to values.
+    """
+    check_text(project_id, "project id")
+    if name is not None:
+        check_text(name, "name", allow_empty=True)
+    profiles.check_profile(profile)
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(profiles.OVERRIDE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown permission settings: {', '.join(sorted(unknown))}")
+    secret = fmt.new_secret()
+    key_id = _new_id(conn)
+    in_keyring, warning = _keep_secret(key_id, secret, use_keyring)
+    try:
+        with write(conn):
+            now = now_s()
+            row = _insert(conn, key_id, secret, project_id, name, profile, overrides,
+                          created_at=now, expires_at=None if expires_in is None else now + expires_in,
+                          in_keyring=in_keyring, lineage=key_id, rotated_from=None)
+            audit.record(conn, "create", key_id, None, _audited(row))
+    except BaseException:
+        if in_keyring:
+            vault.delete(key_id)
+        raise
+    return Created(secret, row, in_keyring, warning)
+
+
+def _insert(conn, key_id, token, project_id, name, profile, overrides, *, created_at,
+            expires_at, in_keyring, lineage, rotated_from, source="generated"):
+    columns = {
+        "id": key_id,
+        "digest": fmt.digest(token),
+        "hint": fmt.hint(token),
+        "project_id": project_id,
+        "name": name,
+        "profile": profile,
+        "source": source,
+        "in_keyring": int(in_keyring),
+        "created_at": created_at,
+        "expires_at": expires_at,
+        "lineage": lineage,
+        "rotated_from": rotated_from,
+        **{f: overrides.get(f) for f in profiles.OVERRIDE_FIELDS},
+    }
+    for f in profiles.LIST_FIELDS:
+        if isinstance(columns[f], (list, tuple)):
+            columns[f] = json.dumps(list(columns[f]))
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    try:
+        conn.execute(f"INSERT INTO keys ({names}) VALUES ({marks})", tuple(columns.values()))
+    except sqlite3.IntegrityError:
+        raise ClaudeKeysError("that token is already stored as a key") from None
+    return get(conn, key_id)
+
+
+def _audited(row) -> dict:
+    """What the audit log keeps of a key: everything but the digest."""
+    return {k: row[k] for k in row.keys() if k not in ("digest",)}
+
+
+def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> list[dict]:
+    where, params = [], []
+    if project_id is not None:
+        where.append("project_id = ?")
+        params.append(project_id)
+    if profile is not None:
+        where.append("profile = ?")
+        params.append(profile)
+    sql = "SELECT * FROM keys" + (" WHERE " + " AND ".join(where) if where else "")
+    now = now_s()
+    out = [public(r, now) for r in _rows(conn, sql + " ORDER BY created_at, rowid", params)]
+    if status_filter != "all":
+        out = [k for k in out if k["status"] == status_filter]
+    return out
+
+
+def standard_agents(conn) -> list[str]:
+    row = conn.execute("SELECT value FROM settings WHERE name = 'standard_agents'").fetchone()
+    return json.loads(row[0]) if row else list(profiles.DEFAULT_STANDARD_AGENTS)
+
+
+def set_standard_agents(conn, add=(), remove=(), replace=None) -> list[str]:
+    with write(conn):
+        before = standard_agents(conn)
+        after = list(before) if replace is None else []
+        for name in (replace or []) + list(add):
+            check_text(name, "agent name", max_len=128)
+            if name not in after:
+                after.append(name)
+        after = [a for a in after if a not in set(remove)]
+        if after != before:
+            conn.execute(
+                "INSERT OR REPLACE INTO settings VALUES ('standard_agents', ?)", (json.dumps(after),)
+            )
+            audit.record(conn, "standard-agents", None, {"standard_agents": before},
+                         {"standard_agents": after})
+    return after
+
+
+def permissions(conn, row) -> profiles.Permissions:
+    return profiles.resolve(row, lambda: standard_agents(conn))
+
+
+def show(conn, row) -> dict:
+    now = now_s()
+    rotated_to = conn.execute(
+        "SELECT id FROM keys WHERE rotated_from = ? ORDER BY created_at LIMIT 1", (row["id"],)
+    ).fetchone()
+    return {
+        **public(row, now),
+        "source": row["source"],
+        "stored_in_keyring": bool(row["in_keyring"]),
+        "revoked_at": iso_s(row["revoked_at"]),
+        "revoked_reason": row["revoked_reason"],
+        "rotated_from": row["rotated_from"],
+        "rotated_to": rotated_to[0] if rotated_to else None,
+        "permissions": permissions(conn, row).as_json(row["id"]),
+    }
+
+
+@dataclass
+class PermissionChanges:
+    """What `keys permissions` asks for, applied in this order: profile, reset,
+    replacements, removals, additions, limits. `limits` values: an int, -1 for no
+    limit, None for "back to the profile's value"."""
+
+    profile: str | None = None
+    keep_overrides: bool = False
+    reset: bool = False
+    replace: dict = field(default_factory=dict)
+    add: dict = field(default_factory=dict)
+    remove: dict = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)
+
+    def empty(self) -> bool:
+        return not (self.profile or self.reset or self.replace or self.add or self.remove
+                    or self.limits)
+
+
+_WHAT = {"allowed_tools": "tools", "allowed_agents": "agents", "allowed_skills": "skills",
+         "blocked_tools": "blocked tools"}
+
+
+def change_permissions(conn, key_id: str, changes: PermissionChanges) -> sqlite3.Row:
+    if changes.profile is not None:
+        profiles.check_profile(changes.profile)
+    with write(conn):
+        row = get(conn, key_id)
+        profile = changes.profile or row["profile"]
+        current = {f: row[f] for f in profiles.OVERRIDE_FIELDS}
+        new = dict(current)
+        if (changes.profile and not changes.keep_overrides) or changes.reset:
+            new = dict.fromkeys(profiles.OVERRIDE_FIELDS)
+        lists = {}
+
+        def items(f):
+            if f not in lists:
+                raw = new[f]
+                lists[f] = json.loads(raw) if raw is not None else profiles.preset_list(profile, f)
+            return lists[f]
+
+        for f, names in changes.replace.items():
+            lists[f] = []
+            for n in names:
+                _add(lists[f], check_text(n, _WHAT[f], max_len=128))
+        for f, names in changes.remove.items():
+            for n in names:
+                _remove(items(f), n, f, lambda: standard_agents(conn))
+        for f, names in changes.add.items():
+            for n in names:
+                _add(items(f), check_text(n, _WHAT[f], max_len=128))
+        for f, value in lists.items():
+            new[f] = json.dumps(value)
+        new.update(changes.limits)
+        if profile == row["profile"] and new == current:
+            return row
+        sets = ", ".join(f"{f} = ?" for f in new)
+        conn.execute(f"UPDATE keys SET profile = ?, {sets} WHERE id = ?",
+                     (profile, *new.values(), key_id))
+        audit.record(conn, "permissions", key_id,
+                     {"profile": row["profile"], **current}, {"profile": profile, **new})
+        return get(conn, key_id)
+
+
+def _add(items: list, name: str) -> None:
+    if name == profiles.ALL:
+        items[:] = [profiles.ALL]
+    elif profiles.ALL not in items and name not in items:
+        items.append(name)
+
+
+def _remove(items: list, name: str, f: str, standard) -> None:
+    if name == profiles.ALL:
+        items.clear()
+        return
+    if profiles.STANDARD in items and name in standard():
+        items[:] = profiles.expand(items, standard())  # from now on an explicit list
+    if name in items:
+        items.remove(name)
+    elif profiles.ALL in items:
+        hint = (f"use --block-tool {name} to forbid it" if f == "allowed_tools"
+                else "remove '*' first, then allow the ones you want")
+        raise InvalidInput(f"this key allows all {_WHAT[f]}, so {name!r} cannot be taken out: {hint}")
+
+
+def revoke(conn, key_id: str, reason: str | None = None) -> tuple[sqlite3.Row, bool, str | None]:
+    """Revoke at once. Returns (row, changed, keyring warning). Revoking a revoked
+    key changes nothing."""
+    if reason is not None:
+        check_text(reason, "reason", max_len=1000, allow_empty=True)
+    with write(conn):
+        row = get(conn, key_id)
+        now = now_s()
+        if status(row, now) == "revoked":
+            return row, False, None
+        conn.execute("UPDATE keys SET revoked_at = ?, revoked_reason = ?, in_keyring = 0 WHERE id = ?",
+                     (now, _join_reasons(row["revoked_reason"], reason), key_id))
+        audit.record(conn, "revoke", key_id,
+                     {"revoked_at": row["revoked_at"], "revoked_reason": row["revoked_reason"]},
+                     {"revoked_at": now, "revoked_reason": reason})
+        row = get(conn, key_id)
+    return row, True, vault.delete(key_id)
+
+
+def _join_reasons(earlier: str | None, reason: str | None) -> str | None:
+    return "; ".join(r for r in (earlier, reason) if r) or None
+
+
+def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple[Created, sqlite3.Row]:
+    """A new secret with the same project, name, profile, overrides and expiry. The
+    old key keeps working for `grace` seconds (never past its own expiry)."""
+    secret = fmt.new_secret()
+    new_id = _new_id(conn)
+    in_keyring, warning = _keep_secret(new_id, secret, use_keyring)
+    try:
+        with write(conn):
+            old = get(conn, key_id)
+            now = now_s()
+            state = status(old, now)
+            if state != "active":
+                raise ClaudeKeysError(f"key {key_id} is {state}; only an active key can be rotated")
+            if old["revoked_at"] is not None:
+                raise ClaudeKeysError(
+                    f"key {key_id} is already being retired (rotated); rotate its successor instead"
+                )
+            overrides = {f: old[f] for f in profiles.OVERRIDE_FIELDS}
+            row = _insert(conn, new_id, secret, old["project_id"], old["name"], old["profile"],
+                          overrides, created_at=now, expires_at=old["expires_at"],
+                          in_keyring=in_keyring, lineage=old["lineage"], rotated_from=key_id)
+            ends = now + grace
+            conn.execute(
+                "UPDATE keys SET revoked_at = ?, revoked_reason = ?, in_keyring = 0 WHERE id = ?",
+                (ends, f"rotated to {new_id}", key_id),
+            )
+            audit.record(conn, "rotate", key_id, {"revoked_at": None},
+                         {"revoked_at": ends, "rotated_to": new_id})
+            audit.record(conn, "create", new_id, None, _audited(row))
+            old = get(conn, key_id)
+    except BaseException:
+        if in_keyring:
+            vault.delete(new_id)
+        raise
+    created = Created(secret, row, in_keyring, warning)
+    # Clients already hold the old secret; the keyring need not keep it through the grace.
+    vault.delete(key_id)
+    return created, old
+
+
+def reveal(conn, row) -> str:
+    if vault.disabled():
+        raise ClaudeKeysError("the keyring is disabled (CLAUDE_API_NO_KEYRING), so no secret can be read back")
+    secret = vault.read(row["id"])
+    if secret is None or not hmac.compare_digest(fmt.digest(secret), row["digest"]):
+        why = ("it was created without the keyring" if not row["in_keyring"]
+               else "the keyring has no entry for it")
+        raise ClaudeKeysError(f"the secret of key {row['id']} is not in the OS keyring ({why}); "
+                              "rotate the key to get a new one")
+    return secret

@@ -1,0 +1,151 @@
+"""Permission presets and how a key's effective permissions are resolved.
+
+A key's permissions are its profile's preset plus its own overrides. List overrides
+replace the preset's list; numeric overrides replace the preset's value, with -1
+meaning "no limit". "@standard" in an agent list stands for the operator's named
+list of standard agents, kept in the store and expanded when read.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .errors import InvalidInput
+
+ALL = "*"
+STANDARD = "@standard"
+UNLIMITED = -1
+NANOS = 1_000_000_000
+
+PRESETS: dict[str, dict] = {
+    "free": {
+        "allowed_tools": ["Read", "Grep"],
+        "blocked_tools": [],
+        "allowed_agents": [],
+        "allowed_skills": [],
+        "rate_limit": 10,
+        "tokens_per_day": None,
+        "max_cost_nanos": NANOS // 10,
+        "monthly_budget_nanos": None,
+        "timeout": 60,
+    },
+    "pro": {
+        "allowed_tools": ["Read", "Grep", "Bash", "Edit", "Write"],
+        "blocked_tools": [],
+        "allowed_agents": [STANDARD],
+        "allowed_skills": [],
+        "rate_limit": 100,
+        "tokens_per_day": None,
+        "max_cost_nanos": NANOS,
+        "monthly_budget_nanos": None,
+        "timeout": 300,
+    },
+    "enterprise": {
+        "allowed_tools": [ALL],
+        "blocked_tools": [],
+        "allowed_agents": [ALL],
+        "allowed_skills": [ALL],
+        "rate_limit": None,
+        "tokens_per_day": None,
+        "max_cost_nanos": None,
+        "monthly_budget_nanos": None,
+        "timeout": None,
+    },
+}
+NAMES = tuple(PRESETS)
+LIST_FIELDS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills")
+LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout")
+OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS
+DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
+
+
+def check_profile(name: str) -> str:
+    if name not in PRESETS:
+        raise InvalidInput(f"unknown profile {name!r}: choose one of {', '.join(NAMES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Effective permissions. Lists may hold "*" (all); limits are None for none."""
+
+    profile: str
+    allowed_tools: tuple[str, ...]
+    blocked_tools: tuple[str, ...]
+    allowed_agents: tuple[str, ...]
+    allowed_skills: tuple[str, ...]
+    rate_limit: int | None
+    tokens_per_day: int | None
+    max_cost_nanos: int | None
+    monthly_budget_nanos: int | None
+    timeout: int | None
+
+    def allows_tool(self, tool: str) -> bool:
+        if tool in self.blocked_tools or ALL in self.blocked_tools:
+            return False
+        return ALL in self.allowed_tools or tool in self.allowed_tools
+
+    def allows_agent(self, agent: str) -> bool:
+        return ALL in self.allowed_agents or agent in self.allowed_agents
+
+    def allows_skill(self, skill: str) -> bool:
+        return ALL in self.allowed_skills or skill in self.allowed_skills
+
+    def as_json(self, key_id: str) -> dict:
+        usd = lambda n: None if n is None else n / NANOS  # noqa: E731
+        return {
+            "id": key_id,
+            "profile": self.profile,
+            "allowed_tools": list(self.allowed_tools),
+            "blocked_tools": list(self.blocked_tools),
+            "allowed_agents": list(self.allowed_agents),
+            "allowed_skills": list(self.allowed_skills),
+            "rate_limit": self.rate_limit,
+            "tokens_per_day": self.tokens_per_day,
+            "max_cost_per_task": usd(self.max_cost_nanos),
+            "monthly_budget": usd(self.monthly_budget_nanos),
+            "timeout": self.timeout,
+        }
+
+
+def preset_list(profile: str, field: str) -> list[str]:
+    return list(PRESETS[profile][field])
+
+
+def resolve(row, standard_agents=None) -> Permissions:
+    """Effective permissions of a key row (a mapping with the override columns).
+
+    `standard_agents` is a list or a callable returning it; it is consulted only
+    when an agent list refers to "@standard".
+    """
+    preset = PRESETS.get(row["profile"], PRESETS["free"])  # an unknown name gets the least
+    values = {}
+    for field in LIST_FIELDS:
+        raw = row[field]
+        items = json.loads(raw) if raw is not None else preset[field]
+        if STANDARD in items:
+            extra = standard_agents() if callable(standard_agents) else (standard_agents or [])
+            items = expand(items, extra)
+        values[field] = tuple(items)
+    for field in LIMIT_FIELDS:
+        raw = row[field]
+        value = preset[field] if raw is None else raw
+        values[field] = None if value == UNLIMITED else value
+    return Permissions(profile=row["profile"], **values)
+
+
+def expand(items, standard):
+    out = []
+    for item in items:
+        for name in standard if item == STANDARD else [item]:
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def describe(profile: str, standard_agents: list[str]) -> dict:
+    """A preset as `profiles show` prints it (agents expanded, money in USD)."""
+    row = {"profile": profile, **dict.fromkeys(OVERRIDE_FIELDS)}
+    perms = resolve(row, standard_agents).as_json(key_id="")
+    del perms["id"]
+    return {"name": perms.pop("profile"), **perms}

@@ -1,0 +1,42 @@
+"""Hot paths import only what they use: rich, tabulate, keyring and sqlite-utils each
+cost 30-150 ms, so the verification and JSON paths must not load them."""
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import create
+
+HEAVY = ("rich", "tabulate", "keyring", "sqlite_utils")
+PROBE = """
+import sys
+from claude_keys.cli import cli
+try:
+    cli.main(sys.argv[1:], prog_name="claude-api")
+except SystemExit:
+    pass
+heavy = [m for m in {heavy!r} if m in sys.modules]
+sys.stderr.write("HEAVY=" + ",".join(heavy) + "\\n")
+"""
+
+
+def loaded_heavy_modules(*args, stdin=None) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args],
+                          capture_output=True, text=True, input=stdin)
+    line = [l for l in done.stderr.splitlines() if l.startswith("HEAVY=")][-1]
+    return [m for m in line[len("HEAVY="):].split(",") if m]
+
+
+@pytest.mark.parametrize("args", [["keys", "list", "--json"], ["keys", "show", "{id}", "--json"],
+                                  ["keys", "permissions", "{id}", "--json"]])
+def test_json_paths_stay_light(args):
+    key = create()
+    args = [a.format(id=key["id"]) for a in args]
+    assert loaded_heavy_modules(*args) == []
+
+
+def test_import_claude_keys_is_light():
+    code = "import json, sys, claude_keys; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    modules = json.loads(done.stdout)
+    assert not [m for m in modules if m.split(".")[0] in HEAVY + ("click",)]

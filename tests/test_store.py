@@ -1,0 +1,127 @@
+"""The store: where it is, its permissions, its schema, and sharing it between processes."""
+import os
+import sqlite3
+import stat
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import EXE, cli, create, proc
+
+from claude_keys import migrations, store
+
+
+def test_path_precedence(tmp_path, monkeypatch):
+    flag = tmp_path / "flag.db"
+    assert cli("--db", flag, "db", "path").stdout.strip() == str(flag)
+    assert cli("db", "path").stdout.strip() == os.environ["CLAUDE_API_DB"]
+    monkeypatch.delenv("CLAUDE_API_DB")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cli("db", "path").stdout.strip() == str(tmp_path / "xdg" / "claude-api" / "keys.db")
+
+
+def test_default_store_is_created_private_under_umask_000(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CLAUDE_API_DB"}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path))
+    done = subprocess.run(["sh", "-c", f"umask 000 && '{EXE}' keys create --project-id p -q"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "xdg" / "claude-api"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = list(folder.iterdir())
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+
+
+def test_wal_files_stay_private_while_open(isolated):
+    create()
+    os.umask(0)
+    try:
+        conn = store.connect()
+        conn.execute("SELECT count(*) FROM keys").fetchone()
+        for f in isolated.parent.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        conn.close()
+    finally:
+        os.umask(0o022)
+
+
+def test_store_uses_wal(isolated):
+    create()
+    assert sqlite3.connect(isolated).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_schema_version_matches_migrations():
+    assert store.SCHEMA_VERSION == migrations.count()
+
+
+def _one_line_error(r, code=1, text=None):
+    assert r.exit_code == code, r
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r
+    if text:
+        assert text in r.stderr, r
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    _one_line_error(cli("--db", junk, "keys", "list"), text="not a SQLite database")
+    _one_line_error(proc("--db", junk, "keys", "list"), text="not a SQLite database")
+
+
+def test_unusable_paths(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    _one_line_error(cli("--db", tmp_path / "afile" / "keys.db", "keys", "list"), text="cannot open")
+    (tmp_path / "adir").mkdir()
+    _one_line_error(cli("--db", tmp_path / "adir", "keys", "list"), code=2, text="is a directory")
+
+
+def test_a_newer_store_is_refused_untouched(isolated):
+    create()
+    conn = sqlite3.connect(isolated)
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    before = isolated.read_bytes()
+    _one_line_error(cli("keys", "list"), text="newer than this claude-api")
+    assert isolated.read_bytes() == before
+
+
+def test_a_foreign_database_is_refused(tmp_path):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE customers (id)")
+    conn.commit()
+    conn.close()
+    _one_line_error(cli("--db", other, "keys", "list"), text="not a claude-api store")
+    assert [r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master")] == ["customers"]
+
+
+def test_db_check_reports_integrity_and_version():
+    create()
+    r = cli("db", "check", "--json")
+    assert r.exit_code == 0, r
+    report = r.json()
+    assert report["ok"] and report["integrity"] == "ok"
+    assert report["schema_version"] == store.SCHEMA_VERSION == len(report["migrations"])
+
+
+def test_db_backup_is_a_usable_copy(tmp_path):
+    keys = [create() for _ in range(3)]
+    copy = tmp_path / "backup.db"
+    assert cli("db", "backup", copy).exit_code == 0
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    listed = cli("--db", copy, "keys", "list", "--json").json()
+    assert {k["id"] for k in listed} == {k["id"] for k in keys}
+    _one_line_error(cli("db", "backup", copy), text="already exists")
+
+
+def test_many_processes_share_a_fresh_store():
+    """Eight processes at once on a store that does not exist yet: one migrates, all succeed."""
+    def make(i):
+        return proc("keys", "create", "--project-id", f"p{i}", "--no-keyring", "--json")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(make, range(16)))
+    assert all(r.exit_code == 0 for r in results), [r for r in results if r.exit_code]
+    assert all(r.stderr == "" for r in results)
+    assert len(cli("keys", "list", "--json").json()) == 16
