@@ -6,10 +6,8 @@ Every change runs in one write transaction together with its audit record.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import re
-import secrets as _random
 import sqlite3
 from dataclasses import dataclass, field
 
@@ -112,8 +110,10 @@ def _by_digest(conn: sqlite3.Connection, token: str) -> sqlite3.Row:
 
 
 def _new_id(conn: sqlite3.Connection) -> str:
+    import secrets
+
     while True:
-        key_id = _random.token_hex(6)
+        key_id = secrets.token_hex(6)
         if not conn.execute("SELECT 1 FROM keys WHERE id = ?", (key_id,)).fetchone():
             return key_id
 
@@ -245,9 +245,7 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> li
     return out
 
 
-def standard_agents(conn) -> list[str]:
-    row = conn.execute("SELECT value FROM settings WHERE name = 'standard_agents'").fetchone()
-    return json.loads(row[0]) if row else list(profiles.DEFAULT_STANDARD_AGENTS)
+standard_agents = profiles.standard_agents
 
 
 def set_standard_agents(conn, add=(), remove=(), replace=None) -> list[str]:
@@ -437,9 +435,64 @@ def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple[
     return created, old
 
 
+def split_tokens(text: str) -> list[str]:
+    """Tokens as operators hold them: `API_KEYS=k1,k2`, one per line, or both."""
+    return [t for t in re.split(r"[\s,]+", text) if t]
+
+
+@dataclass
+class Adopted:
+    row: sqlite3.Row
+    new: bool  # False: the token was already stored (as this key)
+
+
+def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "enterprise",
+                  name: str | None = None) -> tuple[list[Adopted], list[str]]:
+    """Adopt existing plaintext tokens (from `API_KEYS`, `AUTH_TOKEN`, …) as keys.
+
+    Only their digests are stored, so clients keep working while the tokens themselves
+    never reach the store. Returns the keys and warnings (never naming a token)."""
+    check_text(project_id, "project id")
+    if name is not None:
+        check_text(name, "name", allow_empty=True)
+    profiles.check_profile(profile)
+    if not tokens:
+        raise InvalidInput("no tokens given: pipe them in, one per line or comma-separated, "
+                           "or name an environment variable with --from-env")
+    warnings = []
+    for n, token in enumerate(tokens, 1):
+        if len(token) > fmt.MAX_TOKEN_LEN or not token.isprintable():
+            raise InvalidInput(f"token {n} is not usable: at most {fmt.MAX_TOKEN_LEN} printable characters")
+        if token.startswith(fmt.PREFIX) and len(token) == fmt.SECRET_LEN and not fmt.is_plausible_token(token):
+            raise InvalidInput(f"token {n} looks like a claude-api key with a wrong checksum (mistyped?)")
+        if len(token) < 16:
+            warnings.append(f"token {n} has only {len(token)} characters: rotate it to a generated "
+                            "key soon (claude-api keys rotate)")
+    adopted: dict[bytes, Adopted] = {}
+    with write(conn):
+        now = now_s()
+        for token in tokens:
+            d = fmt.digest(token)
+            if d in adopted:
+                continue
+            existing = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (d,))
+            if existing:
+                adopted[d] = Adopted(existing[0], False)
+                continue
+            key_id = _new_id(conn)
+            row = _insert(conn, key_id, token, project_id, name, profile, {}, created_at=now,
+                          expires_at=None, in_keyring=False, lineage=key_id, rotated_from=None,
+                          source="imported")
+            audit.record(conn, "import", key_id, None, _audited(row))
+            adopted[d] = Adopted(row, True)
+    return list(adopted.values()), warnings
+
+
 def reveal(conn, row) -> str:
     if vault.disabled():
         raise ClaudeKeysError("the keyring is disabled (CLAUDE_API_NO_KEYRING), so no secret can be read back")
+    import hmac
+
     secret = vault.read(row["id"])
     if secret is None or not hmac.compare_digest(fmt.digest(secret), row["digest"]):
         why = ("it was created without the keyring" if not row["in_keyring"]

@@ -81,6 +81,90 @@ def m001_keys(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_usage_and_rate_limits(db: Database) -> None:
+    """Usage: one row per request, clustered on its request id (dedupe and storage in one
+    b-tree, the cheapest insert on the request path). Two roll-ups kept by a trigger in
+    the same statement: per key and UTC day (budgets; reports on whole days) and per
+    hour (reports whose boundaries fall inside a UTC day, e.g. other time zones). The
+    rate limiter's log of the last minute's requests per key lineage (n requests in
+    each millisecond), with their total so that taking a slot costs the same whatever
+    the limit."""
+    counters = """
+            requests INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_5m_tokens INTEGER NOT NULL,
+            cache_write_1h_tokens INTEGER NOT NULL,
+            cost_nanos INTEGER NOT NULL,
+            unpriced INTEGER NOT NULL"""
+    upsert = """
+            ON CONFLICT DO UPDATE SET
+                requests = requests + 1,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+                cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+                cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+                cost_nanos = cost_nanos + excluded.cost_nanos,
+                unpriced = unpriced + excluded.unpriced"""
+    values = """NEW.project_id, coalesce(NEW.key_id, ''), NEW.model, 1,
+                NEW.input_tokens, NEW.output_tokens, NEW.cache_read_tokens,
+                NEW.cache_write_5m_tokens, NEW.cache_write_1h_tokens, NEW.cost_nanos,
+                1 - NEW.priced"""
+    _run(
+        db,
+        f"""
+        CREATE TABLE usage (
+            request_id TEXT PRIMARY KEY,
+            key_id TEXT,
+            project_id TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_nanos INTEGER NOT NULL DEFAULT 0,
+            priced INTEGER NOT NULL DEFAULT 1
+        ) WITHOUT ROWID;
+        CREATE TABLE usage_daily (
+            key_id TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            project_id TEXT NOT NULL,
+            model TEXT NOT NULL,{counters},
+            PRIMARY KEY (key_id, day, project_id, model)
+        ) WITHOUT ROWID;
+        CREATE TABLE usage_hourly (
+            hour INTEGER NOT NULL,
+            project_id TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            model TEXT NOT NULL,{counters},
+            PRIMARY KEY (hour, project_id, key_id, model)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER usage_rollups AFTER INSERT ON usage BEGIN
+            INSERT INTO usage_daily (day, project_id, key_id, model, requests, input_tokens,
+                output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+                cost_nanos, unpriced)
+            VALUES (NEW.at_ms / 86400000, {values}){upsert};
+            INSERT INTO usage_hourly (hour, project_id, key_id, model, requests, input_tokens,
+                output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+                cost_nanos, unpriced)
+            VALUES (NEW.at_ms / 3600000, {values}){upsert};
+        END;
+        CREATE TABLE rate_slots (
+            lineage TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (lineage, at_ms)
+        ) WITHOUT ROWID;
+        CREATE TABLE rate_windows (lineage TEXT PRIMARY KEY, used INTEGER NOT NULL) WITHOUT ROWID;
+        """,
+    )
+
+
 def apply(conn: sqlite3.Connection) -> None:
     """Apply pending steps on a connection already inside a write transaction."""
     db = Database(conn, execute_plugins=False, recursive_triggers=False)

@@ -7,8 +7,8 @@ list of standard agents, kept in the store and expanded when read.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from .errors import InvalidInput
 
@@ -59,6 +59,14 @@ OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS
 DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
 
 
+def standard_agents(conn) -> list[str]:
+    """The operator's "standard agents" list, kept in the store's settings."""
+    import json
+
+    row = conn.execute("SELECT value FROM settings WHERE name = 'standard_agents'").fetchone()
+    return json.loads(row[0]) if row else list(DEFAULT_STANDARD_AGENTS)
+
+
 def check_profile(name: str) -> str:
     if name not in PRESETS:
         raise InvalidInput(f"unknown profile {name!r}: choose one of {', '.join(NAMES)}")
@@ -85,8 +93,11 @@ class Permissions:
             return False
         return ALL in self.allowed_tools or tool in self.allowed_tools
 
-    def allows_agent(self, agent: str) -> bool:
-        return ALL in self.allowed_agents or agent in self.allowed_agents
+    def allows_agent(self, agent: str, standard=None) -> bool:
+        """`standard`: a callable giving the standard agents, asked only if needed."""
+        if ALL in self.allowed_agents or agent in self.allowed_agents:
+            return True
+        return STANDARD in self.allowed_agents and standard is not None and agent in standard()
 
     def allows_skill(self, skill: str) -> bool:
         return ALL in self.allowed_skills or skill in self.allowed_skills
@@ -115,23 +126,35 @@ def preset_list(profile: str, field: str) -> list[str]:
 def resolve(row, standard_agents=None) -> Permissions:
     """Effective permissions of a key row (a mapping with the override columns).
 
-    `standard_agents` is a list or a callable returning it; it is consulted only
-    when an agent list refers to "@standard".
+    `standard_agents` (a list, or a callable returning it) expands "@standard" in the
+    agent list; without it the marker stays for `allows_agent` to expand on demand.
     """
-    preset = PRESETS.get(row["profile"], PRESETS["free"])  # an unknown name gets the least
+    perms = resolve_overrides(row["profile"], *(row[f] for f in OVERRIDE_FIELDS))
+    if standard_agents is not None and STANDARD in perms.allowed_agents:
+        extra = standard_agents() if callable(standard_agents) else standard_agents
+        perms = replace(perms, allowed_agents=tuple(expand(perms.allowed_agents, extra)))
+    return perms
+
+
+@lru_cache(maxsize=4096)
+def resolve_overrides(profile: str, *overrides) -> Permissions:
+    """Permissions from a profile and the override columns (in OVERRIDE_FIELDS order),
+    "@standard" unexpanded. Cached: the request path resolves the same few keys over
+    and over."""
+    preset = PRESETS.get(profile, PRESETS["free"])  # an unknown name gets the least
     values = {}
-    for field in LIST_FIELDS:
-        raw = row[field]
-        items = json.loads(raw) if raw is not None else preset[field]
-        if STANDARD in items:
-            extra = standard_agents() if callable(standard_agents) else (standard_agents or [])
-            items = expand(items, extra)
-        values[field] = tuple(items)
-    for field in LIMIT_FIELDS:
-        raw = row[field]
-        value = preset[field] if raw is None else raw
-        values[field] = None if value == UNLIMITED else value
-    return Permissions(profile=row["profile"], **values)
+    for field, raw in zip(OVERRIDE_FIELDS, overrides):
+        if field in LIST_FIELDS:
+            if raw is not None:
+                import json  # only keys with list overrides need it
+
+                values[field] = tuple(json.loads(raw))
+            else:
+                values[field] = tuple(preset[field])
+        else:
+            value = preset[field] if raw is None else raw
+            values[field] = None if value == UNLIMITED else value
+    return Permissions(profile=profile, **values)
 
 
 def expand(items, standard):

@@ -8,9 +8,16 @@ secret is ever stored.
 """
 from __future__ import annotations
 
-import hashlib
-import secrets as _random
 from binascii import crc32
+from functools import lru_cache
+
+try:  # the interpreter's own SHA-256: hashlib would load OpenSSL (~3 ms) on the hot path
+    from _sha2 import sha256 as _sha256  # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # Python <= 3.11
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PREFIX = "cc_"
@@ -31,7 +38,9 @@ def _checksum(body: str) -> str:
 
 
 def new_secret() -> str:
-    body = "".join(_random.choice(ALPHABET) for _ in range(RANDOM_LEN))
+    import secrets
+
+    body = "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_LEN))
     return PREFIX + body + _checksum(body)
 
 
@@ -62,7 +71,17 @@ def is_plausible_token(token: str) -> bool:
 
 
 def digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    return _sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+@lru_cache(maxsize=4096)
+def lookup_digest(token: str) -> bytes | None:
+    """The digest to look a presented token up by, or None when it is not worth a lookup.
+
+    Memoized: a service sees the same few keys over and over (the tokens are already in
+    its memory, in the requests that carry them). Bounded, so junk cannot grow it.
+    """
+    return digest(token) if is_plausible_token(token) else None
 
 
 def hint(token: str) -> str:

@@ -15,8 +15,12 @@ from .errors import StoreError
 
 # The number of migrations in claude_keys.migrations; PRAGMA user_version caches
 # how many have been applied so the common case never imports sqlite-utils.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
+# Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
+# dirties one page in each of three b-trees (usage, daily and hourly roll-ups).
+PAGE_SIZE = 1024
+WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
 ENV_DB = "CLAUDE_API_DB"
 
 
@@ -65,6 +69,7 @@ def connect(path: str | os.PathLike | None = None) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             _upgrade(conn, path, version)
@@ -93,6 +98,7 @@ def _upgrade(conn: sqlite3.Connection, path: str, version: int) -> None:
             f"understands ({SCHEMA_VERSION}); upgrade claude-api to use it"
         )
     if version == 0 and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on an empty file
         conn.execute("PRAGMA journal_mode=WAL")  # persistent; cannot run in a transaction
     from . import migrations
 

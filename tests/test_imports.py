@@ -40,3 +40,16 @@ def test_import_claude_keys_is_light():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     modules = json.loads(done.stdout)
     assert not [m for m in modules if m.split(".")[0] in HEAVY + ("click",)]
+
+
+@pytest.mark.parametrize("extra", [["--dry-run"], ["--tool", "Read"], []])
+def test_keys_verify_stays_light(extra):
+    key = create("--profile", "pro")
+    assert loaded_heavy_modules("keys", "verify", key["key"], "--json", *extra) == []
+    assert loaded_heavy_modules("keys", "verify", "-", stdin=key["key"]) == []
+
+
+def test_usage_record_stays_light():
+    key = create()
+    assert loaded_heavy_modules("usage", "record", "--key", key["id"], "--input-tokens", "5",
+                                "--model", "claude-sonnet-4-5", "--json") == []

@@ -19,6 +19,7 @@ from ..errors import ClaudeKeysError
 COMMANDS = {
     "keys": "claude_keys.cli.keys:keys",
     "profiles": "claude_keys.cli.profiles:profiles",
+    "usage": "claude_keys.cli.usage:usage",
     "db": "claude_keys.cli.db:db",
 }
 
@@ -112,6 +113,12 @@ class App:
     def __init__(self, db: str | None):
         self.db = db
         self._conn = None
+
+    @property
+    def db_path(self) -> str:
+        from ..store import resolve_path
+
+        return resolve_path(self.db)
 
     @property
     def conn(self) -> sqlite3.Connection:

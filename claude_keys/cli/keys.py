@@ -1,14 +1,15 @@
 """`claude-api keys …`: thin commands over claude_keys.keys (and gate for verify).
 
 Kept import-light: `keys verify` runs through this module on every request of a
-shell gateway, so rich, tabulate and keyring are imported inside the commands
-that print tables or touch the keyring.
+shell gateway, so each command imports what it needs (the key lifecycle, rich,
+tabulate, keyring) itself.
 """
 from __future__ import annotations
 
+import sys
+
 import click
 
-from .. import keys as lib
 from ..values import iso_s
 from . import warn
 
@@ -43,6 +44,8 @@ def keys() -> None:
 def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget, expires_in,
            no_keyring, quiet, fmt) -> None:
     """Create a key. Its secret is printed once, and kept in the OS keyring if there is one."""
+    from .. import keys as lib
+
     overrides = {"rate_limit": rate_limit, "max_cost_nanos": max_cost,
                  "monthly_budget_nanos": monthly_budget}
     created = lib.create(
@@ -62,7 +65,8 @@ def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget,
         _print_created(created, "Created")
 
 
-def _print_created(created: lib.Created, verb: str) -> None:
+def _print_created(created, verb: str) -> None:
+    """The human answer of create and rotate (claude_keys.keys.Created)."""
     row = created.row
     label = f" ({row['name']})" if row["name"] else ""
     click.echo(f"{verb} key {row['id']}{label} for project {row['project_id']}, "
@@ -87,6 +91,8 @@ def _print_created(created: lib.Created, verb: str) -> None:
 @click.pass_context
 def list_(ctx, project_id, profile, status, fmt) -> None:
     """List keys (never their secrets)."""
+    from .. import keys as lib
+
     rows = lib.list_keys(_app(ctx).conn, project_id=project_id, profile=profile, status_filter=status)
     from ..render import table
 
@@ -100,6 +106,8 @@ def list_(ctx, project_id, profile, status, fmt) -> None:
 @click.pass_context
 def show(ctx, key, fmt) -> None:
     """Show one key: its state, lineage and effective permissions."""
+    from .. import keys as lib
+
     conn = _app(ctx).conn
     detail = lib.show(conn, lib.find(conn, key))
     from ..render import readable_permissions, record
@@ -143,6 +151,8 @@ _LIMIT_OPTIONS = {
 @click.pass_context
 def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) -> None:
     """Show a key's effective permissions, or change them."""
+    from .. import keys as lib
+
     conn = _app(ctx).conn
     row = lib.find(conn, key)
     changes = lib.PermissionChanges(profile=set_profile, keep_overrides=keep_overrides, reset=reset)
@@ -177,6 +187,8 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
 @click.pass_context
 def revoke(ctx, key, force, reason) -> None:
     """Revoke a key at once; its secret is removed from the keyring."""
+    from .. import keys as lib
+
     conn = _app(ctx).conn
     row = lib.find(conn, key)
     if not force:
@@ -202,6 +214,8 @@ def revoke(ctx, key, force, reason) -> None:
 @click.pass_context
 def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
     """Replace a key's secret, keeping its project, name, profile and permissions."""
+    from .. import keys as lib
+
     conn = _app(ctx).conn
     old = lib.find(conn, key)
     created, old = lib.rotate(conn, old["id"], grace, use_keyring=not no_keyring)
@@ -225,5 +239,75 @@ def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
 @click.pass_context
 def reveal(ctx, key) -> None:
     """Print a key's secret, read back from the OS keyring."""
+    from .. import keys as lib
+
     conn = _app(ctx).conn
     click.echo(lib.reveal(conn, lib.find(conn, key)))
+
+
+@keys.command()
+@click.argument("key", required=False, metavar="[KEY|-]")
+@click.option("--tool", help="The tool the request wants to use.")
+@click.option("--agent", help="The agent the request wants to run.")
+@click.option("--skill", help="The skill the request wants to invoke.")
+@click.option("--cost", type=Money(), help="The request's (estimated) cost in USD.")
+@click.option("--dry-run", is_flag=True, help="Decide without taking a rate-limit slot or marking the key used.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON, whatever it is.")
+@click.pass_context
+def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
+    """Decide whether a request may go ahead (exit 0), or why not: 3 invalid key (401),
+    4 not permitted (403), 5 rate limit or budget (429). KEY "-" reads it from stdin."""
+    from .. import gate
+
+    if key == "-":
+        key = sys.stdin.readline().strip()
+    decision = gate.decide(_app(ctx).conn, key, tool=tool, agent=agent, skill=skill,
+                           cost_nanos=cost, dry_run=dry_run)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(decision.as_json()))
+    elif decision.allowed:
+        click.echo(f"allowed: key {decision.key_id} (project {decision.project_id})")
+    else:
+        click.echo(f"denied ({decision.status} {decision.body['error']['type']}): "
+                   f"{decision.message}", err=True)
+    for line in decision.warnings:
+        warn(line)
+    ctx.exit(decision.exit_code)
+
+
+@keys.command("import")
+@click.option("--project-id", required=True, type=Project(), help="The project the tokens belong to.")
+@click.option("--profile", type=Profile(), default="enterprise", show_default=True, help="Permission preset.")
+@click.option("--name", help="A label for the adopted keys.")
+@click.option("--from-env", metavar="VAR", help="Read the tokens from this environment variable "
+              "(e.g. API_KEYS or AUTH_TOKEN) instead of stdin.")
+@output_options
+@click.pass_context
+def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
+    """Adopt existing plaintext tokens as keys, storing only their digests.
+
+    Tokens are read from stdin (one per line or comma-separated, as in API_KEYS=k1,k2)
+    or from an environment variable, so they never appear in the process list."""
+    from .. import keys as lib
+
+    import os
+
+    if from_env:
+        if from_env not in os.environ:
+            raise click.BadParameter(f"the environment variable {from_env} is not set",
+                                     param_hint="--from-env")
+        text = os.environ[from_env]
+    else:
+        text = sys.stdin.read()
+    adopted, warnings = lib.import_tokens(_app(ctx).conn, lib.split_tokens(text), project_id,
+                                          profile=profile, name=name)
+    for line in warnings:
+        warn(line)
+    rows = [{**lib.public(a.row), "imported": a.new} for a in adopted]
+    from ..render import table
+
+    table(rows, fmt, ["id", "project_id", "profile", "hint", "imported"], headers={"project_id": "project"})
+    fresh = sum(a.new for a in adopted)
+    click.echo(f"Adopted {fresh} token(s); {len(adopted) - fresh} were already stored.", err=True)

@@ -1,0 +1,84 @@
+"""Shared by the benchmarks: a scratch store, timing of whole processes, reporting.
+
+Targets are ratios to a floor measured in the same run on the same machine, because
+absolute times on shared machines drift: runs of the command and of its floor are
+interleaved and compared by their medians.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXE = shutil.which("claude-api", path=os.path.dirname(sys.executable)) or shutil.which("claude-api")
+
+
+def scratch(name: str = "bench") -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=f"claude-api-{name}-"))
+    return folder
+
+
+def env_for(db: Path) -> dict:
+    env = {**os.environ, "CLAUDE_API_DB": str(db), "CLAUDE_API_NO_KEYRING": "1"}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run(args: list[str], env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, input=stdin, capture_output=True, text=True)
+
+
+def timed(args: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0,):
+        raise SystemExit(f"benchmark command failed ({done.returncode}): {' '.join(args)}")
+    return elapsed
+
+
+def interleaved(commands: dict[str, list[str]], env: dict, runs: int) -> dict[str, float]:
+    """Median wall time of each command, running them in turn `runs` times."""
+    times = {name: [] for name in commands}
+    for name, args in commands.items():  # warm the page cache and .pyc files
+        timed(args, env)
+    for _ in range(runs):
+        for name, args in commands.items():
+            times[name].append(timed(args, env))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+FLOOR_IMPORT = [sys.executable, "-c", "import click, sqlite3"]
+
+
+def report(title: str, rows: list[tuple]) -> None:
+    """rows: (what, figure, floor, ratio, target, verdict)."""
+    print(f"\n## {title}\n")
+    print("| what | measured | floor | ratio | target | |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    sys.stdout.flush()
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def create_key(env: dict, *args: str) -> tuple[str, str]:
+    import json
+
+    done = run([EXE, "keys", "create", "--project-id", "bench", "--json", *args], env)
+    if done.returncode:
+        raise SystemExit(done.stderr)
+    key = json.loads(done.stdout)
+    return key["key"], key["id"]

@@ -1,0 +1,185 @@
+"""The Python API for the service: KeyStore, and the seed-compatible AuthManager and
+PermissionManager. Thin over gate, usage and keys, against the same store as the CLI.
+
+Each thread gets its own SQLite connection (and a forked child a new one), so one
+object can be shared by a threaded server; many processes share the store file.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+
+from . import gate, keys, usage
+from .errors import InvalidInput
+from .profiles import LIST_FIELDS, UNLIMITED
+from .store import connect, resolve_path
+from .values import parse_count, parse_duration, parse_money, parse_time
+
+__all__ = ["KeyStore", "AuthManager", "PermissionManager"]
+
+
+class _StoreClient:
+    def __init__(self, db: str | os.PathLike | None = None):
+        self.path = resolve_path(db)
+        self._local = threading.local()
+
+    def _conn(self):
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = connect(self.path)
+            local.pid = os.getpid()
+        return local.conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.__dict__.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _at_ms(at) -> int | None:
+    """A time as epoch ms: None (now), a datetime (naive = UTC), epoch seconds, or ISO text."""
+    if at is None:
+        return None
+    if isinstance(at, _dt.datetime):
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=_dt.timezone.utc)
+        return int(at.timestamp() * 1000)
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return int(at * 1000)
+    if isinstance(at, str):
+        return parse_time(at)
+    raise InvalidInput(f"cannot read a time from {type(at).__name__}")
+
+
+class KeyStore(_StoreClient):
+    """The service's two calls: `check` a request, then `record_usage` for it."""
+
+    def __init__(self, db: str | os.PathLike | None = None):
+        super().__init__(db)
+        self._projects: dict[str, str] = {}  # key id -> project id; never changes
+
+    def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
+              dry_run=False, query=None) -> gate.Decision:
+        """Authenticate, authorize, check budgets and take a rate-limit slot.
+
+        The key comes from `key` (the secret) or from `headers` (`x-api-key`, then
+        `Authorization: Bearer`) or `query` (`api_key`).
+        """
+        token = key if key is not None else gate.token_from(headers, query)
+        cost_nanos = None if cost is None else parse_money(cost)
+        return gate.decide(self._conn(), token, tool=tool, agent=agent, skill=skill,
+                           cost_nanos=cost_nanos, dry_run=dry_run)
+
+    def record_usage(self, key_id, model=None, input_tokens=0, output_tokens=0,
+                     cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
+                     at=None, cache_write_1h_tokens=0) -> usage.Recorded:
+        """Record one request. `cache_write_tokens` are 5-minute writes; a request id
+        already stored changes nothing (`.recorded` is then False)."""
+        conn = self._conn()
+        project = self._projects.get(key_id)
+        if project is None:
+            project = self._projects[key_id] = usage.project_of(conn, key_id)
+        tokens = usage.check_tokens(
+            input_tokens=input_tokens, output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
+            cache_write_1h_tokens=cache_write_1h_tokens)
+        return usage.record(conn, key_id, project, model=model, tokens=tokens,
+                            cost_nanos=None if cost is None else parse_money(cost),
+                            request_id=request_id, at_ms=_at_ms(at))
+
+
+class AuthManager(_StoreClient):
+    """Seed-compatible key management: generate, revoke, validate, authenticate."""
+
+    def generate_key(self, project_id: str, rate_limit=100, profile: str = "enterprise",
+                     **opts) -> str:
+        """Create a key and return its secret. Options: name, max_cost, monthly_budget
+        (USD), expires_in (seconds or "30d"), use_keyring (default True)."""
+        unknown = set(opts) - {"name", "max_cost", "monthly_budget", "expires_in", "use_keyring"}
+        if unknown:
+            raise InvalidInput(f"unknown options: {', '.join(sorted(unknown))}")
+        overrides = {}
+        if rate_limit is not None:
+            overrides["rate_limit"] = parse_count(rate_limit, "rate_limit")
+        if opts.get("max_cost") is not None:
+            overrides["max_cost_nanos"] = parse_money(opts["max_cost"])
+        if opts.get("monthly_budget") is not None:
+            overrides["monthly_budget_nanos"] = parse_money(opts["monthly_budget"])
+        expires_in = opts.get("expires_in")
+        if isinstance(expires_in, str):
+            expires_in = parse_duration(expires_in)
+        created = keys.create(self._conn(), project_id, profile=profile, name=opts.get("name"),
+                              overrides=overrides, expires_in=expires_in,
+                              use_keyring=opts.get("use_keyring", True))
+        return created.secret
+
+    def revoke_key(self, key: str, reason: str | None = None) -> bool:
+        """Revoke a key (secret, id or id prefix). False if it was already revoked."""
+        conn = self._conn()
+        _, changed, _ = keys.revoke(conn, keys.find(conn, key)["id"], reason)
+        return changed
+
+    def validate_key(self, key: str) -> bool:
+        """True for a well-formed, known, active key."""
+        return gate.decide(self._conn(), key, dry_run=True).status != 401
+
+    def authenticate(self, headers=None, query=None) -> dict | None:
+        """The key of a request (`x-api-key`, then `Authorization: Bearer`, then the
+        `api_key` query parameter) if it is valid: {"key_id", "project_id", "profile"}."""
+        decision = gate.decide(self._conn(), gate.token_from(headers, query), dry_run=True)
+        if decision.status == 401:
+            return None
+        return {"key_id": decision.key_id, "project_id": decision.project_id,
+                "profile": decision.profile}
+
+
+_MONEY_SETTINGS = {"max_cost_per_task": "max_cost_nanos", "monthly_budget": "monthly_budget_nanos"}
+_COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day", "timeout": "timeout"}
+
+
+class PermissionManager(_StoreClient):
+    """Seed-compatible permission management."""
+
+    def apply_default_profile(self, key: str, profile: str) -> dict:
+        """Switch a key to a preset, dropping its own overrides."""
+        return self._change(key, keys.PermissionChanges(profile=profile))
+
+    def set_profile(self, key: str, settings: dict) -> dict:
+        """Set a key's permissions: lists replace the profile's; a limit of None
+        means no limit. Keys as in the seed: allowed_tools, blocked_tools,
+        allowed_agents, allowed_skills, max_cost_per_task, monthly_budget, rate_limit,
+        tokens_per_day, timeout (and optionally profile)."""
+        changes = keys.PermissionChanges(profile=settings.get("profile"), keep_overrides=True)
+        for name, value in settings.items():
+            if name in LIST_FIELDS:
+                if isinstance(value, str) or not hasattr(value, "__iter__"):
+                    raise InvalidInput(f"{name} must be a list of names")
+                changes.replace[name] = list(value)
+            elif name in _MONEY_SETTINGS:
+                changes.limits[_MONEY_SETTINGS[name]] = UNLIMITED if value is None else parse_money(value)
+            elif name in _COUNT_SETTINGS:
+                changes.limits[name] = UNLIMITED if value is None else parse_count(value, name)
+            elif name != "profile":
+                raise InvalidInput(f"unknown permission {name!r}")
+        return self._change(key, changes)
+
+    def get_profile(self, key: str) -> dict:
+        """The key's effective permissions, as `keys permissions --json` prints them."""
+        conn = self._conn()
+        row = keys.find(conn, key)
+        return keys.permissions(conn, row).as_json(row["id"])
+
+    def _change(self, key, changes) -> dict:
+        conn = self._conn()
+        row = keys.change_permissions(conn, keys.find(conn, key)["id"], changes)
+        return keys.permissions(conn, row).as_json(row["id"])
+

@@ -1,0 +1,92 @@
+"""Model prices as data, and the cost of a request from its tokens.
+
+Prices are USD per million tokens, read from the bundled data/prices.json and then
+from a user file that may override or add models: CLAUDE_API_PRICES if set, else
+prices.json next to the store. They are converted once to integer nano-dollars per
+token ($3/Mtok = 3000), so every cost is an exact integer. A model the table does not
+know has no price: the caller records it as unpriced and says so, never as $0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import lru_cache
+
+from .errors import InvalidInput
+from .values import parse_money
+
+FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+ENV_PRICES = "CLAUDE_API_PRICES"
+_PREFIX = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic[./])")
+_SUFFIX = re.compile(r"(?:-v\d+(?::\d+)?|@\d{8}|-\d{8}|-latest)$")
+
+
+@lru_cache(maxsize=1024)
+def normalize(model: str) -> str:
+    """'anthropic/claude-sonnet-4-5-20250929' -> 'claude-sonnet-4-5'."""
+    name = model.strip().lower()
+    name = _PREFIX.sub("", name)
+    while True:
+        stripped = _SUFFIX.sub("", name)
+        if stripped == name:
+            return name
+        name = stripped
+
+
+def _per_token_nanos(entry: dict, where: str, model: str) -> tuple[int, ...]:
+    missing = [f for f in FIELDS if f not in entry]
+    if missing:
+        raise InvalidInput(f"{where}: model {model!r} lacks {', '.join(missing)}")
+    # parse_money gives nanos per *million* tokens for a $/Mtok price; per token that
+    # is /1e6, exact for any price with at most three decimals.
+    out = []
+    for f in FIELDS:
+        per_million = parse_money(entry[f])
+        if per_million % 1_000_000:
+            raise InvalidInput(f"{where}: {model} {f} price {entry[f]} has more than 3 decimals")
+        out.append(per_million // 1_000_000)
+    return tuple(out)
+
+
+def user_prices_path(store_path: str | None = None) -> str | None:
+    if os.environ.get(ENV_PRICES):
+        return os.environ[ENV_PRICES]
+    if store_path:
+        return os.path.join(os.path.dirname(os.path.abspath(store_path)), "prices.json")
+    return None
+
+
+@lru_cache(maxsize=8)
+def table(user_path: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Normalized model name -> nano-dollars per token for FIELDS, in that order."""
+    bundled = os.path.join(os.path.dirname(__file__), "data", "prices.json")
+    prices = {}
+    sources = [bundled] + ([user_path] if user_path and os.path.exists(user_path) else [])
+    for path in sources:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InvalidInput(f"cannot read prices from {path}: {e}") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path}: expected an object of model -> prices")
+        for model, entry in data.items():
+            if model.startswith("_"):
+                continue
+            if not isinstance(entry, dict):
+                raise InvalidInput(f"{path}: prices of {model!r} must be an object")
+            prices[normalize(model)] = _per_token_nanos(entry, path, model)
+    return prices
+
+
+def cost_nanos(model: str, input_tokens: int = 0, output_tokens: int = 0,
+               cache_read_tokens: int = 0, cache_write_5m_tokens: int = 0,
+               cache_write_1h_tokens: int = 0, *, prices: dict | None = None) -> int | None:
+    """The exact cost of a request in nano-dollars, or None when the model is unknown."""
+    rates = (prices if prices is not None else table()).get(normalize(model)) if model else None
+    if rates is None:
+        return None
+    r_in, r_out, r_read, r_5m, r_1h = rates
+    return (input_tokens * r_in + output_tokens * r_out + cache_read_tokens * r_read
+            + cache_write_5m_tokens * r_5m + cache_write_1h_tokens * r_1h)

@@ -1,0 +1,80 @@
+"""Recording usage: one row per request, priced exactly, deduplicated by request id.
+
+The per-day roll-up (usage_daily) is kept by a trigger in the same statement, so
+every writer (one request, or a bulk import) keeps it right. Reports live in
+claude_keys.reports.
+"""
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from . import pricing
+from .errors import InvalidInput, KeyNotFound
+from .values import MAX_COUNT, check_text, now_ms, parse_count
+
+COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
+           "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+           "cache_write_1h_tokens", "cost_nanos", "priced")
+INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+          "ON CONFLICT(request_id) DO NOTHING")
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                "cache_write_1h_tokens")
+
+
+@dataclass
+class Recorded:
+    recorded: bool  # False: that request id was already stored, nothing changed
+    request_id: str
+    cost_nanos: int
+    priced: bool  # False: unknown model and no cost given (recorded at $0, flagged)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanos / 1_000_000_000
+
+
+def new_request_id() -> str:
+    """Time-ordered (nanoseconds, then 32 random bits): new rows land together at the
+    end of the usage table's b-tree instead of on random pages."""
+    return f"req_{time.time_ns():016x}{secrets.token_hex(4)}"
+
+
+def price(model: str, tokens: dict, cost_nanos: int | None, prices=None) -> tuple[int, bool]:
+    """(cost, priced): a given cost wins; else the price table; else 0 and unpriced."""
+    if cost_nanos is not None:
+        return cost_nanos, True
+    computed = pricing.cost_nanos(model, **tokens, prices=prices)
+    return (0, False) if computed is None else (computed, True)
+
+
+def check_tokens(**counts) -> dict:
+    for name, value in counts.items():
+        if type(value) is not int or not 0 <= value <= MAX_COUNT:
+            counts[name] = parse_count(value, name.replace("_", " "))
+    return counts
+
+
+def project_of(conn: sqlite3.Connection, key_id: str) -> str:
+    row = conn.execute("SELECT project_id FROM keys WHERE id = ?", (key_id,)).fetchone()
+    if row is None:
+        raise KeyNotFound(f"no key has the id {key_id!r}" if len(key_id) <= 64 else "no such key")
+    return row[0]
+
+
+def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, model: str | None = None,
+           tokens: dict, cost_nanos: int | None = None, request_id: str | None = None,
+           at_ms: int | None = None, prices=None) -> Recorded:
+    """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens)."""
+    model = check_text(model or "", "model", max_len=256, allow_empty=True)
+    request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
+    if at_ms is None:
+        at_ms = now_ms()
+    elif not 0 <= at_ms < 253402300800000:  # 1970 .. 9999
+        raise InvalidInput("the time of a usage record must be between 1970 and 9999")
+    cost, priced = price(model, tokens, cost_nanos, prices)
+    cur = conn.execute(INSERT, (request_id, key_id, project_id, at_ms, model,
+                                *(tokens[f] for f in TOKEN_FIELDS), cost, int(priced)))
+    return Recorded(cur.rowcount == 1, request_id, cost, priced)

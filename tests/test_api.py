@@ -1,0 +1,150 @@
+"""The Python API: KeyStore.check / record_usage from threads and processes, and the
+seed-compatible AuthManager and PermissionManager."""
+import multiprocessing
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import cli, create
+
+from claude_keys import AuthManager, InvalidInput, KeyNotFound, KeyStore, PermissionManager
+
+
+def test_check_reads_headers_like_the_seeds():
+    free = create("--profile", "free")
+    other = create()
+    store = KeyStore()
+    d = store.check({"Authorization": f"Bearer {free['key']}"}, tool="Read")
+    assert (d.allowed, d.status, d.key_id, d.project_id, d.timeout) == (True, 200, free["id"], "p", 60)
+    assert d.headers["X-RateLimit-Limit"] == "10" and d.body["allowed"] is True
+    # x-api-key wins over Authorization; header names in any case.
+    d = store.check({"X-API-Key": other["key"], "authorization": f"Bearer {free['key']}"})
+    assert d.key_id == other["id"]
+    assert store.check(query={"api_key": other["key"]}).key_id == other["id"]
+    d = store.check({"Authorization": f"Bearer {free['key']}"}, tool="Bash")
+    assert (d.allowed, d.status) == (False, 403)
+    assert d.body == {"error": {"type": "permission_error", "message": "Tool 'Bash' is not allowed for this API key"}}
+    assert store.check({}).body == {"error": {"type": "authentication_error", "message": "Missing Authorization header"}}
+    assert store.check({"Authorization": "Basic abc"}).body["error"]["message"] == "Invalid API key"
+    assert store.check(key=free["key"], cost=0.2).status == 403
+
+
+def test_record_usage_prices_and_deduplicates(isolated):
+    key = create()
+    store = KeyStore()
+    done = store.record_usage(key["id"], model="claude-sonnet-4-5-20250929", input_tokens=1000,
+                              output_tokens=500, cache_read_tokens=10_000, cache_write_tokens=2000,
+                              request_id="req-1")
+    assert done.recorded and done.priced and done.cost_nanos == 21_000_000  # $0.021 exactly
+    again = store.record_usage(key["id"], model="claude-sonnet-4-5", input_tokens=99, request_id="req-1")
+    assert not again.recorded
+    rows = sqlite3.connect(isolated).execute("SELECT count(*), sum(input_tokens) FROM usage").fetchone()
+    assert rows == (1, 1000)
+    assert not store.record_usage(key["id"], model="mystery-model", input_tokens=5).priced
+    with pytest.raises(KeyNotFound):
+        store.record_usage("000000000000", input_tokens=1)
+    with pytest.raises(InvalidInput):
+        store.record_usage(key["id"], input_tokens=-1)
+
+
+def test_keystore_is_thread_safe_and_exact(isolated):
+    key = create("--rate-limit", "40")
+    store = KeyStore()
+
+    def work(i):
+        d = store.check(key=key["key"])
+        store.record_usage(key["id"], input_tokens=1, cost=0.001, request_id=f"t{i}")
+        return d.allowed
+
+    with ThreadPoolExecutor(8) as pool:
+        allowed = list(pool.map(work, range(100)))
+    assert allowed.count(True) == 40
+    conn = sqlite3.connect(isolated)
+    assert conn.execute("SELECT count(*), sum(cost_nanos) FROM usage").fetchone() == (100, 100_000_000)
+    assert conn.execute("SELECT sum(requests), sum(cost_nanos) FROM usage_daily").fetchone() == (100, 100_000_000)
+
+
+def _hammer(args):
+    db, secret, key_id, n, tag = args
+    store = KeyStore(db)
+    allowed = 0
+    for i in range(n):
+        allowed += store.check(key=secret).allowed
+        store.record_usage(key_id, input_tokens=2, cost="0.01", request_id=f"{tag}-{i}")
+    return allowed
+
+
+def test_processes_share_limits_and_lose_no_usage(isolated):
+    key = create("--rate-limit", "50")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        allowed = pool.map(_hammer, [(str(isolated), key["key"], key["id"], 40, f"p{i}") for i in range(4)])
+    assert sum(allowed) == 50
+    conn = sqlite3.connect(isolated)
+    assert conn.execute("SELECT count(*), sum(input_tokens), sum(cost_nanos) FROM usage").fetchone() == (
+        160, 320, 1_600_000_000)
+
+
+def test_used_from_a_separate_python_process():
+    key = create("--profile", "pro")
+    code = textwrap.dedent(f"""
+        from claude_keys import KeyStore
+        store = KeyStore()
+        d = store.check({{"x-api-key": "{key['key']}"}}, tool="Bash", agent="code-reviewer")
+        assert d.allowed, d.body
+        print(store.record_usage(d.key_id, model="claude-haiku-4-5", output_tokens=1000).cost_usd)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0.005"
+    assert cli("keys", "show", key["id"], "--json").json()["last_used_at"] is not None
+
+
+def test_auth_manager_as_in_the_seed():
+    auth = AuthManager()
+    api_key = auth.generate_key("my-project", rate_limit=100)
+    perm = PermissionManager()
+    perm.apply_default_profile(api_key, "enterprise")
+    assert api_key.startswith("cc_") and auth.validate_key(api_key)
+    info = auth.authenticate({"Authorization": f"Bearer {api_key}"})
+    assert info["project_id"] == "my-project" and info["profile"] == "enterprise"
+    assert auth.authenticate(query={"api_key": api_key})["key_id"] == info["key_id"]
+    assert auth.authenticate({"Authorization": "Bearer nope"}) is None
+    assert auth.revoke_key(api_key) is True and not auth.validate_key(api_key)
+    assert auth.revoke_key(api_key) is False
+    with pytest.raises(InvalidInput):
+        auth.generate_key("p", colour="blue")
+
+
+def test_permission_manager_set_profile_with_the_seeds_keys():
+    api_key = AuthManager().generate_key("p", rate_limit=None, profile="free")
+    perm = PermissionManager()
+    perm.set_profile(api_key, {
+        "allowed_tools": ["Read", "Grep", "Bash"],
+        "blocked_tools": ["Write"],
+        "allowed_agents": ["company-workflow-analyst"],
+        "max_cost_per_task": 0.50,
+        "monthly_budget": None,
+    })
+    p = perm.get_profile(api_key)
+    assert p["allowed_tools"] == ["Read", "Grep", "Bash"] and p["blocked_tools"] == ["Write"]
+    assert p["allowed_agents"] == ["company-workflow-analyst"] and p["max_cost_per_task"] == 0.5
+    assert p["profile"] == "free" and p["rate_limit"] == 10
+    assert KeyStore().check(key=api_key, agent="company-workflow-analyst", tool="Bash").allowed
+    with pytest.raises(InvalidInput):
+        perm.set_profile(api_key, {"allowed_toolz": []})
+
+
+def test_readme_example_runs(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = re.search(r"<!-- example: request handler -->\n```python\n(.*?)```", readme, re.S).group(1)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "CLAUDE_API_DB": str(tmp_path / "example.db")})
+    assert done.returncode == 0, done.stderr
+    assert "200" in done.stdout and "403" in done.stdout
