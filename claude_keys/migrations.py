@@ -165,6 +165,63 @@ def m002_usage_and_rate_limits(db: Database) -> None:
     )
 
 
+_COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+             "cache_write_1h_tokens", "cost_nanos")
+
+
+def _rollup_upsert(table: str, keys: dict) -> str:
+    """The trigger statement adding one new usage row to a roll-up: `keys` maps the
+    roll-up's key columns to expressions over NEW."""
+    columns = ", ".join(list(keys) + ["requests", *_COUNTERS, "unpriced"])
+    values = ", ".join(list(keys.values()) + ["1", *(f"NEW.{c}" for c in _COUNTERS), "1 - NEW.priced"])
+    adds = ", ".join(f"{c} = {c} + excluded.{c}" for c in ("requests", *_COUNTERS, "unpriced"))
+    return f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO UPDATE SET {adds};"
+
+
+@migrations()
+def m003_project_rollup_and_bulk_imports(db: Database) -> None:
+    """A per-project daily roll-up: its size depends on days, projects and models, not on
+    how many requests or keys there are, so reports that are not about keys cost the
+    same on ten million requests as on a thousand.
+
+    Bulk imports add to the roll-ups set-wise (one GROUP BY per batch) instead of through
+    the per-row trigger: while an import's write transaction holds a row in bulk_mode
+    the trigger stands aside. No other writer can see that row (writes are serialized
+    and the row is deleted before commit), so every other insert still goes through it."""
+    counters = ",\n".join(f"            {c} INTEGER NOT NULL"
+                          for c in ("requests", *_COUNTERS, "unpriced"))
+    _run(
+        db,
+        f"""
+        CREATE TABLE usage_project_daily (
+            day INTEGER NOT NULL,
+            project_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+{counters},
+            PRIMARY KEY (day, project_id, model)
+        ) WITHOUT ROWID;
+        INSERT INTO usage_project_daily
+            SELECT day, project_id, model, sum(requests), {", ".join(f"sum({c})" for c in _COUNTERS)},
+                   sum(unpriced)
+            FROM usage_daily GROUP BY day, project_id, model;
+        CREATE TABLE bulk_mode (on_ INTEGER PRIMARY KEY CHECK (on_ = 1));
+        DROP TRIGGER usage_rollups;
+        CREATE TRIGGER usage_rollups AFTER INSERT ON usage
+        WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN
+            {_rollup_upsert("usage_daily", {"key_id": "coalesce(NEW.key_id, '')",
+                                            "day": "NEW.at_ms / 86400000",
+                                            "project_id": "NEW.project_id", "model": "NEW.model"})}
+            {_rollup_upsert("usage_hourly", {"hour": "NEW.at_ms / 3600000",
+                                             "project_id": "NEW.project_id",
+                                             "key_id": "coalesce(NEW.key_id, '')", "model": "NEW.model"})}
+            {_rollup_upsert("usage_project_daily", {"day": "NEW.at_ms / 86400000",
+                                                    "project_id": "NEW.project_id",
+                                                    "model": "NEW.model"})}
+        END;
+        """,
+    )
+
+
 def apply(conn: sqlite3.Connection) -> None:
     """Apply pending steps on a connection already inside a write transaction."""
     db = Database(conn, execute_plugins=False, recursive_triggers=False)

@@ -90,3 +90,20 @@ def cost_nanos(model: str, input_tokens: int = 0, output_tokens: int = 0,
     r_in, r_out, r_read, r_5m, r_1h = rates
     return (input_tokens * r_in + output_tokens * r_out + cache_read_tokens * r_read
             + cache_write_5m_tokens * r_5m + cache_write_1h_tokens * r_1h)
+
+
+class Pricer:
+    """Cost of many requests: each model's rates looked up once (imports' hot loop)."""
+
+    def __init__(self, prices: dict | None = None):
+        self.prices = prices if prices is not None else table()
+        self.rates: dict = {}
+
+    def __call__(self, model: str, inp: int, out: int, read: int, w5: int, w1: int) -> int | None:
+        try:
+            rates = self.rates[model]
+        except KeyError:
+            rates = self.rates[model] = self.prices.get(normalize(model)) if model else None
+        if rates is None:
+            return None
+        return inp * rates[0] + out * rates[1] + read * rates[2] + w5 * rates[3] + w1 * rates[4]

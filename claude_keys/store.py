@@ -15,7 +15,7 @@ from .errors import StoreError
 
 # The number of migrations in claude_keys.migrations; PRAGMA user_version caches
 # how many have been applied so the common case never imports sqlite-utils.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 60.0
 # Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
 # dirties one page in each of three b-trees (usage, daily and hourly roll-ups).

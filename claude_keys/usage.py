@@ -78,3 +78,34 @@ def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, model: str
     cur = conn.execute(INSERT, (request_id, key_id, project_id, at_ms, model,
                                 *(tokens[f] for f in TOKEN_FIELDS), cost, int(priced)))
     return Recorded(cur.rowcount == 1, request_id, cost, priced)
+
+
+EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
+                 "cache_read_tokens", "cache_write_tokens", "cost_usd", "request_id")
+
+
+def export_rows(conn: sqlite3.Connection, *, since_ms=None, until_ms=None, project_id=None,
+                key_id=None):
+    """Every stored request in the range, oldest first, in the import record format.
+
+    `cost_usd` is null for an unpriced request, so a re-import prices it again rather
+    than taking $0 as given; cache_write_tokens counts both kinds of cache write.
+    """
+    where, params = [], []
+    for column, op, value in (("at_ms", ">=", since_ms), ("at_ms", "<", until_ms),
+                              ("project_id", "=", project_id), ("key_id", "=", key_id)):
+        if value is not None:
+            where.append(f"{column} {op} ?")
+            params.append(value)
+    sql = ("SELECT key_id, project_id, at_ms, model, input_tokens, output_tokens, cache_read_tokens, "
+           "cache_write_5m_tokens + cache_write_1h_tokens, cost_nanos, priced, request_id FROM usage")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    from .values import iso_ms
+
+    for key, project, at, model, inp, out, read, write_, cost, priced, request_id in conn.execute(
+            sql + " ORDER BY at_ms, request_id", params):
+        yield {"key": key, "project_id": project, "at": iso_ms(at), "model": model or None,
+               "input_tokens": inp, "output_tokens": out, "cache_read_tokens": read,
+               "cache_write_tokens": write_, "cost_usd": cost / 1_000_000_000 if priced else None,
+               "request_id": request_id}

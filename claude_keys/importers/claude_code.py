@@ -1,0 +1,166 @@
+"""Claude Code session logs: `~/.claude/projects/<project>/<session>.jsonl`, with
+subagent logs below the session (`<session>/subagents/*.jsonl`).
+
+One request per message.id + requestId. Claude Code writes a response once per
+content block, each line carrying the usage so far, so the copy with the most tokens
+is kept (and a main-conversation copy over a sidechain one). Skipped, and counted:
+lines without usage, `<synthetic>` messages, lines that do not parse (a torn last
+line). 5-minute and 1-hour cache writes are kept apart and priced apart. The project
+is the log's project folder; --key attributes the usage to a key.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from json import scanner
+
+from ..pricing import Pricer
+from ..secret import _sha256
+from ..values import parse_money
+
+_MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+# The json module's C scanner, called directly: json.loads adds ~2 µs a line around it.
+_scan = (scanner.c_make_scanner or scanner.py_make_scanner)(json.JSONDecoder())
+
+
+def log_files(path: str) -> list[tuple[str, str]]:
+    """(file, project) for every log under `path`, in path order."""
+    path = os.path.abspath(path)
+    if os.path.isfile(path):
+        return [(path, _project(path, os.path.dirname(os.path.dirname(path))))]
+    if os.path.isdir(os.path.join(path, "projects")):
+        path = os.path.join(path, "projects")  # ~/.claude or a CLAUDE_CONFIG_DIR
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        found += [os.path.join(root, f) for f in files if f.endswith(".jsonl")]
+    return [(f, _project(f, path)) for f in sorted(found)]
+
+
+def _project(file: str, base: str) -> str:
+    """The folder under `projects/`; else the first folder below what was given."""
+    parts = file.split(os.sep)
+    if "projects" in parts[:-1]:
+        i = len(parts) - 2 - parts[-2::-1].index("projects")
+        if i + 1 < len(parts) - 1:
+            return parts[i + 1]
+    rel = os.path.relpath(file, base).split(os.sep)
+    return rel[0] if len(rel) > 1 else os.path.basename(base) or "unknown"
+
+
+def _time_ms(text) -> int | None:
+    if type(text) is not str:
+        return None
+    try:
+        if text[-1:] == "Z":  # Claude Code's form: 2025-10-30T09:00:40.000Z
+            return (datetime.fromisoformat(text[:-1]) - _EPOCH) // _MS
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else (moment - _EPOCH_UTC) // _MS
+
+
+def read(path, project, staging, result, *, key=None, prices=None, progress=None) -> None:
+    key_id = key["id"] if key is not None else None
+    price = Pricer(prices)
+    skipped = result.skipped
+    held: dict = {}
+    done_bytes = 0
+    lines = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            lines += 1
+            done_bytes += len(raw)
+            if b'"usage"' not in raw:
+                skipped["no usage"] = skipped.get("no usage", 0) + 1
+                continue
+            try:
+                text = raw.decode("utf-8").strip()
+                line, end = _scan(text, 0)
+                if end != len(text):
+                    raise ValueError
+            except (ValueError, StopIteration):
+                skipped["unreadable line"] = skipped.get("unreadable line", 0) + 1
+                continue
+            record, rank, why = _request(line, raw, key_id, project, price)
+            if record is None:
+                skipped[why] = skipped.get(why, 0) + 1
+                continue
+            if not record[11]:
+                result.unpriced_models.add(record[4] or "(none)")
+            earlier = held.get(record[0])
+            if earlier is None or rank > earlier[1]:
+                held[record[0]] = (record, rank)
+            if len(held) >= _MEMORY:
+                _hand_over(held, staging)
+            if progress and done_bytes > 1 << 22:
+                progress(advance_bytes=done_bytes)
+                done_bytes = 0
+    result.lines += lines
+    _hand_over(held, staging)
+    if progress:
+        progress(advance_bytes=done_bytes)
+
+
+def _hand_over(held: dict, staging) -> None:
+    for record, rank in held.values():
+        staging.add(record, rank)
+    held.clear()
+
+
+def _count(value) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _request(line, raw: bytes, key_id, project, price):
+    """(record, rank, None) for a request, or (None, None, why it was skipped)."""
+    if type(line) is not dict:
+        return None, None, "no usage"
+    if line.get("type") == "progress":  # a subagent's message relayed into the parent log
+        data = line.get("data")
+        line = data.get("message") if type(data) is dict else None
+        if type(line) is not dict:
+            return None, None, "no usage"
+    message = line.get("message")
+    if type(message) is not dict:
+        return None, None, "no usage"
+    tokens = message.get("usage")
+    if type(tokens) is not dict:
+        return None, None, "no usage"
+    inp, out = tokens.get("input_tokens"), tokens.get("output_tokens")
+    if type(inp) is not int or type(out) is not int:
+        return None, None, "no usage"
+    model = message.get("model") or ""
+    if model == "<synthetic>":
+        return None, None, "synthetic message"
+    if type(model) is not str:
+        return None, None, "no usage"
+    at_ms = _time_ms(line.get("timestamp"))
+    if at_ms is None:
+        return None, None, "no timestamp"
+    creation = tokens.get("cache_creation")
+    if type(creation) is dict:
+        w5 = _count(creation.get("ephemeral_5m_input_tokens"))
+        w1 = _count(creation.get("ephemeral_1h_input_tokens"))
+    else:
+        w5, w1 = _count(tokens.get("cache_creation_input_tokens")), 0
+    inp, out, read = _count(inp), _count(out), _count(tokens.get("cache_read_input_tokens"))
+    message_id, request = message.get("id"), line.get("requestId")
+    if message_id and request:
+        request_id = f"cc:{message_id}:{request}"
+    elif message_id:
+        request_id = f"cc:{message_id}:{line.get('sessionId')}:{line.get('timestamp')}"
+    else:  # nothing to deduplicate on: the line itself
+        request_id = f"cc-line:{line.get('uuid') or _sha256(raw.strip()).hexdigest()[:40]}"
+    given = line.get("costUSD")
+    if type(given) in (int, float) and 0 <= given < float("inf"):
+        cost, priced = parse_money(given), 1
+    else:
+        cost = price(model, inp, out, read, w5, w1)
+        cost, priced = (0, 0) if cost is None else (cost, 1)
+    record = (request_id, key_id, project, at_ms, model, inp, out, read, w5, w1, cost, priced)
+    return record, (0 if line.get("isSidechain") else 1, inp + out + read + w5 + w1), None

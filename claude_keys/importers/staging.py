@@ -1,0 +1,147 @@
+"""The staging table of an import, and its merge into the store.
+
+Staging lives in SQLite's temporary database (on disk, with a bounded cache), so an
+import of any size runs in flat memory. Rows are appended as they are read, with a
+rank. Once everything has been read (so a malformed line has stopped the import
+before anything was stored), one index sorts them by request id, and where a request
+id was read more than once only its best copy stays: the highest rank (Claude Code
+writes a response once per content block, and the copy with the most tokens is the
+final one), then the first one read.
+
+The merge then walks the index in batches, one write transaction each: the usage
+table is clustered on the request id, so inserting in its order touches each page
+once; requests already stored are left out; the roll-ups get the new requests'
+sums, computed by SQLite per hour and per day.
+"""
+from __future__ import annotations
+
+from ..store import write
+from ..usage import COLUMNS
+
+BATCH = 50_000  # requests per merge transaction: long enough to be fast, short enough
+#                 that verifiers waiting on the write lock are not held up for long
+_COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+             "cache_write_1h_tokens", "cost_nanos")
+_INDEX = "request_id, rank_main DESC, rank_total DESC"  # an index ends with the rowid:
+#                                                         ties stay in the order read
+_ADD = ", ".join(f"{c} = {c} + excluded.{c}" for c in ("requests",) + _COUNTERS + ("unpriced",))
+
+
+class Staging:
+    def __init__(self, conn):
+        self.conn = conn
+        conn.execute("PRAGMA temp.cache_size = -32768")  # 32 MiB, then it spills to disk
+        conn.execute("PRAGMA main.cache_size = -32768")  # the pages a merge batch touches
+        # A merge batch writes megabytes: checkpoint every ~32 MB rather than every 4 MB,
+        # and trim the WAL back afterwards.
+        conn.execute("PRAGMA wal_autocheckpoint = 32000")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        self.drop()
+        conn.execute(
+            "CREATE TEMP TABLE staging (request_id TEXT NOT NULL, key_id TEXT, "
+            "project_id TEXT NOT NULL, at_ms INTEGER NOT NULL, model TEXT NOT NULL, "
+            "input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER, "
+            "cache_write_5m_tokens INTEGER, cache_write_1h_tokens INTEGER, cost_nanos INTEGER, "
+            "priced INTEGER, rank_main INTEGER NOT NULL, rank_total INTEGER NOT NULL)")
+        names = COLUMNS + ("rank_main", "rank_total")
+        self._insert = f"INSERT INTO staging ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        self._pending = []
+
+    def add(self, record: tuple, rank: tuple = (0, 0)) -> None:
+        """One request, as usage.COLUMNS; `rank` decides between copies of a request id."""
+        self._pending.append(record + rank)
+        if len(self._pending) >= 20_000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(self._insert, self._pending)
+            self.conn.execute("COMMIT")
+            self._pending.clear()
+
+    def _keep_best_copies(self) -> None:
+        """Sort by request id, and drop all but the best copy of each."""
+        conn = self.conn
+        conn.execute(f"CREATE INDEX temp.staging_order ON staging ({_INDEX})")
+        if not conn.execute("SELECT 1 FROM staging GROUP BY request_id HAVING count(*) > 1 "
+                            "LIMIT 1").fetchone():
+            return
+        conn.execute(
+            "DELETE FROM staging WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() "
+            "OVER (PARTITION BY request_id ORDER BY rank_main DESC, rank_total DESC, rowid) AS n "
+            "FROM staging WHERE request_id IN (SELECT request_id FROM staging GROUP BY request_id "
+            "HAVING count(*) > 1)) WHERE n > 1)")
+
+    def merge(self, progress=None) -> tuple[int, int]:
+        """Move staged requests into the store, batch by batch. Returns (imported,
+        already stored); repeated copies of a request in the input count once."""
+        self.flush()
+        conn = self.conn
+        self._keep_best_copies()
+        total = conn.execute("SELECT count(*) FROM staging").fetchone()[0]
+        imported = seen = 0
+        last = ""
+        while seen < total:
+            bound = conn.execute("SELECT request_id FROM staging WHERE request_id > ? "
+                                 "ORDER BY request_id LIMIT 1 OFFSET ?", (last, BATCH - 1)).fetchone()
+            bound = bound[0] if bound else "\U0010ffff" * 2
+            with write(conn):
+                conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
+                imported += self._store_batch(last, bound)
+                conn.execute("DELETE FROM bulk_mode")
+            seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
+                                 "request_id <= ?", (last, bound)).fetchone()[0]
+            last = bound
+            if progress:
+                progress(phase="storing", done=seen, total=total)
+        return imported, total - imported
+
+    def _store_batch(self, lo: str, hi: str) -> int:
+        """Store the staged requests with ids in (lo, hi] that are new; returns how many."""
+        conn = self.conn
+        columns = ", ".join(COLUMNS)
+        counters = ", ".join(_COUNTERS)
+        batch = "SELECT {columns} FROM staging s WHERE request_id > ? AND request_id <= ?"
+        if conn.execute(batch.format(columns="1") + " AND EXISTS (SELECT 1 FROM usage u WHERE "
+                        "u.request_id = s.request_id) LIMIT 1", (lo, hi)).fetchone():
+            # Some are stored already (a re-import): keep only the new ones.
+            conn.execute(f"CREATE TEMP TABLE fresh AS {batch.format(columns=columns)} AND NOT EXISTS "
+                         "(SELECT 1 FROM usage u WHERE u.request_id = s.request_id) "
+                         "ORDER BY request_id", (lo, hi))
+            source, params = "SELECT * FROM temp.fresh WHERE true", ()
+        else:
+            source, params = batch.format(columns=columns) + " ORDER BY request_id", (lo, hi)
+        count = conn.execute(f"INSERT INTO usage ({columns}) {source}", params).rowcount
+        if count:
+            conn.execute(
+                "CREATE TEMP TABLE hours AS SELECT at_ms / 3600000 AS hour, project_id, "
+                "coalesce(key_id, '') AS key_id, model, count(*) AS requests, "
+                + ", ".join(f"sum({c}) AS {c}" for c in _COUNTERS)
+                + f", sum(1 - priced) AS unpriced FROM ({source}) GROUP BY 1, 2, 3, 4", params)
+            conn.execute(
+                f"INSERT INTO usage_hourly (hour, project_id, key_id, model, requests, {counters}, "
+                "unpriced) SELECT * FROM temp.hours WHERE true ORDER BY 1, 2, 3, 4 "
+                f"ON CONFLICT DO UPDATE SET {_ADD}")
+            sums = ", ".join(f"sum({c})" for c in _COUNTERS)
+            conn.execute(
+                f"INSERT INTO usage_daily (key_id, day, project_id, model, requests, {counters}, "
+                f"unpriced) SELECT key_id, hour / 24, project_id, model, sum(requests), {sums}, "
+                "sum(unpriced) FROM temp.hours WHERE true GROUP BY 1, 2, 3, 4 "
+                f"ORDER BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET {_ADD}")
+            conn.execute(
+                f"INSERT INTO usage_project_daily (day, project_id, model, requests, {counters}, "
+                f"unpriced) SELECT hour / 24, project_id, model, sum(requests), {sums}, "
+                "sum(unpriced) FROM temp.hours WHERE true GROUP BY 1, 2, 3 "
+                f"ORDER BY 1, 2, 3 ON CONFLICT DO UPDATE SET {_ADD}")
+            conn.execute("DROP TABLE temp.hours")
+        conn.execute("DROP TABLE IF EXISTS temp.fresh")
+        return count
+
+    def drop(self) -> None:
+        if getattr(self, "_pending", None):
+            self._pending.clear()
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        for table in ("staging", "fresh", "hours"):
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
