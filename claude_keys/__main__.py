@@ -1,3 +1,4 @@
 from .cli import cli
 
-cli.main(prog_name="claude-api")
+if __name__ == "__main__":  # import workers re-import the main module: run only once
+    cli.main(prog_name="claude-api")

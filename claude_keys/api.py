@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
+import weakref
 
-from . import gate, keys, usage
+from . import gate, keys, pricing, usage
 from .errors import InvalidInput
 from .profiles import LIST_FIELDS, UNLIMITED
 from .store import connect, resolve_path
@@ -19,24 +20,39 @@ from .values import parse_count, parse_duration, parse_money, parse_time
 __all__ = ["KeyStore", "AuthManager", "PermissionManager"]
 
 
+_clients: "weakref.WeakSet[_StoreClient]" = weakref.WeakSet()
+_inherited: list = []  # a forked child's copies of its parent's connections: never used, never closed
+
+
+def _after_fork_in_child() -> None:
+    """A SQLite connection must not cross a fork: children open their own."""
+    for client in list(_clients):
+        _inherited.append(client._local)
+        client._local = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _StoreClient:
     def __init__(self, db: str | os.PathLike | None = None):
         self.path = resolve_path(db)
         self._local = threading.local()
+        _clients.add(self)
 
     def _conn(self):
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.conn = connect(self.path)
-            local.pid = os.getpid()
-        return local.conn
+        try:
+            return self._local.conn
+        except AttributeError:
+            conn = self._local.conn = connect(self.path)
+            return conn
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        conn = self._local.__dict__.pop("conn", None)
+        if conn is not None:
             conn.close()
-        self._local.__dict__.clear()
 
     def __enter__(self):
         return self
@@ -66,6 +82,7 @@ class KeyStore(_StoreClient):
     def __init__(self, db: str | os.PathLike | None = None):
         super().__init__(db)
         self._projects: dict[str, str] = {}  # key id -> project id; never changes
+        self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
               dry_run=False, query=None) -> gate.Decision:
@@ -92,7 +109,7 @@ class KeyStore(_StoreClient):
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens)
-        return usage.record(conn, key_id, project, model=model, tokens=tokens,
+        return usage.record(conn, key_id, project, pricer=self._pricer, model=model, tokens=tokens,
                             cost_nanos=None if cost is None else parse_money(cost),
                             request_id=request_id, at_ms=_at_ms(at))
 

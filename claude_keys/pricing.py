@@ -80,20 +80,10 @@ def table(user_path: str | None = None) -> dict[str, tuple[int, ...]]:
     return prices
 
 
-def cost_nanos(model: str, input_tokens: int = 0, output_tokens: int = 0,
-               cache_read_tokens: int = 0, cache_write_5m_tokens: int = 0,
-               cache_write_1h_tokens: int = 0, *, prices: dict | None = None) -> int | None:
-    """The exact cost of a request in nano-dollars, or None when the model is unknown."""
-    rates = (prices if prices is not None else table()).get(normalize(model)) if model else None
-    if rates is None:
-        return None
-    r_in, r_out, r_read, r_5m, r_1h = rates
-    return (input_tokens * r_in + output_tokens * r_out + cache_read_tokens * r_read
-            + cache_write_5m_tokens * r_5m + cache_write_1h_tokens * r_1h)
-
-
 class Pricer:
-    """Cost of many requests: each model's rates looked up once (imports' hot loop)."""
+    """The exact cost of requests in nano-dollars (None for a model the table does not
+    know), each model's rates looked up once: imports and the request path price
+    the same few models over and over."""
 
     def __init__(self, prices: dict | None = None):
         self.prices = prices if prices is not None else table()

@@ -6,10 +6,11 @@ claude_keys.reports.
 """
 from __future__ import annotations
 
-import secrets
+import random
 import sqlite3
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import pricing
 from .errors import InvalidInput, KeyNotFound
@@ -38,16 +39,9 @@ class Recorded:
 
 def new_request_id() -> str:
     """Time-ordered (nanoseconds, then 32 random bits): new rows land together at the
-    end of the usage table's b-tree instead of on random pages."""
-    return f"req_{time.time_ns():016x}{secrets.token_hex(4)}"
-
-
-def price(model: str, tokens: dict, cost_nanos: int | None, prices=None) -> tuple[int, bool]:
-    """(cost, priced): a given cost wins; else the price table; else 0 and unpriced."""
-    if cost_nanos is not None:
-        return cost_nanos, True
-    computed = pricing.cost_nanos(model, **tokens, prices=prices)
-    return (0, False) if computed is None else (computed, True)
+    end of the usage table's b-tree instead of on random pages. The bits need to be
+    unique, not secret (`random` reseeds in a forked child)."""
+    return f"req_{time.time_ns():016x}{random.getrandbits(32):08x}"
 
 
 def check_tokens(**counts) -> dict:
@@ -64,20 +58,30 @@ def project_of(conn: sqlite3.Connection, key_id: str) -> str:
     return row[0]
 
 
-def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, model: str | None = None,
-           tokens: dict, cost_nanos: int | None = None, request_id: str | None = None,
-           at_ms: int | None = None, prices=None) -> Recorded:
-    """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens)."""
-    model = check_text(model or "", "model", max_len=256, allow_empty=True)
+@lru_cache(maxsize=1024)
+def _model(name: str) -> str:
+    """A model name, checked once per name (the request path records the same few)."""
+    return check_text(name, "model", max_len=256, allow_empty=True)
+
+
+def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, pricer: pricing.Pricer,
+           model: str | None = None, tokens: dict, cost_nanos: int | None = None,
+           request_id: str | None = None, at_ms: int | None = None) -> Recorded:
+    """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
+    missing cost comes from `pricer`, and an unknown model is recorded at $0, unpriced."""
+    model = _model(model or "") if type(model or "") is str else check_text(model, "model")
     request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
     if at_ms is None:
         at_ms = now_ms()
     elif not 0 <= at_ms < 253402300800000:  # 1970 .. 9999
         raise InvalidInput("the time of a usage record must be between 1970 and 9999")
-    cost, priced = price(model, tokens, cost_nanos, prices)
-    cur = conn.execute(INSERT, (request_id, key_id, project_id, at_ms, model,
-                                *(tokens[f] for f in TOKEN_FIELDS), cost, int(priced)))
-    return Recorded(cur.rowcount == 1, request_id, cost, priced)
+    counts = [tokens[f] for f in TOKEN_FIELDS]
+    cost = cost_nanos if cost_nanos is not None else pricer(model, *counts)
+    priced = cost is not None
+    cost = cost or 0
+    row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced))
+    inserted = conn.execute(INSERT, row).rowcount  # one statement: its own transaction
+    return Recorded(inserted == 1, request_id, cost, priced)
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",

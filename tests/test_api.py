@@ -148,3 +148,24 @@ def test_readme_example_runs(tmp_path):
                           env={**os.environ, "CLAUDE_API_DB": str(tmp_path / "example.db")})
     assert done.returncode == 0, done.stderr
     assert "200" in done.stdout and "403" in done.stdout
+
+
+def test_a_forked_child_opens_its_own_connection(isolated):
+    """A SQLite connection must not cross fork(): a pre-fork server's children get theirs."""
+    key = create()
+    store = KeyStore()
+    assert store.check(key=key["key"]).allowed
+    parent_conn = store._conn()
+    pid = os.fork()
+    if pid == 0:  # the child: use the inherited KeyStore
+        try:
+            ok = store.check(key=key["key"]).allowed and store._conn() is not parent_conn
+            store.record_usage(key["id"], input_tokens=7, request_id="from-child")
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store._conn() is parent_conn and store.check(key=key["key"]).allowed
+    rows = sqlite3.connect(isolated).execute("SELECT input_tokens FROM usage WHERE request_id = 'from-child'")
+    assert rows.fetchall() == [(7,)]

@@ -94,3 +94,15 @@ def test_real_processes_import_and_report(logs):
     assert "\x1b" not in r.stderr  # no progress bar off a terminal
     total = json.loads(proc("usage", "summary", "--period", "all", "--json").stdout)
     assert total["requests"] == truth.requests
+
+
+def test_parallel_import_of_logs_equals_the_truth(logs, monkeypatch, isolated):
+    from claude_keys import store
+    from claude_keys.importers import import_files, units
+
+    root, truth = logs
+    monkeypatch.setattr(units, "CHUNK", 20_000)  # big logs cut in parts, small ones packed
+    result = import_files(store.connect(), [str(root)], db_path=str(isolated), workers=2)
+    assert (result.lines, result.imported) == (truth.lines, truth.requests)
+    total = summary("summary", "--period", "all")
+    assert total["total_tokens"] == truth.total_tokens and round(total["cost_usd"] * 1e9) == truth.cost_nanos

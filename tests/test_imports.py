@@ -53,3 +53,10 @@ def test_usage_record_stays_light():
     key = create()
     assert loaded_heavy_modules("usage", "record", "--key", key["id"], "--input-tokens", "5",
                                 "--model", "claude-sonnet-4-5", "--json") == []
+
+
+@pytest.mark.parametrize("args", [["usage", "summary", "--json"], ["usage", "by-project", "--json"],
+                                  ["usage", "summary", "--by", "day", "--json"]])
+def test_usage_reports_stay_light(args):
+    create()
+    assert loaded_heavy_modules(*args) == []

@@ -413,3 +413,42 @@ def test_progress_bar_only_on_a_terminal_and_only_after_a_moment(monkeypatch):
         progress(advance_bytes=10)
         assert progress.bar is not None and progress.done == 20
         progress(phase="storing", done=5, total=10)
+
+
+def test_parallel_import_equals_in_process(tmp_path, monkeypatch, isolated):
+    """Big inputs are parsed by worker processes in byte ranges: same result, and an
+    error deep in the file still names its real line."""
+    from claude_keys import store
+    from claude_keys.importers import import_files, units
+
+    monkeypatch.setattr(units, "CHUNK", 4096)  # many parts, cut mid-line
+    key = create()
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(
+        f'{{"key": "{key["id"]}", "at": "2026-02-0{1 + i % 7}T{i % 24:02d}:00:00Z", "input_tokens": {i}, '
+        f'"model": "claude-haiku-4-5", "request_id": "r{i % 900}"}}\n' for i in range(1000)))
+    conn = store.connect()
+    parallel = import_files(conn, [str(path)], db_path=str(isolated), workers=2)
+    assert (parallel.lines, parallel.staged, parallel.imported) == (1000, 900, 900)
+    total = report("summary", "--period", "all")
+    assert total["input_tokens"] == sum(range(900))  # the first copy of each id wins
+    conn.executescript("".join(f"DELETE FROM {t};" for t in USAGE_TABLES))
+    import_files(conn, [str(path)], workers=1)
+    assert report("summary", "--period", "all") == total
+    with open(path, "a") as f:
+        f.write('{"key": "x", "at": "2026-02-01T00:00:00Z"}\n' * 3 + "not json\n")
+    with pytest.raises(Exception) as error:
+        import_files(conn, [str(path)], db_path=str(isolated), workers=2)
+    assert str(error.value).endswith("big.jsonl:1001: no key matches that reference: give a key id, "
+                                     "a unique id prefix or the full secret (claude-api keys list shows ids)")
+    conn.close()
+
+
+def test_any_request_id_is_imported(tmp_path):
+    """Request ids are any printable text, high code points included."""
+    key = create()
+    path = tmp_path / "odd.jsonl"
+    ids = ["🗝️" * 3, "zzz", "ü-1", "a b"]
+    path.write_text("".join(json.dumps({"key": key["id"], "at": "2026-02-01T00:00:00Z", "request_id": i,
+                                        "cost_usd": 1}) + "\n" for i in ids))
+    assert cli("usage", "import", path, "--json").json()["imported"] == 4

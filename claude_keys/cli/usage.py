@@ -50,10 +50,10 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,
               "cache_write_1h_tokens": cache_write_1h_tokens}
-    prices = pricing.table(pricing.user_prices_path(app.db_path))
-    done = lib.record(app.conn, row["id"], row["project_id"], model=model, tokens=tokens,
-                      cost_nanos=cost, request_id=request_id,
-                      at_ms=None if at is None else parse_time(at), prices=prices)
+    pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)))
+    done = lib.record(app.conn, row["id"], row["project_id"], pricer=pricer, model=model,
+                      tokens=tokens, cost_nanos=cost, request_id=request_id,
+                      at_ms=None if at is None else parse_time(at))
     if not done.priced:
         warn(f"the model {model or '(none)'!r} is not in the price table: recorded at $0 and "
              "marked unpriced (pass --cost, or add the model to a prices.json)")
@@ -224,7 +224,7 @@ def import_(ctx, files, input_format, key_ref, fmt) -> None:
     prices = pricing.table(pricing.user_prices_path(app.db_path))
     with _progress() as progress:
         result = import_files(app.conn, list(files), fmt=input_format, key=key, prices=prices,
-                              progress=progress)
+                              progress=progress, db_path=app.db_path)
     if result.unpriced_models:
         warn(f"no price for model(s) {', '.join(sorted(result.unpriced_models))}: their requests "
              "count as $0 and are marked unpriced (add them to a prices.json)")

@@ -18,6 +18,7 @@ from json import scanner
 from ..pricing import Pricer
 from ..secret import _sha256
 from ..values import parse_money
+from .units import lines
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
 _EPOCH = datetime(1970, 1, 1)
@@ -27,18 +28,21 @@ _MS = timedelta(milliseconds=1)
 _scan = (scanner.c_make_scanner or scanner.py_make_scanner)(json.JSONDecoder())
 
 
-def log_files(path: str) -> list[tuple[str, str]]:
-    """(file, project) for every log under `path`, in path order."""
+def log_files(path: str):
+    """(file, project) for every log under `path`, in path order, found as they are
+    needed (a folder may hold tens of thousands of logs)."""
     path = os.path.abspath(path)
     if os.path.isfile(path):
-        return [(path, _project(path, os.path.dirname(os.path.dirname(path))))]
+        yield path, _project(path, os.path.dirname(os.path.dirname(path)))
+        return
     if os.path.isdir(os.path.join(path, "projects")):
         path = os.path.join(path, "projects")  # ~/.claude or a CLAUDE_CONFIG_DIR
-    found = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
-        found += [os.path.join(root, f) for f in files if f.endswith(".jsonl")]
-    return [(f, _project(f, path)) for f in sorted(found)]
+        for name in sorted(files):
+            if name.endswith(".jsonl"):
+                file = os.path.join(root, name)
+                yield file, _project(file, path)
 
 
 def _project(file: str, base: str) -> str:
@@ -64,17 +68,16 @@ def _time_ms(text) -> int | None:
     return None if moment.tzinfo is None else (moment - _EPOCH_UTC) // _MS
 
 
-def read(path, project, staging, result, *, key=None, prices=None, progress=None) -> None:
+def read(part, staging, result, *, key=None, prices=None) -> None:
+    """Parse a part (a log, or a byte range of one) into `staging`."""
     key_id = key["id"] if key is not None else None
     price = Pricer(prices)
     skipped = result.skipped
     held: dict = {}
-    done_bytes = 0
-    lines = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            lines += 1
-            done_bytes += len(raw)
+    count = 0
+    with open(part.path, "rb") as f:
+        for raw in lines(f, part.start, part.end):
+            count += 1
             if b'"usage"' not in raw:
                 skipped["no usage"] = skipped.get("no usage", 0) + 1
                 continue
@@ -86,7 +89,7 @@ def read(path, project, staging, result, *, key=None, prices=None, progress=None
             except (ValueError, StopIteration):
                 skipped["unreadable line"] = skipped.get("unreadable line", 0) + 1
                 continue
-            record, rank, why = _request(line, raw, key_id, project, price)
+            record, rank, why = _request(line, raw, key_id, part.project, price)
             if record is None:
                 skipped[why] = skipped.get(why, 0) + 1
                 continue
@@ -97,13 +100,8 @@ def read(path, project, staging, result, *, key=None, prices=None, progress=None
                 held[record[0]] = (record, rank)
             if len(held) >= _MEMORY:
                 _hand_over(held, staging)
-            if progress and done_bytes > 1 << 22:
-                progress(advance_bytes=done_bytes)
-                done_bytes = 0
-    result.lines += lines
+    result.lines += count
     _hand_over(held, staging)
-    if progress:
-        progress(advance_bytes=done_bytes)
 
 
 def _hand_over(held: dict, staging) -> None:

@@ -20,6 +20,7 @@ from ..errors import ClaudeKeysError, InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
 from ..values import MAX_COUNT, check_text, parse_count, parse_money, parse_time
+from .units import BadLine, lines
 
 FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
           "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_usd",
@@ -52,14 +53,14 @@ class KeyResolver:
         return found
 
 
-def _jsonl(path: str):
-    """(line number, record dict, bytes) for each non-blank line of a jsonl file."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
+def _jsonl(part):
+    """(line number within the part, record dict) for each non-blank line."""
+    with open(part.path, "rb") as f:
+        for n, raw in enumerate(lines(f, part.start, part.end), 1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InvalidInput(f"{path}:{n}: not UTF-8 text ({e.reason})") from None
+                raise BadLine(part.path, n, f"not UTF-8 text ({e.reason})") from None
             text = text.strip()
             if not text:
                 continue
@@ -68,10 +69,10 @@ def _jsonl(path: str):
             except (StopIteration, ValueError):
                 obj, end = None, -1
             if end != len(text):
-                raise InvalidInput(f"{path}:{n}: not valid JSON") from None
+                raise BadLine(part.path, n, "not valid JSON")
             if type(obj) is not dict:
-                raise InvalidInput(f"{path}:{n}: expected a JSON object")
-            yield n, obj, len(raw)
+                raise BadLine(part.path, n, "expected a JSON object")
+            yield n, obj
 
 
 def _csv(path: str):
@@ -83,33 +84,30 @@ def _csv(path: str):
             header = next(reader, None)
             unknown = [c for c in header or [] if c not in _FIELD_SET]
             if unknown or not header:
-                raise InvalidInput(f"{path}:1: unknown column(s) {', '.join(unknown) or '(no header)'}; "
-                                   f"expected {', '.join(FIELDS)}")
+                raise BadLine(path, 1, f"unknown column(s) {', '.join(unknown) or '(no header)'}; "
+                                       f"expected {', '.join(FIELDS)}")
             width = len(header)
             for values in reader:
                 if len(values) > width:
-                    raise InvalidInput(f"{path}:{reader.line_num}: more values than columns")
-                yield reader.line_num, {k: v for k, v in zip(header, values) if v != ""}, 0
+                    raise BadLine(path, reader.line_num, "more values than columns")
+                yield reader.line_num, {k: v for k, v in zip(header, values) if v != ""}
     except UnicodeDecodeError as e:
         raise InvalidInput(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def read(path, kind, staging, result, resolver: KeyResolver, *, prices=None, progress=None) -> None:
-    import os
-
+def read(part, sink, result, resolver: KeyResolver, *, prices=None) -> None:
+    """Parse a part of a jsonl or csv file into `sink`."""
     convert = _Converter(resolver, prices, result)
-    lines = 0
+    count = 0
     try:
-        for n, obj, _ in (_jsonl(path) if kind == "jsonl" else _csv(path)):
-            lines += 1
+        for n, obj in (_jsonl(part) if part.kind == "jsonl" else _csv(part.path)):
+            count += 1
             try:
-                staging.add(convert(obj))
+                sink.add(convert(obj))
             except ClaudeKeysError as e:
-                raise InvalidInput(f"{path}:{n}: {e}") from None
+                raise BadLine(part.path, n, str(e)) from None
     finally:
-        result.lines += lines
-    if progress:
-        progress(advance_bytes=os.path.getsize(path))
+        result.lines += count
 
 
 class _Converter:

@@ -15,6 +15,8 @@ sums, computed by SQLite per hour and per day.
 """
 from __future__ import annotations
 
+import os
+
 from ..store import write
 from ..usage import COLUMNS
 
@@ -27,24 +29,24 @@ _INDEX = "request_id, rank_main DESC, rank_total DESC"  # an index ends with the
 _ADD = ", ".join(f"{c} = {c} + excluded.{c}" for c in ("requests",) + _COUNTERS + ("unpriced",))
 
 
-class Staging:
+_COLUMNS_DDL = ("request_id TEXT NOT NULL, key_id TEXT, project_id TEXT NOT NULL, "
+                "at_ms INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER, "
+                "output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_5m_tokens INTEGER, "
+                "cache_write_1h_tokens INTEGER, cost_nanos INTEGER, priced INTEGER, "
+                "rank_main INTEGER NOT NULL, rank_total INTEGER NOT NULL")
+_NAMES = COLUMNS + ("rank_main", "rank_total")
+
+
+class _Rows:
+    """A table of staged rows, filled by add() in batches of one transaction."""
+
+    table = "staging"
+
     def __init__(self, conn):
         self.conn = conn
-        conn.execute("PRAGMA temp.cache_size = -32768")  # 32 MiB, then it spills to disk
-        conn.execute("PRAGMA main.cache_size = -32768")  # the pages a merge batch touches
-        # A merge batch writes megabytes: checkpoint every ~32 MB rather than every 4 MB,
-        # and trim the WAL back afterwards.
-        conn.execute("PRAGMA wal_autocheckpoint = 32000")
-        conn.execute("PRAGMA journal_size_limit = 67108864")
-        self.drop()
-        conn.execute(
-            "CREATE TEMP TABLE staging (request_id TEXT NOT NULL, key_id TEXT, "
-            "project_id TEXT NOT NULL, at_ms INTEGER NOT NULL, model TEXT NOT NULL, "
-            "input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER, "
-            "cache_write_5m_tokens INTEGER, cache_write_1h_tokens INTEGER, cost_nanos INTEGER, "
-            "priced INTEGER, rank_main INTEGER NOT NULL, rank_total INTEGER NOT NULL)")
-        names = COLUMNS + ("rank_main", "rank_total")
-        self._insert = f"INSERT INTO staging ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        conn.execute(f"CREATE TABLE {self.table} ({_COLUMNS_DDL})")
+        self._insert = (f"INSERT INTO {self.table} ({', '.join(_NAMES)}) "
+                        f"VALUES ({', '.join('?' * len(_NAMES))})")
         self._pending = []
 
     def add(self, record: tuple, rank: tuple = (0, 0)) -> None:
@@ -59,6 +61,47 @@ class Staging:
             self.conn.executemany(self._insert, self._pending)
             self.conn.execute("COMMIT")
             self._pending.clear()
+
+
+class Scratch(_Rows):
+    """A worker's staged rows: a throwaway file, no journal, no fsync."""
+
+    def __init__(self, path: str):
+        import sqlite3
+
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        super().__init__(conn)
+
+    def close(self) -> None:
+        self.flush()
+        self.conn.close()
+
+
+class Staging(_Rows):
+    table = "temp.staging"
+
+    def __init__(self, conn):
+        conn.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB, then it spills to disk
+        conn.execute("PRAGMA main.cache_size = -16384")  # the pages a merge batch touches
+        # A merge batch writes megabytes: checkpoint every ~32 MB rather than every 4 MB,
+        # and trim the WAL back afterwards.
+        conn.execute("PRAGMA wal_autocheckpoint = 32000")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        self.conn = conn
+        self.drop()
+        super().__init__(conn)
+
+    def absorb(self, scratch: str) -> None:
+        """Take a worker's scratch file of staged rows, in one statement."""
+        self.flush()
+        self.conn.execute("ATTACH DATABASE ? AS unit", (scratch,))
+        try:
+            self.conn.execute("INSERT INTO temp.staging SELECT * FROM unit.staging")
+        finally:
+            self.conn.execute("DETACH DATABASE unit")
+        os.unlink(scratch)
 
     def _keep_best_copies(self) -> None:
         """Sort by request id, and drop all but the best copy of each."""
@@ -85,7 +128,9 @@ class Staging:
         while seen < total:
             bound = conn.execute("SELECT request_id FROM staging WHERE request_id > ? "
                                  "ORDER BY request_id LIMIT 1 OFFSET ?", (last, BATCH - 1)).fetchone()
-            bound = bound[0] if bound else "\U0010ffff" * 2
+            if bound is None:  # the last batch
+                bound = conn.execute("SELECT max(request_id) FROM staging").fetchone()
+            bound = bound[0]
             with write(conn):
                 conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
                 imported += self._store_batch(last, bound)
@@ -139,8 +184,7 @@ class Staging:
         return count
 
     def drop(self) -> None:
-        if getattr(self, "_pending", None):
-            self._pending.clear()
+        self._pending = []
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         for table in ("staging", "fresh", "hours"):

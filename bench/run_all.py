@@ -1,0 +1,46 @@
+"""Every performance target, in one run: python bench/run_all.py [--smoke]
+
+--smoke runs each benchmark at a tiny size, with no targets asserted, so CI notices
+when a benchmark stops working (tests/test_bench_smoke.py). ccusage's comparison
+(bench/vs_ccusage.py) needs npm and is run by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import cold_cli  # noqa: E402
+import concurrency  # noqa: E402
+import import_speed  # noqa: E402
+import keys_scale  # noqa: E402
+import reports_scale  # noqa: E402
+import request_path  # noqa: E402
+from _common import scratch  # noqa: E402
+
+
+def main(smoke: bool) -> None:
+    if smoke:
+        out = scratch("smoke")
+        reports_scale.OUT = import_speed.OUT = out  # never reuse full-size inputs
+        cold_cli.main(runs=2)
+        request_path.main(seconds=0.4)
+        keys_scale.main(many=300, runs=2, seconds=0.4)
+        reports_scale.main(sizes=(300, 3000), runs=1)
+        import_speed.main(records=3000, log_mb=(1,))
+        concurrency.main(processes=2, seconds=1.5)
+    else:
+        cold_cli.main()
+        request_path.main()
+        keys_scale.main()
+        reports_scale.main()
+        import_speed.main()
+        concurrency.main()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    main(parser.parse_args().smoke)

@@ -1,0 +1,137 @@
+"""An import's units of work, and reading them on every core.
+
+Parsing is most of an import's time, and Python parses on one core; so big inputs are
+cut into parts (a whole file, or a byte range of lines of a big jsonl or log file),
+packed into units of about 16 MB that worker processes parse in parallel, each into a
+scratch SQLite file. The importing process then takes the units in input order (so
+"the first copy wins" still means first in the input) into its staging table. Small
+inputs are read in the importing process itself, through the same readers.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+from ..errors import InvalidInput
+
+CHUNK = 16 << 20  # bytes of a big file per unit
+PARALLEL_FROM = 8 << 20  # smaller inputs are parsed in-process: workers cost ~0.1 s to start
+
+
+@dataclass(frozen=True)
+class Part:
+    """Lines of one file: those that begin in [start, end)."""
+
+    path: str
+    kind: str  # "jsonl", "csv" or "claude-code"
+    project: str | None = None  # Claude Code: the log's project folder
+    start: int = 0
+    end: int | None = None
+
+    @property
+    def size(self) -> int:
+        return (self.end if self.end is not None else os.path.getsize(self.path)) - self.start
+
+
+class BadLine(InvalidInput):
+    """A malformed line; picklable, so a worker's report reaches the importing process."""
+
+    def __init__(self, path: str, line: int, reason: str):
+        super().__init__(path, line, reason)
+        self.path, self.line, self.reason = path, line, reason
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+def lines(f, start: int = 0, end: int | None = None):
+    """The raw lines of an open binary file that begin in [start, end)."""
+    if start:
+        f.seek(start - 1)
+        if f.read(1) != b"\n":
+            f.readline()  # the line under way belongs to the unit before
+    pos = f.tell()
+    for raw in f:
+        if end is not None and pos >= end:
+            return
+        pos += len(raw)
+        yield raw
+
+
+def split(path: str, kind: str, project: str | None = None) -> list[Part]:
+    size = os.path.getsize(path)
+    if kind == "csv" or size <= CHUNK:  # a quoted csv field may span lines: never cut
+        return [Part(path, kind, project)]
+    return [Part(path, kind, project, start, min(start + CHUNK, size)) for start in range(0, size, CHUNK)]
+
+
+def pack(parts):
+    """Consecutive parts packed into units of about CHUNK bytes (many small logs in one)."""
+    unit, size = [], 0
+    for part in parts:
+        if unit and size + part.size > CHUNK:
+            yield unit
+            unit, size = [], 0
+        unit.append(part)
+        size += part.size
+    if unit:
+        yield unit
+
+
+def read(part: Part, sink, result, *, conn=None, key=None, prices=None) -> None:
+    """Parse one part into `sink` (anything with add(record, rank)), counting into `result`.
+    A malformed line raises BadLine with the line's number in its file."""
+    from . import claude_code, records
+
+    try:
+        if part.kind == "claude-code":
+            claude_code.read(part, sink, result, key=key, prices=prices)
+        else:
+            records.read(part, sink, result, records.KeyResolver(conn, key), prices=prices)
+    except BadLine as e:
+        if not part.start:
+            raise
+        raise BadLine(e.path, e.line + first_line_number(part) - 1, e.reason) from None
+
+
+def read_in_worker(unit: list[Part], db_path: str, key, prices: dict, scratch_dir: str):
+    """Worker process: parse a unit's parts into a scratch file. Returns (file, lines,
+    skipped, unpriced models); a malformed line raises BadLine."""
+    from ..store import connect
+    from . import ImportResult
+    from .staging import Scratch
+
+    fd, scratch = tempfile.mkstemp(suffix=".db", dir=scratch_dir)
+    os.close(fd)
+    os.unlink(scratch)  # SQLite creates it
+    result = ImportResult()
+    conn = connect(db_path) if any(p.kind != "claude-code" for p in unit) else None  # records name keys
+    sink = Scratch(scratch)
+    try:
+        for part in unit:
+            read(part, sink, result, conn=conn, key=key, prices=prices)
+        sink.close()
+    finally:
+        if conn is not None:
+            conn.close()
+    return scratch, result.lines, result.skipped, result.unpriced_models
+
+
+def first_line_number(part: Part) -> int:
+    """The line number, within its file, of the first line a part owns."""
+    if not part.start:
+        return 1
+    count = 1
+    with open(part.path, "rb") as f:
+        remaining = part.start
+        while remaining > 0:
+            block = f.read(min(remaining, 1 << 20))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+        f.seek(part.start - 1)
+        if f.read(1) != b"\n":
+            count += 1  # the part's first line is the one after the line it cut through
+    return count
