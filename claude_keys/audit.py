@@ -9,7 +9,7 @@ import json
 import os
 import sqlite3
 
-from .values import iso_ms, now_ms
+from .values import iso_ms, iso_s, now_ms
 
 _actor: str | None = None
 
@@ -34,9 +34,11 @@ def record(conn: sqlite3.Connection, action: str, key_id: str | None, before, af
     )
 
 
-def _json(value) -> str | None:
+def _json(value: dict | None) -> str | None:
+    """Stored as JSON, with times (`*_at` epoch seconds) as ISO-8601 for people."""
     if value is None:
         return None
+    value = {k: iso_s(v) if k.endswith("_at") and isinstance(v, int) else v for k, v in value.items()}
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 

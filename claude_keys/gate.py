@@ -76,12 +76,15 @@ def token_from(headers=None, query=None) -> str | None:
     if headers:
         items = headers.items() if hasattr(headers, "items") else headers
         for name, value in items:
+            if isinstance(name, bytes):  # raw ASGI headers
+                name, value = name.decode("latin-1"), value.decode("latin-1")
             lname = name.lower()
             if lname == "x-api-key" and value:
                 return value.strip()
             if lname == "authorization" and value and bearer is None:
                 scheme, _, credentials = value.strip().partition(" ")
-                bearer = credentials.strip() if scheme.lower() == "bearer" else _MALFORMED
+                bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+                bearer = bearer or _MALFORMED  # present but unusable: invalid, not missing
     if bearer is not None:
         return bearer
     if query:
@@ -134,9 +137,12 @@ def decide(conn: sqlite3.Connection, token: str | None, *, tool=None, agent=None
         headers = _headers(limit, count, oldest, now)
     else:
         with write(conn):
+            # The window is measured from when the lock was ours: a request that waited
+            # must not be counted as earlier than it was admitted.
+            now = time.time_ns() // 1_000_000
             count, oldest = _take_slot(conn, row["lineage"], limit, now)
             if count < limit:
-                _touch(conn, row, now_s)
+                _touch(conn, row, now // 1000)
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now)
         headers = _headers(limit, count + 1, oldest, now)
@@ -210,10 +216,11 @@ def _peek(conn, row, limit: int | None, now: int) -> dict:
 
 
 def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int) -> Decision:
-    wait_ms = (oldest + WINDOW_MS - now) if limit and oldest is not None else WINDOW_MS
-    wait = max(1, -(-wait_ms // 1000))
-    return _deny(429, f"Rate limit exceeded. Reset in {wait} seconds.",
-                 _headers(limit, count, oldest, now), row)
+    headers = _headers(limit, count, oldest, now)
+    if limit == 0:
+        return _deny(429, "Rate limit exceeded. This API key allows no requests.", headers, row)
+    wait = max(1, -(-(oldest + WINDOW_MS - now) // 1000))
+    return _deny(429, f"Rate limit exceeded. Reset in {wait} seconds.", headers, row)
 
 
 def _budgets(conn, row, perms, cost_nanos, now: int) -> tuple[str | None, list[str]]:
@@ -228,8 +235,10 @@ def _budgets(conn, row, perms, cost_nanos, now: int) -> tuple[str | None, list[s
     spent, tokens_today = conn.execute(
         "SELECT coalesce(sum(cost_nanos), 0), coalesce(sum(CASE WHEN day = ? THEN input_tokens + "
         "output_tokens + cache_read_tokens + cache_write_5m_tokens + cache_write_1h_tokens END), 0) "
-        "FROM usage_daily WHERE key_id IN (SELECT id FROM keys WHERE lineage = ?) AND day >= ?",
-        (today, row["lineage"], int(month_start.timestamp()) // 86400),
+        "FROM usage_daily WHERE key_id IN (SELECT id FROM keys WHERE lineage = ?) "
+        "AND day >= ? AND day < ?",
+        (today, row["lineage"], int(month_start.timestamp()) // 86400,
+         int(next_month.timestamp()) // 86400),
     ).fetchone()
     warnings = []
     budget = perms.monthly_budget_nanos

@@ -25,6 +25,11 @@ PUBLIC_FIELDS = (
 )
 
 
+def looks_like_id(text) -> bool:
+    """Safe to repeat in a message: shaped like a key id, so never a secret."""
+    return isinstance(text, str) and bool(_ID_LIKE.fullmatch(text))
+
+
 def status(row, now: int | None = None) -> str:
     """Derived from timestamps, so an expired key reads as expired with no job run."""
     now = now_s() if now is None else now
@@ -382,12 +387,17 @@ def revoke(conn, key_id: str, reason: str | None = None) -> tuple[sqlite3.Row, b
         now = now_s()
         if status(row, now) == "revoked":
             return row, False, None
+        row_in_keyring = bool(row["in_keyring"])
+        reasons = _join_reasons(row["revoked_reason"], reason)
         conn.execute("UPDATE keys SET revoked_at = ?, revoked_reason = ?, in_keyring = 0 WHERE id = ?",
-                     (now, _join_reasons(row["revoked_reason"], reason), key_id))
+                     (now, reasons, key_id))
         audit.record(conn, "revoke", key_id,
                      {"revoked_at": row["revoked_at"], "revoked_reason": row["revoked_reason"]},
-                     {"revoked_at": now, "revoked_reason": reason})
+                     {"revoked_at": now, "revoked_reason": reasons})
         row = get(conn, key_id)
+    if vault.disabled() and row_in_keyring:
+        return row, True, ("the keyring is disabled (CLAUDE_API_NO_KEYRING), so the revoked key's "
+                           "secret may still be in it")
     return row, True, vault.delete(key_id)
 
 
@@ -493,6 +503,10 @@ def reveal(conn, row) -> str:
         raise ClaudeKeysError("the keyring is disabled (CLAUDE_API_NO_KEYRING), so no secret can be read back")
     import hmac
 
+    state = status(row)
+    if state != "active":
+        raise ClaudeKeysError(f"key {row['id']} is {state}: its secret no longer works, so it is "
+                              "not shown (create or rotate a key for a new one)")
     secret = vault.read(row["id"])
     if secret is None or not hmac.compare_digest(fmt.digest(secret), row["digest"]):
         why = ("it was created without the keyring" if not row["in_keyring"]

@@ -14,7 +14,9 @@ import re
 from functools import lru_cache
 
 from .errors import InvalidInput
-from .values import parse_money
+from .values import MAX_USD, NANOS_PER_USD, parse_money
+
+MAX_NANOS = MAX_USD * NANOS_PER_USD
 
 FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 ENV_PRICES = "CLAUDE_API_PRICES"
@@ -96,4 +98,7 @@ class Pricer:
             rates = self.rates[model] = self.prices.get(normalize(model)) if model else None
         if rates is None:
             return None
-        return inp * rates[0] + out * rates[1] + read * rates[2] + w5 * rates[3] + w1 * rates[4]
+        cost = inp * rates[0] + out * rates[1] + read * rates[2] + w5 * rates[3] + w1 * rates[4]
+        if cost > MAX_NANOS:
+            raise InvalidInput("the tokens cost more than $1,000,000,000: not a real request")
+        return cost

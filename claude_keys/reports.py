@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from .errors import InvalidInput
-from .values import NANOS_PER_USD, iso_ms, parse_time
+from .values import LAST_MS, NANOS_PER_USD, iso_ms, parse_time
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -103,6 +103,11 @@ def window(period: str | None = None, since: str | None = None, until: str | Non
     until_ms = parse_time(until, end=True, tz=tz) if until else None
     if since_ms is not None and until_ms is not None and since_ms > until_ms:
         raise InvalidInput("--since is after --until")
+    # Every stored time is in [1970, 10000): bounds beyond that only mean "open".
+    if since_ms is not None and since_ms <= 0:
+        since_ms = None
+    if until_ms is not None and until_ms >= LAST_MS:
+        until_ms = None
     return Window(since_ms, until_ms, tz)
 
 

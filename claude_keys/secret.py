@@ -85,9 +85,9 @@ def lookup_digest(token: str) -> bytes | None:
 
 
 def hint(token: str) -> str:
-    """`cc_Ab3x…wxYz`: enough to recognise a key, far too little to use it."""
-    if token.startswith(PREFIX) and len(token) >= 16:
+    """`cc_Ab3x…wxYz`: enough to recognise a key, far too little to use it (28 random
+    characters stay hidden). An adopted token may be short and guessable beside its
+    digest, so it shows at most its last 4 characters, and only when it is long."""
+    if is_own_format(token):
         return f"{token[:7]}…{token[-4:]}"
-    if len(token) >= 12:
-        return f"{token[:3]}…{token[-3:]}"
-    return "…" + token[-2:] if len(token) >= 6 else "…"
+    return f"…{token[-4:]}" if len(token) >= 24 else "…"

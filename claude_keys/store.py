@@ -18,7 +18,7 @@ from .errors import StoreError
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 60.0
 # Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
-# dirties one page in each of three b-trees (usage, daily and hourly roll-ups).
+# dirties one page in each of four b-trees (usage and three roll-ups).
 PAGE_SIZE = 1024
 WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
 ENV_DB = "CLAUDE_API_DB"
@@ -97,9 +97,9 @@ def _upgrade(conn: sqlite3.Connection, path: str, version: int) -> None:
             f"the store {path} has schema version {version}, newer than this claude-api "
             f"understands ({SCHEMA_VERSION}); upgrade claude-api to use it"
         )
-    if version == 0 and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on an empty file
-        conn.execute("PRAGMA journal_mode=WAL")  # persistent; cannot run in a transaction
+    if version == 0:
+        _refuse_foreign(conn, path)  # before changing anything in someone else's file
+        _use_wal(conn)
     from . import migrations
 
     with write(conn):
@@ -109,17 +109,43 @@ def _upgrade(conn: sqlite3.Connection, path: str, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise StoreError(f"the store {path} was upgraded by a newer claude-api meanwhile")
         if version == 0:
-            foreign = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type='table' "
-                "AND name NOT LIKE 'sqlite_%' AND name != '_sqlite_migrations'"
-            ).fetchone()[0]
-            if foreign:
-                raise StoreError(
-                    f"{path} is a SQLite database but not a claude-api store; "
-                    "point --db or CLAUDE_API_DB at a new file"
-                )
+            _refuse_foreign(conn, path)
         migrations.apply(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """A version-0 file with tables was not made by claude-api (ours sets the version in
+    the same transaction as its tables)."""
+    foreign = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' "
+        "AND name NOT LIKE 'sqlite_%' AND name != '_sqlite_migrations'"
+    ).fetchone()[0]
+    if foreign:
+        raise StoreError(f"{path} is a SQLite database but not a claude-api store; "
+                         "point --db or CLAUDE_API_DB at a new file")
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new store to WAL (persistent). That needs the file to itself, and when
+    several processes open a new store at once SQLite answers "locked" at once instead
+    of waiting, so try again for as long as the busy timeout."""
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on an empty file
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+        if time.monotonic() > deadline:
+            raise StoreError("the new store stayed locked by other processes; try again")
+        time.sleep(0.005)
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """Recording usage: one row per request, priced exactly, deduplicated by request id.
 
-The per-day roll-up (usage_daily) is kept by a trigger in the same statement, so
-every writer (one request, or a bulk import) keeps it right. Reports live in
-claude_keys.reports.
+The roll-ups (per key and day, per project and day, per hour) are kept by a trigger
+in the same statement, so every writer keeps them right; bulk imports add to them
+set-wise instead (importers/staging.py). Reports live in claude_keys.reports.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from . import pricing
 from .errors import InvalidInput, KeyNotFound
-from .values import MAX_COUNT, check_text, now_ms, parse_count
+from .values import LAST_MS, MAX_COUNT, check_text, now_ms, parse_count
 
 COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
            "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
@@ -54,7 +54,10 @@ def check_tokens(**counts) -> dict:
 def project_of(conn: sqlite3.Connection, key_id: str) -> str:
     row = conn.execute("SELECT project_id FROM keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
-        raise KeyNotFound(f"no key has the id {key_id!r}" if len(key_id) <= 64 else "no such key")
+        from .keys import looks_like_id
+
+        raise KeyNotFound(f"no key has the id {key_id!r}" if looks_like_id(key_id)
+                          else "no key has that id (record_usage takes a key's id, not its secret)")
     return row[0]
 
 
@@ -73,7 +76,7 @@ def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, pricer: pr
     request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
     if at_ms is None:
         at_ms = now_ms()
-    elif not 0 <= at_ms < 253402300800000:  # 1970 .. 9999
+    elif not 0 <= at_ms < LAST_MS:  # 1970 .. 9999
         raise InvalidInput("the time of a usage record must be between 1970 and 9999")
     counts = [tokens[f] for f in TOKEN_FIELDS]
     cost = cost_nanos if cost_nanos is not None else pricer(model, *counts)
@@ -85,7 +88,8 @@ def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, pricer: pr
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
-                 "cache_read_tokens", "cache_write_tokens", "cost_usd", "request_id")
+                 "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_usd",
+                 "request_id")
 
 
 def export_rows(conn: sqlite3.Connection, *, since_ms=None, until_ms=None, project_id=None,
@@ -93,7 +97,8 @@ def export_rows(conn: sqlite3.Connection, *, since_ms=None, until_ms=None, proje
     """Every stored request in the range, oldest first, in the import record format.
 
     `cost_usd` is null for an unpriced request, so a re-import prices it again rather
-    than taking $0 as given; cache_write_tokens counts both kinds of cache write.
+    than taking $0 as given; cache_write_tokens counts both kinds of cache write, and
+    cache_write_1h_tokens how many of them were 1-hour writes (priced apart).
     """
     where, params = [], []
     for column, op, value in (("at_ms", ">=", since_ms), ("at_ms", "<", until_ms),
@@ -102,14 +107,15 @@ def export_rows(conn: sqlite3.Connection, *, since_ms=None, until_ms=None, proje
             where.append(f"{column} {op} ?")
             params.append(value)
     sql = ("SELECT key_id, project_id, at_ms, model, input_tokens, output_tokens, cache_read_tokens, "
-           "cache_write_5m_tokens + cache_write_1h_tokens, cost_nanos, priced, request_id FROM usage")
+           "cache_write_5m_tokens + cache_write_1h_tokens, cache_write_1h_tokens, cost_nanos, priced, "
+           "request_id FROM usage")
     if where:
         sql += " WHERE " + " AND ".join(where)
     from .values import iso_ms
 
-    for key, project, at, model, inp, out, read, write_, cost, priced, request_id in conn.execute(
-            sql + " ORDER BY at_ms, request_id", params):
+    for key, project, at, model, inp, out, read, writes, hour_writes, cost, priced, request_id in (
+            conn.execute(sql + " ORDER BY at_ms, request_id", params)):
         yield {"key": key, "project_id": project, "at": iso_ms(at), "model": model or None,
                "input_tokens": inp, "output_tokens": out, "cache_read_tokens": read,
-               "cache_write_tokens": write_, "cost_usd": cost / 1_000_000_000 if priced else None,
-               "request_id": request_id}
+               "cache_write_tokens": writes, "cache_write_1h_tokens": hour_writes,
+               "cost_usd": cost / 1_000_000_000 if priced else None, "request_id": request_id}

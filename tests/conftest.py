@@ -77,3 +77,28 @@ def create(*args, **kwargs) -> dict:
     result = cli("keys", "create", *args, "--json", **kwargs)
     assert result.exit_code == 0, result
     return result.json()
+
+
+USAGE_SUMS = "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanos), 0)"
+ROLLUP_SUMS = ("coalesce(sum(requests), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
+               "coalesce(sum(cost_nanos), 0)")
+
+
+def assert_consistent(db) -> tuple:
+    """The store passes SQLite's integrity check, every roll-up agrees with the usage
+    rows, and every rate-limit window count agrees with its slots. Returns the usage sums."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        raw = conn.execute(f"SELECT {USAGE_SUMS} FROM usage").fetchone()
+        for table in ("usage_daily", "usage_hourly", "usage_project_daily"):
+            assert conn.execute(f"SELECT {ROLLUP_SUMS} FROM {table}").fetchone() == raw, table
+        windows = dict(conn.execute("SELECT lineage, used FROM rate_windows WHERE used > 0"))
+        slots = dict(conn.execute("SELECT lineage, sum(n) FROM rate_slots GROUP BY lineage"))
+        assert windows == slots
+        assert conn.execute("SELECT count(*) FROM bulk_mode").fetchone() == (0,)
+        return raw
+    finally:
+        conn.close()

@@ -41,3 +41,9 @@ def test_bad_token_input():
     assert r.exit_code == 2 and "checksum" in r.stderr
     r = cli("keys", "import", "--project-id", "x", input="short")
     assert r.exit_code == 0 and "only 5 characters" in r.stderr and "short" not in r.stderr
+
+
+def test_hints_of_adopted_tokens_give_little_away():
+    short, long = "legacy-0123456789", "L" * 20 + "tail"
+    rows = cli("keys", "import", "--project-id", "x", "--json", input=f"{short}\n{long}\n").json()
+    assert [r["hint"] for r in rows] == ["…", "…tail"]

@@ -169,3 +169,15 @@ def test_a_forked_child_opens_its_own_connection(isolated):
     assert store._conn() is parent_conn and store.check(key=key["key"]).allowed
     rows = sqlite3.connect(isolated).execute("SELECT input_tokens FROM usage WHERE request_id = 'from-child'")
     assert rows.fetchall() == [(7,)]
+
+
+def test_review_findings_in_the_python_api(isolated):
+    key = create()
+    store = KeyStore()
+    with pytest.raises(KeyNotFound) as error:
+        store.record_usage(key["key"], input_tokens=1)  # a secret where the id belongs
+    assert key["key"] not in str(error.value) and key["key"][3:20] not in str(error.value)
+    raw = [(b"content-type", b"application/json"), (b"x-api-key", key["key"].encode())]
+    assert store.check(raw).key_id == key["id"]  # raw ASGI headers
+    assert store.check({"Authorization": "Bearer "}).body["error"]["message"] == "Invalid API key"
+    assert store.check({"Authorization": "Bearer"}).body["error"]["message"] == "Invalid API key"

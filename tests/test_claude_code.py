@@ -106,3 +106,37 @@ def test_parallel_import_of_logs_equals_the_truth(logs, monkeypatch, isolated):
     assert (result.lines, result.imported) == (truth.lines, truth.requests)
     total = summary("summary", "--period", "all")
     assert total["total_tokens"] == truth.total_tokens and round(total["cost_usd"] * 1e9) == truth.cost_nanos
+
+
+def test_what_can_be_given(tmp_path):
+    """A project folder (subagents stay in its project), a single subagent log, and logs
+    that begin with a summary line are all recognised."""
+    truth = write_logs(tmp_path, projects=1, sessions=3, responses=20, seed=5)
+    folder = tmp_path / "projects" / "-home-user-project0"
+    summary_first = folder / "with-summary.jsonl"
+    summary_first.write_text('{"type":"summary","summary":"A chat","leafUuid":"u1"}\n'
+                             + next(folder.glob("*.jsonl")).read_text())
+    r = cli("usage", "import", folder, "--json")
+    assert r.exit_code == 0, r
+    assert [p["project_id"] for p in summary("by-project", "--period", "all")] == ["-home-user-project0"]
+    assert r.json()["imported"] == truth.requests
+    subagent = next(folder.glob("*/subagents/*.jsonl"))
+    assert cli("usage", "import", subagent, "--json").json()["already_stored"] > 0
+    r = cli("usage", "import", summary_first, "--json")  # --format auto sees a Claude Code log
+    assert r.exit_code == 0, r
+
+
+def test_implausible_lines_are_skipped_not_fatal(tmp_path):
+    folder = tmp_path / "projects" / "p"
+    folder.mkdir(parents=True)
+    good = {"type": "assistant", "timestamp": "2026-02-01T10:00:00.000Z", "requestId": "req_1",
+            "message": {"id": "msg_1", "model": "claude-haiku-4-5", "usage": {"input_tokens": 10, "output_tokens": 5}}}
+    bad = [dict(good, requestId="req_2", costUSD=1e300),
+           dict(good, requestId="req_3", message=dict(good["message"], usage={"input_tokens": 10**20, "output_tokens": 1})),
+           dict(good, requestId="req_4", timestamp="2025-10-30T09:00:40+01:00Z"),
+           dict(good, requestId="req_5", timestamp="2025-10-30T09:00:40+01:00")]
+    (folder / "s.jsonl").write_text("\n".join(json.dumps(x) for x in [good, *bad]) + "\n")
+    r = cli("usage", "import", tmp_path, "--json")
+    assert r.exit_code == 0, r
+    result = r.json()
+    assert result["imported"] == 2 and result["skipped"] == {"implausible usage": 2, "no timestamp": 1}

@@ -56,3 +56,15 @@ def test_reveal_without_a_backend_says_so():
     key = json.loads(proc("keys", "create", "--project-id", "p", "--json", env=NO_BACKEND).stdout)
     r = proc("keys", "reveal", key["id"], env=NO_BACKEND)
     assert r.exit_code == 1 and "no OS keyring" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("backend", [LockedKeyring, BrokenKeyring])
+def test_a_refusing_keyring_rotates_nothing(backend):
+    key = json.loads(cli("keys", "create", "--project-id", "p", "--no-keyring", "--json").stdout)
+    keyring.set_keyring(backend())
+    r = cli("keys", "rotate", key["id"])
+    assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1 and "cc_" not in r.stderr
+    listed = cli("keys", "list", "--json").json()
+    assert [(k["id"], k["status"]) for k in listed] == [(key["id"], "active")]
+    assert cli("keys", "show", key["id"], "--json").json()["rotated_to"] is None
+    assert cli("audit", "--json").json()[-1]["action"] == "create"

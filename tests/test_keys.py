@@ -188,7 +188,7 @@ def test_revoke_removes_the_secret_from_the_keyring(memory_keyring):
     cli("keys", "revoke", key["id"], "--force")
     assert memory_keyring.get_password("claude-api", key["id"]) is None
     r = cli("keys", "reveal", key["id"])
-    assert r.exit_code == 1 and "not in the OS keyring" in r.stderr
+    assert r.exit_code == 1 and "is revoked" in r.stderr
 
 
 def test_rotate_keeps_settings_and_links_lineage(memory_keyring):

@@ -3,6 +3,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import EXE, cli, create, proc
@@ -93,7 +94,10 @@ def test_a_foreign_database_is_refused(tmp_path):
     conn.commit()
     conn.close()
     _one_line_error(cli("--db", other, "keys", "list"), text="not a claude-api store")
-    assert [r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master")] == ["customers"]
+    conn = sqlite3.connect(other)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["customers"]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not even switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
 def test_db_check_reports_integrity_and_version():
@@ -125,3 +129,50 @@ def test_many_processes_share_a_fresh_store():
     assert all(r.exit_code == 0 for r in results), [r for r in results if r.exit_code]
     assert all(r.stderr == "" for r in results)
     assert len(cli("keys", "list", "--json").json()) == 16
+
+
+WRITER = """
+import sys, time
+from claude_keys import KeyStore
+store = KeyStore()
+end = time.time() + float(sys.argv[3])
+i = 0
+while time.time() < end:
+    decision = store.check(key=sys.argv[1])
+    store.record_usage(decision.key_id, input_tokens=i % 97, output_tokens=1, cost="0.0001",
+                       request_id=f"{sys.argv[2]}-{i}")
+    i += 1
+"""
+
+
+def test_backups_taken_while_others_write_are_consistent(isolated, tmp_path):
+    import sys
+
+    from conftest import assert_consistent
+
+    key = create("--rate-limit", "1000000")
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, key["key"], f"w{i}", "4"], env=os.environ)
+               for i in range(3)]
+    copies = []
+    try:
+        time.sleep(0.5)
+        for n in range(5):
+            copy = tmp_path / f"backup-{n}.db"
+            assert proc("db", "backup", copy).exit_code == 0
+            copies.append(copy)
+            time.sleep(0.4)
+    finally:
+        for w in writers:
+            assert w.wait(timeout=30) == 0
+    counts = [assert_consistent(c)[0] for c in copies]
+    assert counts == sorted(counts) and counts[-1] > 0  # each a consistent snapshot, later ones later
+    assert proc("--db", copies[-1], "db", "check").exit_code == 0
+    assert assert_consistent(isolated)[0] >= counts[-1]
+
+
+def test_an_empty_db_option_is_refused_but_an_empty_variable_is_unset(monkeypatch, tmp_path):
+    r = cli("--db", "", "keys", "list")
+    assert r.exit_code == 2 and "store path is empty" in r.stderr
+    monkeypatch.setenv("CLAUDE_API_DB", "")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert cli("db", "path").stdout.strip() == str(tmp_path / "xdg" / "claude-api" / "keys.db")

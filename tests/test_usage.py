@@ -452,3 +452,31 @@ def test_any_request_id_is_imported(tmp_path):
     path.write_text("".join(json.dumps({"key": key["id"], "at": "2026-02-01T00:00:00Z", "request_id": i,
                                         "cost_usd": 1}) + "\n" for i in ids))
     assert cli("usage", "import", path, "--json").json()["imported"] == 4
+
+
+def test_edge_dates():
+    key = create()
+    record(key["id"], "2026-02-01T00:00:00Z", cost="1")
+    for args in (["--since", "0001-01-01", "--tz", "Europe/Berlin"], ["--until", "9999-12-31"],
+                 ["--since", "1970-01-01", "--until", "9999-12-31", "--tz", "Pacific/Kiritimati"]):
+        assert report("summary", *args)["requests"] == 1
+        assert sum(r["requests"] for r in report("summary", "--by", "month", *args)) == 1
+
+
+def test_one_hour_cache_writes_survive_an_export(tmp_path, isolated):
+    key = create()
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"key": key["id"], "at": "2026-02-01T00:00:00Z", "model": "mystery-model",
+                                "cache_write_tokens": 3_000_000, "cache_write_1h_tokens": 1_000_000}) + "\n")
+    assert cli("usage", "import", path).exit_code == 0
+    exported = cli("usage", "export", "--format", "jsonl", "--period", "all").stdout
+    assert json.loads(exported)["cache_write_1h_tokens"] == 1_000_000
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"mystery-model": {"input": 0, "output": 0, "cache_read": 0,
+                                                    "cache_write_5m": 1, "cache_write_1h": 100}}))
+    conn = sqlite3.connect(isolated)
+    conn.executescript("".join(f"DELETE FROM {t};" for t in USAGE_TABLES))
+    conn.close()
+    path.write_text(exported)
+    assert cli("usage", "import", path, env={"CLAUDE_API_PRICES": str(prices)}).exit_code == 0
+    assert report("summary", "--period", "all")["cost_usd"] == 2 + 100  # 2M at $1, 1M at $100

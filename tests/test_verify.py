@@ -232,3 +232,14 @@ def test_rotation_does_not_reset_budget_or_rate():
     verify(key["key"], code=0)
     verify(new["key"], code=0)
     verify(key["key"], code=5)
+
+
+def test_usage_dated_in_later_months_does_not_spend_this_months_budget():
+    key = create("--monthly-budget", "10")
+    record(key["id"], "--cost", "50", "--at", "2099-03-05T00:00:00Z")
+    verify(key["key"], code=0)
+
+
+def test_a_rate_limit_of_zero_says_so():
+    key = create("--rate-limit", "0")
+    assert error(verify(key["key"], code=5))[1] == "Rate limit exceeded. This API key allows no requests."

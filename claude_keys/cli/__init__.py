@@ -21,6 +21,7 @@ COMMANDS = {
     "profiles": "claude_keys.cli.profiles:profiles",
     "usage": "claude_keys.cli.usage:usage",
     "db": "claude_keys.cli.db:db",
+    "audit": "claude_keys.cli.audit:audit",
 }
 
 
@@ -73,6 +74,9 @@ def run_reporting_errors(call) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except UnicodeDecodeError:
+        error("the input is not UTF-8 text")
+        return 2
     except BrokenPipeError:
         # The reader went away (`| head`): not an error worth a word.
         try:
@@ -100,11 +104,20 @@ def run_reporting_errors(call) -> int:
 
 
 def error(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {one_line(message)}", err=True)
 
 
 def warn(message: str) -> None:
-    click.echo(f"Warning: {message}", err=True)
+    click.echo(f"Warning: {one_line(message)}", err=True)
+
+
+def one_line(message: str) -> str:
+    """A message may quote what the user typed: escape control characters so it stays
+    one line and cannot drive the terminal, and lone surrogates so it can be printed."""
+    import re
+
+    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class App:
@@ -134,14 +147,20 @@ class App:
             self._conn = None
 
 
+from .options import FilePath  # noqa: E402  (after App: options imports nothing from here)
+
+
 @click.group("claude-api", cls=Root, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", metavar="PATH", envvar="CLAUDE_API_DB", show_envvar=True,
-              type=click.Path(dir_okay=False),
+              type=FilePath(dir_okay=False),
               help="The store (SQLite file). Default: the claude-api folder in your user config dir.")
 @click.version_option(__version__, "--version", prog_name="claude-api")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """Manage API keys, permissions and usage for a self-hosted Claude API service."""
+    if db == "" and ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE:
+        # `--db "$STORE"` with STORE unset must not quietly use the default store.
+        raise click.BadParameter("the store path is empty", param_hint="--db")
     app = App(db or None)
     ctx.obj = app
     ctx.call_on_close(app.close)

@@ -8,7 +8,7 @@ import click
 
 from .. import store
 from ..errors import StoreError
-from .options import json_option
+from .options import FilePath, json_option
 
 
 def _app(ctx):
@@ -53,7 +53,7 @@ def check(ctx, fmt) -> None:
 
 
 @db.command()
-@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@click.argument("file", type=FilePath(dir_okay=False, writable=True))
 @click.pass_context
 def backup(ctx, file) -> None:
     """Copy the store to FILE with SQLite's online backup (safe while others write)."""

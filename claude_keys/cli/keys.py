@@ -15,9 +15,11 @@ from . import warn
 
 MONEY = ("max_cost_per_task", "monthly_budget")
 from .options import (
-    FOLLOW_PROFILE, Count, Duration, Limit, Money, Profile, Project, Seconds, json_option,
+    FOLLOW_PROFILE, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
     key_argument, output_options,
 )
+
+NAME = Text("the name", max_len=128)  # tools, agents, skills
 
 def _app(ctx: click.Context):
     return ctx.find_root().obj
@@ -32,7 +34,7 @@ def keys() -> None:
 @click.option("--project-id", required=True, type=Project(), help="The project the key belongs to.")
 @click.option("--profile", type=Profile(), default="enterprise", show_default=True,
               help="Permission preset.")
-@click.option("--name", help="A label to recognise the key by.")
+@click.option("--name", type=Text("the name"), help="A label to recognise the key by.")
 @click.option("--rate-limit", type=Count(), help="Requests per minute (overrides the profile).")
 @click.option("--max-cost", type=Money(), help="Maximum cost per task in USD.")
 @click.option("--monthly-budget", type=Money(), help="Spending limit per calendar month (UTC), USD.")
@@ -63,6 +65,25 @@ def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget,
         click.echo(created.secret)
     else:
         _print_created(created, "Created")
+
+
+def _confirm(question: str) -> bool:
+    """Ask once on stderr; only "y" or "yes" goes ahead (no answer, no terminal: no)."""
+    click.echo(f"{question} [y/N]: ", nl=False, err=True)
+    try:
+        answer = sys.stdin.readline()
+    except UnicodeDecodeError:
+        answer = ""
+    if not sys.stdin.isatty():
+        click.echo(err=True)  # the answer was not echoed: end the prompt's line
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _stdin(read) -> str:
+    try:
+        return read(sys.stdin)
+    except UnicodeDecodeError:
+        raise click.BadParameter("standard input is not UTF-8 text") from None
 
 
 def _print_created(created, verb: str) -> None:
@@ -139,14 +160,14 @@ _LIMIT_OPTIONS = {
 @click.option("--timeout", type=Limit(Seconds()), help="Seconds per task, unlimited, or default.")
 @click.option("--monthly-budget", type=Limit(Money()), help="USD per calendar month, unlimited, or default.")
 @click.option("--tokens-per-day", type=Limit(Count()), help="Tokens per UTC day, unlimited, or default.")
-@click.option("--allow-tool", multiple=True, metavar="TOOL", help="Allow a tool ('*' for all).")
-@click.option("--disallow-tool", multiple=True, metavar="TOOL", help="Take a tool off the allowed list.")
-@click.option("--block-tool", multiple=True, metavar="TOOL", help="Block a tool (a block always wins).")
-@click.option("--unblock-tool", multiple=True, metavar="TOOL", help="Lift a block.")
-@click.option("--allow-agent", multiple=True, metavar="AGENT", help="Allow an agent ('*' for all).")
-@click.option("--disallow-agent", multiple=True, metavar="AGENT", help="Take an agent off the allowed list.")
-@click.option("--allow-skill", multiple=True, metavar="SKILL", help="Allow a skill ('*' for all).")
-@click.option("--disallow-skill", multiple=True, metavar="SKILL", help="Take a skill off the allowed list.")
+@click.option("--allow-tool", type=NAME, multiple=True, metavar="TOOL", help="Allow a tool ('*' for all).")
+@click.option("--disallow-tool", type=NAME, multiple=True, metavar="TOOL", help="Take a tool off the allowed list.")
+@click.option("--block-tool", type=NAME, multiple=True, metavar="TOOL", help="Block a tool (a block always wins).")
+@click.option("--unblock-tool", type=NAME, multiple=True, metavar="TOOL", help="Lift a block.")
+@click.option("--allow-agent", type=NAME, multiple=True, metavar="AGENT", help="Allow an agent ('*' for all).")
+@click.option("--disallow-agent", type=NAME, multiple=True, metavar="AGENT", help="Take an agent off the allowed list.")
+@click.option("--allow-skill", type=NAME, multiple=True, metavar="SKILL", help="Allow a skill ('*' for all).")
+@click.option("--disallow-skill", type=NAME, multiple=True, metavar="SKILL", help="Take a skill off the allowed list.")
 @output_options
 @click.pass_context
 def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) -> None:
@@ -183,7 +204,7 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
 @keys.command()
 @key_argument
 @click.option("--force", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--reason", help="Why; kept with the key and shown by `keys show`.")
+@click.option("--reason", type=Text("the reason", max_len=1000), help="Why; kept with the key and shown by `keys show`.")
 @click.pass_context
 def revoke(ctx, key, force, reason) -> None:
     """Revoke a key at once; its secret is removed from the keyring."""
@@ -193,8 +214,8 @@ def revoke(ctx, key, force, reason) -> None:
     row = lib.find(conn, key)
     if not force:
         label = f" ({row['name']})" if row["name"] else ""
-        click.confirm(f"Revoke key {row['id']}{label} of project {row['project_id']}?", abort=True,
-                      err=True)
+        if not _confirm(f"Revoke key {row['id']}{label} of project {row['project_id']}?"):
+            raise click.Abort()
     row, changed, warning = lib.revoke(conn, row["id"], reason)
     if warning:
         warn(warning)
@@ -247,9 +268,9 @@ def reveal(ctx, key) -> None:
 
 @keys.command()
 @click.argument("key", required=False, metavar="[KEY|-]")
-@click.option("--tool", help="The tool the request wants to use.")
-@click.option("--agent", help="The agent the request wants to run.")
-@click.option("--skill", help="The skill the request wants to invoke.")
+@click.option("--tool", type=NAME, help="The tool the request wants to use.")
+@click.option("--agent", type=NAME, help="The agent the request wants to run.")
+@click.option("--skill", type=NAME, help="The skill the request wants to invoke.")
 @click.option("--cost", type=Money(), help="The request's (estimated) cost in USD.")
 @click.option("--dry-run", is_flag=True, help="Decide without taking a rate-limit slot or marking the key used.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON, whatever it is.")
@@ -260,7 +281,7 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
     from .. import gate
 
     if key == "-":
-        key = sys.stdin.readline().strip()
+        key = _stdin(lambda f: f.readline()).strip()
     decision = gate.decide(_app(ctx).conn, key, tool=tool, agent=agent, skill=skill,
                            cost_nanos=cost, dry_run=dry_run)
     if as_json:
@@ -280,8 +301,8 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
 @keys.command("import")
 @click.option("--project-id", required=True, type=Project(), help="The project the tokens belong to.")
 @click.option("--profile", type=Profile(), default="enterprise", show_default=True, help="Permission preset.")
-@click.option("--name", help="A label for the adopted keys.")
-@click.option("--from-env", metavar="VAR", help="Read the tokens from this environment variable "
+@click.option("--name", type=Text("the name"), help="A label for the adopted keys.")
+@click.option("--from-env", type=Text("the variable name", allow_empty=False), metavar="VAR", help="Read the tokens from this environment variable "
               "(e.g. API_KEYS or AUTH_TOKEN) instead of stdin.")
 @output_options
 @click.pass_context
@@ -296,11 +317,11 @@ def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
 
     if from_env:
         if from_env not in os.environ:
-            raise click.BadParameter(f"the environment variable {from_env} is not set",
+            raise click.BadParameter(f"the environment variable {from_env!r} is not set",
                                      param_hint="--from-env")
         text = os.environ[from_env]
     else:
-        text = sys.stdin.read()
+        text = _stdin(lambda f: f.read())
     adopted, warnings = lib.import_tokens(_app(ctx).conn, lib.split_tokens(text), project_id,
                                           profile=profile, name=name)
     for line in warnings:

@@ -59,16 +59,6 @@ class Seconds(_Parsed):
         return values.parse_duration(text)
 
 
-class Time(_Parsed):
-    name = "TIME"
-
-    def __init__(self, end: bool = False):
-        self.end = end
-
-    def parser(self, text):
-        return text  # resolved later, once --tz is known (a date means a day in that zone)
-
-
 class Limit(click.ParamType):
     """A limit that can also be `unlimited` or `default` (follow the profile)."""
 
@@ -82,6 +72,15 @@ class Limit(click.ParamType):
         if isinstance(value, str) and value.strip().lower() == "default":
             return FOLLOW_PROFILE
         return self.inner.convert(value, param, ctx)
+
+
+class FilePath(click.Path):
+    """click.Path, refusing what no file name can hold (the OS would raise, not click)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "\x00" in value:
+            self.fail("a file name cannot contain a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class Profile(click.Choice):
@@ -120,8 +119,35 @@ class KeyRef(click.ParamType):
         return [CompletionItem(i, help=f"{p}{' / ' + n if n else ''}") for i, p, n in rows]
 
 
-class Project(click.ParamType):
+class Text(click.ParamType):
+    """Free text (names, ids, reasons, tools): printable, valid UTF-8, bounded."""
+
+    name = "TEXT"
+
+    def __init__(self, what: str = "the value", max_len: int = 256, allow_empty: bool = True):
+        self.what, self.max_len, self.allow_empty = what, max_len, allow_empty
+
+    def convert(self, value, param, ctx):
+        try:
+            return values.check_text(value, self.what, max_len=self.max_len, allow_empty=self.allow_empty)
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+
+
+class Time(Text):
+    """Kept as text here: resolved once --tz is known (a date means a day in that zone)."""
+
+    name = "TIME"
+
+    def __init__(self):
+        super().__init__("the time", max_len=64)
+
+
+class Project(Text):
     name = "ID"
+
+    def __init__(self):
+        super().__init__("the project id", allow_empty=False)
 
     def shell_complete(self, ctx, param, incomplete):
         from click.shell_completion import CompletionItem

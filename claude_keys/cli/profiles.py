@@ -5,7 +5,7 @@ import click
 
 from .. import keys as lib
 from .. import profiles as presets
-from .options import Profile, output_options
+from .options import Profile, Text, output_options
 
 _MONEY = ("max_cost_per_task", "monthly_budget")
 
@@ -50,9 +50,9 @@ def show(ctx, profile, fmt) -> None:
 
 
 @profiles.command("standard-agents")
-@click.option("--add", multiple=True, metavar="AGENT", help="Add an agent to the list.")
-@click.option("--remove", multiple=True, metavar="AGENT", help="Remove an agent from the list.")
-@click.option("--set", "replace", metavar="A,B,…", help="Replace the whole list (comma-separated).")
+@click.option("--add", type=Text("the agent", 128), multiple=True, metavar="AGENT", help="Add an agent to the list.")
+@click.option("--remove", type=Text("the agent", 128), multiple=True, metavar="AGENT", help="Remove an agent from the list.")
+@click.option("--set", "replace", type=Text("the list", 10_000), metavar="A,B,…", help="Replace the whole list (comma-separated).")
 @output_options
 @click.pass_context
 def standard_agents(ctx, add, remove, replace, fmt) -> None:

@@ -8,7 +8,7 @@ import click
 
 from .. import usage as lib
 from . import warn
-from .options import Count, KeyRef, Money, Project, Time, json_option, output_options
+from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
 
 COLUMNS = ["requests", "input_tokens", "output_tokens", "cache_read_tokens",
            "cache_write_tokens", "total_tokens", "cost_usd"]
@@ -33,10 +33,10 @@ def usage() -> None:
 @click.option("--cache-read-tokens", type=Count(), default=0)
 @click.option("--cache-write-tokens", type=Count(), default=0, help="5-minute cache writes.")
 @click.option("--cache-write-1h-tokens", type=Count(), default=0, help="1-hour cache writes.")
-@click.option("--model", help="The model, to price the request (e.g. claude-sonnet-4-5).")
+@click.option("--model", type=Text("the model"), help="The model, to price the request (e.g. claude-sonnet-4-5).")
 @click.option("--cost", type=Money(), help="The cost in USD (otherwise computed from the price table).")
 @click.option("--at", type=Time(), help="When (ISO-8601; default now).")
-@click.option("--request-id", help="A unique id: recording the same id again changes nothing.")
+@click.option("--request-id", type=Text("the request id", allow_empty=False), help="A unique id: recording the same id again changes nothing.")
 @json_option
 @click.pass_context
 def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
@@ -76,7 +76,7 @@ def report_options(fn):
                        "all when --since/--until are given].")
     @click.option("--since", type=Time(), help="From this date or time (inclusive).")
     @click.option("--until", type=Time(), help="Up to this date (the whole day) or time.")
-    @click.option("--tz", metavar="ZONE", help="Time zone for periods and dates (IANA name; default UTC).")
+    @click.option("--tz", type=Text("the time zone", 64), metavar="ZONE", help="Time zone for periods and dates (IANA name; default UTC).")
     @click.option("--project-id", type=Project(), help="Only this project.")
     @click.option("--key", "key_ref", type=KeyRef(), help="Only this key.")
     @functools.wraps(fn)
@@ -206,7 +206,7 @@ def export(report, fmt) -> None:
 
 
 @usage.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("files", nargs=-1, required=True, type=FilePath(exists=True))
 @click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "csv", "claude-code"]),
               default="auto", show_default=True,
               help="auto: folders are Claude Code logs, .csv is csv, .jsonl is told apart by content.")

@@ -39,23 +39,24 @@ class ImportResult:
 
 
 def detect(path: str) -> str:
-    """The format of one input: a folder is Claude Code logs; .csv is csv; a .jsonl
-    file whose first record has Claude Code's fields is a log, else our records."""
+    """The format of one input: a folder is Claude Code logs; .csv is csv; a file whose
+    first record has only our record fields is jsonl; any other JSON lines are Claude
+    Code logs (their first line is often a summary or snapshot, not a request)."""
     if os.path.isdir(path):
         return "claude-code"
     if path.lower().endswith(".csv"):
         return "csv"
-    import json
+    from .records import FIELDS
+    from .units import json_line
 
     with open(path, "rb") as f:
         for raw in f:
             if raw.strip():
                 try:
-                    first = json.loads(raw)
+                    first = json_line(raw)
                 except ValueError:
-                    return "jsonl"  # let the jsonl reader report the line
-                if isinstance(first, dict) and ("sessionId" in first or "message" in first
-                                                or "parentUuid" in first):
+                    return "jsonl"  # the jsonl reader names the line
+                if isinstance(first, dict) and first and not set(first) <= set(FIELDS):
                     return "claude-code"
                 return "jsonl"
     return "jsonl"

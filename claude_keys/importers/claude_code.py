@@ -10,62 +10,51 @@ is the log's project folder; --key attributes the usage to a key.
 """
 from __future__ import annotations
 
-import json
 import os
-from datetime import datetime, timedelta, timezone
-from json import scanner
 
+from ..errors import InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
-from ..values import parse_money
-from .units import lines
+from ..values import LAST_MS, MAX_COUNT, parse_money, time_ms
+from .units import json_line, lines
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
-_EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
-# The json module's C scanner, called directly: json.loads adds ~2 µs a line around it.
-_scan = (scanner.c_make_scanner or scanner.py_make_scanner)(json.JSONDecoder())
 
 
 def log_files(path: str):
     """(file, project) for every log under `path`, in path order, found as they are
-    needed (a folder may hold tens of thousands of logs)."""
+    needed (a folder may hold tens of thousands of logs). `path` may be a Claude config
+    folder (~/.claude), its `projects/` folder, one project's folder, or one log."""
     path = os.path.abspath(path)
     if os.path.isfile(path):
-        yield path, _project(path, os.path.dirname(os.path.dirname(path)))
+        yield path, _project_of_file(path)
         return
     if os.path.isdir(os.path.join(path, "projects")):
-        path = os.path.join(path, "projects")  # ~/.claude or a CLAUDE_CONFIG_DIR
+        path = os.path.join(path, "projects")
+    one_project = os.path.basename(path) != "projects" and any(
+        name.endswith(".jsonl") and os.path.isfile(os.path.join(path, name)) for name in os.listdir(path))
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             if name.endswith(".jsonl"):
                 file = os.path.join(root, name)
-                yield file, _project(file, path)
+                if one_project:
+                    yield file, os.path.basename(path)
+                else:  # a folder of projects: the first folder below it
+                    rel = os.path.relpath(file, path).split(os.sep)
+                    yield file, rel[0] if len(rel) > 1 else os.path.basename(path)
 
 
-def _project(file: str, base: str) -> str:
-    """The folder under `projects/`; else the first folder below what was given."""
+def _project_of_file(file: str) -> str:
+    """A log's project: the folder under `projects/`, else the folder holding its session
+    (for a subagent's log, <project>/<session>/subagents/agent-….jsonl)."""
     parts = file.split(os.sep)
-    if "projects" in parts[:-1]:
+    if "projects" in parts[:-2]:
         i = len(parts) - 2 - parts[-2::-1].index("projects")
-        if i + 1 < len(parts) - 1:
-            return parts[i + 1]
-    rel = os.path.relpath(file, base).split(os.sep)
-    return rel[0] if len(rel) > 1 else os.path.basename(base) or "unknown"
-
-
-def _time_ms(text) -> int | None:
-    if type(text) is not str:
-        return None
-    try:
-        if text[-1:] == "Z":  # Claude Code's form: 2025-10-30T09:00:40.000Z
-            return (datetime.fromisoformat(text[:-1]) - _EPOCH) // _MS
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return None if moment.tzinfo is None else (moment - _EPOCH_UTC) // _MS
+        return parts[i + 1]
+    if len(parts) >= 4 and parts[-2] == "subagents":
+        return parts[-4]
+    return parts[-2] if len(parts) >= 2 else "unknown"
 
 
 def read(part, staging, result, *, key=None, prices=None) -> None:
@@ -82,11 +71,8 @@ def read(part, staging, result, *, key=None, prices=None) -> None:
                 skipped["no usage"] = skipped.get("no usage", 0) + 1
                 continue
             try:
-                text = raw.decode("utf-8").strip()
-                line, end = _scan(text, 0)
-                if end != len(text):
-                    raise ValueError
-            except (ValueError, StopIteration):
+                line = json_line(raw)
+            except ValueError:
                 skipped["unreadable line"] = skipped.get("unreadable line", 0) + 1
                 continue
             record, rank, why = _request(line, raw, key_id, part.project, price)
@@ -111,7 +97,12 @@ def _hand_over(held: dict, staging) -> None:
 
 
 def _count(value) -> int:
-    return value if type(value) is int and value >= 0 else 0
+    """A token count as logged; anything that is not a plausible count is refused."""
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= MAX_COUNT:
+        raise ValueError("implausible usage")
+    return value
 
 
 def _request(line, raw: bytes, key_id, project, price):
@@ -137,16 +128,19 @@ def _request(line, raw: bytes, key_id, project, price):
         return None, None, "synthetic message"
     if type(model) is not str:
         return None, None, "no usage"
-    at_ms = _time_ms(line.get("timestamp"))
-    if at_ms is None:
+    at_ms = time_ms(line.get("timestamp"))
+    if at_ms is None or not 0 <= at_ms < LAST_MS:
         return None, None, "no timestamp"
     creation = tokens.get("cache_creation")
-    if type(creation) is dict:
-        w5 = _count(creation.get("ephemeral_5m_input_tokens"))
-        w1 = _count(creation.get("ephemeral_1h_input_tokens"))
-    else:
-        w5, w1 = _count(tokens.get("cache_creation_input_tokens")), 0
-    inp, out, read = _count(inp), _count(out), _count(tokens.get("cache_read_input_tokens"))
+    try:
+        if type(creation) is dict:
+            w5 = _count(creation.get("ephemeral_5m_input_tokens"))
+            w1 = _count(creation.get("ephemeral_1h_input_tokens"))
+        else:
+            w5, w1 = _count(tokens.get("cache_creation_input_tokens")), 0
+        inp, out, read = _count(inp), _count(out), _count(tokens.get("cache_read_input_tokens"))
+    except ValueError:
+        return None, None, "implausible usage"
     message_id, request = message.get("id"), line.get("requestId")
     if message_id and request:
         request_id = f"cc:{message_id}:{request}"
@@ -155,10 +149,13 @@ def _request(line, raw: bytes, key_id, project, price):
     else:  # nothing to deduplicate on: the line itself
         request_id = f"cc-line:{line.get('uuid') or _sha256(raw.strip()).hexdigest()[:40]}"
     given = line.get("costUSD")
-    if type(given) in (int, float) and 0 <= given < float("inf"):
-        cost, priced = parse_money(given), 1
-    else:
-        cost = price(model, inp, out, read, w5, w1)
-        cost, priced = (0, 0) if cost is None else (cost, 1)
+    try:
+        if type(given) in (int, float) and 0 <= given < float("inf"):
+            cost, priced = parse_money(given), 1
+        else:
+            cost = price(model, inp, out, read, w5, w1)
+            cost, priced = (0, 0) if cost is None else (cost, 1)
+    except InvalidInput:
+        return None, None, "implausible usage"
     record = (request_id, key_id, project, at_ms, model, inp, out, read, w5, w1, cost, priced)
     return record, (0 if line.get("isSidechain") else 1, inp + out + read + w5 + w1), None

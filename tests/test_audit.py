@@ -1,0 +1,50 @@
+"""The audit trail: every change recorded with time, user and before/after; never a secret."""
+import getpass
+
+from conftest import cli, create
+
+
+def audit(*args):
+    r = cli("audit", "--json", *args)
+    assert r.exit_code == 0, r
+    return r.json()
+
+
+def test_every_kind_of_change_is_recorded():
+    key = create("--profile", "free")
+    cli("keys", "permissions", key["id"], "--allow-tool", "Bash", "--rate-limit", "5")
+    new = cli("keys", "rotate", key["id"], "--grace", "1h", "--json").json()
+    cli("keys", "revoke", new["id"], "--force", "--reason", "left")
+    cli("profiles", "standard-agents", "--add", "planner")
+    cli("keys", "import", "--project-id", "legacy", input="legacy-token-0123456789\n")
+    entries = audit()
+    assert [e["action"] for e in entries] == ["create", "permissions", "rotate", "create", "revoke",
+                                              "standard-agents", "import"]
+    assert all(e["actor"] == getpass.getuser() and e["at"].endswith("Z") for e in entries)
+    permissions = entries[1]["changes"]
+    assert permissions["rate_limit"] == [None, 5]
+    assert permissions["allowed_tools"] == [None, '["Read", "Grep", "Bash"]']
+    assert entries[2]["changes"]["rotated_to"] == [None, new["id"]]
+    assert entries[4]["changes"]["revoked_reason"] == [None, "left"]
+    assert entries[5]["changes"]["standard_agents"][1][-1] == "planner"
+    assert entries[0]["changes"]["created_at"][1].endswith("Z")  # times read as times
+
+
+def test_filters():
+    a, b = create(), create()
+    cli("keys", "revoke", b["id"], "--force")
+    assert [e["action"] for e in audit("--key", b["id"])] == ["create", "revoke"]
+    assert audit("--since", "2999-01-01") == []
+    assert len(audit("--until", "2999-01-01")) == 3
+    assert cli("audit", "--key", "ffffffffffff").exit_code == 1
+    assert cli("audit", "--since", "yesterday").exit_code == 2
+
+
+def test_the_trail_never_holds_a_secret(isolated):
+    keys = [create(), create("--no-keyring")]
+    cli("keys", "rotate", keys[0]["id"])
+    out = "".join(cli("audit", "--format", f).stdout for f in ("json", "table", "csv"))
+    dump = "\n".join(__import__("sqlite3").connect(isolated).iterdump())
+    for key in keys:
+        assert key["key"] not in out and key["key"] not in dump
+    assert "digest" not in out

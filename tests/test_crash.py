@@ -1,0 +1,82 @@
+"""Crash safety: processes killed with SIGKILL at random points leave a store that
+passes `db check`, with roll-ups that agree with the rows; re-running an import ends
+with exactly the file's records."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from conftest import EXE, assert_consistent, create, proc
+
+
+def write_records(path, key_id, n):
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"key": key_id, "at": f"2026-0{1 + i % 9}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+                                "model": "claude-sonnet-4-5", "input_tokens": i % 1000, "output_tokens": 7,
+                                "request_id": f"r{i:07d}"}) + "\n")
+
+
+def killed_after(args, delay, env=None):
+    """Start a process, SIGKILL it after `delay` seconds (if still running)."""
+    child = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        child.wait(timeout=delay)
+        return False  # it finished first
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        return True
+
+
+def test_an_import_killed_at_random_points(isolated, tmp_path):
+    key = create()
+    n = 80_000  # ~20 MB: big enough for worker processes and several merge batches
+    path = tmp_path / "usage.jsonl"
+    write_records(path, key["id"], n)
+    rng = random.Random(4)
+    kills = 0
+    for _ in range(6):
+        kills += killed_after([EXE, "usage", "import", str(path)], rng.uniform(0.3, 3.0))
+        assert proc("db", "check").exit_code == 0
+        count = assert_consistent(isolated)[0]
+        assert 0 <= count <= n
+    assert kills >= 3, "the import finished before most kills: make the file bigger"
+    done = proc("usage", "import", str(path), "--json")
+    assert done.exit_code == 0, done
+    tokens_in = sum(i % 1000 for i in range(n))
+    # Exactly the file: Sonnet at $3 / $15 per million tokens is 3,000 / 15,000 nano-dollars a token.
+    assert assert_consistent(isolated) == (n, tokens_in, 7 * n, tokens_in * 3000 + 7 * n * 15000)
+    assert json.loads(proc("usage", "summary", "--period", "all", "--json").stdout)["requests"] == n
+
+
+BURST = textwrap.dedent("""
+    import sys
+    from claude_keys import AuthManager, KeyStore
+    store, auth = KeyStore(), AuthManager()
+    secret = sys.argv[1]
+    i = 0
+    while True:
+        decision = store.check(key=secret)
+        if decision.allowed:
+            store.record_usage(decision.key_id, input_tokens=3, cost="0.001", request_id=f"b{sys.argv[2]}-{i}")
+        if i % 50 == 0:
+            auth.generate_key("burst", use_keyring=False)
+        i += 1
+""")
+
+
+def test_bursts_of_writes_killed_at_random_points(isolated):
+    key = create("--rate-limit", "100000")
+    rng = random.Random(9)
+    for round_ in range(8):
+        assert killed_after([sys.executable, "-c", BURST, key["key"], str(round_)], rng.uniform(0.2, 1.2),
+                            env={"CLAUDE_API_NO_KEYRING": "1"})
+        assert proc("db", "check").exit_code == 0
+        assert_consistent(isolated)
+    assert proc("keys", "verify", key["key"]).exit_code == 0

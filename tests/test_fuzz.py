@@ -1,0 +1,139 @@
+"""CLI fuzzing: every command and option fed hostile and random values. Whatever the
+input: no traceback, one clear line on a failure, a contract exit code, and a store
+left exactly as it was when the command failed."""
+import sqlite3
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import create
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from claude_keys.cli import cli as root
+
+HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan", "NaN", "∞", "٣",
+           "9" * 40, "\x00", "a\x00b", "\x1b[31mred", "\r\n", "a" * 10_000, "'; DROP TABLE keys; --",
+           "%s%n", "\u202egnp.exe", "😀", "\udcff", "null", "true", "2026-13-45", "9999-12-31T23:59:59Z",
+           "0s", "1y", "../../../etc/passwd", "*", "@standard", "cc_" + "A" * 38]
+
+
+def commands(group=root, path=()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from commands(command, path + (name,))
+        else:
+            yield path + (name,), command
+
+
+def base_args(path, command, key_id, file):
+    """The command with valid values for its required arguments and options."""
+    args = list(path)
+    for param in command.params:
+        if isinstance(param, click.Argument) and param.required:
+            args.append({"key": key_id, "profile": "pro", "file": str(file)}.get(param.name, str(file)))
+        elif isinstance(param, click.Option) and param.required:
+            if param.name == "project_id":
+                args += [param.opts[0], "p"]
+            elif param.name == "key_ref":
+                args += [param.opts[0], key_id]
+            elif param.name == "fmt":
+                args += [param.opts[0], "jsonl"]
+    return args
+
+
+def snapshot(db) -> list:
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def run_and_check(args, db, stdin=""):
+    before = snapshot(db)
+    result = CliRunner().invoke(root, args, input=stdin, catch_exceptions=False)
+    code, err = result.exit_code, result.stderr
+    shown = [a[:40] for a in args]
+    assert "Traceback" not in err and "unexpected" not in err, (shown, err)
+    assert code in (0, 1, 2, 3, 4, 5), (shown, code, err)
+    if code not in (0, 3, 4, 5):
+        lines = [line for line in err.splitlines() if line.strip() and not line.rstrip().endswith("[y/N]:")]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (shown, err)
+        assert snapshot(db) == before, f"{shown} failed but changed the store"
+    return code
+
+
+@pytest.fixture
+def fuzz_env(isolated, tmp_path):
+    key = create()
+    record = tmp_path / "usage.jsonl"
+    record.write_text(f'{{"key": "{key["id"]}", "at": "2026-02-01T00:00:00Z", "cost_usd": 1}}\n')
+    return isolated, key["id"], record
+
+
+def test_every_option_with_hostile_values(fuzz_env):
+    db, key_id, record = fuzz_env
+    tried = 0
+    for path, command in commands():
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.is_flag or param.name in ("help",):
+                continue
+            for value in HOSTILE:
+                args = base_args(path, command, key_id, record)
+                if param.name == "project_id" and "--project-id" in args:
+                    args = args[:args.index("--project-id")] + args[args.index("--project-id") + 2:]
+                if param.name == "key_ref" and param.required:
+                    args = args[:args.index(param.opts[0])] + args[args.index(param.opts[0]) + 2:]
+                if param.name == "fmt" and "--format" in args:
+                    args = args[:args.index("--format")] + args[args.index("--format") + 2:]
+                run_and_check(args + [param.opts[0], value], db)
+                tried += 1
+    assert tried > 1000
+
+
+def test_every_argument_with_hostile_values(fuzz_env):
+    db, key_id, record = fuzz_env
+    for path, command in commands():
+        arguments = [p for p in command.params if isinstance(p, click.Argument)]
+        for value in HOSTILE:
+            if arguments:
+                run_and_check(list(path) + [value] * (1 if arguments[0].nargs == 1 else 2), db)
+            run_and_check(list(path) + ["--no-such-option", value], db)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00junk\n", b'{"key": "\xc3\x28"}\n', b"\x00" * 100,
+                                     b"{" * 10_000 + b"\n", b'"just a string"\n', b"[]\n",
+                                     b"key,at\n\xff,2026\n", b"x" * 1_000_000 + b"\n", b""])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_hostile_files_to_import(fuzz_env, tmp_path, content, suffix):
+    db, _, _ = fuzz_env
+    path = tmp_path / f"hostile{suffix}"
+    path.write_bytes(content)
+    for fmt in ("auto", "jsonl", "csv", "claude-code"):
+        run_and_check(["usage", "import", str(path), "--format", fmt], db)
+
+
+@pytest.mark.parametrize("stdin", ["", b"\xff\xfe\xc3(", "\x00\x00", "a" * 10_000, "tok,\n,,\n\n", "😀" * 20])
+def test_hostile_stdin(fuzz_env, stdin):
+    db, key_id, _ = fuzz_env
+    run_and_check(["keys", "import", "--project-id", "p"], db, stdin=stdin)
+    run_and_check(["keys", "verify", "-", "--json"], db, stdin=stdin)
+    run_and_check(["keys", "revoke", key_id], db, stdin=stdin)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_values_anywhere(fuzz_env, data):
+    db, key_id, record = fuzz_env
+    everything = list(commands())
+    path, command = data.draw(st.sampled_from(everything))
+    args = base_args(path, command, key_id, record)
+    options = [p for p in command.params if isinstance(p, click.Option) and p.name != "help"]
+    for param in data.draw(st.lists(st.sampled_from(options), max_size=3)) if options else []:
+        args.append(param.opts[0])
+        if not param.is_flag:
+            args.append(data.draw(st.text(max_size=30)))
+    run_and_check(args, db, stdin=data.draw(st.text(max_size=20)))

@@ -1,0 +1,106 @@
+"""Concurrency soak: 8 processes mixing create / verify / record / revoke / rotate / list on
+one store for 30 s. Zero errors, every count exact, rate limits never exceeded."""
+import json
+import multiprocessing
+import os
+import random
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from conftest import EXE, assert_consistent, create
+
+SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "30"))
+SHARED_LIMIT = 50
+
+
+def soak_worker(args):
+    db, shared_secret, worker, seconds = args
+    os.environ["CLAUDE_API_NO_KEYRING"] = "1"
+    from claude_keys import gate, keys, store, usage
+    from claude_keys.pricing import Pricer
+
+    conn = store.connect(db)
+    rng = random.Random(worker)
+    pricer = Pricer()
+    mine = []  # (id, secret) of this worker's live keys
+    counts = dict(created=0, rotated=0, revoked=0, recorded=0, shared_allowed=0, listed=0, cli=0,
+                  verified=0, errors=0, ops=0)
+    end = time.time() + seconds
+    next_cli = time.time()
+    while time.time() < end:
+        op = rng.choice(["create", "verify", "verify", "record", "record", "record", "revoke",
+                         "rotate", "list", "shared"])
+        try:
+            if op == "create" or not mine:
+                created = keys.create(conn, f"soak-{worker}", profile=rng.choice(["pro", "enterprise"]),
+                                      overrides={"rate_limit": -1}, use_keyring=False)
+                mine.append((created.row["id"], created.secret))
+                counts["created"] += 1
+            elif op == "verify":
+                key_id, secret = rng.choice(mine)
+                decision = gate.decide(conn, secret, tool="Read")
+                assert decision.allowed and decision.key_id == key_id, decision.body
+                counts["verified"] += 1
+            elif op == "record":
+                key_id, _ = rng.choice(mine)
+                done = usage.record(conn, key_id, f"soak-{worker}", pricer=pricer, model="claude-haiku-4-5",
+                                    tokens={"input_tokens": 10, "output_tokens": 1, "cache_read_tokens": 0,
+                                            "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0},
+                                    request_id=f"soak-{worker}-{counts['recorded']}")
+                assert done.recorded
+                counts["recorded"] += 1
+            elif op == "revoke" and len(mine) > 1:
+                key_id, secret = mine.pop(rng.randrange(len(mine)))
+                _, changed, _ = keys.revoke(conn, key_id, "soak")
+                assert changed and gate.decide(conn, secret).status == 401
+                counts["revoked"] += 1
+            elif op == "rotate":
+                i = rng.randrange(len(mine))
+                created, _ = keys.rotate(conn, mine[i][0], 3600, use_keyring=False)
+                mine[i] = (created.row["id"], created.secret)  # the old one retires in an hour
+                counts["rotated"] += 1
+            elif op == "list":
+                assert len(keys.list_keys(conn, project_id=f"soak-{worker}")) >= len(mine)
+                counts["listed"] += 1
+            elif op == "shared":
+                counts["shared_allowed"] += gate.decide(conn, shared_secret).allowed
+            if time.time() >= next_cli:  # now and then, the real CLI as another process
+                out = subprocess.run([EXE, "--db", db, "keys", "list", "--json", "--project-id", f"soak-{worker}"],
+                                     capture_output=True, text=True)
+                assert out.returncode == 0 and len(json.loads(out.stdout)) >= len(mine), out.stderr
+                counts["cli"] += 1
+                next_cli = time.time() + 2
+            counts["ops"] += 1
+        except Exception as e:  # counted; the test wants none
+            counts["errors"] += 1
+            print(f"worker {worker} {op}: {type(e).__name__}: {e}", flush=True)
+    conn.close()
+    return counts
+
+
+@pytest.mark.slow
+def test_eight_processes_for_thirty_seconds(isolated):
+    shared = create("--rate-limit", str(SHARED_LIMIT))
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(8) as pool:
+        results = pool.map(soak_worker, [(str(isolated), shared["key"], w, SECONDS) for w in range(8)])
+    total = {k: sum(r[k] for r in results) for k in results[0]}
+    print("soak:", total)
+    assert total["errors"] == 0
+    assert total["ops"] > 1000 and total["cli"] >= 8
+    # A 30-second soak sits inside one 60-second window: exactly the limit, never more.
+    assert total["shared_allowed"] == SHARED_LIMIT
+    conn = sqlite3.connect(isolated)
+    count = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+    assert count("SELECT count(*) FROM keys") == 1 + total["created"] + total["rotated"]
+    assert count("SELECT count(*) FROM keys WHERE revoked_reason = 'soak'") == total["revoked"]
+    assert count("SELECT count(*) FROM keys WHERE rotated_from IS NOT NULL") == total["rotated"]
+    assert count("SELECT count(*) FROM usage") == total["recorded"]
+    assert count("SELECT count(*) FROM audit WHERE action = 'create'") == 1 + total["created"] + total["rotated"]
+    assert count("SELECT count(*) FROM audit WHERE action = 'rotate'") == total["rotated"]
+    assert count("SELECT count(*) FROM audit WHERE action = 'revoke'") == total["revoked"]
+    assert_consistent(isolated)
+    with open(os.environ.get("CLAUDE_API_SOAK_REPORT", os.devnull), "w") as f:
+        json.dump(total, f)

@@ -1,0 +1,82 @@
+"""Schema upgrades: stores made by earlier schema versions migrate forward with nothing
+lost (and a store from a newer claude-api is refused untouched: see test_store)."""
+import json
+import sqlite3
+
+from conftest import cli, proc
+from sqlite_utils import Database
+
+from claude_keys import migrations, store
+from claude_keys import secret as fmt
+
+
+def old_store(path, stop_before: str, version: int) -> sqlite3.Connection:
+    """A store as an earlier claude-api left it: the steps before `stop_before` only."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA page_size={store.PAGE_SIZE}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    migrations.migrations.apply(Database(conn, execute_plugins=False), stop_before=stop_before)
+    conn.execute(f"PRAGMA user_version={version}")
+    return conn
+
+
+def add_key(conn, key_id, secret, project, profile="pro", **columns):
+    values = {"id": key_id, "digest": fmt.digest(secret), "hint": fmt.hint(secret), "project_id": project,
+              "profile": profile, "created_at": 1767225600, "lineage": key_id, **columns}
+    conn.execute(f"INSERT INTO keys ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                 tuple(values.values()))
+
+
+def test_a_first_version_store_migrates_with_nothing_lost(tmp_path):
+    db = tmp_path / "v1.db"
+    conn = old_store(db, "m002_usage_and_rate_limits", 1)
+    secrets = [fmt.new_secret() for _ in range(3)]
+    add_key(conn, "aaaaaaaaaaa1", secrets[0], "web", name="web key", rate_limit=7,
+            allowed_tools='["Read", "Bash"]')
+    add_key(conn, "aaaaaaaaaaa2", secrets[1], "web", revoked_at=1767225700, revoked_reason="left")
+    add_key(conn, "aaaaaaaaaaa3", secrets[2], "api", profile="enterprise", expires_at=4102444800)
+    conn.execute("UPDATE settings SET value = '[\"only-this-one\"]' WHERE name = 'standard_agents'")
+    conn.execute("INSERT INTO audit (at_ms, actor, action, key_id, before, after) "
+                 "VALUES (1767225600000, 'alice', 'create', 'aaaaaaaaaaa1', NULL, '{}')")
+    conn.close()
+
+    listed = cli("--db", db, "keys", "list", "--json")
+    assert listed.exit_code == 0, listed
+    assert [(k["id"], k["status"], k["name"]) for k in listed.json()] == [
+        ("aaaaaaaaaaa1", "active", "web key"), ("aaaaaaaaaaa2", "revoked", None),
+        ("aaaaaaaaaaa3", "active", None)]
+    perms = cli("--db", db, "keys", "permissions", "aaaaaaaaaaa1", "--json").json()
+    assert perms["rate_limit"] == 7 and perms["allowed_tools"] == ["Read", "Bash"]
+    assert perms["allowed_agents"] == ["only-this-one"]
+    assert proc("--db", db, "keys", "verify", secrets[0], "--tool", "Bash").exit_code == 0
+    assert proc("--db", db, "keys", "verify", secrets[1]).exit_code == 3
+    assert cli("--db", db, "audit", "--json").json()[0]["actor"] == "alice"
+    # The upgraded store works fully: usage is recorded and reported.
+    assert cli("--db", db, "usage", "record", "--key", "aaaaaaaaaaa3", "--cost", "2").exit_code == 0
+    assert cli("--db", db, "usage", "by-project", "--period", "all", "--json").json()[0]["cost_usd"] == 2
+    check = json.loads(proc("--db", db, "db", "check", "--json").stdout)
+    assert check["ok"] and check["schema_version"] == store.SCHEMA_VERSION == len(check["migrations"])
+
+
+def test_a_second_version_store_gets_its_project_rollup(tmp_path):
+    db = tmp_path / "v2.db"
+    conn = old_store(db, "m003_project_rollup_and_bulk_imports", 2)
+    add_key(conn, "bbbbbbbbbbb1", fmt.new_secret(), "web")
+    rows = [(f"r{i}", "bbbbbbbbbbb1", "web" if i % 3 else "api", 1767225600000 + i * 3_600_000,
+             "claude-sonnet-4-5", i, 1, 0, 0, 0, 1000 * i, 1) for i in range(200)]
+    conn.executemany("INSERT INTO usage (request_id, key_id, project_id, at_ms, model, input_tokens, "
+                     "output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+                     "cost_nanos, priced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+    projects = cli("--db", db, "usage", "by-project", "--period", "all", "--json")
+    assert projects.exit_code == 0, projects
+    got = {p["project_id"]: (p["requests"], p["input_tokens"], p["cost_usd"]) for p in projects.json()}
+    want = {}
+    for _, _, project, _, _, inp, _, _, _, _, cost, _ in rows:
+        n, tokens, usd = want.get(project, (0, 0, 0))
+        want[project] = (n + 1, tokens + inp, usd + cost)
+    assert got == {p: (n, t, c / 1e9) for p, (n, t, c) in want.items()}
+    days = cli("--db", db, "usage", "summary", "--by", "day", "--period", "all", "--json").json()
+    assert sum(d["requests"] for d in days) == 200
+    assert proc("--db", db, "db", "check").exit_code == 0
