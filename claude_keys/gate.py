@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from . import profiles
 from . import secret as fmt
 from .store import write
+from .values import usd_text
 
 WINDOW_MS = 60_000
 DAY_MS = 86_400_000
@@ -109,6 +110,7 @@ def decide(conn: sqlite3.Connection, token: str | None, *, tool=None, agent=None
     if row is None or (row["revoked_at"] is not None and row["revoked_at"] <= now_s) or (
         row["expires_at"] is not None and row["expires_at"] <= now_s
     ):
+        # keys.status's rule, inline: the verify path does not load the key lifecycle.
         # The caller learns nothing more; `keys show` tells the operator why.
         return _deny(401, "Invalid API key")
     perms = profiles.resolve_overrides(row["profile"], *tuple(row)[_OVERRIDES])
@@ -162,7 +164,7 @@ def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standa
     if skill is not None and not perms.allows_skill(skill):
         return f"Skill '{skill}' is not allowed for this API key"
     if cost_nanos is not None and perms.max_cost_nanos is not None and cost_nanos > perms.max_cost_nanos:
-        return (f"Cost {_usd(cost_nanos)} is over the maximum of {_usd(perms.max_cost_nanos)} "
+        return (f"Cost {usd_text(cost_nanos)} is over the maximum of {usd_text(perms.max_cost_nanos)} "
                 "per task for this API key")
     return None
 
@@ -245,12 +247,12 @@ def _budgets(conn, row, perms, cost_nanos, now: int) -> tuple[str | None, list[s
     if budget is not None:
         resets = next_month.strftime("%Y-%m-%dT%H:%M:%SZ")
         if spent >= budget or (cost_nanos is not None and spent + cost_nanos > budget):
-            this = f", and this request would cost {_usd(cost_nanos)}" if spent < budget else ""
-            return (f"Monthly budget exceeded: {_usd(spent)} of {_usd(budget)} spent this month"
+            this = f", and this request would cost {usd_text(cost_nanos)}" if spent < budget else ""
+            return (f"Monthly budget exceeded: {usd_text(spent)} of {usd_text(budget)} spent this month"
                     f"{this}. Resets at {resets}."), []
         if spent * 5 >= budget * 4:
             warnings.append(f"{spent * 100 // budget}% of the monthly budget is spent "
-                            f"({_usd(spent)} of {_usd(budget)}); it resets at {resets}")
+                            f"({usd_text(spent)} of {usd_text(budget)}); it resets at {resets}")
     limit = perms.tokens_per_day
     if limit is not None:
         resets = dt.datetime.fromtimestamp((today + 1) * 86400, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -262,8 +264,3 @@ def _budgets(conn, row, perms, cost_nanos, now: int) -> tuple[str | None, list[s
                             f"({tokens_today:,} of {limit:,}); it resets at {resets}")
     return None, warnings
 
-
-def _usd(nanos: int) -> str:
-    from .values import usd_text
-
-    return usd_text(nanos)

@@ -367,8 +367,10 @@ def _remove(items: list, name: str, f: str, standard) -> None:
     if name == profiles.ALL:
         items.clear()
         return
-    if profiles.STANDARD in items and name in standard():
-        items[:] = profiles.expand(items, standard())  # from now on an explicit list
+    if profiles.STANDARD in items:
+        agents = standard()
+        if name in agents:
+            items[:] = profiles.expand(items, agents)  # from now on an explicit list
     if name in items:
         items.remove(name)
     elif profiles.ALL in items:
@@ -395,10 +397,15 @@ def revoke(conn, key_id: str, reason: str | None = None) -> tuple[sqlite3.Row, b
                      {"revoked_at": row["revoked_at"], "revoked_reason": row["revoked_reason"]},
                      {"revoked_at": now, "revoked_reason": reasons})
         row = get(conn, key_id)
-    if vault.disabled() and row_in_keyring:
-        return row, True, ("the keyring is disabled (CLAUDE_API_NO_KEYRING), so the revoked key's "
-                           "secret may still be in it")
-    return row, True, vault.delete(key_id)
+    return row, True, _forget_secret(key_id, row_in_keyring)
+
+
+def _forget_secret(key_id: str, was_in_keyring: bool) -> str | None:
+    """Remove a retired key's secret from the keyring; a warning if that could not be done."""
+    if vault.disabled():
+        return ("the keyring is disabled (CLAUDE_API_NO_KEYRING), so the retired key's secret "
+                "may still be in it") if was_in_keyring else None
+    return vault.delete(key_id)
 
 
 def _join_reasons(earlier: str | None, reason: str | None) -> str | None:
@@ -434,15 +441,15 @@ def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple[
             audit.record(conn, "rotate", key_id, {"revoked_at": None},
                          {"revoked_at": ends, "rotated_to": new_id})
             audit.record(conn, "create", new_id, None, _audited(row))
+            old_in_keyring = bool(old["in_keyring"])
             old = get(conn, key_id)
     except BaseException:
         if in_keyring:
             vault.delete(new_id)
         raise
-    created = Created(secret, row, in_keyring, warning)
     # Clients already hold the old secret; the keyring need not keep it through the grace.
-    vault.delete(key_id)
-    return created, old
+    warning = warning or _forget_secret(key_id, old_in_keyring)
+    return Created(secret, row, in_keyring, warning), old
 
 
 def split_tokens(text: str) -> list[str]:

@@ -36,7 +36,7 @@ def resolve_path(path: str | os.PathLike | None = None) -> str:
     return os.environ.get(ENV_DB) or default_path()
 
 
-def _create_file(path: str) -> None:
+def create_private_file(path: str) -> None:
     """Create the folder (0700) and an empty file (0600) whatever the umask."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -60,7 +60,7 @@ def connect(path: str | os.PathLike | None = None) -> sqlite3.Connection:
     path = resolve_path(path)
     try:
         if not os.path.exists(path):
-            _create_file(path)
+            create_private_file(path)
         conn = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )

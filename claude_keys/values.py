@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import date, datetime, timedelta, timezone  # click loads datetime anyway
 
 from .errors import InvalidInput
 
@@ -77,13 +78,6 @@ def parse_money(value) -> int:
     return nanos
 
 
-def format_usd(nanos: int | None) -> float | None:
-    """Nano-dollars -> USD as a float for JSON (shortest repr is the exact decimal)."""
-    if nanos is None:
-        return None
-    return nanos / NANOS_PER_USD
-
-
 def usd_text(nanos: int | None, places: int = 2) -> str:
     """Human text: $1.50, or more places when the amount needs them ($0.0042)."""
     if nanos is None:
@@ -114,6 +108,22 @@ def parse_count(value, what: str = "value") -> int:
 
 
 _ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
+def time_ms(text) -> int | None:
+    """An ISO-8601 datetime -> epoch milliseconds, or None when it is not one. Without a
+    zone it is UTC. Exact (no float), and cheap enough for the imports' hot loop."""
+    if type(text) is not str or len(text) < 10:
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - _EPOCH) // _MS
 
 
 def parse_time(text: str, *, end: bool = False, tz=None) -> int:
@@ -123,51 +133,24 @@ def parse_time(text: str, *, end: bool = False, tz=None) -> int:
     with end=True a bare date means the end of that day (exclusive), so `--until
     2026-01-31` includes all of the 31st.
     """
-    from datetime import datetime, timedelta, timezone
-
     raw = str(text).strip()
-    try:
-        if _ISO_DATE_RE.fullmatch(raw):
+    ms = None
+    if _ISO_DATE_RE.fullmatch(raw):
+        try:
             day = datetime.strptime(raw, "%Y-%m-%d")
+            if end and day.date() == date.max:
+                return LAST_MS  # the end of 9999-12-31
             if end:
-                if day.date() == day.date().max:
-                    return LAST_MS  # the end of 9999-12-31
                 day += timedelta(days=1)
-            moment = day.replace(tzinfo=tz or timezone.utc)
-        else:
-            if raw.endswith(("Z", "z")):
-                raw = raw[:-1] + "+00:00"
-            moment = datetime.fromisoformat(raw)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-        return int(moment.timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):
-        raise InvalidInput(
-            f"{text!r} is not a time: use an ISO-8601 date (2026-01-31) or datetime "
-            "(2026-01-31T12:00:00Z)"
-        ) from None
-
-
-_EPOCH = None
-
-
-def time_ms(text) -> int | None:
-    """An ISO-8601 datetime -> epoch milliseconds, or None when it is not one. Without a
-    zone it is UTC. The imports' hot path: no regular expression, no general parser."""
-    global _EPOCH
-    from datetime import datetime, timedelta, timezone
-
-    if type(text) is not str or len(text) < 10:
-        return None
-    try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    if _EPOCH is None:
-        _EPOCH = (datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(milliseconds=1))
-    return (moment - _EPOCH[0]) // _EPOCH[1]
+            ms = (day.replace(tzinfo=tz or timezone.utc) - _EPOCH) // _MS
+        except (ValueError, OverflowError):
+            pass
+    else:
+        ms = time_ms(raw)
+    if ms is None:
+        raise InvalidInput(f"{text!r} is not a time: use an ISO-8601 date (2026-01-31) or "
+                           "datetime (2026-01-31T12:00:00Z)")
+    return ms
 
 
 def iso_s(epoch_s: int | None) -> str | None:

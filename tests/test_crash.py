@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 from conftest import EXE, assert_consistent, create, proc
 

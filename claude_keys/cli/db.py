@@ -63,7 +63,7 @@ def backup(ctx, file) -> None:
         raise StoreError("the backup file must not be the store itself")
     if os.path.exists(target_path):
         raise StoreError(f"{file} already exists; choose a new file name")
-    store._create_file(target_path)
+    store.create_private_file(target_path)
     try:
         target = sqlite3.connect(target_path)
         try:

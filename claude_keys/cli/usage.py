@@ -7,6 +7,7 @@ import sys
 import click
 
 from .. import usage as lib
+from ..values import usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
 
@@ -63,7 +64,8 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
         write_json({"recorded": done.recorded, "request_id": done.request_id, "key_id": row["id"],
                     "project_id": row["project_id"], "cost_usd": done.cost_usd, "priced": done.priced})
     elif done.recorded:
-        click.echo(f"Recorded {done.request_id} for key {row['id']}: {_usd(done.cost_nanos)}.", err=True)
+        click.echo(f"Recorded {done.request_id} for key {row['id']}: {usd_text(done.cost_nanos)}.",
+                   err=True)
     else:
         click.echo(f"Request {done.request_id} was already recorded; nothing changed.", err=True)
 
@@ -279,8 +281,3 @@ class _progress:
             else:
                 self.bar.update(self.task, completed=self.done)
 
-
-def _usd(nanos):
-    from ..values import usd_text
-
-    return usd_text(nanos)
