@@ -67,7 +67,12 @@ def run_and_check(args, db, stdin=""):
 
 
 @pytest.fixture
-def fuzz_env(isolated, tmp_path):
+def fuzz_env(isolated, tmp_path, monkeypatch):
+    # Hostile values become file names (`db backup VALUE`): keep them inside the test's
+    # folder, deep enough that "../../../x" does too.
+    cwd = tmp_path / "a" / "b" / "c" / "cwd"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
     key = create()
     record = tmp_path / "usage.jsonl"
     record.write_text(f'{{"key": "{key["id"]}", "at": "2026-02-01T00:00:00Z", "cost_usd": 1}}\n')

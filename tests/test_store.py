@@ -176,3 +176,9 @@ def test_an_empty_db_option_is_refused_but_an_empty_variable_is_unset(monkeypatc
     monkeypatch.setenv("CLAUDE_API_DB", "")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert cli("db", "path").stdout.strip() == str(tmp_path / "xdg" / "claude-api" / "keys.db")
+
+
+def test_a_backup_into_a_missing_folder_is_refused(tmp_path):
+    create()
+    r = cli("db", "backup", tmp_path / "no" / "such" / "backup.db")
+    assert r.exit_code == 1 and "does not exist" in r.stderr and not (tmp_path / "no").exists()

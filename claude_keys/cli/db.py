@@ -63,6 +63,8 @@ def backup(ctx, file) -> None:
         raise StoreError("the backup file must not be the store itself")
     if os.path.exists(target_path):
         raise StoreError(f"{file} already exists; choose a new file name")
+    if not os.path.isdir(os.path.dirname(target_path)):
+        raise StoreError(f"the folder of {file} does not exist")
     store.create_private_file(target_path)
     try:
         target = sqlite3.connect(target_path)
