@@ -25,6 +25,7 @@ def test_totals_equal_the_truth(logs):
     result = r.json()
     assert result["requests"] == result["imported"] == truth.requests
     assert result["lines"] == truth.lines
+    assert result["files"] == len(list(root.rglob("*.jsonl")))
     assert result["skipped"]["synthetic message"] > 0 and result["skipped"]["unreadable line"] == truth.torn_lines
     total = summary("summary", "--period", "all")
     assert (total["requests"], total["input_tokens"], total["output_tokens"], total["cache_read_tokens"],
@@ -104,6 +105,7 @@ def test_parallel_import_of_logs_equals_the_truth(logs, monkeypatch, isolated):
     monkeypatch.setattr(units, "CHUNK", 20_000)  # big logs cut in parts, small ones packed
     result = import_files(store.connect(), [str(root)], db_path=str(isolated), workers=2)
     assert (result.lines, result.imported) == (truth.lines, truth.requests)
+    assert result.files == len(list(root.rglob("*.jsonl")))  # a file cut in parts counts once
     total = summary("summary", "--period", "all")
     assert total["total_tokens"] == truth.total_tokens and round(total["cost_usd"] * 1e9) == truth.cost_nanos
 

@@ -79,9 +79,9 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
     plan = [(path, detect(path) if fmt == "auto" else fmt) for path in paths]
     result = ImportResult()
     total = 0
-    for part in _parts(plan, result):  # a first pass over names and sizes only
+    for part in _parts(plan):  # a first pass over names and sizes only
         total += part.size
-    result.files = 0
+        result.files += part.start == 0  # each file has exactly one part from its start
     if progress:
         progress(total_bytes=total, phase="reading")
     prices = prices if prices is not None else table()
@@ -90,10 +90,10 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
         if workers is None:
             workers = min(os.cpu_count() or 1, 8) if total >= PARALLEL_FROM and db_path else 1
         if workers > 1:
-            _read_in_workers(pack(_parts(plan, result)), staging, result, key, prices, db_path,
+            _read_in_workers(pack(_parts(plan)), staging, result, key, prices, db_path,
                              workers, progress)
         else:
-            for part in _parts(plan, result):
+            for part in _parts(plan):
                 read(part, staging, result, conn=conn, key=key, prices=prices)
                 if progress:
                     progress(advance_bytes=part.size)
@@ -104,14 +104,13 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
     return result
 
 
-def _parts(plan, result):
-    """The parts of every input, in order, counting files into `result`."""
+def _parts(plan):
+    """The parts of every input, in order."""
     from . import claude_code
 
     for path, kind in plan:
         files = claude_code.log_files(path) if kind == "claude-code" else [(path, None)]
         for file, project in files:
-            result.files += 1
             yield from split(file, kind, project)
 
 
