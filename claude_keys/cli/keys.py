@@ -12,14 +12,14 @@ import click
 
 from ..values import iso_s
 from . import warn
-
-MONEY = ("max_cost_per_task", "monthly_budget")
 from .options import (
     FOLLOW_PROFILE, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
     key_argument, output_options,
 )
 
+MONEY = ("max_cost_per_task", "monthly_budget")
 NAME = Text("the name", max_len=128)  # tools, agents, skills
+
 
 def _app(ctx: click.Context):
     return ctx.find_root().obj
@@ -86,11 +86,15 @@ def _stdin(read) -> str:
         raise click.BadParameter("standard input is not UTF-8 text") from None
 
 
+def _label(row) -> str:
+    """A key's id, with its name when it has one."""
+    return f"{row['id']} ({row['name']})" if row["name"] else row["id"]
+
+
 def _print_created(created, verb: str) -> None:
     """The human answer of create and rotate (claude_keys.keys.Created)."""
     row = created.row
-    label = f" ({row['name']})" if row["name"] else ""
-    click.echo(f"{verb} key {row['id']}{label} for project {row['project_id']}, "
+    click.echo(f"{verb} key {_label(row)} for project {row['project_id']}, "
                f"profile {row['profile']}.")
     click.echo("")
     click.echo(f"    {created.secret}")
@@ -213,8 +217,7 @@ def revoke(ctx, key, force, reason) -> None:
     conn = _app(ctx).conn
     row = lib.find(conn, key)
     if not force:
-        label = f" ({row['name']})" if row["name"] else ""
-        if not _confirm(f"Revoke key {row['id']}{label} of project {row['project_id']}?"):
+        if not _confirm(f"Revoke key {_label(row)} of project {row['project_id']}?"):
             raise click.Abort()
     row, changed, warning = lib.revoke(conn, row["id"], reason)
     if warning:
