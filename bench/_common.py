@@ -19,8 +19,22 @@ EXE = shutil.which("claude-api", path=os.path.dirname(sys.executable)) or shutil
 
 
 def scratch(name: str = "bench") -> Path:
+    """A temporary folder, removed when the benchmark exits."""
+    import atexit
+
     folder = Path(tempfile.mkdtemp(prefix=f"claude-api-{name}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def inputs_folder() -> Path:
+    """Where generated inputs (logs, big stores) go: CLAUDE_API_BENCH_CACHE to keep them
+    between runs (they take minutes to make at full size), else a temporary folder."""
+    kept = os.environ.get("CLAUDE_API_BENCH_CACHE")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
+    return scratch("inputs")
 
 
 def env_for(db: Path) -> dict:

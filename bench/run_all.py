@@ -16,6 +16,7 @@ import cold_cli  # noqa: E402
 import concurrency  # noqa: E402
 import import_speed  # noqa: E402
 import keys_scale  # noqa: E402
+import postgres  # noqa: E402
 import reports_scale  # noqa: E402
 import request_path  # noqa: E402
 from _common import scratch  # noqa: E402
@@ -31,6 +32,7 @@ def main(smoke: bool) -> None:
         reports_scale.main(sizes=(300, 3000), runs=1)
         import_speed.main(records=3000, log_mb=(1,))
         concurrency.main(processes=2, seconds=1.5)
+        postgres.main(seconds=0.6, processes=2)
     else:
         cold_cli.main()
         request_path.main()
@@ -38,6 +40,7 @@ def main(smoke: bool) -> None:
         reports_scale.main()
         import_speed.main()
         concurrency.main()
+        postgres.main()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-from _common import EXE, env_for, report, scratch
+from _common import EXE, env_for, inputs_folder, report, scratch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-OUT = Path(__file__).parent / "out"
+OUT = None  # generated inputs: _common.inputs_folder(), unless run_all sets it
+
+
+def out() -> Path:
+    global OUT
+    if OUT is None:
+        OUT = inputs_folder()
+    return OUT
 
 
 def ours(logs: Path) -> tuple[dict, float, float]:
@@ -71,10 +78,9 @@ def main(ccusage: str, log_mb: int = 100, logs: Path | None = None) -> list[tupl
     if logs is None:
         from import_speed import write_logs
 
-        logs = OUT / f"claude-logs-{log_mb}mb"
+        logs = out() / f"claude-logs-{log_mb}mb"
         if not logs.exists():
-            OUT.mkdir(exist_ok=True)
-            write_logs(logs, log_mb)
+                    write_logs(logs, log_mb)
     mine, imported, reported = ours(logs)
     cc, cc_time = theirs(ccusage, logs)
     problems = compare(mine, cc)

@@ -1,20 +1,24 @@
 """The Python API for the service: KeyStore, and the seed-compatible AuthManager and
 PermissionManager. Thin over gate, usage and keys, against the same store as the CLI.
 
-Each thread gets its own SQLite connection (and a forked child a new one), so one
-object can be shared by a threaded server; many processes share the store file.
+Each thread gets its own connection (and a forked child a new one), so one object can
+be shared by a threaded server; many processes (and, on PostgreSQL, many hosts) share
+the store. Every call raises only ClaudeKeysError subclasses: a database that is down
+or busy is a StoreError (a service answers 503), and the next call after the database
+is back opens a new connection by itself.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import threading
 import weakref
 
 from . import gate, keys, pricing, usage
-from .errors import InvalidInput
+from .errors import ClaudeKeysError, InvalidInput
 from .profiles import LIST_FIELDS, UNLIMITED
-from .store import connect, resolve_path
+from .store import as_store_error, connect, resolve
 from .values import parse_count, parse_duration, parse_money, parse_time
 
 __all__ = ["KeyStore", "AuthManager", "PermissionManager"]
@@ -35,18 +39,47 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _store_errors(method):
+    """A database driver's error leaves as a StoreError, and a connection the server
+    dropped is let go so that the next call opens a new one."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except ClaudeKeysError:
+            self._forget_broken()
+            raise
+        except Exception as e:
+            found = as_store_error(e)
+            if found is None:
+                raise
+            self._forget_broken()
+            raise found from None
+
+    return call
+
+
 class _StoreClient:
     def __init__(self, db: str | os.PathLike | None = None):
-        self.path = resolve_path(db)
+        self.path = resolve(db)  # a SQLite path or a PostgreSQL URI
         self._local = threading.local()
         _clients.add(self)
 
     def _conn(self):
-        try:
-            return self._local.conn
-        except AttributeError:
+        conn = self._local.__dict__.get("conn")
+        if conn is None:
             conn = self._local.conn = connect(self.path)
-            return conn
+        return conn
+
+    def _forget_broken(self) -> None:
+        conn = self._local.__dict__.get("conn")
+        if conn is not None and conn.broken:
+            del self._local.conn
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -84,6 +117,7 @@ class KeyStore(_StoreClient):
         self._projects: dict[str, str] = {}  # key id -> project id; never changes
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
+    @_store_errors
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
               dry_run=False, query=None) -> gate.Decision:
         """Authenticate, authorize, check budgets and take a rate-limit slot.
@@ -96,6 +130,7 @@ class KeyStore(_StoreClient):
         return gate.decide(self._conn(), token, tool=tool, agent=agent, skill=skill,
                            cost_nanos=cost_nanos, dry_run=dry_run)
 
+    @_store_errors
     def record_usage(self, key_id, model=None, input_tokens=0, output_tokens=0,
                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
                      at=None, cache_write_1h_tokens=0) -> usage.Recorded:
@@ -117,6 +152,7 @@ class KeyStore(_StoreClient):
 class AuthManager(_StoreClient):
     """Seed-compatible key management: generate, revoke, validate, authenticate."""
 
+    @_store_errors
     def generate_key(self, project_id: str, rate_limit=100, profile: str = "enterprise",
                      **opts) -> str:
         """Create a key and return its secret. Options: name, max_cost, monthly_budget
@@ -139,16 +175,19 @@ class AuthManager(_StoreClient):
                               use_keyring=opts.get("use_keyring", True))
         return created.secret
 
+    @_store_errors
     def revoke_key(self, key: str, reason: str | None = None) -> bool:
         """Revoke a key (secret, id or id prefix). False if it was already revoked."""
         conn = self._conn()
         _, changed, _ = keys.revoke(conn, keys.find(conn, key)["id"], reason)
         return changed
 
+    @_store_errors
     def validate_key(self, key: str) -> bool:
         """True for a well-formed, known, active key."""
         return gate.decide(self._conn(), key, dry_run=True).status != 401
 
+    @_store_errors
     def authenticate(self, headers=None, query=None) -> dict | None:
         """The key of a request (`x-api-key`, then `Authorization: Bearer`, then the
         `api_key` query parameter) if it is valid: {"key_id", "project_id", "profile"}."""
@@ -166,10 +205,12 @@ _COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day
 class PermissionManager(_StoreClient):
     """Seed-compatible permission management."""
 
+    @_store_errors
     def apply_default_profile(self, key: str, profile: str) -> dict:
         """Switch a key to a preset, dropping its own overrides."""
         return self._change(key, keys.PermissionChanges(profile=profile))
 
+    @_store_errors
     def set_profile(self, key: str, settings: dict) -> dict:
         """Set a key's permissions: lists replace the profile's; a limit of None
         means no limit. Keys as in the seed: allowed_tools, blocked_tools,
@@ -189,6 +230,7 @@ class PermissionManager(_StoreClient):
                 raise InvalidInput(f"unknown permission {name!r}")
         return self._change(key, changes)
 
+    @_store_errors
     def get_profile(self, key: str) -> dict:
         """The key's effective permissions, as `keys permissions --json` prints them."""
         conn = self._conn()

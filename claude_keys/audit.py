@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
 from .values import iso_ms, iso_s, now_ms
 
@@ -27,7 +26,7 @@ def actor() -> str:
     return _actor
 
 
-def record(conn: sqlite3.Connection, action: str, key_id: str | None, before, after) -> None:
+def record(conn, action: str, key_id: str | None, before, after) -> None:
     conn.execute(
         "INSERT INTO audit (at_ms, actor, action, key_id, before, after) VALUES (?, ?, ?, ?, ?, ?)",
         (now_ms(), actor(), action, key_id, _json(before), _json(after)),

@@ -6,14 +6,15 @@ and tokens per day (429) -> rate limit (429). A dry run decides without taking a
 rate-limit slot or touching last_used_at.
 
 Rate limits are a sliding log of the last minute's requests in the store, shared by
-every process. Taking a slot is one BEGIN IMMEDIATE transaction (count, insert, prune),
-so SQLite's write lock makes admission exact: with limit N, never N+1 in any 60 s.
-Slots and budgets belong to the key's lineage, so rotating a key neither doubles its
-rate nor resets its spend.
+every process and host. Taking a slot is one serialized step (count, insert, prune):
+a BEGIN IMMEDIATE transaction on SQLite, whose write lock makes admission exact; on
+PostgreSQL one call of claude_take_slot (one round trip), which locks the lineage's
+window row and reads the server's clock, so hosts whose clocks disagree share one
+window. With limit N, never N+1 in any 60 s. Slots and budgets belong to the key's
+lineage, so rotating a key neither doubles its rate nor resets its spend.
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -28,8 +29,14 @@ _EXIT = {200: 0, 401: 3, 403: 4, 429: 5}
 _TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 _KEY_COLUMNS = ("id, project_id, profile, lineage, expires_at, revoked_at, last_used_at, "
                 + ", ".join(profiles.OVERRIDE_FIELDS))
-_OVERRIDES = slice(7, None)  # the override columns' place in _KEY_COLUMNS
-_BY_DIGEST = f"SELECT {_KEY_COLUMNS} FROM keys WHERE digest = ?"
+_OVERRIDES = slice(7, 7 + len(profiles.OVERRIDE_FIELDS))  # the override columns' place in _KEY_COLUMNS
+# The key of a presented token, and the time now: the server's clock on PostgreSQL (one
+# clock for every host), this machine's on SQLite (the only machine).
+_BY_DIGEST = {
+    "sqlite": f"SELECT {_KEY_COLUMNS} FROM keys WHERE digest = ?",
+    "postgres": f"SELECT {_KEY_COLUMNS}, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint "
+                "AS now_ms FROM keys WHERE digest = ?",
+}
 _MALFORMED = "\x00"  # an Authorization header that is not "Bearer …": an invalid key, not a missing one
 
 
@@ -95,17 +102,15 @@ def token_from(headers=None, query=None) -> str | None:
     return None
 
 
-def decide(conn: sqlite3.Connection, token: str | None, *, tool=None, agent=None, skill=None,
+def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
            cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None) -> Decision:
     if not token:
         return _deny(401, "Missing Authorization header")
     digest = fmt.lookup_digest(token)
     if digest is None:
         return _deny(401, "Invalid API key")
-    cur = conn.execute(_BY_DIGEST, (digest,))
-    cur.row_factory = sqlite3.Row
-    row = cur.fetchone()
-    now = time.time_ns() // 1_000_000
+    row = conn.row(_BY_DIGEST[conn.dialect], (digest,))
+    now = row["now_ms"] if row is not None and conn.dialect == "postgres" else time.time_ns() // 1_000_000
     now_s = now // 1000
     if row is None or (row["revoked_at"] is not None and row["revoked_at"] <= now_s) or (
         row["expires_at"] is not None and row["expires_at"] <= now_s
@@ -130,21 +135,18 @@ def decide(conn: sqlite3.Connection, token: str | None, *, tool=None, agent=None
     if limit is None:
         headers = {}
         if not dry_run and (row["last_used_at"] or 0) < now_s:
-            with write(conn):
-                _touch(conn, row, now_s)
+            if conn.dialect == "postgres":
+                _touch(conn, row, now_s)  # one statement, its own transaction: one round trip
+            else:
+                with conn.transaction():  # BEGIN IMMEDIATE: never a stale snapshot in WAL
+                    _touch(conn, row, now_s)
     elif dry_run:
         count, oldest = _window(conn, row["lineage"], now)
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now)
         headers = _headers(limit, count, oldest, now)
     else:
-        with write(conn):
-            # The window is measured from when the lock was ours: a request that waited
-            # must not be counted as earlier than it was admitted.
-            now = time.time_ns() // 1_000_000
-            count, oldest = _take_slot(conn, row["lineage"], limit, now)
-            if count < limit:
-                _touch(conn, row, now // 1000)
+        count, oldest, now = _take_slot(conn, row, limit)
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now)
         headers = _headers(limit, count + 1, oldest, now)
@@ -176,12 +178,30 @@ def _touch(conn, row, now_s: int) -> None:
                      "(last_used_at IS NULL OR last_used_at < ?)", (now_s, row["id"], now_s))
 
 
-def _take_slot(conn, lineage: str, limit: int, now: int) -> tuple[int, int | None]:
+def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
+    """Take a rate-limit slot for the key's lineage if fewer than `limit` are in the
+    window. Returns (slots in the window before this request, the oldest slot's time,
+    the time of the decision)."""
+    if conn.dialect == "postgres":
+        return conn.execute("SELECT * FROM claude_take_slot(?, ?, ?)",
+                            (row["lineage"], limit, row["id"])).fetchone()
+    with write(conn):
+        # The window is measured from when the lock was ours: a request that waited
+        # must not be counted as earlier than it was admitted.
+        now = time.time_ns() // 1_000_000
+        count, oldest = _take_slot_sqlite(conn, row["lineage"], limit, now)
+        if count < limit:
+            _touch(conn, row, now // 1000)
+    return count, oldest, now
+
+
+def _take_slot_sqlite(conn, lineage: str, limit: int, now: int) -> tuple[int, int | None]:
     """Inside a write transaction: prune the slots that left the window, then take one
     if fewer than `limit` remain. Returns (slots in the window before this request,
     the oldest slot's time). The count in rate_windows always equals the lineage's
     rows in rate_slots, and every prune happens here, so after it all are in the
-    window: no scan of the window, whatever its size."""
+    window: no scan of the window, whatever its size. claude_take_slot (migrations.py)
+    is the same on PostgreSQL."""
     pruned = sum(n for (n,) in conn.execute(
         "DELETE FROM rate_slots WHERE lineage = ? AND at_ms <= ? RETURNING n",
         (lineage, now - WINDOW_MS)))
@@ -191,8 +211,8 @@ def _take_slot(conn, lineage: str, limit: int, now: int) -> tuple[int, int | Non
         conn.execute("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1",
                      (lineage, now))
     if count < limit or pruned:
-        conn.execute("INSERT OR REPLACE INTO rate_windows VALUES (?, ?)",
-                     (lineage, count + (count < limit)))
+        conn.execute("INSERT INTO rate_windows VALUES (?, ?) ON CONFLICT (lineage) DO UPDATE "
+                     "SET used = excluded.used", (lineage, count + (count < limit)))
     oldest = conn.execute("SELECT min(at_ms) FROM rate_slots WHERE lineage = ?", (lineage,)).fetchone()[0]
     return count, oldest
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import dataclass, field
 
 from . import audit, profiles, vault
@@ -55,20 +54,18 @@ def public(row, now: int | None = None) -> dict:
     }
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params=()) -> list[sqlite3.Row]:
-    cur = conn.execute(sql, params)
-    cur.row_factory = sqlite3.Row
-    return cur.fetchall()
+def _rows(conn, sql: str, params=()) -> list:
+    return conn.rows(sql, params)
 
 
-def get(conn: sqlite3.Connection, key_id: str) -> sqlite3.Row:
+def get(conn, key_id: str):
     rows = _rows(conn, "SELECT * FROM keys WHERE id = ?", (key_id,))
     if not rows:
         raise KeyNotFound(f"no key has the id {key_id}")
     return rows[0]
 
 
-def find(conn: sqlite3.Connection, ref: str) -> sqlite3.Row:
+def find(conn, ref: str):
     """A KEY reference -> its row: the full secret, the id, or a unique id prefix.
 
     Never guesses, and never repeats a reference that could be a secret.
@@ -102,7 +99,7 @@ def find(conn: sqlite3.Connection, ref: str) -> sqlite3.Row:
     return _by_digest(conn, ref)
 
 
-def _by_digest(conn: sqlite3.Connection, token: str) -> sqlite3.Row:
+def _by_digest(conn, token: str):
     rows = []
     if fmt.is_plausible_token(token):
         rows = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (fmt.digest(token),))
@@ -114,7 +111,7 @@ def _by_digest(conn: sqlite3.Connection, token: str) -> sqlite3.Row:
     return rows[0]
 
 
-def _new_id(conn: sqlite3.Connection) -> str:
+def _new_id(conn) -> str:
     import secrets
 
     while True:
@@ -126,7 +123,7 @@ def _new_id(conn: sqlite3.Connection) -> str:
 @dataclass
 class Created:
     secret: str
-    row: sqlite3.Row
+    row: object  # a keys row
     stored_in_keyring: bool
     warning: str | None = None
 
@@ -162,7 +159,7 @@ def _keep_secret(key_id: str, secret: str, use_keyring: bool) -> tuple[bool, str
 
 
 def create(
-    conn: sqlite3.Connection,
+    conn,
     project_id: str,
     *,
     profile: str = "enterprise",
@@ -215,6 +212,8 @@ def _insert(conn, key_id, token, project_id, name, profile, overrides, *, create
         "expires_at": expires_at,
         "lineage": lineage,
         "rotated_from": rotated_from,
+        # Its place in the order keys were made (the caller holds the write lock).
+        "seq": conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM keys").fetchone()[0],
         **{f: overrides.get(f) for f in profiles.OVERRIDE_FIELDS},
     }
     for f in profiles.LIST_FIELDS:
@@ -224,14 +223,14 @@ def _insert(conn, key_id, token, project_id, name, profile, overrides, *, create
     marks = ", ".join("?" for _ in columns)
     try:
         conn.execute(f"INSERT INTO keys ({names}) VALUES ({marks})", tuple(columns.values()))
-    except sqlite3.IntegrityError:
+    except conn.IntegrityError:
         raise ClaudeKeysError("that token is already stored as a key") from None
     return get(conn, key_id)
 
 
 def _audited(row) -> dict:
     """What the audit log keeps of a key: everything but the digest."""
-    return {k: row[k] for k in row.keys() if k not in ("digest",)}
+    return {k: row[k] for k in row.keys() if k not in ("digest", "seq")}
 
 
 def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> list[dict]:
@@ -244,7 +243,7 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> li
         params.append(profile)
     sql = "SELECT * FROM keys" + (" WHERE " + " AND ".join(where) if where else "")
     now = now_s()
-    out = [public(r, now) for r in _rows(conn, sql + " ORDER BY created_at, rowid", params)]
+    out = [public(r, now) for r in _rows(conn, sql + " ORDER BY seq", params)]
     if status_filter != "all":
         out = [k for k in out if k["status"] == status_filter]
     return out
@@ -263,9 +262,8 @@ def set_standard_agents(conn, add=(), remove=(), replace=None) -> list[str]:
                 after.append(name)
         after = [a for a in after if a not in set(remove)]
         if after != before:
-            conn.execute(
-                "INSERT OR REPLACE INTO settings VALUES ('standard_agents', ?)", (json.dumps(after),)
-            )
+            conn.execute("INSERT INTO settings VALUES ('standard_agents', ?) ON CONFLICT (name) "
+                         "DO UPDATE SET value = excluded.value", (json.dumps(after),))
             audit.record(conn, "standard-agents", None, {"standard_agents": before},
                          {"standard_agents": after})
     return after
@@ -315,7 +313,7 @@ _WHAT = {"allowed_tools": "tools", "allowed_agents": "agents", "allowed_skills":
          "blocked_tools": "blocked tools"}
 
 
-def change_permissions(conn, key_id: str, changes: PermissionChanges) -> sqlite3.Row:
+def change_permissions(conn, key_id: str, changes: PermissionChanges):
     if changes.profile is not None:
         profiles.check_profile(changes.profile)
     with write(conn):
@@ -379,7 +377,7 @@ def _remove(items: list, name: str, f: str, standard) -> None:
         raise InvalidInput(f"this key allows all {_WHAT[f]}, so {name!r} cannot be taken out: {hint}")
 
 
-def revoke(conn, key_id: str, reason: str | None = None) -> tuple[sqlite3.Row, bool, str | None]:
+def revoke(conn, key_id: str, reason: str | None = None) -> tuple:
     """Revoke at once. Returns (row, changed, keyring warning). Revoking a revoked
     key changes nothing."""
     if reason is not None:
@@ -412,7 +410,7 @@ def _join_reasons(earlier: str | None, reason: str | None) -> str | None:
     return "; ".join(r for r in (earlier, reason) if r) or None
 
 
-def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple[Created, sqlite3.Row]:
+def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple:
     """A new secret with the same project, name, profile, overrides and expiry. The
     old key keeps working for `grace` seconds (never past its own expiry)."""
     secret = fmt.new_secret()
@@ -459,7 +457,7 @@ def split_tokens(text: str) -> list[str]:
 
 @dataclass
 class Adopted:
-    row: sqlite3.Row
+    row: object  # a keys row
     new: bool  # False: the token was already stored (as this key)
 
 

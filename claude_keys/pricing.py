@@ -51,12 +51,20 @@ def _per_token_nanos(entry: dict, where: str, model: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def user_prices_path(store_path: str | None = None) -> str | None:
+def user_prices_path(store: str | None = None) -> str | None:
+    """CLAUDE_API_PRICES, else prices.json next to a SQLite store, else (a PostgreSQL
+    store has no folder) prices.json in the claude-api folder of the user config dir."""
     if os.environ.get(ENV_PRICES):
         return os.environ[ENV_PRICES]
-    if store_path:
-        return os.path.join(os.path.dirname(os.path.abspath(store_path)), "prices.json")
-    return None
+    if not store:
+        return None
+    from .store import is_postgres
+
+    if is_postgres(store):
+        import click
+
+        return os.path.join(click.get_app_dir("claude-api"), "prices.json")
+    return os.path.join(os.path.dirname(os.path.abspath(store)), "prices.json")
 
 
 @lru_cache(maxsize=8)

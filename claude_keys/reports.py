@@ -11,7 +11,6 @@ report's time zone; each piece's rows are summed into the bucket that contains t
 from __future__ import annotations
 
 import bisect
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -157,7 +156,7 @@ def _merge(ranges):
 class Report:
     """One query over the store: a window, optional filters, optional grouping."""
 
-    def __init__(self, conn: sqlite3.Connection, win: Window, *, project_id=None, key_id=None):
+    def __init__(self, conn, win: Window, *, project_id=None, key_id=None):
         self.conn, self.win = conn, win
         self.project_id, self.key_id = project_id, key_id
         self.filters = []

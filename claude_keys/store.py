@@ -1,27 +1,33 @@
-"""Opening the store: its path, file permissions, pragmas and schema version.
+"""Where the store is, and opening it: a SQLite file (the default) or a PostgreSQL database.
 
-The fast path (every command, `KeyStore.check`) is: connect, set per-connection
-pragmas, read `PRAGMA user_version`. Only when that is behind the program's schema
-are the migrations (and sqlite-utils with them) imported, under a write lock so
-that concurrent first opens migrate once.
+`--db` / CLAUDE_API_DB name the store: a `postgresql://` or `postgres://` URI is a
+PostgreSQL database (for several hosts); anything else is the path of a SQLite file.
+Both backends (claude_keys/backends/) hand the library a connection with one small
+interface, so the library is written once:
+
+- `execute(sql, params)` / `executemany`, with `?` placeholders; `rows()` / `row()`
+  return rows that answer both `row[0]` and `row["name"]`;
+- `write()`: a write transaction serialized against every other one, on any host
+  (SQLite's BEGIN IMMEDIATE; an advisory lock on PostgreSQL);
+- `transaction()`: a plain write transaction, for writes that are safe concurrently;
+- `snapshot()`: a read transaction that sees one moment throughout;
+- `dialect` ("sqlite" / "postgres"), `for_update` (the row-lock clause), `location`
+  (for messages: a PostgreSQL password is masked), `IntegrityError`, `broken`.
+
+The fast path (every command, `KeyStore.check`) is: connect, read the schema version.
+Only when that is behind the program's schema are the migrations imported.
 """
 from __future__ import annotations
 
 import os
-import sqlite3
-from contextlib import contextmanager
 
-from .errors import StoreError
+from .errors import ClaudeKeysError, StoreError
 
-# The number of migrations in claude_keys.migrations; PRAGMA user_version caches
-# how many have been applied so the common case never imports sqlite-utils.
-SCHEMA_VERSION = 3
-BUSY_TIMEOUT_S = 60.0
-# Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
-# dirties one page in each of four b-trees (usage and three roll-ups).
-PAGE_SIZE = 1024
-WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
+# The number of steps in claude_keys.migrations (a test checks the two agree). Kept
+# here so that opening an up-to-date store never imports the migrations.
+SCHEMA_VERSION = 4
 ENV_DB = "CLAUDE_API_DB"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def default_path() -> str:
@@ -30,149 +36,84 @@ def default_path() -> str:
     return os.path.join(click.get_app_dir("claude-api"), "keys.db")
 
 
-def resolve_path(path: str | os.PathLike | None = None) -> str:
-    if path:
-        return os.fspath(path)
+def resolve(db: str | os.PathLike | None = None) -> str:
+    """The store named by `db`, else CLAUDE_API_DB, else the default file."""
+    if db:
+        return os.fspath(db)
     return os.environ.get(ENV_DB) or default_path()
 
 
-def create_private_file(path: str) -> None:
-    """Create the folder (0700) and an empty file (0600) whatever the umask."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return  # another process created it first
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+resolve_path = resolve
 
 
-def connect(path: str | os.PathLike | None = None) -> sqlite3.Connection:
-    """Open (creating and migrating if needed) the store and return a connection.
-
-    The connection is in autocommit mode; writers use `write()` for BEGIN IMMEDIATE.
-    """
-    path = resolve_path(path)
-    try:
-        if not os.path.exists(path):
-            create_private_file(path)
-        conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-    except (OSError, sqlite3.Error) as e:
-        raise StoreError(f"cannot open the store {path}: {_reason(e)}") from None
-    try:
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            _upgrade(conn, path, version)
-    except sqlite3.DatabaseError as e:
-        conn.close()
-        raise StoreError(f"cannot use the store {path}: {_reason(e)}") from None
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+def is_postgres(target: str) -> bool:
+    return target.startswith(POSTGRES_SCHEMES)
 
 
-def _reason(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    if "file is not a database" in text:
-        return "the file is not a SQLite database (point --db or CLAUDE_API_DB elsewhere)"
-    if "unable to open" in text or isinstance(e, PermissionError):
-        return f"{text} (check the path and its permissions)"
-    return text
+def display(target: str) -> str:
+    """How to name a store to a person: an absolute path, or a URI without its password."""
+    return masked(target) if is_postgres(target) else os.path.abspath(target)
 
 
-def _upgrade(conn: sqlite3.Connection, path: str, version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"the store {path} has schema version {version}, newer than this claude-api "
-            f"understands ({SCHEMA_VERSION}); upgrade claude-api to use it"
-        )
-    if version == 0:
-        _refuse_foreign(conn, path)  # before changing anything in someone else's file
-        _use_wal(conn)
-    from . import migrations
+def masked(uri: str) -> str:
+    """A PostgreSQL URI with any password replaced by `***` (the userinfo one and a
+    `password=` parameter), for messages, `db path` and the audit trail."""
+    import re
 
-    with write(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-        if version == SCHEMA_VERSION:
-            return  # another process migrated while we waited
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"the store {path} was upgraded by a newer claude-api meanwhile")
-        if version == 0:
-            _refuse_foreign(conn, path)
-        migrations.apply(conn)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    uri = re.sub(r"^(postgres(?:ql)?://[^:/@?#]*:)[^/?#]*@", r"\1***@", uri)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", uri)
 
 
-def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
-    """A version-0 file with tables was not made by claude-api (ours sets the version in
-    the same transaction as its tables)."""
-    foreign = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' "
-        "AND name NOT LIKE 'sqlite_%' AND name != '_sqlite_migrations'"
-    ).fetchone()[0]
-    if foreign:
-        raise StoreError(f"{path} is a SQLite database but not a claude-api store; "
-                         "point --db or CLAUDE_API_DB at a new file")
+def connect(db: str | os.PathLike | None = None):
+    """Open (creating and migrating if needed) the store and return a connection."""
+    target = resolve(db)
+    if is_postgres(target):
+        from .backends import postgres
+
+        return postgres.open_store(target, SCHEMA_VERSION)
+    from .backends import sqlite
+
+    return sqlite.open_store(target, SCHEMA_VERSION)
 
 
-def _use_wal(conn: sqlite3.Connection) -> None:
-    """Switch a new store to WAL (persistent). That needs the file to itself, and when
-    several processes open a new store at once SQLite answers "locked" at once instead
-    of waiting, so try again for as long as the busy timeout."""
-    import time
-
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                return
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on an empty file
-            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
-                return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
-                raise
-        if time.monotonic() > deadline:
-            raise StoreError("the new store stayed locked by other processes; try again")
-        time.sleep(0.005)
+def write(conn):
+    """A write transaction serialized against all others (see the module docstring)."""
+    return conn.write()
 
 
-@contextmanager
-def write(conn: sqlite3.Connection):
-    """A write transaction, taken at once (BEGIN IMMEDIATE) so it never deadlocks
-    upgrading a read lock, and waits out other writers through the busy timeout."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def backend_of(conn):
+    """The backend module of an open connection."""
+    if conn.dialect == "postgres":
+        from .backends import postgres
+
+        return postgres
+    from .backends import sqlite
+
+    return sqlite
 
 
-def schema_status(conn: sqlite3.Connection) -> dict:
+def schema_status(conn) -> dict:
     """For `db check`: the cached version and what the migrations table records."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE name='_sqlite_migrations'"
-    ).fetchone()
-    applied = (
-        [r[0] for r in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set='claude_keys' ORDER BY id"
-        )]
-        if has_table
-        else []
-    )
-    return {"schema_version": version, "expected_version": SCHEMA_VERSION, "migrations": applied}
+    backend = backend_of(conn)
+    return {"schema_version": backend.schema_version(conn), "expected_version": SCHEMA_VERSION,
+            "migrations": backend.applied_migrations(conn)}
+
+
+def as_store_error(error: BaseException, location: str = "") -> ClaudeKeysError | None:
+    """A database driver's error as a StoreError (None when it is not one): the Python
+    API raises only ClaudeKeysError, and the CLI prints one line."""
+    if isinstance(error, ClaudeKeysError):
+        return error
+    import sys
+
+    if "sqlite3" in sys.modules:
+        from .backends import sqlite
+
+        found = sqlite.translate(error, location)
+        if found is not None:
+            return found
+    if "psycopg" in sys.modules:
+        from .backends import postgres
+
+        return postgres.translate(error, location)
+    return None

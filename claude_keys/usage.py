@@ -1,26 +1,29 @@
 """Recording usage: one row per request, priced exactly, deduplicated by request id.
 
-The roll-ups (per key and day, per project and day, per hour) are kept by a trigger
-in the same statement, so every writer keeps them right; bulk imports add to them
-set-wise instead (importers/staging.py). Reports live in claude_keys.reports.
+The roll-ups (claude_keys.rollups) change in the same statement as the usage row: by
+SQLite's trigger, or on PostgreSQL in one statement with the insert, so every writer
+keeps them right. Bulk imports add to them set-wise instead (importers/staging.py).
+Reports live in claude_keys.reports.
 """
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import pricing
+from . import pricing, rollups
 from .errors import InvalidInput, KeyNotFound
 from .values import LAST_MS, MAX_COUNT, check_text, now_ms, parse_count
 
 COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
            "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
            "cache_write_1h_tokens", "cost_nanos", "priced")
-INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-          "ON CONFLICT(request_id) DO NOTHING")
+_INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           "ON CONFLICT (request_id) DO NOTHING")
+# One statement either way (SQLite's trigger keeps the roll-ups); it stores 1 row, or 0
+# for a request id already stored.
+INSERT = {"sqlite": _INSERT, "postgres": rollups.with_rollups(_INSERT + " RETURNING *")}
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
                 "cache_write_1h_tokens")
 
@@ -51,7 +54,7 @@ def check_tokens(**counts) -> dict:
     return counts
 
 
-def project_of(conn: sqlite3.Connection, key_id: str) -> str:
+def project_of(conn, key_id: str) -> str:
     row = conn.execute("SELECT project_id FROM keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         from .keys import looks_like_id
@@ -67,7 +70,7 @@ def _model(name: str) -> str:
     return check_text(name, "model", max_len=256, allow_empty=True)
 
 
-def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, pricer: pricing.Pricer,
+def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
            model: str | None = None, tokens: dict, cost_nanos: int | None = None,
            request_id: str | None = None, at_ms: int | None = None) -> Recorded:
     """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
@@ -83,7 +86,8 @@ def record(conn: sqlite3.Connection, key_id: str, project_id: str, *, pricer: pr
     priced = cost is not None
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced))
-    inserted = conn.execute(INSERT, row).rowcount  # one statement: its own transaction
+    cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
+    inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
     return Recorded(inserted == 1, request_id, cost, priced)
 
 
@@ -92,7 +96,7 @@ EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tok
                  "request_id")
 
 
-def export_rows(conn: sqlite3.Connection, *, since_ms=None, until_ms=None, project_id=None,
+def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
                 key_id=None):
     """Every stored request in the range, oldest first, in the import record format.
 

@@ -1,8 +1,15 @@
 """Test isolation: a temporary store, a test keyring, plain output.
 
+Every test that touches the store runs twice: on a SQLite file (`[sqlite]`) and on a
+fresh database of a PostgreSQL server that the session starts itself (`[postgres]`).
+Without PostgreSQL those runs skip with the reason; in CI (CI=true) they fail instead.
+Tests about SQLite's own files are marked `sqlite_only`; tests that do not touch the
+store at all, `one_backend`.
+
 `cli(...)` runs a command in-process through CliRunner; `proc(...)` runs the
 installed `claude-api` executable as a real subprocess with the same isolation.
 """
+import itertools
 import json
 import os
 import shutil
@@ -23,10 +30,66 @@ from keyring_backends import MemoryKeyring  # noqa: E402
 EXE = shutil.which("claude-api", path=os.path.dirname(sys.executable)) or shutil.which("claude-api")
 
 
+import pg_server  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("claude-api", database=None)  # no .hypothesis folder in the checkout
+settings.load_profile("claude-api")
+
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+_databases = itertools.count()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: about SQLite's own files; runs on SQLite only")
+    config.addinivalue_line("markers", "one_backend: does not touch the store; runs once")
+
+
+def pytest_generate_tests(metafunc):
+    if "store_backend" in metafunc.fixturenames:
+        marks = {m.name for m in metafunc.definition.iter_markers()}
+        if "sqlite_only" in marks:
+            metafunc.parametrize("store_backend", ["sqlite"])
+        elif "one_backend" not in marks:
+            metafunc.parametrize("store_backend", ["sqlite", "postgres"])
+
+
+@pytest.fixture
+def store_backend():
+    """A test that does not touch the store gets a SQLite one, and runs once."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's PostgreSQL server (started on first use, stopped at the end)."""
+    reason = pg_server.missing_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI needs PostgreSQL for the [postgres] tests: {reason}")
+        pytest.skip(reason)
+    server = pg_server.Server()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def store_target(store_backend, tmp_path, request):
+    """The test's store: a file under tmp_path, or a new database (dropped afterwards)."""
+    if store_backend == "sqlite":
+        yield tmp_path / "store" / "keys.db"
+        return
+    server = request.getfixturevalue("postgres")
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    uri = server.create_database(name)
+    yield uri
+    server.drop_database(name)
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
+def isolated(store_target, tmp_path, monkeypatch):
     """Every test: its own store and keyring file, no colour, a fixed width."""
-    db = tmp_path / "store" / "keys.db"
+    db = store_target
     monkeypatch.setenv("CLAUDE_API_DB", str(db))
     monkeypatch.setenv("CLAUDE_API_TEST_KEYRING", str(tmp_path / "keyring.json"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring_backends.FileKeyring")
@@ -84,21 +147,44 @@ ROLLUP_SUMS = ("coalesce(sum(requests), 0), coalesce(sum(input_tokens), 0), coal
                "coalesce(sum(cost_nanos), 0)")
 
 
-def assert_consistent(db) -> tuple:
-    """The store passes SQLite's integrity check, every roll-up agrees with the usage
-    rows, and every rate-limit window count agrees with its slots. Returns the usage sums."""
-    import sqlite3
+def sql(query: str, params=(), db=None) -> list[tuple]:
+    """Rows of a query on the test's store (either backend), as plain tuples."""
+    from claude_keys import store
 
-    conn = sqlite3.connect(db)
+    conn = store.connect(db)
     try:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        raw = conn.execute(f"SELECT {USAGE_SUMS} FROM usage").fetchone()
-        for table in ("usage_daily", "usage_hourly", "usage_project_daily"):
-            assert conn.execute(f"SELECT {ROLLUP_SUMS} FROM {table}").fetchone() == raw, table
-        windows = dict(conn.execute("SELECT lineage, used FROM rate_windows WHERE used > 0"))
-        slots = dict(conn.execute("SELECT lineage, sum(n) FROM rate_slots GROUP BY lineage"))
+        return [tuple(r) for r in conn.execute(query, params).fetchall()]
+    finally:
+        conn.close()
+
+
+def dump(db=None) -> str:
+    """Every row of every table of the store, as text (to search for what must not be there)."""
+    from claude_keys import store, transfer
+
+    conn = store.connect(db)
+    try:
+        return "\n".join(repr(tuple(r)) for t in transfer.tables(conn)
+                         for r in conn.execute(f"SELECT * FROM {t}"))
+    finally:
+        conn.close()
+
+
+def assert_consistent(db=None) -> tuple:
+    """The store passes its integrity checks (SQLite's own on SQLite), every roll-up
+    agrees with the usage rows, and every rate-limit window count agrees with its slots.
+    Returns the usage sums."""
+    from claude_keys import store, transfer
+
+    conn = store.connect(db)
+    try:
+        if conn.dialect == "sqlite":
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            assert conn.execute("SELECT count(*) FROM bulk_mode").fetchone() == (0,)
+        assert transfer.disagreements(conn) == []
+        windows = dict(conn.execute("SELECT lineage, used FROM rate_windows WHERE used > 0").fetchall())
+        slots = dict(conn.execute("SELECT lineage, sum(n) FROM rate_slots GROUP BY lineage").fetchall())
         assert windows == slots
-        assert conn.execute("SELECT count(*) FROM bulk_mode").fetchone() == (0,)
-        return raw
+        return tuple(conn.execute(f"SELECT {USAGE_SUMS} FROM usage").fetchone())
     finally:
         conn.close()

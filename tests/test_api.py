@@ -3,7 +3,6 @@ seed-compatible AuthManager and PermissionManager."""
 import multiprocessing
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import cli, create
+from conftest import cli, create, sql
 
 from claude_keys import AuthManager, InvalidInput, KeyNotFound, KeyStore, PermissionManager
 
@@ -44,8 +43,7 @@ def test_record_usage_prices_and_deduplicates(isolated):
     assert done.recorded and done.priced and done.cost_nanos == 21_000_000  # $0.021 exactly
     again = store.record_usage(key["id"], model="claude-sonnet-4-5", input_tokens=99, request_id="req-1")
     assert not again.recorded
-    rows = sqlite3.connect(isolated).execute("SELECT count(*), sum(input_tokens) FROM usage").fetchone()
-    assert rows == (1, 1000)
+    assert sql("SELECT count(*), sum(input_tokens) FROM usage") == [(1, 1000)]
     assert not store.record_usage(key["id"], model="mystery-model", input_tokens=5).priced
     with pytest.raises(KeyNotFound):
         store.record_usage("000000000000", input_tokens=1)
@@ -65,9 +63,8 @@ def test_keystore_is_thread_safe_and_exact(isolated):
     with ThreadPoolExecutor(8) as pool:
         allowed = list(pool.map(work, range(100)))
     assert allowed.count(True) == 40
-    conn = sqlite3.connect(isolated)
-    assert conn.execute("SELECT count(*), sum(cost_nanos) FROM usage").fetchone() == (100, 100_000_000)
-    assert conn.execute("SELECT sum(requests), sum(cost_nanos) FROM usage_daily").fetchone() == (100, 100_000_000)
+    assert sql("SELECT count(*), sum(cost_nanos) FROM usage") == [(100, 100_000_000)]
+    assert sql("SELECT sum(requests), sum(cost_nanos) FROM usage_daily") == [(100, 100_000_000)]
 
 
 def _hammer(args):
@@ -86,9 +83,7 @@ def test_processes_share_limits_and_lose_no_usage(isolated):
     with ctx.Pool(4) as pool:
         allowed = pool.map(_hammer, [(str(isolated), key["key"], key["id"], 40, f"p{i}") for i in range(4)])
     assert sum(allowed) == 50
-    conn = sqlite3.connect(isolated)
-    assert conn.execute("SELECT count(*), sum(input_tokens), sum(cost_nanos) FROM usage").fetchone() == (
-        160, 320, 1_600_000_000)
+    assert sql("SELECT count(*), sum(input_tokens), sum(cost_nanos) FROM usage") == [(160, 320, 1_600_000_000)]
 
 
 def test_used_from_a_separate_python_process():
@@ -141,6 +136,7 @@ def test_permission_manager_set_profile_with_the_seeds_keys():
         perm.set_profile(api_key, {"allowed_toolz": []})
 
 
+@pytest.mark.sqlite_only  # the example runs against a SQLite file of its own
 def test_readme_example_runs(tmp_path):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     code = re.search(r"<!-- example: request handler -->\n```python\n(.*?)```", readme, re.S).group(1)
@@ -151,7 +147,7 @@ def test_readme_example_runs(tmp_path):
 
 
 def test_a_forked_child_opens_its_own_connection(isolated):
-    """A SQLite connection must not cross fork(): a pre-fork server's children get theirs."""
+    """A connection must not cross fork(): a pre-fork server's children get theirs."""
     key = create()
     store = KeyStore()
     assert store.check(key=key["key"]).allowed
@@ -167,8 +163,7 @@ def test_a_forked_child_opens_its_own_connection(isolated):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store._conn() is parent_conn and store.check(key=key["key"]).allowed
-    rows = sqlite3.connect(isolated).execute("SELECT input_tokens FROM usage WHERE request_id = 'from-child'")
-    assert rows.fetchall() == [(7,)]
+    assert sql("SELECT input_tokens FROM usage WHERE request_id = 'from-child'") == [(7,)]
 
 
 def test_review_findings_in_the_python_api(isolated):

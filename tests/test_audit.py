@@ -1,7 +1,7 @@
 """The audit trail: every change recorded with time, user and before/after; never a secret."""
 import getpass
 
-from conftest import cli, create
+from conftest import cli, create, dump
 
 
 def audit(*args):
@@ -45,7 +45,7 @@ def test_the_trail_never_holds_a_secret(isolated):
     keys = [create(), create("--no-keyring")]
     cli("keys", "rotate", keys[0]["id"])
     out = "".join(cli("audit", "--format", f).stdout for f in ("json", "table", "csv"))
-    dump = "\n".join(__import__("sqlite3").connect(isolated).iterdump())
+    stored = dump()
     for key in keys:
-        assert key["key"] not in out and key["key"] not in dump
+        assert key["key"] not in out and key["key"] not in stored
     assert "digest" not in out

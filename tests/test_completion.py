@@ -9,6 +9,7 @@ COMPLETIONS = Path(__file__).parent.parent / "completions"
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+@pytest.mark.one_backend
 def test_committed_scripts_are_fresh(shell):
     r = proc(env={"_CLAUDE_API_COMPLETE": f"{shell}_source"})
     assert r.exit_code == 0 and r.stdout

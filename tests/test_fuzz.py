@@ -1,8 +1,6 @@
 """CLI fuzzing: every command and option fed hostile and random values. Whatever the
 input: no traceback, one clear line on a failure, a contract exit code, and a store
 left exactly as it was when the command failed."""
-import sqlite3
-
 import click
 import pytest
 from click.testing import CliRunner
@@ -44,12 +42,19 @@ def base_args(path, command, key_id, file):
     return args
 
 
-def snapshot(db) -> list:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+_open: dict = {}
+
+
+def snapshot(db) -> str:
+    """Every row of the store (one connection per store, kept: this runs thousands of times)."""
+    from claude_keys import store, transfer
+
+    conn = _open.get(str(db))
+    if conn is None:
+        _open.clear()
+        conn = _open[str(db)] = store.connect(db)
+    return "\n".join(repr(tuple(r)) for t in transfer.tables(conn)
+                     for r in conn.execute(f"SELECT * FROM {t} ORDER BY 1"))
 
 
 def run_and_check(args, db, stdin=""):

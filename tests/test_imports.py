@@ -11,6 +11,7 @@ HEAVY = ("rich", "tabulate", "keyring", "sqlite_utils")
 PROBE = """
 import sys
 from claude_keys.cli import cli
+
 try:
     cli.main(sys.argv[1:], prog_name="claude-api")
 except SystemExit:

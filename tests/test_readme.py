@@ -4,7 +4,10 @@ from pathlib import Path
 
 import click
 
+import pytest
 from claude_keys.cli import cli as root
+
+pytestmark = pytest.mark.one_backend  # documentation
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -2,10 +2,13 @@
 import math
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_keys import secret as fmt
+
+pytestmark = pytest.mark.one_backend  # the secret format
 
 
 def test_shape_and_entropy():

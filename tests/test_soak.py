@@ -4,12 +4,11 @@ import json
 import multiprocessing
 import os
 import random
-import sqlite3
 import subprocess
 import time
 
 import pytest
-from conftest import EXE, assert_consistent, create
+from conftest import EXE, assert_consistent, create, sql
 
 SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "30"))
 SHARED_LIMIT = 50
@@ -92,8 +91,7 @@ def test_eight_processes_for_thirty_seconds(isolated):
     assert total["ops"] > 1000 and total["cli"] >= 8
     # A 30-second soak sits inside one 60-second window: exactly the limit, never more.
     assert total["shared_allowed"] == SHARED_LIMIT
-    conn = sqlite3.connect(isolated)
-    count = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+    count = lambda query: sql(query)[0][0]  # noqa: E731
     assert count("SELECT count(*) FROM keys") == 1 + total["created"] + total["rotated"]
     assert count("SELECT count(*) FROM keys WHERE revoked_reason = 'soak'") == total["revoked"]
     assert count("SELECT count(*) FROM keys WHERE rotated_from IS NOT NULL") == total["rotated"]

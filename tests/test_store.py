@@ -1,6 +1,8 @@
 """The store: where it is, its permissions, its schema, and sharing it between processes."""
 import os
 import sqlite3
+
+import pytest
 import stat
 import subprocess
 import time
@@ -11,6 +13,7 @@ from conftest import EXE, cli, create, proc
 from claude_keys import migrations, store
 
 
+@pytest.mark.one_backend
 def test_path_precedence(tmp_path, monkeypatch):
     flag = tmp_path / "flag.db"
     assert cli("--db", flag, "db", "path").stdout.strip() == str(flag)
@@ -21,6 +24,7 @@ def test_path_precedence(tmp_path, monkeypatch):
     assert cli("db", "path").stdout.strip() == str(tmp_path / "xdg" / "claude-api" / "keys.db")
 
 
+@pytest.mark.one_backend
 def test_default_store_is_created_private_under_umask_000(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CLAUDE_API_DB"}
     env.update(XDG_CONFIG_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path))
@@ -33,6 +37,7 @@ def test_default_store_is_created_private_under_umask_000(tmp_path):
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
 
 
+@pytest.mark.sqlite_only
 def test_wal_files_stay_private_while_open(isolated):
     create()
     os.umask(0)
@@ -46,11 +51,13 @@ def test_wal_files_stay_private_while_open(isolated):
         os.umask(0o022)
 
 
+@pytest.mark.sqlite_only
 def test_store_uses_wal(isolated):
     create()
     assert sqlite3.connect(isolated).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.one_backend
 def test_schema_version_matches_migrations():
     assert store.SCHEMA_VERSION == migrations.count()
 
@@ -62,6 +69,7 @@ def _one_line_error(r, code=1, text=None):
         assert text in r.stderr, r
 
 
+@pytest.mark.sqlite_only
 def test_a_file_that_is_not_a_database(tmp_path):
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite at all" * 100)
@@ -69,6 +77,7 @@ def test_a_file_that_is_not_a_database(tmp_path):
     _one_line_error(proc("--db", junk, "keys", "list"), text="not a SQLite database")
 
 
+@pytest.mark.sqlite_only
 def test_unusable_paths(tmp_path):
     (tmp_path / "afile").write_text("x")
     _one_line_error(cli("--db", tmp_path / "afile" / "keys.db", "keys", "list"), text="cannot open")
@@ -76,6 +85,7 @@ def test_unusable_paths(tmp_path):
     _one_line_error(cli("--db", tmp_path / "adir", "keys", "list"), code=2, text="is a directory")
 
 
+@pytest.mark.sqlite_only
 def test_a_newer_store_is_refused_untouched(isolated):
     create()
     conn = sqlite3.connect(isolated)
@@ -87,6 +97,7 @@ def test_a_newer_store_is_refused_untouched(isolated):
     assert isolated.read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 def test_a_foreign_database_is_refused(tmp_path):
     other = tmp_path / "other.db"
     conn = sqlite3.connect(other)
@@ -170,6 +181,7 @@ def test_backups_taken_while_others_write_are_consistent(isolated, tmp_path):
     assert assert_consistent(isolated)[0] >= counts[-1]
 
 
+@pytest.mark.one_backend
 def test_an_empty_db_option_is_refused_but_an_empty_variable_is_unset(monkeypatch, tmp_path):
     r = cli("--db", "", "keys", "list")
     assert r.exit_code == 2 and "store path is empty" in r.stderr

@@ -3,19 +3,23 @@ lost (and a store from a newer claude-api is refused untouched: see test_store).
 import json
 import sqlite3
 
+import pytest
 from conftest import cli, proc
-from sqlite_utils import Database
 
 from claude_keys import migrations, store
+from claude_keys.backends import sqlite as sqlite_backend
 from claude_keys import secret as fmt
+
+pytestmark = pytest.mark.sqlite_only  # stores made by earlier SQLite versions
 
 
 def old_store(path, stop_before: str, version: int) -> sqlite3.Connection:
     """A store as an earlier claude-api left it: the steps before `stop_before` only."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA page_size={store.PAGE_SIZE}")
+    conn = sqlite3.connect(path, isolation_level=None, factory=sqlite_backend.Connection)
+    conn.execute(f"PRAGMA page_size={sqlite_backend.PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
-    migrations.migrations.apply(Database(conn, execute_plugins=False), stop_before=stop_before)
+    steps, db = migrations.sqlite_migrations(conn)
+    steps.apply(db, stop_before=stop_before)
     conn.execute(f"PRAGMA user_version={version}")
     return conn
 

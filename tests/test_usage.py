@@ -2,12 +2,11 @@
 import json
 import multiprocessing
 import random
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import cli, create
+from conftest import cli, create, sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -137,9 +136,11 @@ def test_bars_are_proportional():
 BASE = datetime(2026, 3, 25, tzinfo=timezone.utc)  # spans the EU DST change of 2026-03-29
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def recorded(tmp_path_factory, request):
     db = tmp_path_factory.mktemp("reports") / "keys.db"
+    if request.param == "postgres":
+        db = request.getfixturevalue("postgres").create_database("reports")
     rng = random.Random(7)
     store = KeyStore(db)
     from claude_keys import AuthManager
@@ -164,6 +165,7 @@ def recorded(tmp_path_factory):
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Eucla"]
 
 
+@pytest.mark.one_backend  # `recorded` is on each backend in turn
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(since=st.one_of(st.none(), st.integers(-2 * 24 * 60, 12 * 24 * 60)),
        length=st.one_of(st.none(), st.integers(1, 6 * 24 * 60)),
@@ -222,14 +224,24 @@ def test_reports_equal_brute_force_sums(recorded, monkeypatch, since, length, tz
 USAGE_TABLES = ("usage", "usage_daily", "usage_hourly", "usage_project_daily")
 
 
+def empty_usage():
+    from claude_keys import store
+
+    conn = store.connect()
+    with conn.transaction():
+        for table in USAGE_TABLES:
+            conn.execute(f"DELETE FROM {table}")
+    conn.close()
+
+
+@pytest.mark.one_backend
 def test_rollups_always_equal_the_raw_rows(recorded):
     db, _ = recorded
-    conn = sqlite3.connect(db)
     sums = "count(*), sum(input_tokens), sum(output_tokens), sum(cost_nanos)"
-    raw = conn.execute(f"SELECT {sums} FROM usage").fetchone()
+    raw = sql(f"SELECT {sums} FROM usage", db=db)
     for table in USAGE_TABLES[1:]:
-        assert conn.execute(f"SELECT sum(requests), sum(input_tokens), sum(output_tokens), "
-                            f"sum(cost_nanos) FROM {table}").fetchone() == raw
+        assert sql(f"SELECT sum(requests), sum(input_tokens), sum(output_tokens), "
+                   f"sum(cost_nanos) FROM {table}", db=db) == raw
 
 
 # --- export and import -----------------------------------------------------------------
@@ -254,9 +266,7 @@ def test_export_reimports_to_identical_reports(tmp_path, isolated, fmt):
     r = cli("usage", "export", "--format", fmt, "--period", "all")
     assert r.exit_code == 0
     exported.write_text(r.stdout)
-    conn = sqlite3.connect(isolated)
-    conn.executescript("".join(f"DELETE FROM {t};" for t in USAGE_TABLES))
-    conn.close()
+    empty_usage()
     assert report("summary", "--period", "all")["requests"] == 0
     r = cli("usage", "import", exported, "--json")
     assert r.exit_code == 0, r
@@ -380,10 +390,9 @@ def test_imports_and_recorders_at_once_lose_nothing(isolated, tmp_path):
     total = report("summary", "--period", "all")
     assert total["requests"] == 2000 + 400 and total["input_tokens"] == 2000 * 10 + 400 * 3
     assert round(total["cost_usd"], 6) == round(2000 * 0.01 + 400 * 0.001, 6)
-    conn = sqlite3.connect(isolated)
-    raw = conn.execute("SELECT count(*), sum(cost_nanos) FROM usage").fetchone()
+    raw = sql("SELECT count(*), sum(cost_nanos) FROM usage")
     for table in USAGE_TABLES[1:]:
-        assert conn.execute(f"SELECT sum(requests), sum(cost_nanos) FROM {table}").fetchone() == raw
+        assert sql(f"SELECT sum(requests), sum(cost_nanos) FROM {table}") == raw
 
 
 def test_many_processes_recording_lose_nothing(isolated):
@@ -432,7 +441,7 @@ def test_parallel_import_equals_in_process(tmp_path, monkeypatch, isolated):
     assert (parallel.lines, parallel.staged, parallel.imported) == (1000, 900, 900)
     total = report("summary", "--period", "all")
     assert total["input_tokens"] == sum(range(900))  # the first copy of each id wins
-    conn.executescript("".join(f"DELETE FROM {t};" for t in USAGE_TABLES))
+    empty_usage()
     import_files(conn, [str(path)], workers=1)
     assert report("summary", "--period", "all") == total
     with open(path, "a") as f:
@@ -474,9 +483,7 @@ def test_one_hour_cache_writes_survive_an_export(tmp_path, isolated):
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"mystery-model": {"input": 0, "output": 0, "cache_read": 0,
                                                     "cache_write_5m": 1, "cache_write_1h": 100}}))
-    conn = sqlite3.connect(isolated)
-    conn.executescript("".join(f"DELETE FROM {t};" for t in USAGE_TABLES))
-    conn.close()
+    empty_usage()
     path.write_text(exported)
     assert cli("usage", "import", path, env={"CLAUDE_API_PRICES": str(prices)}).exit_code == 0
     assert report("summary", "--period", "all")["cost_usd"] == 2 + 100  # 2M at $1, 1M at $100

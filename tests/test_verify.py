@@ -1,12 +1,11 @@
 """`keys verify` and the gate: every outcome's JSON and exit code, decision order,
 exact rate limits under concurrency, budgets from recorded usage."""
 import json
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import cli, create, proc
+from conftest import cli, create, proc, sql
 
 from claude_keys import gate, store
 
@@ -54,7 +53,9 @@ def test_a_tampered_key_is_rejected_before_any_lookup(isolated):
     key = create()
     conn = store.connect()
     statements = []
-    conn.set_trace_callback(statements.append)
+    for name in ("execute", "row", "rows"):  # every way the library reaches the database
+        method = getattr(conn, name)
+        setattr(conn, name, lambda *a, method=method: statements.append(a) or method(*a))
     tampered = key["key"][:-1] + ("0" if key["key"][-1] != "0" else "1")
     assert gate.decide(conn, tampered).status == 401
     assert statements == []
@@ -122,13 +123,15 @@ def test_dry_run_takes_no_slot_and_leaves_last_used(isolated):
 
 def _slots(db, lineage, *ages_s):
     """Requests made `ages_s` seconds ago, as the gate would have stored them."""
-    conn = sqlite3.connect(db)
+    conn = store.connect(db)
     now = time.time_ns() // 1_000_000
-    conn.executemany("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1",
-                     [(lineage, now - int(a * 1000)) for a in ages_s])
-    conn.execute("INSERT OR REPLACE INTO rate_windows VALUES (?, (SELECT sum(n) FROM rate_slots "
-                 "WHERE lineage = ?))", (lineage, lineage))
-    conn.commit()
+    with conn.transaction():
+        for age in ages_s:
+            conn.execute("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT (lineage, at_ms) "
+                         "DO UPDATE SET n = rate_slots.n + 1", (lineage, now - int(age * 1000)))
+        conn.execute("INSERT INTO rate_windows VALUES (?, (SELECT sum(n) FROM rate_slots WHERE "
+                     "lineage = ?)) ON CONFLICT (lineage) DO UPDATE SET used = excluded.used",
+                     (lineage, lineage))
     conn.close()
 
 
@@ -141,10 +144,8 @@ def test_sliding_window_has_no_burst_at_the_edge(isolated):
     key2 = create("--rate-limit", "10")
     _slots(isolated, key2["id"], *[61] * 10)
     verify(key2["key"], code=0)
-    conn = sqlite3.connect(isolated)
-    left = conn.execute("SELECT sum(n) FROM rate_slots WHERE lineage = ?", (key2["id"],)).fetchone()[0]
-    assert left == 1
-    assert conn.execute("SELECT used FROM rate_windows WHERE lineage = ?", (key2["id"],)).fetchone()[0] == 1
+    assert sql("SELECT sum(n) FROM rate_slots WHERE lineage = ?", (key2["id"],)) == [(1,)]
+    assert sql("SELECT used FROM rate_windows WHERE lineage = ?", (key2["id"],)) == [(1,)]
 
 
 def test_unlimited_keys_have_no_rate_headers():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sqlite3
 import sys
 
 import click
@@ -84,19 +83,17 @@ def run_reporting_errors(call) -> int:
         except OSError:
             pass
         return 0
-    except sqlite3.OperationalError as e:
-        if "locked" in str(e) or "busy" in str(e):
-            error("the store stayed busy for too long (other processes are writing); try again")
-        else:
-            error(f"the store could not be used: {e}")
-        return 1
-    except sqlite3.DatabaseError as e:
-        error(f"the store is damaged or not a claude-api store: {e}; run `claude-api db check`")
-        return 1
     except OSError as e:
         error(f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}")
         return 1
-    except Exception as e:  # a bug: still one line, with a way to see more
+    except Exception as e:
+        from ..store import as_store_error
+
+        found = as_store_error(e)
+        if found is not None:  # the database said no (busy, damaged, unreachable)
+            error(str(found))
+            return found.exit_code
+        # A bug: still one line, with a way to see more.
         if os.environ.get("CLAUDE_API_DEBUG"):
             raise
         error(f"unexpected {type(e).__name__}; run with CLAUDE_API_DEBUG=1 for details")
@@ -128,13 +125,16 @@ class App:
         self._conn = None
 
     @property
-    def db_path(self) -> str:
-        from ..store import resolve_path
+    def target(self) -> str:
+        """The store: a SQLite path or a PostgreSQL URI (see claude_keys.store)."""
+        from ..store import resolve
 
-        return resolve_path(self.db)
+        return resolve(self.db)
+
+    db_path = target
 
     @property
-    def conn(self) -> sqlite3.Connection:
+    def conn(self):
         if self._conn is None:
             from ..store import connect
 
@@ -151,9 +151,10 @@ from .options import FilePath  # noqa: E402  (after App: options imports nothing
 
 
 @click.group("claude-api", cls=Root, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", metavar="PATH", envvar="CLAUDE_API_DB", show_envvar=True,
+@click.option("--db", metavar="PATH|URI", envvar="CLAUDE_API_DB", show_envvar=True,
               type=FilePath(dir_okay=False),
-              help="The store (SQLite file). Default: the claude-api folder in your user config dir.")
+              help="The store: a SQLite file, or a PostgreSQL URI (postgresql://…) shared by "
+                   "several hosts. Default: keys.db in the claude-api folder of your user config dir.")
 @click.version_option(__version__, "--version", prog_name="claude-api")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:

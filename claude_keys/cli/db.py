@@ -1,8 +1,8 @@
-"""`claude-api db …`: where the store is, whether it is sound, and a safe copy."""
+"""`claude-api db …`: where the store is, whether it is sound, a safe copy, and moving it
+between backends."""
 from __future__ import annotations
 
 import os
-import sqlite3
 
 import click
 
@@ -17,38 +17,52 @@ def _app(ctx):
 
 @click.group()
 def db() -> None:
-    """Inspect, check and back up the store."""
+    """Inspect, check, back up and copy the store (SQLite or PostgreSQL)."""
 
 
 @db.command()
 @click.pass_context
 def path(ctx) -> None:
-    """Print the path of the store (it need not exist yet)."""
-    click.echo(os.path.abspath(store.resolve_path(_app(ctx).db)))
+    """Print where the store is: a file (it need not exist yet) or a PostgreSQL URI
+    (its password masked)."""
+    click.echo(store.display(_app(ctx).target))
 
 
 @db.command()
 @json_option
 @click.pass_context
 def check(ctx, fmt) -> None:
-    """Check the store's integrity and schema version (exit 1 if anything is wrong)."""
+    """Check the store: SQLite's integrity check of every page (on SQLite), that every
+    roll-up agrees with the recorded requests and every rate window with its slots, and
+    the schema version (exit 1 if anything is wrong)."""
+    from .. import transfer
+
     conn = _app(ctx).conn
-    problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    backend = store.backend_of(conn)
+    problems = []
+    if conn.dialect == "sqlite":
+        problems += backend.integrity_problems(conn)
+    if not problems:  # a damaged file cannot be trusted to sum itself
+        problems += transfer.disagreements(conn)
     result = {
-        "path": os.path.abspath(store.resolve_path(_app(ctx).db)),
-        "integrity": "ok" if problems == ["ok"] else problems,
+        "path": conn.location,
+        "backend": "postgresql" if conn.dialect == "postgres" else "sqlite",
+        **({"server_version": backend.server_version(conn)} if conn.dialect == "postgres" else {}),
+        "integrity": problems or "ok",
         **store.schema_status(conn),
     }
-    ok = problems == ["ok"] and result["schema_version"] == result["expected_version"] == len(
+    result["ok"] = not problems and result["schema_version"] == result["expected_version"] == len(
         result["migrations"])
-    result["ok"] = ok
     from ..render import record, write_json
 
     if fmt == "json":
         write_json(result)
     else:
-        record({**result, "migrations": ", ".join(result["migrations"])}, "table")
-    if not ok:
+        shown = {**result, "migrations": ", ".join(result["migrations"])}
+        if problems:
+            shown["integrity"] = "; ".join(problems)
+        record(shown, "table")
+    if not result["ok"]:
         ctx.exit(1)
 
 
@@ -56,23 +70,53 @@ def check(ctx, fmt) -> None:
 @click.argument("file", type=FilePath(dir_okay=False, writable=True))
 @click.pass_context
 def backup(ctx, file) -> None:
-    """Copy the store to FILE with SQLite's online backup (safe while others write)."""
-    conn = _app(ctx).conn
+    """Copy the store to a new SQLite FILE, consistent even while others write (SQLite's
+    online backup; from PostgreSQL, a snapshot copied table by table)."""
+    app = _app(ctx)
+    conn = app.conn
     target_path = os.path.abspath(file)
-    if target_path == os.path.abspath(store.resolve_path(_app(ctx).db)):
+    if not store.is_postgres(app.target) and target_path == os.path.abspath(app.target):
         raise StoreError("the backup file must not be the store itself")
-    if os.path.exists(target_path):
+    if os.path.lexists(target_path):
         raise StoreError(f"{file} already exists; choose a new file name")
     if not os.path.isdir(os.path.dirname(target_path)):
         raise StoreError(f"the folder of {file} does not exist")
-    store.create_private_file(target_path)
-    try:
-        target = sqlite3.connect(target_path)
+    if conn.dialect == "postgres":
+        from ..transfer import copy_store
+
+        copy_store(app.target, target_path)
+    else:
+        from ..backends import sqlite
+
+        sqlite.create_private_file(target_path)
         try:
-            conn.backup(target)
-        finally:
-            target.close()
-    except BaseException:
-        os.unlink(target_path)
-        raise
+            sqlite.backup(conn, target_path)
+        except BaseException:
+            os.unlink(target_path)
+            raise
     click.echo(f"Backed up the store to {target_path}.", err=True)
+
+
+@db.command()
+@click.argument("source", type=FilePath(dir_okay=False))
+@click.argument("destination", type=FilePath(dir_okay=False))
+@json_option
+def copy(source, destination, fmt) -> None:
+    """Copy the whole store SOURCE into DESTINATION (each a SQLite file or a PostgreSQL
+    URI): keys, permissions, settings, audit, usage, roll-ups and rate windows, from one
+    consistent moment of SOURCE, even while it is in use. DESTINATION must be new or
+    empty; SOURCE is not changed.
+
+    \b
+    claude-api db copy ~/.config/claude-api/keys.db postgresql://claude@db.internal/claude
+    claude-api db copy postgresql://claude@db.internal/claude local-copy.db"""
+    from ..transfer import copy_store
+
+    done = copy_store(source, destination)
+    if fmt == "json":
+        from ..render import write_json
+
+        write_json(done.as_json())
+        return
+    parts = ", ".join(f"{n:,} {table}" for table, n in done.rows.items() if n)
+    click.echo(f"Copied {done.source} to {done.destination}: {parts or 'an empty store'}.", err=True)

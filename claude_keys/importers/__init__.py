@@ -100,7 +100,7 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
         result.imported, result.already_stored = staging.merge(progress)
         result.staged = result.imported + result.already_stored
     finally:
-        staging.drop()
+        staging.close()
     return result
 
 

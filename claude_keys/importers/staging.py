@@ -10,23 +10,24 @@ final one), then the first one read.
 
 The merge then walks the index in batches, one write transaction each: the usage
 table is clustered on the request id, so inserting in its order touches each page
-once; requests already stored are left out; the roll-ups get the new requests'
-sums, computed by SQLite per hour and per day.
+once; requests already stored are left out; the roll-ups get the new requests' sums,
+grouped (claude_keys.rollups). A PostgreSQL store is fed the same way: staging is then
+a private local SQLite database, and each batch is copied to the server (COPY) and
+stored, with its roll-ups, by one statement.
 """
 from __future__ import annotations
 
 import os
+import sqlite3
 
+from .. import rollups
 from ..store import write
 from ..usage import COLUMNS
 
 BATCH = 50_000  # requests per merge transaction: long enough to be fast, short enough
 #                 that verifiers waiting on the write lock are not held up for long
-_COUNTERS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-             "cache_write_1h_tokens", "cost_nanos")
 _INDEX = "request_id, rank_main DESC, rank_total DESC"  # an index ends with the rowid:
 #                                                         ties stay in the order read
-_ADD = ", ".join(f"{c} = {c} + excluded.{c}" for c in ("requests",) + _COUNTERS + ("unpriced",))
 
 
 _COLUMNS_DDL = ("request_id TEXT NOT NULL, key_id TEXT, project_id TEXT NOT NULL, "
@@ -82,13 +83,18 @@ class Scratch(_Rows):
 class Staging(_Rows):
     table = "temp.staging"
 
-    def __init__(self, conn):
+    def __init__(self, store):
+        self.store = store
+        if store.dialect == "sqlite":
+            conn = store  # staged in the store connection's own temporary database
+            conn.execute("PRAGMA main.cache_size = -16384")  # the pages a merge batch touches
+            # A merge batch writes megabytes: checkpoint every ~32 MB rather than every
+            # 4 MB, and trim the WAL back afterwards.
+            conn.execute("PRAGMA wal_autocheckpoint = 32000")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+        else:
+            conn = sqlite3.connect("", isolation_level=None)  # private, on disk, gone when closed
         conn.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB, then it spills to disk
-        conn.execute("PRAGMA main.cache_size = -16384")  # the pages a merge batch touches
-        # A merge batch writes megabytes: checkpoint every ~32 MB rather than every 4 MB,
-        # and trim the WAL back afterwards.
-        conn.execute("PRAGMA wal_autocheckpoint = 32000")
-        conn.execute("PRAGMA journal_size_limit = 67108864")
         self.conn = conn
         self.drop()
         super().__init__(conn)
@@ -131,10 +137,13 @@ class Staging(_Rows):
             if bound is None:  # the last batch
                 bound = conn.execute("SELECT max(request_id) FROM staging").fetchone()
             bound = bound[0]
-            with write(conn):
-                conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
-                imported += self._store_batch(last, bound)
-                conn.execute("DELETE FROM bulk_mode")
+            if self.store.dialect == "sqlite":
+                with write(conn):
+                    conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
+                    imported += self._store_batch(last, bound)
+                    conn.execute("DELETE FROM bulk_mode")
+            else:
+                imported += self._send_batch(last, bound)
             seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
                                  "request_id <= ?", (last, bound)).fetchone()[0]
             last = bound
@@ -146,7 +155,6 @@ class Staging(_Rows):
         """Store the staged requests with ids in (lo, hi] that are new; returns how many."""
         conn = self.conn
         columns = ", ".join(COLUMNS)
-        counters = ", ".join(_COUNTERS)
         batch = "SELECT {columns} FROM staging s WHERE request_id > ? AND request_id <= ?"
         if conn.execute(batch.format(columns="1") + " AND EXISTS (SELECT 1 FROM usage u WHERE "
                         "u.request_id = s.request_id) LIMIT 1", (lo, hi)).fetchone():
@@ -159,33 +167,36 @@ class Staging(_Rows):
             source, params = batch.format(columns=columns) + " ORDER BY request_id", (lo, hi)
         count = conn.execute(f"INSERT INTO usage ({columns}) {source}", params).rowcount
         if count:
-            conn.execute(
-                "CREATE TEMP TABLE hours AS SELECT at_ms / 3600000 AS hour, project_id, "
-                "coalesce(key_id, '') AS key_id, model, count(*) AS requests, "
-                + ", ".join(f"sum({c}) AS {c}" for c in _COUNTERS)
-                + f", sum(1 - priced) AS unpriced FROM ({source}) GROUP BY 1, 2, 3, 4", params)
-            conn.execute(
-                f"INSERT INTO usage_hourly (hour, project_id, key_id, model, requests, {counters}, "
-                "unpriced) SELECT * FROM temp.hours WHERE true ORDER BY 1, 2, 3, 4 "
-                f"ON CONFLICT DO UPDATE SET {_ADD}")
-            sums = ", ".join(f"sum({c})" for c in _COUNTERS)
-            conn.execute(
-                f"INSERT INTO usage_daily (key_id, day, project_id, model, requests, {counters}, "
-                f"unpriced) SELECT key_id, hour / 24, project_id, model, sum(requests), {sums}, "
-                "sum(unpriced) FROM temp.hours WHERE true GROUP BY 1, 2, 3, 4 "
-                f"ORDER BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET {_ADD}")
-            conn.execute(
-                f"INSERT INTO usage_project_daily (day, project_id, model, requests, {counters}, "
-                f"unpriced) SELECT hour / 24, project_id, model, sum(requests), {sums}, "
-                "sum(unpriced) FROM temp.hours WHERE true GROUP BY 1, 2, 3 "
-                f"ORDER BY 1, 2, 3 ON CONFLICT DO UPDATE SET {_ADD}")
-            conn.execute("DROP TABLE temp.hours")
+            # The new requests at the roll-ups' finest grouping, then every roll-up from it.
+            conn.execute(f"CREATE TEMP TABLE grain AS {rollups.grain_sql(f'({source}) AS s')}", params)
+            for table in rollups.ROLLUPS:
+                conn.execute(rollups.merge_sql(table, "temp.grain", canonical=True))
+            conn.execute("DROP TABLE temp.grain")
         conn.execute("DROP TABLE IF EXISTS temp.fresh")
         return count
+
+    def _send_batch(self, lo: str, hi: str) -> int:
+        """PostgreSQL: copy the staged requests with ids in (lo, hi] to the server and
+        store the new ones, with their roll-ups, in one transaction."""
+        store = self.store
+        rows = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM staging WHERE request_id > ? "
+                                 "AND request_id <= ? ORDER BY request_id", (lo, hi))
+        with store.transaction():
+            store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE usage) ON COMMIT DELETE ROWS")
+            store.copy_in("incoming", COLUMNS, rows)
+            columns = ", ".join(COLUMNS)
+            return store.execute(rollups.with_rollups(
+                f"INSERT INTO usage ({columns}) SELECT {columns} FROM incoming ORDER BY request_id "
+                "ON CONFLICT (request_id) DO NOTHING RETURNING *")).fetchone()[0]
 
     def drop(self) -> None:
         self._pending = []
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        for table in ("staging", "fresh", "hours"):
+        for table in ("staging", "fresh", "grain"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def close(self) -> None:
+        self.drop()
+        if self.conn is not self.store:
+            self.conn.close()

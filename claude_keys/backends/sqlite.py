@@ -1,0 +1,221 @@
+"""The SQLite backend: one local file, shared by every process on this machine.
+
+The connection is sqlite3's own (a subclass adding the backend interface), so the
+request path calls SQLite's C code directly. Opening an up-to-date store is: connect,
+set per-connection pragmas, read `PRAGMA user_version`. Writers take the single write
+lock up front (BEGIN IMMEDIATE), so concurrent writers wait their turn.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+
+from ..errors import StoreError
+
+BUSY_TIMEOUT_S = 60.0
+# Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
+# dirties one page in each of four b-trees (usage and three roll-ups).
+PAGE_SIZE = 1024
+WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
+
+
+class Connection(sqlite3.Connection):
+    """sqlite3's connection with the backend interface (see claude_keys.store)."""
+
+    dialect = "sqlite"
+    location = ""
+    for_update = ""  # SQLite's write lock covers the whole store
+    broken = False
+    IntegrityError = sqlite3.IntegrityError
+
+    def rows(self, sql: str, params=()) -> list:
+        cur = self.execute(sql, params)
+        cur.row_factory = sqlite3.Row
+        return cur.fetchall()
+
+    def row(self, sql: str, params=()):
+        cur = self.execute(sql, params)
+        cur.row_factory = sqlite3.Row
+        return cur.fetchone()
+
+    def copy_in(self, table: str, columns, rows) -> None:
+        """Insert many rows (an iterable of tuples) into `table`, inside the caller's
+        transaction."""
+        marks = ", ".join("?" for _ in columns)
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    @contextmanager
+    def write(self):
+        """A write transaction, taken at once (BEGIN IMMEDIATE) so it never deadlocks
+        upgrading a read lock, and waits out other writers through the busy timeout."""
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if self.in_transaction:
+                self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    transaction = write  # one writer at a time: every write transaction is serialized
+
+    @contextmanager
+    def snapshot(self):
+        """A read transaction: every query inside sees the store as of its first one."""
+        self.execute("BEGIN")
+        try:
+            self.execute("SELECT count(*) FROM settings").fetchone()  # takes the snapshot now
+            yield self
+        finally:
+            if self.in_transaction:
+                self.execute("ROLLBACK")
+
+
+def create_private_file(path: str) -> None:
+    """Create the folder (0700) and an empty file (0600) whatever the umask."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process created it first
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def open_store(path: str, schema_version: int) -> Connection:
+    """Open (creating and migrating if needed) the store at `path`."""
+    try:
+        if not os.path.exists(path):
+            create_private_file(path)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False, factory=Connection)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot open the store {path}: {_reason(e)}") from None
+    conn.location = path
+    try:
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != schema_version:
+            _upgrade(conn, path, version, schema_version)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise StoreError(f"cannot use the store {path}: {_reason(e)}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if "file is not a database" in text:
+        return "the file is not a SQLite database (point --db or CLAUDE_API_DB elsewhere)"
+    if "unable to open" in text or isinstance(e, PermissionError):
+        return f"{text} (check the path and its permissions)"
+    return text
+
+
+def _upgrade(conn: Connection, path: str, version: int, schema_version: int) -> None:
+    if version > schema_version:
+        raise StoreError(
+            f"the store {path} has schema version {version}, newer than this claude-api "
+            f"understands ({schema_version}); upgrade claude-api to use it"
+        )
+    if version == 0:
+        _refuse_foreign(conn, path)  # before changing anything in someone else's file
+        _use_wal(conn)
+    from .. import migrations
+
+    with conn.write():
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+        if version == schema_version:
+            return  # another process migrated while we waited
+        if version > schema_version:
+            raise StoreError(f"the store {path} was upgraded by a newer claude-api meanwhile")
+        if version == 0:
+            _refuse_foreign(conn, path)
+        migrations.apply_sqlite(conn)
+        conn.execute(f"PRAGMA user_version={schema_version}")
+
+
+def _refuse_foreign(conn: Connection, path: str) -> None:
+    """A version-0 file with tables was not made by claude-api (ours sets the version in
+    the same transaction as its tables)."""
+    foreign = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' "
+        "AND name NOT LIKE 'sqlite_%' AND name != '_sqlite_migrations'"
+    ).fetchone()[0]
+    if foreign:
+        raise StoreError(f"{path} is a SQLite database but not a claude-api store; "
+                         "point --db or CLAUDE_API_DB at a new file")
+
+
+def _use_wal(conn: Connection) -> None:
+    """Switch a new store to WAL (persistent). That needs the file to itself, and when
+    several processes open a new store at once SQLite answers "locked" at once instead
+    of waiting, so try again for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on an empty file
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+        if time.monotonic() > deadline:
+            raise StoreError("the new store stayed locked by other processes; try again")
+        time.sleep(0.005)
+
+
+def schema_version(conn: Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def applied_migrations(conn: Connection) -> list[str]:
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='_sqlite_migrations'").fetchone():
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set='claude_keys' ORDER BY id")]
+
+
+def integrity_problems(conn: Connection) -> list[str]:
+    """SQLite's own check of every page, index and constraint."""
+    problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    return [] if problems == ["ok"] else problems
+
+
+def backup(conn: Connection, target_path: str) -> None:
+    """SQLite's online backup: a consistent copy, page by page, while others write."""
+    target = sqlite3.connect(target_path)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+
+
+def translate(error: BaseException, location: str = "") -> StoreError | None:
+    """A sqlite3 error as the one line the user sees (None: not a store error)."""
+    if not isinstance(error, sqlite3.Error):
+        return None
+    text = str(error)
+    if isinstance(error, sqlite3.OperationalError):
+        if "locked" in text or "busy" in text:
+            return StoreError("the store stayed busy for too long (other processes are writing); try again")
+        if "disk is full" in text or "disk I/O" in text or "readonly" in text:
+            return StoreError(f"the store {location} cannot be written: {text}".replace("  ", " "))
+        return StoreError(f"the store could not be used: {text}")
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
+        return StoreError(f"the store is damaged or not a claude-api store: {text}")
+    return StoreError(f"the store refused the change: {text}")

@@ -1,0 +1,130 @@
+"""The usage roll-ups: defined once here, their SQL for both backends generated from it.
+
+A roll-up sums the same counters over a grouping of the usage rows. Its key columns
+are expressions over a request's canonical fields (below): the key ('' for none), the
+project, the model and the UTC hour. From that one definition come:
+
+- `trigger_sql()`: SQLite's trigger adding each new request to every roll-up in the
+  same statement (per row: the cheapest write on SQLite's request path);
+- `merge_sql(table, source, sign)`: one statement adding (sign 1) or taking away
+  (sign -1) a whole set of requests, grouped: bulk imports and deletions on SQLite,
+  and every write on PostgreSQL, where `with_rollups()` makes the write and its
+  roll-ups one statement (data-modifying CTEs), safe against any concurrent writer.
+"""
+from __future__ import annotations
+
+import re
+
+COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
+            "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "unpriced")
+
+# A request's canonical fields, as expressions over a usage row ({r} is its qualifier).
+CANONICAL = {
+    "key_id": "coalesce({r}key_id, '')",
+    "project_id": "{r}project_id",
+    "model": "{r}model",
+    "hour": "{r}at_ms / 3600000",
+    "requests": "1",
+    **{c: f"{{r}}{c}" for c in COUNTERS[1:-1]},
+    "unpriced": "1 - {r}priced",
+}
+
+# Each roll-up: its key columns (the primary key, in order) over the canonical fields.
+ROLLUPS = {
+    # Per key and UTC day: budgets and token limits; reports about keys on whole days.
+    "usage_daily": {"key_id": "key_id", "day": "hour / 24", "project_id": "project_id",
+                    "model": "model"},
+    # Per hour: reports whose bounds fall inside a UTC day (other time zones, --since 10:17).
+    "usage_hourly": {"hour": "hour", "project_id": "project_id", "key_id": "key_id",
+                     "model": "model"},
+    # Per project and day: reports not about keys, at a size set by days x projects x models.
+    "usage_project_daily": {"day": "hour / 24", "project_id": "project_id", "model": "model"},
+}
+GRAIN = ("key_id", "project_id", "model", "hour")  # the finest grouping: every roll-up's keys derive from it
+
+_NAME = re.compile(r"\b(" + "|".join(CANONICAL) + r")\b")
+
+
+def _over_row(expression: str, qualifier: str) -> str:
+    """A key expression over the canonical fields, rewritten over one usage row."""
+    return _NAME.sub(lambda m: "(" + CANONICAL[m.group(1)].format(r=qualifier) + ")", expression)
+
+
+def canonical_select(source: str) -> str:
+    """The canonical fields of every request in `source` (a table or CTE of usage rows)."""
+    fields = ", ".join(f"{expr.format(r='')} AS {name}" for name, expr in CANONICAL.items())
+    return f"SELECT {fields} FROM {source}"
+
+
+def _upsert_tail(table: str) -> str:
+    keys = ", ".join(ROLLUPS[table])
+    adds = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in COUNTERS)
+    return f"ON CONFLICT ({keys}) DO UPDATE SET {adds}"
+
+
+def merge_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False) -> str:
+    """Add (sign 1) or take away (sign -1) the requests of `source`, grouped, to `table`.
+
+    `source` holds usage rows, or with canonical=True rows already in the canonical
+    fields (such as a grouping at the GRAIN). Rows are upserted in key order, so two
+    writers never lock the same roll-up rows in opposite orders."""
+    keys = ROLLUPS[table]
+    rows = source if canonical else f"({canonical_select(source)}) AS c"
+    minus = "-" if sign < 0 else ""
+    group = ", ".join(str(i) for i in range(1, len(keys) + 1))
+    sums = ", ".join(f"{minus}sum({c})" for c in COUNTERS)
+    return (f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "
+            f"SELECT {', '.join(keys.values())}, {sums} FROM {rows} WHERE true "
+            f"GROUP BY {group} ORDER BY {group} {_upsert_tail(table)}")
+
+
+def grain_sql(source: str) -> str:
+    """The requests of `source` grouped at the GRAIN, in the canonical fields: a small
+    table from which every roll-up can be merged (canonical=True)."""
+    keys = ", ".join(GRAIN)
+    sums = ", ".join(f"sum({c}) AS {c}" for c in COUNTERS)
+    return f"SELECT {keys}, {sums} FROM ({canonical_select(source)}) AS c GROUP BY {keys}"
+
+
+def prune_sql(table: str) -> str:
+    """After taking requests away: drop the roll-up rows left with none."""
+    return f"DELETE FROM {table} WHERE requests = 0"
+
+
+def trigger_sql() -> str:
+    """SQLite: add each new usage row to every roll-up, unless a bulk write (an import
+    or a copy) is adding them set-wise itself (a row in bulk_mode, which only that
+    transaction can see)."""
+    statements = []
+    for table, keys in ROLLUPS.items():
+        values = [_over_row(expr, "NEW.") for expr in keys.values()]
+        values += [CANONICAL[c].format(r="NEW.") for c in COUNTERS]
+        statements.append(f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "
+                          f"VALUES ({', '.join(values)}) {_upsert_tail(table)};")
+    body = "\n    ".join(statements)
+    return ("CREATE TRIGGER usage_rollups AFTER INSERT ON usage\n"
+            f"WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN\n    {body}\nEND")
+
+
+def with_rollups(write: str, sign: int = 1) -> str:
+    """PostgreSQL: `write` (an INSERT or DELETE on usage ending in RETURNING *) and its
+    roll-ups as one statement, answering how many requests it wrote or removed."""
+    merges = ",\n".join(f"r{i} AS ({merge_sql(table, 'changed', sign)})"
+                        for i, table in enumerate(ROLLUPS))
+    return f"WITH changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
+
+
+def exact_sums(expressions) -> str:
+    """SQL summing each (non-negative, 64-bit) expression without overflow on either
+    backend: SQLite's sum() fails past 2**63, so each value is summed as its high and
+    low 32 bits (every partial sum stays far inside 64 bits). `combine` puts them back."""
+    parts = []
+    for e in expressions:
+        parts += [f"sum(({e}) / 4294967296)", f"sum(({e}) % 4294967296)"]
+    return ", ".join(parts)
+
+
+def combine(row) -> tuple:
+    """Exact Python ints from a row of exact_sums (0 where nothing was summed)."""
+    values = [v or 0 for v in row]
+    return tuple((values[i] << 32) + values[i + 1] for i in range(0, len(values), 2))

@@ -1,0 +1,174 @@
+"""Moving a whole store between backends (`db copy`, `db backup` of a PostgreSQL store),
+and checking that a store agrees with itself (`db check`).
+
+A copy reads the source inside one snapshot (so it is consistent while others keep
+writing) and writes the destination inside one transaction (so it is all or nothing),
+table by table, row for row: keys, settings, audit, usage, the roll-ups, the rate
+windows. The roll-ups are copied as they are, not rebuilt, so both stores answer
+every report identically.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from . import rollups, store
+from .errors import StoreError
+
+# Tables that belong to the store's machinery, not its data (each backend's own).
+_MACHINERY = {"_sqlite_migrations", "claude_api_migrations", "claude_api_schema", "bulk_mode"}
+_DATA = ("keys", "usage", "audit")  # a store holding any of these is not empty
+
+
+def tables(conn) -> list[str]:
+    """The store's data tables, in a fixed order (keys first: others refer to them)."""
+    if conn.dialect == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    else:
+        sql = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+               "AND tablename NOT LIKE 'pg_%'")
+    names = sorted(r[0] for r in conn.execute(sql) if r[0] not in _MACHINERY)
+    return sorted(names, key=lambda n: n != "keys")
+
+
+def columns(conn, table: str) -> list[str]:
+    if conn.dialect == "sqlite":
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+    return [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = ? ORDER BY ordinal_position", (table,))]
+
+
+def check_new_or_empty(target: str) -> None:
+    """Refuse, touching nothing, a destination that already holds a store's data."""
+    if store.is_postgres(target):
+        from .backends import postgres
+
+        location = store.display(target)
+        raw = postgres.connect_raw(target, location)
+        try:
+            if raw.execute("SELECT to_regclass('keys')").fetchone()[0] is None:
+                return
+            held = [t for t in _DATA if raw.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]]
+        finally:
+            raw.close()
+    else:
+        if not os.path.lexists(target):
+            return
+        if os.path.isdir(target):
+            raise StoreError(f"{target} is a folder; give the path of a new file")
+        import sqlite3
+
+        location = os.path.abspath(target)
+        try:
+            raw = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
+            try:
+                found = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                held = [t for t in _DATA if t in found and raw.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
+                if found and "keys" not in found:
+                    held = ["tables of another program"]
+            finally:
+                raw.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read {location}: {e}") from None
+    if held:
+        raise StoreError(f"the destination {location} is not empty (it holds {', '.join(held)}); "
+                         "copy into a new or empty store")
+
+
+@dataclass
+class Copied:
+    source: str
+    destination: str
+    rows: dict = field(default_factory=dict)  # table -> rows copied
+
+    def as_json(self) -> dict:
+        return {"source": self.source, "destination": self.destination, "tables": self.rows}
+
+
+def copy_store(source_target: str, dest_target: str, progress=None) -> Copied:
+    """Copy the store at `source_target` into a new or empty store at `dest_target`."""
+    if _same(source_target, dest_target):
+        raise StoreError("the source and the destination are the same store")
+    check_new_or_empty(dest_target)
+    source = store.connect(source_target)
+    try:
+        dest = store.connect(dest_target)
+        try:
+            return _copy(source, dest, progress)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+
+
+def _same(a: str, b: str) -> bool:
+    if store.is_postgres(a) or store.is_postgres(b):
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _copy(source, dest, progress=None) -> Copied:
+    done = Copied(source.location, dest.location)
+    with source.snapshot():
+        names = tables(source)
+        missing = set(names) ^ set(tables(dest))
+        if missing:
+            raise StoreError(f"the two stores have different tables ({', '.join(sorted(missing))}): "
+                             "open both with the same claude-api version first")
+        with dest.transaction():
+            if dest.dialect == "sqlite":
+                dest.execute("PRAGMA defer_foreign_keys = ON")
+                dest.execute("INSERT INTO bulk_mode VALUES (1)")  # roll-ups are copied, not re-added
+            dest.execute("DELETE FROM settings")  # a new store's defaults give way to the source's
+            for table in names:
+                cols = columns(source, table)
+                rows = _stream(source, f"SELECT {', '.join(cols)} FROM {table}")
+                counted = _Counter(rows, progress, table)
+                dest.copy_in(table, cols, counted)
+                done.rows[table] = counted.n
+            if dest.dialect == "sqlite":
+                dest.execute("DELETE FROM bulk_mode")
+            else:  # the next audit entry numbers on from the copied ones
+                dest.execute("SELECT setval(pg_get_serial_sequence('audit', 'id'), "
+                             "coalesce(max(id), 0) + 1, false) FROM audit")
+    return done
+
+
+def _stream(conn, sql: str):
+    """Rows of a big query without holding them all in memory."""
+    if conn.dialect == "sqlite":
+        return conn.execute(sql)
+    return conn.stream(sql)
+
+
+class _Counter:
+    def __init__(self, rows, progress, table):
+        self.rows, self.progress, self.table, self.n = rows, progress, table, 0
+
+    def __iter__(self):
+        for row in self.rows:
+            self.n += 1
+            if self.progress and not self.n % 10_000:
+                self.progress(self.table, self.n)
+            yield tuple(row)
+
+
+def disagreements(conn) -> list[str]:
+    """Where the store disagrees with itself: a roll-up whose totals differ from the
+    requests', a rate window whose count differs from its slots. Empty when sound."""
+    problems = []
+    counters = rollups.COUNTERS
+    raw = rollups.exact_sums([rollups.CANONICAL[c].format(r="") for c in counters])
+    truth = rollups.combine(conn.execute(f"SELECT {raw} FROM usage").fetchone())
+    for table in rollups.ROLLUPS:
+        found = rollups.combine(conn.execute(f"SELECT {rollups.exact_sums(counters)} FROM {table}").fetchone())
+        if found != truth:
+            problems.append(f"the roll-up {table} disagrees with the requests "
+                            f"({found[0]:,} requests there, {truth[0]:,} recorded)")
+    for lineage, used, slots in conn.execute(
+            "SELECT w.lineage, w.used, coalesce((SELECT sum(n) FROM rate_slots s WHERE s.lineage = w.lineage), 0) "
+            "FROM rate_windows w"):
+        if used != slots:
+            problems.append(f"the rate window of lineage {lineage} counts {used}, its slots {slots}")
+    return problems
