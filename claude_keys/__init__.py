@@ -15,6 +15,7 @@ _LAZY = {
     "Decision": "gate",
     "ClaudeKeysError": "errors",
     "InvalidInput": "errors",
+    "TooLarge": "errors",
     "KeyNotFound": "errors",
     "AmbiguousKey": "errors",
     "StoreError": "errors",

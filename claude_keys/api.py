@@ -15,11 +15,11 @@ import os
 import threading
 import weakref
 
-from . import gate, keys, pricing, usage
+from . import gate, keys, pricing, projects, usage
 from .errors import ClaudeKeysError, InvalidInput
 from .profiles import LIST_FIELDS, UNLIMITED
 from .store import as_store_error, connect, resolve
-from .values import parse_count, parse_duration, parse_money, parse_time
+from .values import check_text, parse_cost, parse_count, parse_duration, parse_money, parse_time
 
 __all__ = ["KeyStore", "AuthManager", "PermissionManager"]
 
@@ -110,23 +110,28 @@ def _at_ms(at) -> int | None:
 
 
 class KeyStore(_StoreClient):
-    """The service's two calls: `check` a request, then `record_usage` for it."""
+    """The service's calls: `check` a request, then `record_usage` for it (or `release`
+    it when its work failed)."""
 
     def __init__(self, db: str | os.PathLike | None = None):
         super().__init__(db)
-        self._projects: dict[str, str] = {}  # key id -> project id; never changes
+        self._keys: dict[str, tuple[str, str]] = {}  # key id -> (project id, lineage); never change
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
     @_store_errors
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
               dry_run=False, query=None) -> gate.Decision:
-        """Authenticate, authorize, check budgets and take a rate-limit slot.
+        """Authenticate, authorize, check budgets and concurrency and take a rate-limit
+        slot. An allowed request is in flight (`decision.request_id`) until
+        `record_usage(..., request_id=decision.request_id)` settles it, `release()` ends
+        it, or the key's timeout passes; meanwhile it holds `cost` (else the key's max
+        cost per task) against the budgets.
 
         The key comes from `key` (the secret) or from `headers` (`x-api-key`, then
         `Authorization: Bearer`) or `query` (`api_key`).
         """
         token = key if key is not None else gate.token_from(headers, query)
-        cost_nanos = None if cost is None else parse_money(cost)
+        cost_nanos = None if cost is None else parse_cost(cost)
         return gate.decide(self._conn(), token, tool=tool, agent=agent, skill=skill,
                            cost_nanos=cost_nanos, dry_run=dry_run)
 
@@ -135,18 +140,26 @@ class KeyStore(_StoreClient):
                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
                      at=None, cache_write_1h_tokens=0) -> usage.Recorded:
         """Record one request. `cache_write_tokens` are 5-minute writes; a request id
-        already stored changes nothing (`.recorded` is then False)."""
+        already stored changes nothing (`.recorded` is then False). The request id of
+        a check settles that request: its reserved cost gives way to this one."""
         conn = self._conn()
-        project = self._projects.get(key_id)
-        if project is None:
-            project = self._projects[key_id] = usage.project_of(conn, key_id)
+        known = self._keys.get(key_id)
+        if known is None:
+            known = self._keys[key_id] = usage.key_of(conn, key_id)
+        project, lineage = known
         tokens = usage.check_tokens(
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens)
         return usage.record(conn, key_id, project, pricer=self._pricer, model=model, tokens=tokens,
-                            cost_nanos=None if cost is None else parse_money(cost),
-                            request_id=request_id, at_ms=_at_ms(at))
+                            cost_nanos=None if cost is None else parse_cost(cost),
+                            request_id=request_id, at_ms=_at_ms(at), lineage=lineage)
+
+    @_store_errors
+    def release(self, request_id) -> bool:
+        """End a request in flight without usage (its work failed): its place and its
+        reserved cost are given back. False if it was not in flight any more."""
+        return usage.release(self._conn(), request_id)
 
 
 class AuthManager(_StoreClient):
@@ -155,18 +168,22 @@ class AuthManager(_StoreClient):
     @_store_errors
     def generate_key(self, project_id: str, rate_limit=100, profile: str = "enterprise",
                      **opts) -> str:
-        """Create a key and return its secret. Options: name, max_cost, monthly_budget
-        (USD), expires_in (seconds or "30d"), use_keyring (default True)."""
-        unknown = set(opts) - {"name", "max_cost", "monthly_budget", "expires_in", "use_keyring"}
+        """Create a key and return its secret. Options: name, max_cost, monthly_budget,
+        total_budget (USD), max_concurrent, expires_in (seconds or "30d"), use_keyring
+        (default True)."""
+        unknown = set(opts) - {"name", "max_cost", "monthly_budget", "total_budget", "max_concurrent",
+                               "expires_in", "use_keyring"}
         if unknown:
             raise InvalidInput(f"unknown options: {', '.join(sorted(unknown))}")
         overrides = {}
         if rate_limit is not None:
             overrides["rate_limit"] = parse_count(rate_limit, "rate_limit")
-        if opts.get("max_cost") is not None:
-            overrides["max_cost_nanos"] = parse_money(opts["max_cost"])
-        if opts.get("monthly_budget") is not None:
-            overrides["monthly_budget_nanos"] = parse_money(opts["monthly_budget"])
+        for option, column in (("max_cost", "max_cost_nanos"), ("monthly_budget", "monthly_budget_nanos"),
+                               ("total_budget", "total_budget_nanos")):
+            if opts.get(option) is not None:
+                overrides[column] = parse_money(opts[option])
+        if opts.get("max_concurrent") is not None:
+            overrides["max_concurrent"] = parse_count(opts["max_concurrent"], "max_concurrent")
         expires_in = opts.get("expires_in")
         if isinstance(expires_in, str):
             expires_in = parse_duration(expires_in)
@@ -177,10 +194,10 @@ class AuthManager(_StoreClient):
 
     @_store_errors
     def revoke_key(self, key: str, reason: str | None = None) -> bool:
-        """Revoke a key (secret, id or id prefix). False if it was already revoked."""
+        """Revoke a key (secret, id or id prefix), and with the current key of a lineage
+        every older secret still in its grace period. False if it was already revoked."""
         conn = self._conn()
-        _, changed, _ = keys.revoke(conn, keys.find(conn, key)["id"], reason)
-        return changed
+        return keys.revoke(conn, keys.find(conn, key)["id"], reason).changed
 
     @_store_errors
     def validate_key(self, key: str) -> bool:
@@ -198,8 +215,10 @@ class AuthManager(_StoreClient):
                 "profile": decision.profile}
 
 
-_MONEY_SETTINGS = {"max_cost_per_task": "max_cost_nanos", "monthly_budget": "monthly_budget_nanos"}
-_COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day", "timeout": "timeout"}
+_MONEY_SETTINGS = {"max_cost_per_task": "max_cost_nanos", "monthly_budget": "monthly_budget_nanos",
+                   "total_budget": "total_budget_nanos"}
+_COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day", "timeout": "timeout",
+                   "max_concurrent": "max_concurrent"}
 
 
 class PermissionManager(_StoreClient):
@@ -207,7 +226,8 @@ class PermissionManager(_StoreClient):
 
     @_store_errors
     def apply_default_profile(self, key: str, profile: str) -> dict:
-        """Switch a key to a preset, dropping its own overrides."""
+        """Switch a key to a preset: the preset's allowed tools, agents and skills; the
+        key keeps its own limits and blocked tools."""
         return self._change(key, keys.PermissionChanges(profile=profile))
 
     @_store_errors
@@ -215,7 +235,7 @@ class PermissionManager(_StoreClient):
         """Set a key's permissions: lists replace the profile's; a limit of None
         means no limit. Keys as in the seed: allowed_tools, blocked_tools,
         allowed_agents, allowed_skills, max_cost_per_task, monthly_budget, rate_limit,
-        tokens_per_day, timeout (and optionally profile)."""
+        tokens_per_day, timeout, total_budget, max_concurrent (and optionally profile)."""
         changes = keys.PermissionChanges(profile=settings.get("profile"), keep_overrides=True)
         for name, value in settings.items():
             if name in LIST_FIELDS:
@@ -237,8 +257,26 @@ class PermissionManager(_StoreClient):
         row = keys.find(conn, key)
         return keys.permissions(conn, row).as_json(row["id"])
 
+    @_store_errors
+    def get_project(self, project_id: str) -> dict:
+        """A project's limits and what it uses, as `projects show --json` prints them."""
+        return projects.rows(self._conn(), check_text(project_id, "project id"))[0]
+
+    @_store_errors
+    def set_project(self, project_id: str, settings: dict) -> dict:
+        """Set limits shared by all of a project's keys: monthly_budget, total_budget
+        (USD), rate_limit, tokens_per_day, max_concurrent; None means no limit."""
+        changes = {}
+        for name, value in settings.items():
+            if name not in projects.SETTINGS:
+                raise InvalidInput(f"unknown project limit {name!r}")
+            column, money = projects.SETTINGS[name]
+            changes[column] = None if value is None else (parse_money(value) if money else parse_count(value, name))
+        projects.set_limits(self._conn(), project_id, changes)
+        return self.get_project(project_id)
+
     def _change(self, key, changes) -> dict:
         conn = self._conn()
-        row = keys.change_permissions(conn, keys.find(conn, key)["id"], changes)
+        row = keys.change_permissions(conn, keys.find(conn, key)["id"], changes).row
         return keys.permissions(conn, row).as_json(row["id"])
 

@@ -17,6 +17,15 @@ class InvalidInput(ClaudeKeysError, ValueError):
     exit_code = 2
 
 
+class TooLarge(InvalidInput):
+    """A record that would take a stored total past what the store holds exactly."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(message or (
+            "this would take a stored total past what the store holds exactly "
+            "($9,223,372,036.854775807, or as many tokens); nothing was recorded"))
+
+
 class KeyNotFound(ClaudeKeysError, LookupError):
     """A KEY reference matches no key."""
 

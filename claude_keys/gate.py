@@ -1,42 +1,50 @@
-"""How one request is decided: authenticate, authorize, budget, rate limit.
+"""How one request is decided: authenticate, authorize, budgets, concurrency, rate limits.
 
 The order is the contract's: authenticate (401) -> blocked tools, then allowed tools,
-agents and skills (403) -> cost against the max cost per task (403) -> monthly budget
-and tokens per day (429) -> rate limit (429). A dry run decides without taking a
-rate-limit slot or touching last_used_at.
+agents and skills (403) -> cost against the max cost per task (403) -> budgets and tokens
+per day (429) -> requests in flight (429) -> rate limits (429). Every limit is checked
+for the key (over its whole rotation lineage) and then for its project (shared by all
+the project's keys); a refusal says which.
 
-Rate limits are a sliding log of the last minute's requests in the store, shared by
-every process and host. Taking a slot is one serialized step (count, insert, prune):
-a BEGIN IMMEDIATE transaction on SQLite, whose write lock makes admission exact; on
-PostgreSQL one call of claude_take_slot (one round trip), which locks the lineage's
-window row and reads the server's clock, so hosts whose clocks disagree share one
-window. With limit N, never N+1 in any 60 s. Slots and budgets belong to the key's
-lineage, so rotating a key neither doubles its rate nor resets its spend.
+An allowed request is *in flight* until its usage is recorded with its request id, it is
+released, or its key's timeout passes. While in flight it reserves its cost (the cost
+given to the check, else the key's max cost per task), and every budget check counts
+recorded spend plus live reservations plus its own, inside the same serialized
+transaction that admits it: so with a budget, N processes can never together admit more
+than the budget holds. Requests are kept in flight only where a limit needs them (a
+budget or a concurrency limit, on the key or its project); otherwise nothing is stored
+and the request path stays one read and, for a rate-limited key, one slot.
+
+Admission is written once for both backends. It runs in one transaction that is
+serialized where it matters: SQLite's BEGIN IMMEDIATE; on PostgreSQL, row locks on the
+lineage's (and project's) window rows, with the time read from the server's clock after
+the locks, so hosts whose clocks disagree share one window. A key whose only limit is
+its rate limit takes its slot in one call of claude_take_slot (one round trip on
+PostgreSQL). With limit N, never N+1 in any 60 s. A dry run decides without writing.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from . import profiles
+from . import limits, profiles
 from . import secret as fmt
-from .store import write
 from .values import usd_text
 
 WINDOW_MS = 60_000
-DAY_MS = 86_400_000
 _EXIT = {200: 0, 401: 3, 403: 4, 429: 5}
 _TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-_KEY_COLUMNS = ("id, project_id, profile, lineage, expires_at, revoked_at, last_used_at, "
-                + ", ".join(profiles.OVERRIDE_FIELDS))
-_OVERRIDES = slice(7, 7 + len(profiles.OVERRIDE_FIELDS))  # the override columns' place in _KEY_COLUMNS
-# The key of a presented token, and the time now: the server's clock on PostgreSQL (one
-# clock for every host), this machine's on SQLite (the only machine).
-_BY_DIGEST = {
-    "sqlite": f"SELECT {_KEY_COLUMNS} FROM keys WHERE digest = ?",
-    "postgres": f"SELECT {_KEY_COLUMNS}, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint "
-                "AS now_ms FROM keys WHERE digest = ?",
-}
+_STATE = ("id", "project_id", "profile", "lineage", "expires_at", "revoked_at", "last_used_at",
+          "disabled_at")
+_KEY_COLUMNS = ", ".join([f"k.{c}" for c in _STATE + profiles.OVERRIDE_FIELDS]
+                         + [f"p.{c} AS project_{c}" for c in limits.ProjectLimits.FIELDS])
+_OVERRIDES = slice(len(_STATE), len(_STATE) + len(profiles.OVERRIDE_FIELDS))
+_PROJECT = slice(_OVERRIDES.stop, _OVERRIDES.stop + len(limits.ProjectLimits.FIELDS))
+_LOOKUP = f"SELECT {_KEY_COLUMNS}{{clock}} FROM keys k LEFT JOIN projects p ON p.project_id = k.project_id WHERE k.digest = ?"
+# The key of a presented token (with its project's limits), and the time now: the
+# server's clock on PostgreSQL (one clock for every host), this machine's on SQLite.
+_CLOCK = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+_BY_DIGEST = {"sqlite": _LOOKUP.format(clock=""), "postgres": _LOOKUP.format(clock=f", {_CLOCK} AS now_ms")}
 _MALFORMED = "\x00"  # an Authorization header that is not "Bearer …": an invalid key, not a missing one
 
 
@@ -54,6 +62,7 @@ class Decision:
     profile: str | None = None
     timeout: int | None = None
     warnings: list = field(default_factory=list)
+    request_id: str | None = None  # the request in flight (None on a denial or a dry run)
 
     @property
     def exit_code(self) -> int:
@@ -102,60 +111,50 @@ def token_from(headers=None, query=None) -> str | None:
     return None
 
 
+def lookup(conn, token: str | None):
+    """(the key's row, or None, and the time now in ms) for a presented token."""
+    digest = fmt.lookup_digest(token)
+    if digest is None:
+        return None, None
+    row = conn.row(_BY_DIGEST[conn.dialect], (digest,))
+    now = row["now_ms"] if row is not None and conn.dialect == "postgres" else time.time_ns() // 1_000_000
+    return row, now
+
+
+def usable(row, now_ms: int) -> bool:
+    """keys.status's rule, inline: the verify path does not load the key lifecycle."""
+    now_s = now_ms // 1000
+    return not (row["revoked_at"] is not None and row["revoked_at"] <= now_s
+                or row["expires_at"] is not None and row["expires_at"] <= now_s
+                or row["disabled_at"] is not None)
+
+
 def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
            cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None) -> Decision:
     if not token:
         return _deny(401, "Missing Authorization header")
-    digest = fmt.lookup_digest(token)
-    if digest is None:
-        return _deny(401, "Invalid API key")
-    row = conn.row(_BY_DIGEST[conn.dialect], (digest,))
-    now = row["now_ms"] if row is not None and conn.dialect == "postgres" else time.time_ns() // 1_000_000
-    now_s = now // 1000
-    if row is None or (row["revoked_at"] is not None and row["revoked_at"] <= now_s) or (
-        row["expires_at"] is not None and row["expires_at"] <= now_s
-    ):
-        # keys.status's rule, inline: the verify path does not load the key lifecycle.
+    row, now = lookup(conn, token)
+    if row is None or not usable(row, now):
         # The caller learns nothing more; `keys show` tells the operator why.
         return _deny(401, "Invalid API key")
     perms = profiles.resolve_overrides(row["profile"], *tuple(row)[_OVERRIDES])
+    project = limits.ProjectLimits(row["project_id"], *tuple(row)[_PROJECT])
     standard = standard_agents or (lambda: profiles.standard_agents(conn))
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
     if refusal:
-        return _deny(403, refusal, _peek(conn, row, perms.rate_limit, now), row)
+        return _deny(403, refusal, _peek(conn, row, perms, project, now), row)
+    reserve = cost_nanos if cost_nanos is not None else (perms.max_cost_nanos or 0)
+    request = _Request(row, perms, project, reserve, cost_nanos)
 
-    warnings = []
-    if perms.monthly_budget_nanos is not None or perms.tokens_per_day is not None:
-        over, warnings = _budgets(conn, row, perms, cost_nanos, now)
-        if over:
-            return _deny(429, over, _peek(conn, row, perms.rate_limit, now), row)
-
-    limit = perms.rate_limit
-    if limit is None:
-        headers = {}
-        if not dry_run and (row["last_used_at"] or 0) < now_s:
-            if conn.dialect == "postgres":
-                _touch(conn, row, now_s)  # one statement, its own transaction: one round trip
-            else:
-                with conn.transaction():  # BEGIN IMMEDIATE: never a stale snapshot in WAL
-                    _touch(conn, row, now_s)
-    elif dry_run:
-        count, oldest = _window(conn, row["lineage"], now)
-        if count >= limit:
-            return _rate_limited(row, limit, count, oldest, now)
-        headers = _headers(limit, count, oldest, now)
-    else:
-        count, oldest, now = _take_slot(conn, row, limit)
-        if count >= limit:
-            return _rate_limited(row, limit, count, oldest, now)
-        headers = _headers(limit, count + 1, oldest, now)
-
-    body = {"allowed": True, "status": 200, "key_id": row["id"], "project_id": row["project_id"],
-            "profile": row["profile"], "timeout": perms.timeout, "headers": headers,
-            "warnings": warnings}
-    return Decision(True, 200, body, headers, row["id"], row["project_id"], row["profile"],
-                    perms.timeout, warnings)
+    if not (project.any or perms.tracks_requests or perms.tokens_per_day is not None):
+        # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
+        return _rate_only(conn, request, now, dry_run)
+    if dry_run:
+        return request.decide(conn, now, write=False)
+    with conn.transaction():  # serialized on both backends: see _locked_now
+        now = _locked_now(conn, request)
+        return request.decide(conn, now, write=True)
 
 
 def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standard) -> str | None:
@@ -171,11 +170,44 @@ def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standa
     return None
 
 
-def _touch(conn, row, now_s: int) -> None:
-    """last_used_at, to the second: at most one write per key per second."""
-    if (row["last_used_at"] or 0) < now_s:
-        conn.execute("UPDATE keys SET last_used_at = ? WHERE id = ? AND "
-                     "(last_used_at IS NULL OR last_used_at < ?)", (now_s, row["id"], now_s))
+def _allowed(row, perms, now: int, headers: dict, warnings: list, request_id: str | None) -> Decision:
+    body = {"allowed": True, "status": 200, "key_id": row["id"], "project_id": row["project_id"],
+            "profile": row["profile"], "timeout": perms.timeout, "request_id": request_id,
+            "headers": headers, "warnings": warnings}
+    return Decision(True, 200, body, headers, row["id"], row["project_id"], row["profile"],
+                    perms.timeout, warnings, request_id)
+
+
+def _new_request_id() -> str:
+    from .usage import new_request_id
+
+    return new_request_id()
+
+
+# -- the fast lane: no budget, no concurrency, no project limits ------------------------
+
+def _rate_only(conn, request: "_Request", now: int, dry_run: bool) -> Decision:
+    row, perms, limit = request.row, request.perms, request.perms.rate_limit
+    now_s = now // 1000
+    if limit is None:
+        headers = {}
+        if not dry_run and (row["last_used_at"] or 0) < now_s:
+            if conn.dialect == "postgres":
+                _touch(conn, row, now_s)  # one statement, its own transaction: one round trip
+            else:
+                with conn.transaction():  # BEGIN IMMEDIATE: never a stale snapshot in WAL
+                    _touch(conn, row, now_s)
+    elif dry_run:
+        count, oldest = limits.window(conn, row["lineage"], now)
+        if count >= limit:
+            return _rate_limited(row, limit, count, oldest, now, "")
+        headers = _headers(limit, count, oldest, now)
+    else:
+        count, oldest, now = _take_slot(conn, row, limit)
+        if count >= limit:
+            return _rate_limited(row, limit, count, oldest, now, "")
+        headers = _headers(limit, count + 1, oldest, now)
+    return _allowed(row, perms, now, headers, [], None if dry_run else _new_request_id())
 
 
 def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
@@ -185,42 +217,48 @@ def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
     if conn.dialect == "postgres":
         return conn.execute("SELECT * FROM claude_take_slot(?, ?, ?)",
                             (row["lineage"], limit, row["id"])).fetchone()
-    with write(conn):
+    with conn.write():
         # The window is measured from when the lock was ours: a request that waited
         # must not be counted as earlier than it was admitted.
         now = time.time_ns() // 1_000_000
-        count, oldest = _take_slot_sqlite(conn, row["lineage"], limit, now)
+        count, pruned = _prune(conn, row["lineage"], now)
         if count < limit:
+            _add_slot(conn, row["lineage"], now, count)
             _touch(conn, row, now // 1000)
+        elif pruned:
+            _set_window(conn, row["lineage"], count)
+        oldest = _oldest(conn, row["lineage"])
     return count, oldest, now
 
 
-def _take_slot_sqlite(conn, lineage: str, limit: int, now: int) -> tuple[int, int | None]:
-    """Inside a write transaction: prune the slots that left the window, then take one
-    if fewer than `limit` remain. Returns (slots in the window before this request,
-    the oldest slot's time). The count in rate_windows always equals the lineage's
-    rows in rate_slots, and every prune happens here, so after it all are in the
-    window: no scan of the window, whatever its size. claude_take_slot (migrations.py)
-    is the same on PostgreSQL."""
+# -- rate windows: a sliding log of the last minute's requests per scope ----------------
+# The count in rate_windows always equals the scope's rows in rate_slots, and every prune
+# happens inside a serialized admission, so after it all rows are in the window: taking a
+# slot costs the same whatever the limit. claude_take_slot (migrations.py) is the same
+# steps in one call on PostgreSQL.
+
+def _prune(conn, scope: str, now: int) -> tuple[int, int]:
+    """Drop the slots that left the window; (slots left in it, slots dropped)."""
     pruned = sum(n for (n,) in conn.execute(
         "DELETE FROM rate_slots WHERE lineage = ? AND at_ms <= ? RETURNING n",
-        (lineage, now - WINDOW_MS)))
-    stored = conn.execute("SELECT used FROM rate_windows WHERE lineage = ?", (lineage,)).fetchone()
-    count = (stored[0] if stored else 0) - pruned
-    if count < limit:
-        conn.execute("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1",
-                     (lineage, now))
-    if count < limit or pruned:
-        conn.execute("INSERT INTO rate_windows VALUES (?, ?) ON CONFLICT (lineage) DO UPDATE "
-                     "SET used = excluded.used", (lineage, count + (count < limit)))
-    oldest = conn.execute("SELECT min(at_ms) FROM rate_slots WHERE lineage = ?", (lineage,)).fetchone()[0]
-    return count, oldest
+        (scope, now - WINDOW_MS)).fetchall())
+    stored = conn.execute("SELECT used FROM rate_windows WHERE lineage = ?", (scope,)).fetchone()
+    return (stored[0] if stored else 0) - pruned, pruned
 
 
-def _window(conn, lineage: str, now: int) -> tuple[int, int | None]:
-    """Slots in the window without taking one (dry runs, refusals): a read."""
-    return conn.execute("SELECT coalesce(sum(n), 0), min(at_ms) FROM rate_slots WHERE lineage = ? AND at_ms > ?",
-                        (lineage, now - WINDOW_MS)).fetchone()
+def _add_slot(conn, scope: str, now: int, count: int) -> None:
+    conn.execute("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT (lineage, at_ms) "
+                 "DO UPDATE SET n = rate_slots.n + 1", (scope, now))
+    _set_window(conn, scope, count + 1)
+
+
+def _set_window(conn, scope: str, count: int) -> None:
+    conn.execute("INSERT INTO rate_windows VALUES (?, ?) ON CONFLICT (lineage) DO UPDATE "
+                 "SET used = excluded.used", (scope, count))
+
+
+def _oldest(conn, scope: str) -> int | None:
+    return conn.execute("SELECT min(at_ms) FROM rate_slots WHERE lineage = ?", (scope,)).fetchone()[0]
 
 
 def _headers(limit: int, used: int, oldest: int | None, now: int) -> dict:
@@ -230,57 +268,183 @@ def _headers(limit: int, used: int, oldest: int | None, now: int) -> dict:
             "X-RateLimit-Reset": str(-(-reset_ms // 1000))}
 
 
-def _peek(conn, row, limit: int | None, now: int) -> dict:
+def _header_scope(row, perms, project) -> tuple[str | None, int | None]:
+    """The rate limit the headers describe: the key's, else its project's."""
+    if perms.rate_limit is not None:
+        return row["lineage"], perms.rate_limit
+    if project.rate_limit is not None:
+        return limits.project_scope(row["project_id"]), project.rate_limit
+    return None, None
+
+
+def _peek(conn, row, perms, project, now: int) -> dict:
+    scope, limit = _header_scope(row, perms, project)
     if limit is None:
         return {}
-    count, oldest = _window(conn, row["lineage"], now)
+    count, oldest = limits.window(conn, scope, now)
     return _headers(limit, count, oldest, now)
 
 
-def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int) -> Decision:
-    headers = _headers(limit, count, oldest, now)
+def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, whose: str,
+                  headers: dict | None = None) -> Decision:
+    headers = headers if headers is not None else _headers(limit, count, oldest, now)
+    prefix = "Project rate limit" if whose == "project" else "Rate limit"
     if limit == 0:
-        return _deny(429, "Rate limit exceeded. This API key allows no requests.", headers, row)
+        subject = "This project" if whose == "project" else "This API key"
+        return _deny(429, f"{prefix} exceeded. {subject} allows no requests.", headers, row)
     wait = max(1, -(-(oldest + WINDOW_MS - now) // 1000))
-    return _deny(429, f"Rate limit exceeded. Reset in {wait} seconds.", headers, row)
+    return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", headers, row)
 
 
-def _budgets(conn, row, perms, cost_nanos, now: int) -> tuple[str | None, list[str]]:
-    """Spend this calendar month and tokens today (UTC), over the key's whole lineage."""
-    import datetime as dt
+def _touch(conn, row, now_s: int) -> None:
+    """last_used_at, to the second: at most one write per key per second."""
+    if (row["last_used_at"] or 0) < now_s:
+        conn.execute("UPDATE keys SET last_used_at = ? WHERE id = ? AND "
+                     "(last_used_at IS NULL OR last_used_at < ?)", (now_s, row["id"], now_s))
 
-    today = now // DAY_MS
-    moment = dt.datetime.fromtimestamp(now / 1000, dt.timezone.utc)
-    month_start = dt.datetime(moment.year, moment.month, 1, tzinfo=dt.timezone.utc)
-    next_month = dt.datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1,
-                             tzinfo=dt.timezone.utc)
-    spent, tokens_today = conn.execute(
-        "SELECT coalesce(sum(cost_nanos), 0), coalesce(sum(CASE WHEN day = ? THEN input_tokens + "
-        "output_tokens + cache_read_tokens + cache_write_5m_tokens + cache_write_1h_tokens END), 0) "
-        "FROM usage_daily WHERE key_id IN (SELECT id FROM keys WHERE lineage = ?) "
-        "AND day >= ? AND day < ?",
-        (today, row["lineage"], int(month_start.timestamp()) // 86400,
-         int(next_month.timestamp()) // 86400),
-    ).fetchone()
-    warnings = []
-    budget = perms.monthly_budget_nanos
-    if budget is not None:
-        resets = next_month.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if spent >= budget or (cost_nanos is not None and spent + cost_nanos > budget):
-            this = f", and this request would cost {usd_text(cost_nanos)}" if spent < budget else ""
-            return (f"Monthly budget exceeded: {usd_text(spent)} of {usd_text(budget)} spent this month"
-                    f"{this}. Resets at {resets}."), []
-        if spent * 5 >= budget * 4:
-            warnings.append(f"{spent * 100 // budget}% of the monthly budget is spent "
-                            f"({usd_text(spent)} of {usd_text(budget)}); it resets at {resets}")
-    limit = perms.tokens_per_day
-    if limit is not None:
-        resets = dt.datetime.fromtimestamp((today + 1) * 86400, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if tokens_today >= limit:
-            return (f"Daily token limit exceeded: {tokens_today:,} of {limit:,} tokens used today. "
-                    f"Resets at {resets}."), []
-        if tokens_today * 5 >= limit * 4:
-            warnings.append(f"{tokens_today * 100 // limit}% of the daily token limit is used "
-                            f"({tokens_today:,} of {limit:,}); it resets at {resets}")
-    return None, warnings
 
+# -- the full admission: budgets, concurrency and rate limits of a key and its project ---
+
+def _locked_now(conn, request: "_Request") -> int:
+    """Inside the admission's transaction: take the locks, then read the clock. SQLite's
+    BEGIN IMMEDIATE already holds the only write lock. PostgreSQL locks the window rows
+    of the lineage and then of the project (always in that order, so two admissions
+    never wait on each other in a cycle), and answers with the server's clock, read
+    after the locks."""
+    if conn.dialect == "sqlite":
+        return time.time_ns() // 1_000_000
+    scopes = request.scopes
+    values = ", ".join("(?, 0)" for _ in scopes)
+    rows = conn.execute(f"INSERT INTO rate_windows AS w (lineage, used) VALUES {values} "
+                        f"ON CONFLICT (lineage) DO UPDATE SET used = w.used RETURNING {_CLOCK}",
+                        scopes).fetchall()
+    return max(r[0] for r in rows)
+
+
+class _Request:
+    """One request against its key's and its project's limits."""
+
+    def __init__(self, row, perms, project, reserve: int, cost_nanos: int | None):
+        self.row, self.perms, self.project = row, perms, project
+        self.reserve, self.cost_nanos = reserve, cost_nanos
+        self.tracked = perms.tracks_requests or project.tracks_requests
+        self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
+
+    def decide(self, conn, now: int, *, write: bool) -> Decision:
+        row, perms, project = self.row, self.perms, self.project
+        if write and self.tracked:
+            limits.expire(conn, row["lineage"], row["project_id"] if project.tracks_requests else None, now)
+        key = limits.read(conn, "lineage", row["lineage"], now, total=perms.total_budget_nanos is not None,
+                          tracked=self.tracked)
+        shared = (limits.read(conn, "project", row["project_id"], now,
+                              total=project.total_budget_nanos is not None, tracked=self.tracked)
+                  if project.any else None)
+        month = limits.Month.of(now)
+        warnings: list[str] = []
+        over = (self._spend(key, perms.monthly_budget_nanos, perms.total_budget_nanos, perms.tokens_per_day,
+                            month, "", warnings)
+                or (shared and self._spend(shared, project.monthly_budget_nanos, project.total_budget_nanos,
+                                           project.tokens_per_day, month, "project", warnings))
+                or _concurrency(key, perms.max_concurrent, "")
+                or (shared and _concurrency(shared, project.max_concurrent, "project")))
+        if over:
+            return _deny(429, over, _peek(conn, row, perms, project, now), row)
+
+        windows = []  # (scope, limit, count, whose) for every rate limit that applies
+        for scope, limit, whose in ((row["lineage"], perms.rate_limit, ""),
+                                    (limits.project_scope(row["project_id"]), project.rate_limit, "project")):
+            if limit is None:
+                continue
+            if write:
+                count, _ = _prune(conn, scope, now)
+            else:
+                count = limits.window(conn, scope, now)[0]
+            windows.append((scope, limit, count, whose))
+        header_scope, _ = _header_scope(row, perms, project)
+        for scope, limit, count, whose in windows:
+            if count >= limit:
+                oldest = _oldest(conn, scope) if write else limits.window(conn, scope, now)[1]
+                return _rate_limited(row, limit, count, oldest, now, whose,
+                                     self._headers(conn, windows, header_scope, now, taken=False))
+        request_id = None
+        if write:
+            for scope, limit, count, _ in windows:
+                _add_slot(conn, scope, now, count)
+            request_id = _new_request_id()
+            if self.tracked:
+                timeout_s = perms.timeout if perms.timeout is not None else limits.DEFAULT_TIMEOUT_S
+                conn.execute("INSERT INTO in_flight (request_id, key_id, lineage, project_id, started_ms, "
+                             "expires_ms, reserved_nanos) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (request_id, row["id"], row["lineage"], row["project_id"], now,
+                              now + timeout_s * 1000, self.reserve))
+            _touch(conn, row, now // 1000)
+        headers = self._headers(conn, windows, header_scope, now, taken=write)
+        return _allowed(row, perms, now, headers, warnings, request_id)
+
+    def _headers(self, conn, windows, header_scope, now: int, *, taken: bool) -> dict:
+        for scope, limit, count, _ in windows:
+            if scope == header_scope:
+                return _headers(limit, count + taken, _oldest(conn, scope) if taken else
+                                limits.window(conn, scope, now)[1], now)
+        return {}
+
+    def _spend(self, used: limits.Used, monthly, total, tokens_per_day, month: limits.Month,
+               whose: str, warnings: list) -> str | None:
+        """A refusal for spend or tokens, or None (adding 80% warnings on the way)."""
+        label = "project " if whose else ""  # "the project monthly budget"
+        title = "Project " if whose else ""  # "Project monthly budget exceeded"
+        subject = "this project" if whose else "this API key"
+        reserve = self.reserve
+        if monthly is not None:
+            message = _over(used.month_nanos, used.reserved_nanos, used.in_flight, reserve, monthly,
+                            self.cost_nanos, f"{title}{'m' if whose else 'M'}onthly budget exceeded",
+                            "this month", f" Resets at {month.resets}.")
+            if message:
+                return message
+            if used.committed_month * 5 >= monthly * 4 and monthly:
+                warnings.append(f"{used.committed_month * 100 // monthly}% of the {label}monthly "
+                                f"budget is spent or reserved ({usd_text(used.committed_month)} of "
+                                f"{usd_text(monthly)}); it resets at {month.resets}")
+        if total is not None:
+            message = _over(used.total_nanos or 0, used.reserved_nanos, used.in_flight, reserve, total,
+                            self.cost_nanos, f"{title}{'t' if whose else 'T'}otal budget exceeded",
+                            "in total", f" The total budget of {subject} never resets.")
+            if message:
+                return message
+            if used.committed_total * 5 >= total * 4 and total:
+                warnings.append(f"{used.committed_total * 100 // total}% of the {label}total "
+                                f"budget is spent or reserved ({usd_text(used.committed_total)} of "
+                                f"{usd_text(total)})")
+        if tokens_per_day is not None:
+            if used.tokens_today >= tokens_per_day:
+                return (f"{title}{'d' if whose else 'D'}aily token limit exceeded: {used.tokens_today:,} "
+                        f"of {tokens_per_day:,} tokens used today. Resets at {month.tomorrow}.")
+            if used.tokens_today * 5 >= tokens_per_day * 4 and tokens_per_day:
+                warnings.append(f"{used.tokens_today * 100 // tokens_per_day}% of the {label}daily "
+                                f"token limit is used ({used.tokens_today:,} of {tokens_per_day:,}); "
+                                f"it resets at {month.tomorrow}")
+        return None
+
+
+def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, cost_nanos,
+          what: str, when: str, resets: str) -> str | None:
+    """The refusal when spent + reserved (+ this request's reservation) passes a budget."""
+    committed = spent + reserved
+    if committed < budget and committed + reserve <= budget:
+        return None
+    held = (f" and {usd_text(reserved)} reserved by {in_flight} request{'s' * (in_flight != 1)} in flight"
+            if reserved else "")
+    this = ""
+    if committed < budget:
+        verb = "would cost" if cost_nanos is not None else "may cost (its key's maximum per task)"
+        this = f", and this request {verb} {usd_text(reserve)}"
+    return f"{what}: {usd_text(spent)} of {usd_text(budget)} spent {when}{held}{this}.{resets}"
+
+
+def _concurrency(used: limits.Used, limit: int | None, whose: str) -> str | None:
+    if limit is None or used.in_flight < limit:
+        return None
+    subject = "this project" if whose else "this API key"
+    label = "Project concurrency" if whose else "Concurrency"
+    return (f"{label} limit reached: {used.in_flight} of {limit} request{'s' * (limit != 1)} in flight "
+            f"for {subject}. Try again when one finishes.")

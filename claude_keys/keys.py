@@ -1,8 +1,14 @@
-"""The life of a key: create, find, list, show, re-permission, revoke, rotate.
+"""The life of a key: create, find, list, show, re-permission, disable, edit, revoke, rotate.
 
 Functions take an open store connection (see store.connect) and work in internal
 units (seconds, nano-dollars); the CLI and the Python API parse user values first.
 Every change runs in one write transaction together with its audit record.
+
+A key and the keys it replaced by rotation form a lineage. Permissions, limits,
+suspension and expiry belong to the lineage: a change made through any of its keys is
+made to all of them, so an old secret in its grace period is decided exactly like the
+current one. Revoking the current key stops the whole lineage; revoking an old secret
+in its grace period just ends its grace.
 """
 from __future__ import annotations
 
@@ -29,28 +35,45 @@ def looks_like_id(text) -> bool:
     return isinstance(text, str) and bool(_ID_LIKE.fullmatch(text))
 
 
+STATUSES = ("active", "retiring", "disabled", "revoked", "expired")
+
+
 def status(row, now: int | None = None) -> str:
-    """Derived from timestamps, so an expired key reads as expired with no job run."""
+    """Derived from timestamps, so an expired key reads as expired with no job run. A
+    revocation in the future is a rotation's grace period: the key is retiring."""
     now = now_s() if now is None else now
     if row["revoked_at"] is not None and row["revoked_at"] <= now:
         return "revoked"
     if row["expires_at"] is not None and row["expires_at"] <= now:
         return "expired"
+    if row["disabled_at"] is not None:
+        return "disabled"
+    if row["revoked_at"] is not None:
+        return "retiring"
     return "active"
 
 
+def stops_at(row) -> int | None:
+    """When the key stops working by itself: its expiry, or the end of its grace."""
+    ends = [t for t in (row["revoked_at"], row["expires_at"]) if t is not None]
+    return min(ends) if ends else None
+
+
 def public(row, now: int | None = None) -> dict:
-    """The fields any listing may show: never the secret, never the digest."""
+    """The fields any listing may show: never the secret, never the digest. A retiring
+    key's expiry is when its grace ends."""
+    now = now_s() if now is None else now
+    state = status(row, now)
     return {
         "id": row["id"],
         "name": row["name"],
         "project_id": row["project_id"],
         "profile": row["profile"],
-        "status": status(row, now),
+        "status": state,
         "hint": row["hint"],
         "created_at": iso_s(row["created_at"]),
         "last_used_at": iso_s(row["last_used_at"]),
-        "expires_at": iso_s(row["expires_at"]),
+        "expires_at": iso_s(stops_at(row) if state == "retiring" else row["expires_at"]),
     }
 
 
@@ -234,6 +257,7 @@ def _audited(row) -> dict:
 
 
 def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> list[dict]:
+    """Keys in the order they were made; `status_filter` is one of STATUSES or "all"."""
     where, params = [], []
     if project_id is not None:
         where.append("project_id = ?")
@@ -273,21 +297,55 @@ def permissions(conn, row) -> profiles.Permissions:
     return profiles.resolve(row, lambda: standard_agents(conn))
 
 
+def successor(conn, key_id: str) -> str | None:
+    """The key a rotation replaced this one with, if any."""
+    found = conn.execute("SELECT id FROM keys WHERE rotated_from = ? ORDER BY seq LIMIT 1",
+                         (key_id,)).fetchone()
+    return found[0] if found else None
+
+
 def show(conn, row) -> dict:
     now = now_s()
-    rotated_to = conn.execute(
-        "SELECT id FROM keys WHERE rotated_from = ? ORDER BY created_at LIMIT 1", (row["id"],)
-    ).fetchone()
+    perms = permissions(conn, row)
+    revoked = row["revoked_at"] is not None and row["revoked_at"] <= now
     return {
         **public(row, now),
         "source": row["source"],
         "stored_in_keyring": bool(row["in_keyring"]),
-        "revoked_at": iso_s(row["revoked_at"]),
-        "revoked_reason": row["revoked_reason"],
+        "disabled_at": iso_s(row["disabled_at"]),
+        "disabled_reason": row["disabled_reason"],
+        "revoked_at": iso_s(row["revoked_at"]) if revoked else None,
+        "revoked_reason": row["revoked_reason"] if revoked else None,
         "rotated_from": row["rotated_from"],
-        "rotated_to": rotated_to[0] if rotated_to else None,
-        "permissions": permissions(conn, row).as_json(row["id"]),
+        "rotated_to": successor(conn, row["id"]),
+        "permissions": perms.as_json(row["id"]),
+        "current": current(conn, row, perms),
     }
+
+
+def current(conn, row, perms) -> dict:
+    """What the key's lineage uses now, beside its limits (seed 000's "requests this
+    month, tokens used, cost to date, rate limit status")."""
+    import time
+
+    from . import limits
+
+    now = time.time_ns() // 1_000_000
+    scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
+    used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
+    usd = lambda n: n / 1_000_000_000  # noqa: E731
+    return {
+        "month_cost_usd": usd(used.month_nanos), "monthly_budget": _usd_or_none(perms.monthly_budget_nanos),
+        "total_cost_usd": usd(used.total_nanos), "total_budget": _usd_or_none(perms.total_budget_nanos),
+        "tokens_today": used.tokens_today, "tokens_per_day": perms.tokens_per_day,
+        "in_flight": used.in_flight, "reserved_usd": usd(used.reserved_nanos),
+        "max_concurrent": perms.max_concurrent,
+        "requests_last_minute": used.window, "rate_limit": perms.rate_limit,
+    }
+
+
+def _usd_or_none(nanos):
+    return None if nanos is None else nanos / 1_000_000_000
 
 
 @dataclass
@@ -313,7 +371,22 @@ _WHAT = {"allowed_tools": "tools", "allowed_agents": "agents", "allowed_skills":
          "blocked_tools": "blocked tools"}
 
 
-def change_permissions(conn, key_id: str, changes: PermissionChanges):
+# What switching profile keeps of a key's own settings: its limits and its blocked tools.
+# The new preset's allow-lists replace the key's (that is what switching tier means).
+KEPT_ON_SWITCH = ("blocked_tools",) + profiles.LIMIT_FIELDS
+ALLOW_LISTS = ("allowed_tools", "allowed_agents", "allowed_skills")
+JSON_NAMES = {"max_cost_nanos": "max_cost_per_task", "monthly_budget_nanos": "monthly_budget",
+              "total_budget_nanos": "total_budget"}  # column -> `keys permissions --json` name
+
+
+@dataclass
+class Changed:
+    row: object  # the key's row after the change
+    kept: list = field(default_factory=list)  # its own settings a profile switch kept (JSON names)
+
+
+def change_permissions(conn, key_id: str, changes: PermissionChanges) -> Changed:
+    """Change the permissions of a key's whole lineage (see the module docstring)."""
     if changes.profile is not None:
         profiles.check_profile(changes.profile)
     with write(conn):
@@ -321,8 +394,12 @@ def change_permissions(conn, key_id: str, changes: PermissionChanges):
         profile = changes.profile or row["profile"]
         current = {f: row[f] for f in profiles.OVERRIDE_FIELDS}
         new = dict(current)
-        if (changes.profile and not changes.keep_overrides) or changes.reset:
+        kept = []
+        if changes.reset:
             new = dict.fromkeys(profiles.OVERRIDE_FIELDS)
+        elif changes.profile and not changes.keep_overrides:
+            new.update(dict.fromkeys(ALLOW_LISTS))
+            kept = [JSON_NAMES.get(f, f) for f in KEPT_ON_SWITCH if new[f] not in (None, "[]")]
         lists = {}
 
         def items(f):
@@ -345,13 +422,13 @@ def change_permissions(conn, key_id: str, changes: PermissionChanges):
             new[f] = json.dumps(value)
         new.update(changes.limits)
         if profile == row["profile"] and new == current:
-            return row
+            return Changed(row, kept)
         sets = ", ".join(f"{f} = ?" for f in new)
-        conn.execute(f"UPDATE keys SET profile = ?, {sets} WHERE id = ?",
-                     (profile, *new.values(), key_id))
+        conn.execute(f"UPDATE keys SET profile = ?, {sets} WHERE lineage = ?",
+                     (profile, *new.values(), row["lineage"]))
         audit.record(conn, "permissions", key_id,
                      {"profile": row["profile"], **current}, {"profile": profile, **new})
-        return get(conn, key_id)
+        return Changed(get(conn, key_id), kept)
 
 
 def _add(items: list, name: str) -> None:
@@ -377,25 +454,107 @@ def _remove(items: list, name: str, f: str, standard) -> None:
         raise InvalidInput(f"this key allows all {_WHAT[f]}, so {name!r} cannot be taken out: {hint}")
 
 
-def revoke(conn, key_id: str, reason: str | None = None) -> tuple:
-    """Revoke at once. Returns (row, changed, keyring warning). Revoking a revoked
-    key changes nothing."""
+@dataclass
+class Revoked:
+    row: object  # the key named, after the change
+    changed: bool  # False: it was revoked already
+    ended_grace: bool = False  # an old secret in its grace period: only its grace ended
+    also: list = field(default_factory=list)  # other keys of the lineage stopped with it
+    warning: str | None = None  # the keyring could not forget a secret
+
+
+def revoke(conn, key_id: str, reason: str | None = None) -> Revoked:
+    """Revoke at once. Revoking a lineage's current key stops every secret of it (an
+    old one still in its grace period too); revoking an old secret in its grace period
+    ends its grace. Revoking a revoked key changes nothing."""
     if reason is not None:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
     with write(conn):
         row = get(conn, key_id)
         now = now_s()
-        if status(row, now) == "revoked":
-            return row, False, None
-        row_in_keyring = bool(row["in_keyring"])
-        reasons = _join_reasons(row["revoked_reason"], reason)
-        conn.execute("UPDATE keys SET revoked_at = ?, revoked_reason = ?, in_keyring = 0 WHERE id = ?",
-                     (now, reasons, key_id))
-        audit.record(conn, "revoke", key_id,
-                     {"revoked_at": row["revoked_at"], "revoked_reason": row["revoked_reason"]},
-                     {"revoked_at": now, "revoked_reason": reasons})
+        state = status(row, now)
+        if state == "revoked":
+            return Revoked(row, False)
+        targets = [row] if state == "retiring" else _rows(
+            conn, "SELECT * FROM keys WHERE lineage = ? AND (revoked_at IS NULL OR revoked_at > ?) ORDER BY seq",
+            (row["lineage"], now))
+        for target in targets:
+            reasons = _join_reasons(target["revoked_reason"], reason)
+            conn.execute("UPDATE keys SET revoked_at = ?, revoked_reason = ?, in_keyring = 0 WHERE id = ?",
+                         (now, reasons, target["id"]))
+            audit.record(conn, "revoke", target["id"],
+                         {"revoked_at": target["revoked_at"], "revoked_reason": target["revoked_reason"]},
+                         {"revoked_at": now, "revoked_reason": reasons})
+        done = Revoked(get(conn, key_id), True, ended_grace=state == "retiring",
+                       also=[t["id"] for t in targets if t["id"] != key_id])
+    for target in targets:
+        done.warning = _forget_secret(target["id"], bool(target["in_keyring"])) or done.warning
+    return done
+
+
+def disable(conn, key_id: str, reason: str | None = None) -> tuple:
+    """Suspend a key's whole lineage (reversible: `enable`). Returns (row, changed)."""
+    if reason is not None:
+        check_text(reason, "reason", max_len=1000, allow_empty=True)
+    with write(conn):
         row = get(conn, key_id)
-    return row, True, _forget_secret(key_id, row_in_keyring)
+        now = now_s()
+        state = status(row, now)
+        if state in ("revoked", "expired"):
+            raise ClaudeKeysError(f"key {key_id} is {state}; there is nothing to disable")
+        if state == "disabled":
+            return row, False
+        conn.execute("UPDATE keys SET disabled_at = ?, disabled_reason = ? WHERE lineage = ?",
+                     (now, reason or None, row["lineage"]))
+        audit.record(conn, "disable", key_id, {"disabled_at": None},
+                     {"disabled_at": now, "disabled_reason": reason or None})
+        return get(conn, key_id), True
+
+
+def enable(conn, key_id: str) -> tuple:
+    """Lift a suspension (of the whole lineage). Returns (row, changed)."""
+    with write(conn):
+        row = get(conn, key_id)
+        state = status(row)
+        if state in ("revoked", "expired") and row["disabled_at"] is None:
+            raise ClaudeKeysError(f"key {key_id} is {state}; only a disabled key can be enabled")
+        if row["disabled_at"] is None:
+            return row, False
+        conn.execute("UPDATE keys SET disabled_at = NULL, disabled_reason = NULL WHERE lineage = ?",
+                     (row["lineage"],))
+        audit.record(conn, "enable", key_id,
+                     {"disabled_at": row["disabled_at"], "disabled_reason": row["disabled_reason"]},
+                     {"disabled_at": None, "disabled_reason": None})
+        return get(conn, key_id), True
+
+
+NO_EXPIRY = -1  # edit(expires_in=NO_EXPIRY): the key never expires
+
+
+def edit(conn, key_id: str, *, name=None, expires_in: int | None = None) -> tuple:
+    """Rename a key, or set when it expires (seconds from now, or NO_EXPIRY), for its
+    whole lineage. Returns (row, changed). A revoked key stays as it is."""
+    if name is not None:
+        check_text(name, "name", allow_empty=True)
+    with write(conn):
+        row = get(conn, key_id)
+        now = now_s()
+        if status(row, now) == "revoked":
+            raise ClaudeKeysError(f"key {key_id} is revoked; revocation is final")
+        before, after = {}, {}
+        if name is not None and (name or None) != row["name"]:
+            before["name"], after["name"] = row["name"], name or None
+        if expires_in is not None:
+            expires_at = None if expires_in == NO_EXPIRY else now + expires_in
+            if expires_at != row["expires_at"]:
+                before["expires_at"], after["expires_at"] = row["expires_at"], expires_at
+        if not after:
+            return row, False
+        sets = ", ".join(f"{f} = ?" for f in after)
+        conn.execute(f"UPDATE keys SET {sets} WHERE lineage = ? AND (revoked_at IS NULL OR revoked_at > ?)",
+                     (*after.values(), row["lineage"], now))
+        audit.record(conn, "edit", key_id, before, after)
+        return get(conn, key_id), True
 
 
 def _forget_secret(key_id: str, was_in_keyring: bool) -> str | None:
@@ -421,12 +580,12 @@ def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple:
             old = get(conn, key_id)
             now = now_s()
             state = status(old, now)
-            if state != "active":
-                raise ClaudeKeysError(f"key {key_id} is {state}; only an active key can be rotated")
-            if old["revoked_at"] is not None:
+            if state == "retiring":
                 raise ClaudeKeysError(
                     f"key {key_id} is already being retired (rotated); rotate its successor instead"
                 )
+            if state != "active":
+                raise ClaudeKeysError(f"key {key_id} is {state}; only an active key can be rotated")
             overrides = {f: old[f] for f in profiles.OVERRIDE_FIELDS}
             row = _insert(conn, new_id, secret, old["project_id"], old["name"], old["profile"],
                           overrides, created_at=now, expires_at=old["expires_at"],

@@ -346,6 +346,114 @@ def m004_key_order(m: Step) -> None:
     )
 
 
+_OVERRIDES = ("profile", "allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills",
+              "rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout")
+
+
+def _rollup_table_sqlite(table: str, keys: str, primary: str) -> str:
+    """A roll-up table whose counters must stay exact: SQLite turns an integer sum past
+    2**63 into an inexact REAL without a word, so a row that would hold one is refused
+    (the whole write with it)."""
+    counters = ",\n".join(f"            {c} INTEGER NOT NULL" for c in rollups.COUNTERS)
+    exact = " AND ".join(f"typeof({c}) = 'integer'" for c in rollups.COUNTERS)
+    return f"""
+        CREATE TABLE {table}_exact (
+            {keys},
+{counters},
+            PRIMARY KEY ({primary}),
+            CONSTRAINT fits_exactly CHECK ({exact})
+        ) WITHOUT ROWID;
+        INSERT INTO {table}_exact SELECT * FROM {table};
+        DROP TABLE {table};
+        ALTER TABLE {table}_exact RENAME TO {table};
+        """
+
+
+@step
+def m005_spend_control(m: Step) -> None:
+    """Spend that holds under concurrency (issue 10):
+    - keys get a lifetime budget and a concurrency limit (overrides, like the others),
+      and a reversible suspension (disabled_at / disabled_reason);
+    - permissions belong to a key's lineage: the keys a rotation retired take the
+      current key's permissions (from now on every change is made to the whole lineage);
+    - projects: limits shared by all of a project's keys (NULL: no limit);
+    - in_flight: requests admitted and not yet settled, each holding its reserved cost
+      until its usage is recorded, it is released, or it expires;
+    - the roll-ups refuse a sum they could not hold exactly (SQLite; PostgreSQL's BIGINT
+      refuses by itself), and project totals are found without a scan."""
+    sync = (f"UPDATE keys SET ({', '.join(_OVERRIDES)}) = "
+            f"(SELECT {', '.join('h.' + c for c in _OVERRIDES)} FROM keys h WHERE h.lineage = keys.lineage "
+            "AND NOT EXISTS (SELECT 1 FROM keys s WHERE s.rotated_from = h.id)) "
+            "WHERE EXISTS (SELECT 1 FROM keys s WHERE s.rotated_from = keys.id);")
+    rollup_keys = {
+        "usage_daily": ("key_id TEXT NOT NULL, day INTEGER NOT NULL, project_id TEXT NOT NULL, model TEXT NOT NULL",
+                        "key_id, day, project_id, model"),
+        "usage_hourly": ("hour INTEGER NOT NULL, project_id TEXT NOT NULL, key_id TEXT NOT NULL, model TEXT NOT NULL",
+                         "hour, project_id, key_id, model"),
+        "usage_project_daily": ("day INTEGER NOT NULL, project_id TEXT NOT NULL, model TEXT NOT NULL",
+                                "day, project_id, model"),
+    }
+    rebuild = "".join(_rollup_table_sqlite(t, k, p) for t, (k, p) in rollup_keys.items())
+    m.run(
+        sqlite=f"""
+        DROP TRIGGER IF EXISTS usage_rollups;
+        ALTER TABLE keys ADD COLUMN total_budget_nanos INTEGER;
+        ALTER TABLE keys ADD COLUMN max_concurrent INTEGER;
+        ALTER TABLE keys ADD COLUMN disabled_at INTEGER;
+        ALTER TABLE keys ADD COLUMN disabled_reason TEXT;
+        {sync}
+        CREATE TABLE projects (
+            project_id TEXT PRIMARY KEY,
+            monthly_budget_nanos INTEGER,
+            total_budget_nanos INTEGER,
+            rate_limit INTEGER,
+            tokens_per_day INTEGER,
+            max_concurrent INTEGER
+        ) WITHOUT ROWID;
+        CREATE TABLE in_flight (
+            request_id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            lineage TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            started_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            reserved_nanos INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX in_flight_by_lineage ON in_flight(lineage, expires_ms);
+        CREATE INDEX in_flight_by_project ON in_flight(project_id, expires_ms);
+        {rebuild}
+        CREATE INDEX usage_project_daily_by_project ON usage_project_daily(project_id, day);
+        """,
+        postgres=f"""
+        ALTER TABLE keys ADD COLUMN total_budget_nanos BIGINT;
+        ALTER TABLE keys ADD COLUMN max_concurrent BIGINT;
+        ALTER TABLE keys ADD COLUMN disabled_at BIGINT;
+        ALTER TABLE keys ADD COLUMN disabled_reason TEXT;
+        {sync}
+        CREATE TABLE projects (
+            project_id {T} PRIMARY KEY,
+            monthly_budget_nanos BIGINT,
+            total_budget_nanos BIGINT,
+            rate_limit BIGINT,
+            tokens_per_day BIGINT,
+            max_concurrent BIGINT
+        );
+        CREATE TABLE in_flight (
+            request_id {T} PRIMARY KEY,
+            key_id {T} NOT NULL,
+            lineage {T} NOT NULL,
+            project_id {T} NOT NULL,
+            started_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            reserved_nanos BIGINT NOT NULL
+        );
+        CREATE INDEX in_flight_by_lineage ON in_flight(lineage, expires_ms);
+        CREATE INDEX in_flight_by_project ON in_flight(project_id, expires_ms);
+        CREATE INDEX usage_project_daily_by_project ON usage_project_daily(project_id, day);
+        """,
+    )
+
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:

@@ -14,9 +14,7 @@ import re
 from functools import lru_cache
 
 from .errors import InvalidInput
-from .values import MAX_USD, NANOS_PER_USD, parse_money
-
-MAX_NANOS = MAX_USD * NANOS_PER_USD
+from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, parse_money
 
 FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 ENV_PRICES = "CLAUDE_API_PRICES"
@@ -107,6 +105,6 @@ class Pricer:
         if rates is None:
             return None
         cost = inp * rates[0] + out * rates[1] + read * rates[2] + w5 * rates[3] + w1 * rates[4]
-        if cost > MAX_NANOS:
-            raise InvalidInput("the tokens cost more than $1,000,000,000: not a real request")
+        if cost > MAX_REQUEST_NANOS:
+            raise InvalidInput(f"the tokens cost more than ${MAX_REQUEST_USD:,}: not one request's")
         return cost

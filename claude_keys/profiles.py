@@ -27,6 +27,8 @@ PRESETS: dict[str, dict] = {
         "tokens_per_day": None,
         "max_cost_nanos": NANOS // 10,
         "monthly_budget_nanos": None,
+        "total_budget_nanos": None,
+        "max_concurrent": None,
         "timeout": 60,
     },
     "pro": {
@@ -38,6 +40,8 @@ PRESETS: dict[str, dict] = {
         "tokens_per_day": None,
         "max_cost_nanos": NANOS,
         "monthly_budget_nanos": None,
+        "total_budget_nanos": None,
+        "max_concurrent": None,
         "timeout": 300,
     },
     "enterprise": {
@@ -49,12 +53,15 @@ PRESETS: dict[str, dict] = {
         "tokens_per_day": None,
         "max_cost_nanos": None,
         "monthly_budget_nanos": None,
+        "total_budget_nanos": None,
+        "max_concurrent": None,
         "timeout": None,
     },
 }
 NAMES = tuple(PRESETS)
 LIST_FIELDS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills")
-LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout")
+LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout",
+                "total_budget_nanos", "max_concurrent")
 OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS
 DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
 
@@ -87,6 +94,15 @@ class Permissions:
     max_cost_nanos: int | None
     monthly_budget_nanos: int | None
     timeout: int | None
+    total_budget_nanos: int | None  # over the key's whole lineage; never resets
+    max_concurrent: int | None  # requests in flight at once
+
+    @property
+    def tracks_requests(self) -> bool:
+        """Whether requests must be kept in flight until settled: to count them against a
+        concurrency limit, or to reserve their cost against a budget."""
+        return (self.max_concurrent is not None or self.monthly_budget_nanos is not None
+                or self.total_budget_nanos is not None)
 
     def allows_tool(self, tool: str) -> bool:
         if tool in self.blocked_tools or ALL in self.blocked_tools:
@@ -115,6 +131,8 @@ class Permissions:
             "tokens_per_day": self.tokens_per_day,
             "max_cost_per_task": usd(self.max_cost_nanos),
             "monthly_budget": usd(self.monthly_budget_nanos),
+            "total_budget": usd(self.total_budget_nanos),
+            "max_concurrent": self.max_concurrent,
             "timeout": self.timeout,
         }
 

@@ -144,7 +144,8 @@ def bar(fraction: float, width: int = 24) -> str:
     return "█" * full + (_EIGHTHS[part] if part else "")
 
 
-LIMITS = ("rate_limit", "tokens_per_day", "max_cost_per_task", "monthly_budget", "timeout")
+LIMITS = ("rate_limit", "tokens_per_day", "max_cost_per_task", "monthly_budget", "timeout",
+          "total_budget", "max_concurrent")
 
 
 def readable_permissions(item: dict) -> dict:

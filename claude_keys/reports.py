@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from .errors import InvalidInput
+from .rollups import combine, exact_sums
 from .values import LAST_MS, NANOS_PER_USD, iso_ms, parse_time
 
 HOUR_MS = 3_600_000
@@ -24,12 +25,12 @@ SERIES = ("day", "week", "month")
 GROUPS = {"project": "project_id", "key": "key_id", "model": "model"}
 COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
             "cache_write_tokens", "cost_nanos", "unpriced_requests")
-_ROLLUP_SUMS = ("sum(requests), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), "
-                "sum(cache_write_5m_tokens) + sum(cache_write_1h_tokens), sum(cost_nanos), "
-                "sum(unpriced)")
-_RAW_SUMS = ("count(*), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), "
-             "sum(cache_write_5m_tokens + cache_write_1h_tokens), sum(cost_nanos), "
-             "sum(1 - priced)")
+# Summed exactly however large (rollups.exact_sums); the two kinds of cache write are
+# summed apart and added up in Python (their sum per row could pass 64 bits).
+_ROLLUP_SUMS = exact_sums(["requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                           "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "unpriced"])
+_RAW_SUMS = exact_sums(["1", "input_tokens", "output_tokens", "cache_read_tokens",
+                        "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "1 - priced"])
 # source -> (table, time column, milliseconds per unit, sums)
 _SOURCES = {
     "daily": ("usage_daily", "day", DAY_MS, _ROLLUP_SUMS),
@@ -190,9 +191,9 @@ class Report:
         for row in self.conn.execute(sql, params):
             t = row[0] * unit if by_time else None
             g = (row[1 if by_time else 0] or None) if group else None  # '' (no key/model) -> None
-            counters = row[len(keys):]
-            if counters[0]:
-                yield t, g, counters
+            requests, inp, out, read, write_5m, write_1h, cost, unpriced = combine(row[len(keys):])
+            if requests:
+                yield t, g, (requests, inp, out, read, write_5m + write_1h, cost, unpriced)
 
     def _daily_table(self, group: str | None) -> str:
         """Per project and model (small at any volume) unless the report is about keys."""

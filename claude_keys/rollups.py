@@ -106,18 +106,21 @@ def trigger_sql() -> str:
             f"WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN\n    {body}\nEND")
 
 
-def with_rollups(write: str, sign: int = 1) -> str:
+def with_rollups(write: str, sign: int = 1, *, also: str = "") -> str:
     """PostgreSQL: `write` (an INSERT or DELETE on usage ending in RETURNING *) and its
-    roll-ups as one statement, answering how many requests it wrote or removed."""
+    roll-ups as one statement, answering how many requests it wrote or removed. `also`
+    is one more statement to make in the same breath (its parameters come first)."""
     merges = ",\n".join(f"r{i} AS ({merge_sql(table, 'changed', sign)})"
                         for i, table in enumerate(ROLLUPS))
-    return f"WITH changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
+    first = f"also AS ({also}),\n" if also else ""
+    return f"WITH {first}changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
 
 
 def exact_sums(expressions) -> str:
     """SQL summing each (non-negative, 64-bit) expression without overflow on either
     backend: SQLite's sum() fails past 2**63, so each value is summed as its high and
-    low 32 bits (every partial sum stays far inside 64 bits). `combine` puts them back."""
+    low 32 bits (every partial sum stays far inside 64 bits). `combine` puts them back.
+    Each expression is written twice: it must not hold a `?` placeholder."""
     parts = []
     for e in expressions:
         parts += [f"sum(({e}) / 4294967296)", f"sum(({e}) % 4294967296)"]

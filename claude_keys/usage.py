@@ -14,7 +14,8 @@ from functools import lru_cache
 
 from . import pricing, rollups
 from .errors import InvalidInput, KeyNotFound
-from .values import LAST_MS, MAX_COUNT, check_text, now_ms, parse_count
+from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, now_ms, parse_cost,
+                     parse_count)
 
 COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
            "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
@@ -24,6 +25,10 @@ _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * l
 # One statement either way (SQLite's trigger keeps the roll-ups); it stores 1 row, or 0
 # for a request id already stored.
 INSERT = {"sqlite": _INSERT, "postgres": rollups.with_rollups(_INSERT + " RETURNING *")}
+# Settling a request that was in flight: its usage stored, and its place (and reserved
+# cost) given up, at once.
+_SETTLE = "DELETE FROM in_flight WHERE request_id = ? AND lineage = ?"
+SETTLE = rollups.with_rollups(_INSERT + " RETURNING *", also=_SETTLE)
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
                 "cache_write_1h_tokens")
 
@@ -54,14 +59,15 @@ def check_tokens(**counts) -> dict:
     return counts
 
 
-def project_of(conn, key_id: str) -> str:
-    row = conn.execute("SELECT project_id FROM keys WHERE id = ?", (key_id,)).fetchone()
+def key_of(conn, key_id: str) -> tuple[str, str]:
+    """(project id, lineage) of a key id; neither ever changes."""
+    row = conn.execute("SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         from .keys import looks_like_id
 
         raise KeyNotFound(f"no key has the id {key_id!r}" if looks_like_id(key_id)
                           else "no key has that id (record_usage takes a key's id, not its secret)")
-    return row[0]
+    return row[0], row[1]
 
 
 @lru_cache(maxsize=1024)
@@ -72,23 +78,51 @@ def _model(name: str) -> str:
 
 def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
            model: str | None = None, tokens: dict, cost_nanos: int | None = None,
-           request_id: str | None = None, at_ms: int | None = None) -> Recorded:
+           request_id: str | None = None, at_ms: int | None = None,
+           lineage: str | None = None) -> Recorded:
     """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
-    missing cost comes from `pricer`, and an unknown model is recorded at $0, unpriced."""
+    missing cost comes from `pricer`, and an unknown model is recorded at $0, unpriced.
+    A given request id that is in flight for the key's lineage is settled at once
+    (`lineage`, when the caller knows it, saves looking it up)."""
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
+    given_id = request_id is not None
     request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
     if at_ms is None:
         at_ms = now_ms()
     elif not 0 <= at_ms < LAST_MS:  # 1970 .. 9999
         raise InvalidInput("the time of a usage record must be between 1970 and 9999")
     counts = [tokens[f] for f in TOKEN_FIELDS]
+    if cost_nanos is not None and not 0 <= cost_nanos <= MAX_REQUEST_NANOS:
+        parse_cost(cost_nanos / NANOS_PER_USD)  # says why, as every other way in does
     cost = cost_nanos if cost_nanos is not None else pricer(model, *counts)
     priced = cost is not None
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced))
-    cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
-    inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
+    if given_id:
+        inserted = _settle(conn, row, lineage if lineage is not None else key_of(conn, key_id)[1])
+    else:
+        cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
+        inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
     return Recorded(inserted == 1, request_id, cost, priced)
+
+
+def _settle(conn, row: tuple, lineage: str) -> int:
+    """Store a request's usage and end its time in flight, in one transaction."""
+    if conn.dialect == "postgres":
+        return conn.execute(SETTLE, (row[0], lineage, *row)).fetchone()[0]
+    with conn.transaction():
+        conn.execute(_SETTLE, (row[0], lineage))
+        return conn.execute(_INSERT, row).rowcount
+
+
+def release(conn, request_id: str) -> bool:
+    """End a request in flight without usage (its work failed). False if it was not in
+    flight (settled, released or expired already)."""
+    request_id = check_text(request_id, "request id")
+    if conn.dialect == "postgres":
+        return conn.execute("DELETE FROM in_flight WHERE request_id = ?", (request_id,)).rowcount == 1
+    with conn.transaction():
+        return conn.execute("DELETE FROM in_flight WHERE request_id = ?", (request_id,)).rowcount == 1
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",

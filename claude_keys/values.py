@@ -13,7 +13,11 @@ from datetime import date, datetime, timedelta, timezone  # click loads datetime
 from .errors import InvalidInput
 
 NANOS_PER_USD = 1_000_000_000
-MAX_USD = 1_000_000_000  # a billion dollars: far above any real limit, far below int64 sums
+MAX_USD = 1_000_000_000  # a billion dollars: far above any real limit (budgets, max cost per task)
+# What one request may cost: a million times any real one. Stored sums of such costs stay
+# exact (64-bit nano-dollars, $9.2 billion) or the record that would pass that is refused.
+MAX_REQUEST_USD = 1_000_000
+MAX_REQUEST_NANOS = MAX_REQUEST_USD * 1_000_000_000
 LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: every stored time is before it
 MAX_COUNT = 10**12  # tokens of one request: a million times any real one, and sums stay in int64
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -75,6 +79,15 @@ def parse_money(value) -> int:
         nanos = q + (1 if r > half or (r == half and q % 2) else 0)
     if nanos > MAX_USD * NANOS_PER_USD:
         raise InvalidInput(f"{text!r} is too large: at most ${MAX_USD:,}")
+    return nanos
+
+
+def parse_cost(value) -> int:
+    """The cost of one request: money, at most MAX_REQUEST_USD."""
+    nanos = parse_money(value)
+    if nanos > MAX_REQUEST_NANOS:
+        raise InvalidInput(f"a cost of {usd_text(nanos)} is not one request's: at most "
+                           f"${MAX_REQUEST_USD:,} a request")
     return nanos
 
 

@@ -142,11 +142,6 @@ def create(*args, **kwargs) -> dict:
     return result.json()
 
 
-USAGE_SUMS = "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanos), 0)"
-ROLLUP_SUMS = ("coalesce(sum(requests), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), "
-               "coalesce(sum(cost_nanos), 0)")
-
-
 def sql(query: str, params=(), db=None) -> list[tuple]:
     """Rows of a query on the test's store (either backend), as plain tuples."""
     from claude_keys import store
@@ -185,6 +180,9 @@ def assert_consistent(db=None) -> tuple:
         windows = dict(conn.execute("SELECT lineage, used FROM rate_windows WHERE used > 0").fetchall())
         slots = dict(conn.execute("SELECT lineage, sum(n) FROM rate_slots GROUP BY lineage").fetchall())
         assert windows == slots
-        return tuple(conn.execute(f"SELECT {USAGE_SUMS} FROM usage").fetchone())
+        from claude_keys.rollups import combine, exact_sums
+
+        sums = exact_sums(["1", "input_tokens", "output_tokens", "cost_nanos"])  # exact past 2**63
+        return combine(conn.execute(f"SELECT {sums} FROM usage").fetchone())
     finally:
         conn.close()

@@ -18,15 +18,18 @@ def test_every_kind_of_change_is_recorded():
     cli("profiles", "standard-agents", "--add", "planner")
     cli("keys", "import", "--project-id", "legacy", input="legacy-token-0123456789\n")
     entries = audit()
-    assert [e["action"] for e in entries] == ["create", "permissions", "rotate", "create", "revoke",
+    # Revoking the current key of a lineage also stops the old secret in its grace period.
+    assert [e["action"] for e in entries] == ["create", "permissions", "rotate", "create", "revoke", "revoke",
                                               "standard-agents", "import"]
+    assert [e["key_id"] for e in entries[4:6]] == [key["id"], new["id"]]
     assert all(e["actor"] == getpass.getuser() and e["at"].endswith("Z") for e in entries)
     permissions = entries[1]["changes"]
     assert permissions["rate_limit"] == [None, 5]
     assert permissions["allowed_tools"] == [None, '["Read", "Grep", "Bash"]']
     assert entries[2]["changes"]["rotated_to"] == [None, new["id"]]
-    assert entries[4]["changes"]["revoked_reason"] == [None, "left"]
-    assert entries[5]["changes"]["standard_agents"][1][-1] == "planner"
+    assert entries[4]["changes"]["revoked_reason"] == [f"rotated to {new['id']}", f"rotated to {new['id']}; left"]
+    assert entries[5]["changes"]["revoked_reason"] == [None, "left"]
+    assert entries[6]["changes"]["standard_agents"][1][-1] == "planner"
     assert entries[0]["changes"]["created_at"][1].endswith("Z")  # times read as times
 
 

@@ -136,9 +136,14 @@ def test_permissions_overrides_and_reprofiling():
     assert p["rate_limit"] == 10
     p = perms("--set-profile", "pro", "--keep-overrides")
     assert p["profile"] == "pro" and p["tokens_per_day"] == 1000 and p["allowed_tools"] == ["Grep", "Bash"]
+    # Switching profile takes the preset's allow-lists and keeps the key's own limits and blocks.
     p = perms("--set-profile", "pro")
-    assert p["tokens_per_day"] is None and p["allowed_tools"] == ["Read", "Grep", "Bash", "Edit", "Write"]
+    assert p["allowed_tools"] == ["Read", "Grep", "Bash", "Edit", "Write"]
     assert p["allowed_agents"] == ["code-reviewer", "security-auditor"] and p["rate_limit"] == 100
+    assert (p["tokens_per_day"], p["monthly_budget"], p["timeout"]) == (1000, 3.0, 120)
+    assert p["kept"] == ["tokens_per_day", "monthly_budget", "timeout"]
+    p = perms("--set-profile", "pro", "--reset")
+    assert (p["tokens_per_day"], p["monthly_budget"], p["timeout"]) == (None, None, 300) and "kept" not in p
     p = perms("--allow-agent", "planner", "--allow-skill", "pdf")
     assert p["allowed_agents"] == ["code-reviewer", "security-auditor", "planner"]
     assert p["allowed_skills"] == ["pdf"]
@@ -202,7 +207,8 @@ def test_rotate_keeps_settings_and_links_lineage(memory_keyring):
     assert cli("keys", "permissions", new["id"], "--json").json() == {
         **cli("keys", "permissions", key["id"], "--json").json(), "id": new["id"]}
     old = cli("keys", "show", key["id"], "--json").json()
-    assert old["status"] == "active" and old["rotated_to"] == new["id"]
+    assert old["status"] == "retiring" and old["rotated_to"] == new["id"] and old["revoked_at"] is None
+    assert old["expires_at"] == new["old_key_valid_until"]  # when its grace ends
     assert cli("keys", "show", new["id"], "--json").json()["rotated_from"] == key["id"]
     assert memory_keyring.get_password("claude-api", key["id"]) is None
     assert memory_keyring.get_password("claude-api", new["id"]) == new["key"]

@@ -20,6 +20,8 @@ def old_store(path, stop_before: str, version: int) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     steps, db = migrations.sqlite_migrations(conn)
     steps.apply(db, stop_before=stop_before)
+    if version >= 3:  # since v3 the roll-up trigger is installed after the steps
+        migrations._install_sqlite(conn)
     conn.execute(f"PRAGMA user_version={version}")
     return conn
 
@@ -83,4 +85,32 @@ def test_a_second_version_store_gets_its_project_rollup(tmp_path):
     assert got == {p: (n, t, c / 1e9) for p, (n, t, c) in want.items()}
     days = cli("--db", db, "usage", "summary", "--by", "day", "--period", "all", "--json").json()
     assert sum(d["requests"] for d in days) == 200
+    assert proc("--db", db, "db", "check").exit_code == 0
+
+
+def test_a_fourth_version_store_gets_spend_control_with_nothing_lost(tmp_path):
+    """v4 -> v5: an old secret in its grace period had kept its own permissions; now it
+    takes the current key's, and the roll-ups (rebuilt to refuse inexact sums) keep
+    every request."""
+    db = tmp_path / "v4.db"
+    conn = old_store(db, "m005_spend_control", 4)
+    old_secret, new_secret = fmt.new_secret(), fmt.new_secret()
+    add_key(conn, "ccccccccccc1", old_secret, "web", seq=1, rate_limit=50, blocked_tools="[]",
+            revoked_at=4102444800, revoked_reason="rotated to ccccccccccc2")
+    add_key(conn, "ccccccccccc2", new_secret, "web", seq=2, lineage="ccccccccccc1", rotated_from="ccccccccccc1",
+            rate_limit=2, blocked_tools='["Bash"]')
+    conn.execute("INSERT INTO usage (request_id, key_id, project_id, at_ms, model, input_tokens, output_tokens, "
+                 "cost_nanos) VALUES ('u1', 'ccccccccccc1', 'web', 1767225600000, 'm', 10, 1, 7000)")
+    conn.close()
+
+    perms = cli("--db", db, "keys", "permissions", "ccccccccccc1", "--json").json()
+    assert perms["rate_limit"] == 2 and perms["blocked_tools"] == ["Bash"]  # the lineage's current ones
+    assert proc("--db", db, "keys", "verify", old_secret, "--tool", "Bash").exit_code == 4
+    statuses = {k["id"]: k["status"] for k in cli("--db", db, "keys", "list", "--json").json()}
+    assert statuses == {"ccccccccccc1": "retiring", "ccccccccccc2": "active"}
+    total = cli("--db", db, "usage", "summary", "--period", "all", "--json").json()
+    assert (total["requests"], total["input_tokens"], total["cost_usd"]) == (1, 10, 0.000007)
+    raw = sqlite3.connect(db)
+    assert "fits_exactly" in raw.execute("SELECT sql FROM sqlite_master WHERE name = 'usage_daily'").fetchone()[0]
+    raw.close()
     assert proc("--db", db, "db", "check").exit_code == 0

@@ -199,11 +199,15 @@ class Connection:
         return translate(e, self.location) or e
 
 
-def translate(error: BaseException, location: str) -> StoreError | None:
+def translate(error: BaseException, location: str):
     """A psycopg error as the one line the user sees (None: not a store error)."""
     if not isinstance(error, psycopg.Error):
         return None
     text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, pg_errors.NumericValueOutOfRange):  # a BIGINT sum past 2**63
+        from ..errors import TooLarge
+
+        return TooLarge()
     if isinstance(error, (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)):
         return StoreError("the store was busy (a concurrent change got in the way); try again")
     if isinstance(error, psycopg.OperationalError):

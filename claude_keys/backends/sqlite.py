@@ -205,11 +205,16 @@ def backup(conn: Connection, target_path: str) -> None:
         target.close()
 
 
-def translate(error: BaseException, location: str = "") -> StoreError | None:
+def translate(error: BaseException, location: str = ""):
     """A sqlite3 error as the one line the user sees (None: not a store error)."""
-    if not isinstance(error, sqlite3.Error):
-        return None
+    if not isinstance(error, sqlite3.Error) or isinstance(error, (sqlite3.ProgrammingError,
+                                                                   sqlite3.InterfaceError)):
+        return None  # not the store's doing: a bug, reported as one
     text = str(error)
+    if "fits_exactly" in text or text == "integer overflow":  # a roll-up or a sum past 2**63
+        from ..errors import TooLarge
+
+        return TooLarge()
     if isinstance(error, sqlite3.OperationalError):
         if "locked" in text or "busy" in text:
             return StoreError("the store stayed busy for too long (other processes are writing); try again")

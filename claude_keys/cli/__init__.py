@@ -18,6 +18,7 @@ from ..errors import ClaudeKeysError
 COMMANDS = {
     "keys": "claude_keys.cli.keys:keys",
     "profiles": "claude_keys.cli.profiles:profiles",
+    "projects": "claude_keys.cli.projects:projects",
     "usage": "claude_keys.cli.usage:usage",
     "db": "claude_keys.cli.db:db",
     "audit": "claude_keys.cli.audit:audit",

@@ -13,11 +13,12 @@ import click
 from ..values import iso_s
 from . import warn
 from .options import (
-    FOLLOW_PROFILE, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
+    FOLLOW_PROFILE, Cost, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
     key_argument, output_options,
 )
 
-MONEY = ("max_cost_per_task", "monthly_budget")
+MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
+         "reserved_usd")
 NAME = Text("the name", max_len=128)  # tools, agents, skills
 
 
@@ -38,18 +39,21 @@ def keys() -> None:
 @click.option("--rate-limit", type=Count(), help="Requests per minute (overrides the profile).")
 @click.option("--max-cost", type=Money(), help="Maximum cost per task in USD.")
 @click.option("--monthly-budget", type=Money(), help="Spending limit per calendar month (UTC), USD.")
+@click.option("--total-budget", type=Money(), help="Spending limit over the key's whole life, USD.")
+@click.option("--max-concurrent", type=Count(), help="Requests in flight at once.")
 @click.option("--expires-in", type=Duration(), help="Lifetime, e.g. 90s, 12h, 30d, 2w.")
 @click.option("--no-keyring", is_flag=True, help="Do not store the secret in the OS keyring.")
 @click.option("-q", "--quiet", is_flag=True, help="Print the secret only.")
 @json_option
 @click.pass_context
-def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget, expires_in,
-           no_keyring, quiet, fmt) -> None:
+def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget, total_budget,
+           max_concurrent, expires_in, no_keyring, quiet, fmt) -> None:
     """Create a key. Its secret is printed once, and kept in the OS keyring if there is one."""
     from .. import keys as lib
 
     overrides = {"rate_limit": rate_limit, "max_cost_nanos": max_cost,
-                 "monthly_budget_nanos": monthly_budget}
+                 "monthly_budget_nanos": monthly_budget, "total_budget_nanos": total_budget,
+                 "max_concurrent": max_concurrent}
     created = lib.create(
         _app(ctx).conn, project_id, profile=profile, name=name,
         overrides={k: v for k, v in overrides.items() if v is not None},
@@ -110,8 +114,9 @@ def _print_created(created, verb: str) -> None:
 @keys.command("list")
 @click.option("--project-id", type=Project(), help="Only keys of this project.")
 @click.option("--profile", type=Profile(), help="Only keys with this profile.")
-@click.option("--status", type=click.Choice(["active", "revoked", "expired", "all"]), default="all",
-              show_default=True, help="Only keys in this state.")
+@click.option("--status", type=click.Choice(["active", "retiring", "disabled", "revoked", "expired", "all"]),
+              default="all", show_default=True,
+              help="Only keys in this state (retiring: rotated, in their grace period).")
 @output_options
 @click.pass_context
 def list_(ctx, project_id, profile, status, fmt) -> None:
@@ -140,9 +145,32 @@ def show(ctx, key, fmt) -> None:
     if fmt == "json":
         record(detail, fmt)
         return
-    flat = {k: v for k, v in detail.items() if k != "permissions"}
+    flat = {k: v for k, v in detail.items() if k not in ("permissions", "current")}
     flat.update({k: v for k, v in detail["permissions"].items() if k not in ("id", "profile")})
+    flat.update(_current_lines(detail["current"]))
     record(readable_permissions(flat), fmt, money=MONEY)
+
+
+def _current_lines(now: dict) -> dict:
+    """Current use beside each limit, for people: `$3.20 of $10.00`, `2 of 4`."""
+    from ..values import usd_text
+
+    def of(used: str, limit) -> str:
+        return used if limit is None else f"{used} of {limit}"
+
+    money = lambda usd: usd_text(round(usd * 1_000_000_000))  # noqa: E731
+    budget = lambda usd: None if usd is None else money(usd)  # noqa: E731
+    window = now["requests_last_minute"]
+    return {
+        "cost this month": of(money(now["month_cost_usd"]), budget(now["monthly_budget"])),
+        "cost in total": of(money(now["total_cost_usd"]), budget(now["total_budget"])),
+        "tokens today": of(f"{now['tokens_today']:,}", None if now["tokens_per_day"] is None
+                           else f"{now['tokens_per_day']:,}"),
+        "in flight": of(f"{now['in_flight']:,}", now["max_concurrent"])
+                     + (f" (reserving {money(now['reserved_usd'])})" if now["reserved_usd"] else ""),
+        "requests last minute": "-" if window is None and now["rate_limit"] is None
+                                else of(f"{window or 0:,}", now["rate_limit"]),
+    }
 
 
 _LIMIT_OPTIONS = {
@@ -151,19 +179,26 @@ _LIMIT_OPTIONS = {
     "timeout": "timeout",
     "monthly_budget": "monthly_budget_nanos",
     "tokens_per_day": "tokens_per_day",
+    "total_budget": "total_budget_nanos",
+    "max_concurrent": "max_concurrent",
 }
 
 
 @keys.command()
 @key_argument
-@click.option("--set-profile", type=Profile(), help="Switch to this preset (clears overrides).")
-@click.option("--keep-overrides", is_flag=True, help="With --set-profile: keep the key's own overrides.")
+@click.option("--set-profile", type=Profile(),
+              help="Switch to this preset: its allowed tools, agents and skills; the key keeps its own "
+                   "limits and blocked tools.")
+@click.option("--keep-overrides", is_flag=True,
+              help="With --set-profile: keep the key's own allowed tools, agents and skills too.")
 @click.option("--reset", is_flag=True, help="Drop every override: follow the profile exactly.")
 @click.option("--max-cost", type=Limit(Money()), help="Max cost per task in USD, unlimited, or default.")
 @click.option("--rate-limit", type=Limit(Count()), help="Requests per minute, unlimited, or default.")
 @click.option("--timeout", type=Limit(Seconds()), help="Seconds per task, unlimited, or default.")
 @click.option("--monthly-budget", type=Limit(Money()), help="USD per calendar month, unlimited, or default.")
 @click.option("--tokens-per-day", type=Limit(Count()), help="Tokens per UTC day, unlimited, or default.")
+@click.option("--total-budget", type=Limit(Money()), help="USD over the key's whole life, unlimited, or default.")
+@click.option("--max-concurrent", type=Limit(Count()), help="Requests in flight at once, unlimited, or default.")
 @click.option("--allow-tool", type=NAME, multiple=True, metavar="TOOL", help="Allow a tool ('*' for all).")
 @click.option("--disallow-tool", type=NAME, multiple=True, metavar="TOOL", help="Take a tool off the allowed list.")
 @click.option("--block-tool", type=NAME, multiple=True, metavar="TOOL", help="Block a tool (a block always wins).")
@@ -197,9 +232,17 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
                 getattr(changes, kind)[column] = list(options[option])
     if keep_overrides and not set_profile:
         raise click.UsageError("--keep-overrides only makes sense with --set-profile", ctx)
+    kept = []
     if not changes.empty():
-        row = lib.change_permissions(conn, row["id"], changes)
+        changed = lib.change_permissions(conn, row["id"], changes)
+        row, kept = changed.row, changed.kept
     perms = lib.permissions(conn, row).as_json(row["id"])
+    if set_profile and not reset and not keep_overrides:
+        perms["kept"] = kept  # what the switch kept of the key's own settings
+        if fmt != "json":
+            click.echo(f"Switched to {set_profile}; kept the key's own "
+                       f"{', '.join(k.replace('_', ' ') for k in kept) or 'nothing (it had no limits or blocks)'}"
+                       " (--reset drops them).", err=True)
     from ..render import readable_permissions, record
 
     record(perms if fmt == "json" else readable_permissions(perms), fmt, money=MONEY)
@@ -219,13 +262,89 @@ def revoke(ctx, key, force, reason) -> None:
     if not force:
         if not _confirm(f"Revoke key {_label(row)} of project {row['project_id']}?"):
             raise click.Abort()
-    row, changed, warning = lib.revoke(conn, row["id"], reason)
-    if warning:
-        warn(warning)
-    if changed:
-        click.echo(f"Revoked key {row['id']}.", err=True)
-    else:
+    done = lib.revoke(conn, row["id"], reason)
+    if done.warning:
+        warn(done.warning)
+    if not done.changed:
         click.echo(f"Key {row['id']} was already revoked; nothing changed.", err=True)
+    elif done.ended_grace:
+        click.echo(f"Ended the grace period of the old key {row['id']}: it stops now. Its "
+                   f"successor keeps working (revoke that one to stop them all).", err=True)
+    elif done.also:
+        click.echo(f"Revoked key {row['id']}, and the older secrets of its lineage still in their "
+                   f"grace period: {', '.join(done.also)}.", err=True)
+    else:
+        click.echo(f"Revoked key {row['id']}.", err=True)
+
+
+@keys.command()
+@key_argument
+@click.option("--reason", type=Text("the reason", max_len=1000), help="Why; shown by `keys show`.")
+@click.pass_context
+def disable(ctx, key, reason) -> None:
+    """Suspend a key (and the older secrets of its lineage): it is refused as an invalid
+    key until `keys enable`. Unlike revoke, this can be undone."""
+    from .. import keys as lib
+
+    conn = _app(ctx).conn
+    row, changed = lib.disable(conn, lib.find(conn, key)["id"], reason)
+    click.echo(f"Disabled key {row['id']}." if changed else f"Key {row['id']} was already disabled.",
+               err=True)
+
+
+@keys.command()
+@key_argument
+@click.pass_context
+def enable(ctx, key) -> None:
+    """Lift a key's suspension (`keys disable`)."""
+    from .. import keys as lib
+
+    conn = _app(ctx).conn
+    row, changed = lib.enable(conn, lib.find(conn, key)["id"])
+    click.echo(f"Enabled key {row['id']}." if changed else f"Key {row['id']} was not disabled.", err=True)
+
+
+@keys.command()
+@key_argument
+@click.option("--name", type=Text("the name"), help="A new name ('' for none).")
+@click.option("--expires-in", type=Duration(), help="Expire this long from now, e.g. 30d.")
+@click.option("--no-expiry", is_flag=True, help="Never expire.")
+@json_option
+@click.pass_context
+def edit(ctx, key, name, expires_in, no_expiry, fmt) -> None:
+    """Rename a key or change when it expires (for the older secrets of its lineage too)."""
+    from .. import keys as lib
+
+    if expires_in is not None and no_expiry:
+        raise click.UsageError("give --expires-in or --no-expiry, not both", ctx)
+    if name is None and expires_in is None and not no_expiry:
+        raise click.UsageError("nothing to change: give --name, --expires-in or --no-expiry", ctx)
+    conn = _app(ctx).conn
+    row, changed = lib.edit(conn, lib.find(conn, key)["id"], name=name,
+                            expires_in=lib.NO_EXPIRY if no_expiry else expires_in)
+    if fmt == "json":
+        from ..render import write_json
+
+        write_json(lib.public(row))
+        return
+    expiry = iso_s(row["expires_at"]) or "never"
+    click.echo(f"{'Changed' if changed else 'Nothing to change for'} key {_label(row)}; it expires: {expiry}.",
+               err=True)
+
+
+@keys.command()
+@click.argument("request_id", metavar="REQUEST_ID", type=Text("the request id", allow_empty=False))
+@click.pass_context
+def release(ctx, request_id) -> None:
+    """End a request in flight without usage (its work failed): its place and reserved
+    cost are given back at once instead of when the key's timeout passes."""
+    from ..usage import release as end
+
+    if end(_app(ctx).conn, request_id):
+        click.echo(f"Released {request_id}.", err=True)
+    else:
+        click.echo(f"{request_id} was not in flight (already settled, released or expired); nothing "
+                   "changed.", err=True)
 
 
 @keys.command()
@@ -274,7 +393,8 @@ def reveal(ctx, key) -> None:
 @click.option("--tool", type=NAME, help="The tool the request wants to use.")
 @click.option("--agent", type=NAME, help="The agent the request wants to run.")
 @click.option("--skill", type=NAME, help="The skill the request wants to invoke.")
-@click.option("--cost", type=Money(), help="The request's (estimated) cost in USD.")
+@click.option("--cost", type=Cost(), help="The request's (estimated) cost in USD: reserved against the "
+              "budgets until `usage record --request-id` or `keys release`.")
 @click.option("--dry-run", is_flag=True, help="Decide without taking a rate-limit slot or marking the key used.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON, whatever it is.")
 @click.pass_context
@@ -292,7 +412,8 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
 
         click.echo(json.dumps(decision.as_json()))
     elif decision.allowed:
-        click.echo(f"allowed: key {decision.key_id} (project {decision.project_id})")
+        held = f", request {decision.request_id}" if decision.request_id else ""
+        click.echo(f"allowed: key {decision.key_id} (project {decision.project_id}{held})")
     else:
         click.echo(f"denied ({decision.status} {decision.body['error']['type']}): "
                    f"{decision.message}", err=True)

@@ -36,6 +36,13 @@ class Money(_Parsed):
     parser = staticmethod(values.parse_money)
 
 
+class Cost(_Parsed):
+    """The cost of one request: money, at most values.MAX_REQUEST_USD."""
+
+    name = "USD"
+    parser = staticmethod(values.parse_cost)
+
+
 class Count(_Parsed):
     name = "N"
 
@@ -71,6 +78,19 @@ class Limit(click.ParamType):
             return UNLIMITED
         if isinstance(value, str) and value.strip().lower() == "default":
             return FOLLOW_PROFILE
+        return self.inner.convert(value, param, ctx)
+
+
+class ProjectLimit(click.ParamType):
+    """A project limit: a value, or `unlimited` (none)."""
+
+    def __init__(self, inner: click.ParamType):
+        self.inner = inner
+        self.name = f"{inner.name}|unlimited"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() in ("unlimited", "none"):
+            return UNLIMITED
         return self.inner.convert(value, param, ctx)
 
 

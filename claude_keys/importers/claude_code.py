@@ -15,7 +15,7 @@ import os
 from ..errors import InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
-from ..values import LAST_MS, MAX_COUNT, parse_money, time_ms
+from ..values import LAST_MS, MAX_COUNT, parse_cost, time_ms
 from .units import json_line, lines
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
@@ -151,7 +151,7 @@ def _request(line, raw: bytes, key_id, project, price):
     given = line.get("costUSD")
     try:
         if type(given) in (int, float) and 0 <= given < float("inf"):
-            cost, priced = parse_money(given), 1
+            cost, priced = parse_cost(given), 1
         else:
             cost = price(model, inp, out, read, w5, w1)
             cost, priced = (0, 0) if cost is None else (cost, 1)

@@ -16,7 +16,7 @@ from .. import keys
 from ..errors import ClaudeKeysError, InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
-from ..values import LAST_MS, MAX_COUNT, check_text, parse_count, parse_money, parse_time, time_ms
+from ..values import LAST_MS, MAX_COUNT, check_text, parse_count, parse_cost, parse_time, time_ms
 from .units import BadLine, json_line, lines
 
 FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
@@ -139,7 +139,7 @@ class _Converter:
         if hour_writes > writes:
             raise InvalidInput("cache_write_1h_tokens is more than cache_write_tokens")
         cost = get("cost_usd")
-        cost_nanos = None if cost is None else parse_money(cost)
+        cost_nanos = None if cost is None else parse_cost(cost)
         request_id = get("request_id")
         if request_id is None:
             # No id: one derived from the record, so re-importing the same file adds nothing.

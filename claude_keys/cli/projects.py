@@ -1,0 +1,88 @@
+"""`claude-api projects …`: limits shared by all of a project's keys, and what it uses."""
+from __future__ import annotations
+
+import click
+
+from ..profiles import UNLIMITED
+from .options import Count, Money, Project, ProjectLimit, output_options
+
+MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget")
+HEADERS = {"project_id": "project", "active_keys": "active", "month_cost_usd": "this month",
+           "total_cost_usd": "in total", "in_flight": "in flight", "monthly_budget": "monthly budget",
+           "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
+           "max_concurrent": "concurrent"}
+
+
+def _app(ctx):
+    return ctx.find_root().obj
+
+
+@click.group()
+def projects() -> None:
+    """Limits shared by all of a project's keys (budgets, rate, tokens, concurrency), and
+    what each project uses."""
+
+
+def _readable(row: dict) -> dict:
+    from ..projects import SETTINGS
+
+    return {k: ("unlimited" if k in SETTINGS and v is None else v) for k, v in row.items()}
+
+
+@projects.command("list")
+@output_options
+@click.pass_context
+def list_(ctx, fmt) -> None:
+    """Every project: keys, spend this month and in total, requests in flight, limits."""
+    from .. import projects as lib
+    from ..render import table
+
+    rows = lib.rows(_app(ctx).conn)
+    table(rows if fmt in ("json", "csv", "tsv") else [_readable(r) for r in rows], fmt, list(lib.FIELDS),
+          headers=HEADERS, money=MONEY,
+          empty="no projects yet (a key, a limit or recorded usage makes one)")
+
+
+@projects.command()
+@click.argument("project_id", metavar="ID", type=Project())
+@output_options
+@click.pass_context
+def show(ctx, project_id, fmt) -> None:
+    """One project: its keys, spend, requests in flight and limits."""
+    from .. import projects as lib
+    from ..errors import ClaudeKeysError
+    from ..render import record
+
+    conn = _app(ctx).conn
+    if not lib.known(conn, project_id):
+        raise ClaudeKeysError(f"no key, limit or usage names the project {project_id!r} "
+                              "(claude-api projects list shows them)")
+    row = lib.rows(conn, project_id)[0]
+    record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)
+
+
+@projects.command("set")
+@click.argument("project_id", metavar="ID", type=Project())
+@click.option("--monthly-budget", type=ProjectLimit(Money()), help="USD per calendar month (UTC), or unlimited.")
+@click.option("--total-budget", type=ProjectLimit(Money()), help="USD over the project's whole life, or unlimited.")
+@click.option("--rate-limit", type=ProjectLimit(Count()),
+              help="Requests per minute, one window shared by all its keys, or unlimited.")
+@click.option("--tokens-per-day", type=ProjectLimit(Count()), help="Tokens per UTC day, or unlimited.")
+@click.option("--max-concurrent", type=ProjectLimit(Count()), help="Requests in flight at once, or unlimited.")
+@output_options
+@click.pass_context
+def set_(ctx, project_id, fmt, **options) -> None:
+    """Set limits that all of a project's keys share (each also `unlimited`). A request
+    must pass its key's limits and its project's. Changes are audited."""
+    from .. import projects as lib
+    from ..render import record
+
+    changes = {lib.SETTINGS[name][0]: None if value == UNLIMITED else value
+               for name, value in options.items() if value is not None}
+    if not changes:
+        raise click.UsageError("nothing to set: give --monthly-budget, --total-budget, --rate-limit, "
+                               "--tokens-per-day or --max-concurrent", ctx)
+    conn = _app(ctx).conn
+    lib.set_limits(conn, project_id, changes)
+    row = lib.rows(conn, project_id)[0]
+    record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)

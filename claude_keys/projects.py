@@ -1,0 +1,103 @@
+"""Projects: the limits that all of a project's keys share, and what each project uses.
+
+A project exists as soon as a key, a limit or a recorded request names it. Its limits
+(a monthly and a total budget, a rate limit shared by all its keys, tokens per day,
+requests in flight at once) are checked on every request beside the key's own (see
+claude_keys.gate). A limit of None is no limit; changes are audited.
+"""
+from __future__ import annotations
+
+import time
+
+from . import audit, keys, limits
+from .errors import InvalidInput
+from .rollups import combine, exact_sums
+from .values import check_text
+
+# Setting name (as the CLI and JSON name it) -> (column, is money)
+SETTINGS = {
+    "monthly_budget": ("monthly_budget_nanos", True),
+    "total_budget": ("total_budget_nanos", True),
+    "rate_limit": ("rate_limit", False),
+    "tokens_per_day": ("tokens_per_day", False),
+    "max_concurrent": ("max_concurrent", False),
+}
+FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
+          *SETTINGS)
+_NANOS = 1_000_000_000
+
+
+def get_limits(conn, project_id: str) -> limits.ProjectLimits:
+    row = conn.row(f"SELECT {', '.join(limits.ProjectLimits.FIELDS)} FROM projects WHERE project_id = ?",
+                   (project_id,))
+    return limits.ProjectLimits(project_id, *(tuple(row) if row else ()))
+
+
+def set_limits(conn, project_id: str, changes: dict) -> limits.ProjectLimits:
+    """Change some of a project's limits: `changes` maps column -> value (None: no limit)."""
+    check_text(project_id, "project id")
+    unknown = set(changes) - set(limits.ProjectLimits.FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown project limits: {', '.join(sorted(unknown))}")
+    with conn.write():
+        before = get_limits(conn, project_id)
+        old = {f: getattr(before, f) for f in limits.ProjectLimits.FIELDS}
+        new = {**old, **changes}
+        if new == old:
+            return before
+        columns = ", ".join(new)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in new)
+        conn.execute(f"INSERT INTO projects (project_id, {columns}) VALUES (?{', ?' * len(new)}) "
+                     f"ON CONFLICT (project_id) DO UPDATE SET {updates}", (project_id, *new.values()))
+        audit.record(conn, "project", None, {"project_id": project_id, **old},
+                     {"project_id": project_id, **new})
+        return get_limits(conn, project_id)
+
+
+def _usd(nanos):
+    return None if nanos is None else nanos / _NANOS
+
+
+def rows(conn, project_id: str | None = None) -> list[dict]:
+    """Every project (or the one named, even if nothing names it yet), with its keys, its
+    spend this month and in total, its requests in flight and its limits: the
+    `projects list --json` rows."""
+    now = time.time_ns() // 1_000_000
+    month = limits.Month.of(now)
+    only, params = (" WHERE project_id = ?", (project_id,)) if project_id is not None else ("", ())
+    found: dict[str, dict] = {}
+
+    def entry(pid):
+        return found.setdefault(pid, {"project_id": pid, "keys": 0, "active_keys": 0, "month_cost_usd": 0.0,
+                                      "total_cost_usd": 0.0, "in_flight": 0, **dict.fromkeys(SETTINGS)})
+
+    if project_id is not None:
+        entry(project_id)
+    now_s = now // 1000
+    for row in conn.rows(f"SELECT project_id, revoked_at, expires_at, disabled_at FROM keys{only}", params):
+        item = entry(row["project_id"])
+        item["keys"] += 1
+        item["active_keys"] += keys.status(row, now_s) in ("active", "retiring")
+    this_month = f"CASE WHEN day >= {int(month.first_day)} AND day < {int(month.next_first_day)} THEN cost_nanos END"
+    sums = exact_sums([this_month, "cost_nanos"])  # (days written into the SQL: each sum is repeated)
+    for row in conn.execute(f"SELECT project_id, {sums} FROM usage_project_daily{only} GROUP BY project_id",
+                            params).fetchall():
+        item = entry(row[0])
+        month_nanos, total_nanos = combine(row[1:])
+        item["month_cost_usd"], item["total_cost_usd"] = month_nanos / _NANOS, total_nanos / _NANOS
+    flight_where = " AND project_id = ?" if project_id is not None else ""
+    for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ?{flight_where} "
+                                   "GROUP BY project_id", (now, *params)).fetchall():
+        entry(pid)["in_flight"] = count
+    columns = ", ".join(column for column, _ in SETTINGS.values())
+    for row in conn.execute(f"SELECT project_id, {columns} FROM projects{only}", params).fetchall():
+        item = entry(row[0])
+        for (name, (_, money)), value in zip(SETTINGS.items(), row[1:]):
+            item[name] = _usd(value) if money else value
+    return [found[pid] for pid in sorted(found)]
+
+
+def known(conn, project_id: str) -> bool:
+    """Whether a key, a limit or a recorded request names the project."""
+    return any(conn.execute(f"SELECT 1 FROM {table} WHERE project_id = ? LIMIT 1", (project_id,)).fetchone()
+               for table in ("keys", "projects", "usage_project_daily"))
