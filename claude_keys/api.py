@@ -115,7 +115,7 @@ class KeyStore(_StoreClient):
 
     def __init__(self, db: str | os.PathLike | None = None):
         super().__init__(db)
-        self._keys: dict[str, tuple[str, str]] = {}  # key id -> (project id, lineage); never change
+        self._projects: dict[str, str] = {}  # key id -> project id; never changes
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
     @_store_errors
@@ -143,17 +143,16 @@ class KeyStore(_StoreClient):
         already stored changes nothing (`.recorded` is then False). The request id of
         a check settles that request: its reserved cost gives way to this one."""
         conn = self._conn()
-        known = self._keys.get(key_id)
-        if known is None:
-            known = self._keys[key_id] = usage.key_of(conn, key_id)
-        project, lineage = known
+        project = self._projects.get(key_id)
+        if project is None:
+            project = self._projects[key_id] = usage.project_of(conn, key_id)
         tokens = usage.check_tokens(
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens)
         return usage.record(conn, key_id, project, pricer=self._pricer, model=model, tokens=tokens,
                             cost_nanos=None if cost is None else parse_cost(cost),
-                            request_id=request_id, at_ms=_at_ms(at), lineage=lineage)
+                            request_id=request_id, at_ms=_at_ms(at))
 
     @_store_errors
     def release(self, request_id) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from . import limits, profiles
 from . import secret as fmt
+from .usage import new_request_id
 from .values import usd_text
 
 WINDOW_MS = 60_000
@@ -45,6 +46,7 @@ _LOOKUP = f"SELECT {_KEY_COLUMNS}{{clock}} FROM keys k LEFT JOIN projects p ON p
 # server's clock on PostgreSQL (one clock for every host), this machine's on SQLite.
 _CLOCK = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 _BY_DIGEST = {"sqlite": _LOOKUP.format(clock=""), "postgres": _LOOKUP.format(clock=f", {_CLOCK} AS now_ms")}
+_NO_PROJECT_LIMITS = (None,) * len(limits.ProjectLimits.FIELDS)
 _MALFORMED = "\x00"  # an Authorization header that is not "Bearer …": an invalid key, not a missing one
 
 
@@ -137,19 +139,21 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
     if row is None or not usable(row, now):
         # The caller learns nothing more; `keys show` tells the operator why.
         return _deny(401, "Invalid API key")
-    perms = profiles.resolve_overrides(row["profile"], *tuple(row)[_OVERRIDES])
-    project = limits.ProjectLimits(row["project_id"], *tuple(row)[_PROJECT])
+    values = tuple(row)
+    perms = profiles.resolve_overrides(row["profile"], *values[_OVERRIDES])
+    project_limits = values[_PROJECT]
     standard = standard_agents or (lambda: profiles.standard_agents(conn))
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
     if refusal:
+        project = limits.project_limits(row["project_id"], *project_limits)
         return _deny(403, refusal, _peek(conn, row, perms, project, now), row)
+    if project_limits == _NO_PROJECT_LIMITS and not perms.counts_usage:
+        # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
+        return _rate_only(conn, row, perms, now, dry_run)
+    project = limits.project_limits(row["project_id"], *project_limits)
     reserve = cost_nanos if cost_nanos is not None else (perms.max_cost_nanos or 0)
     request = _Request(row, perms, project, reserve, cost_nanos)
-
-    if not (project.any or perms.tracks_requests or perms.tokens_per_day is not None):
-        # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
-        return _rate_only(conn, request, now, dry_run)
     if dry_run:
         return request.decide(conn, now, write=False)
     with conn.transaction():  # serialized on both backends: see _locked_now
@@ -178,16 +182,10 @@ def _allowed(row, perms, now: int, headers: dict, warnings: list, request_id: st
                     perms.timeout, warnings, request_id)
 
 
-def _new_request_id() -> str:
-    from .usage import new_request_id
-
-    return new_request_id()
-
-
 # -- the fast lane: no budget, no concurrency, no project limits ------------------------
 
-def _rate_only(conn, request: "_Request", now: int, dry_run: bool) -> Decision:
-    row, perms, limit = request.row, request.perms, request.perms.rate_limit
+def _rate_only(conn, row, perms, now: int, dry_run: bool) -> Decision:
+    limit = perms.rate_limit
     now_s = now // 1000
     if limit is None:
         headers = {}
@@ -207,7 +205,7 @@ def _rate_only(conn, request: "_Request", now: int, dry_run: bool) -> Decision:
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now, "")
         headers = _headers(limit, count + 1, oldest, now)
-    return _allowed(row, perms, now, headers, [], None if dry_run else _new_request_id())
+    return _allowed(row, perms, now, headers, [], None if dry_run else new_request_id())
 
 
 def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
@@ -332,14 +330,16 @@ class _Request:
 
     def decide(self, conn, now: int, *, write: bool) -> Decision:
         row, perms, project = self.row, self.perms, self.project
-        if write and self.tracked:
-            limits.expire(conn, row["lineage"], row["project_id"] if project.tracks_requests else None, now)
-        key = limits.read(conn, "lineage", row["lineage"], now, total=perms.total_budget_nanos is not None,
+        month = limits.Month.of(now)
+        key = limits.read(conn, "lineage", row["lineage"], now, month, total=perms.total_budget_nanos is not None,
                           tracked=self.tracked)
-        shared = (limits.read(conn, "project", row["project_id"], now,
+        shared = (limits.read(conn, "project", row["project_id"], now, month,
                               total=project.total_budget_nanos is not None, tracked=self.tracked)
                   if project.any else None)
-        month = limits.Month.of(now)
+        if write:
+            for kind, subject, used in (("lineage", row["lineage"], key), ("project", row["project_id"], shared)):
+                if used is not None and used.stale >= limits.CLEAR_AT:
+                    limits.clear(conn, kind, subject, now)
         warnings: list[str] = []
         over = (self._spend(key, perms.monthly_budget_nanos, perms.total_budget_nanos, perms.tokens_per_day,
                             month, "", warnings)
@@ -370,12 +370,12 @@ class _Request:
         if write:
             for scope, limit, count, _ in windows:
                 _add_slot(conn, scope, now, count)
-            request_id = _new_request_id()
+            request_id = new_request_id()
             if self.tracked:
                 timeout_s = perms.timeout if perms.timeout is not None else limits.DEFAULT_TIMEOUT_S
-                conn.execute("INSERT INTO in_flight (request_id, key_id, lineage, project_id, started_ms, "
+                conn.execute("INSERT INTO in_flight (lineage, request_id, key_id, project_id, started_ms, "
                              "expires_ms, reserved_nanos) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (request_id, row["id"], row["lineage"], row["project_id"], now,
+                             (row["lineage"], request_id, row["id"], row["project_id"], now,
                               now + timeout_s * 1000, self.reserve))
             _touch(conn, row, now // 1000)
         headers = self._headers(conn, windows, header_scope, now, taken=write)
@@ -398,7 +398,7 @@ class _Request:
         if monthly is not None:
             message = _over(used.month_nanos, used.reserved_nanos, used.in_flight, reserve, monthly,
                             self.cost_nanos, f"{title}{'m' if whose else 'M'}onthly budget exceeded",
-                            "this month", f" Resets at {month.resets}.")
+                            "this month", lambda: f" Resets at {month.resets}.")
             if message:
                 return message
             if used.committed_month * 5 >= monthly * 4 and monthly:
@@ -408,7 +408,7 @@ class _Request:
         if total is not None:
             message = _over(used.total_nanos or 0, used.reserved_nanos, used.in_flight, reserve, total,
                             self.cost_nanos, f"{title}{'t' if whose else 'T'}otal budget exceeded",
-                            "in total", f" The total budget of {subject} never resets.")
+                            "in total", lambda: f" The total budget of {subject} never resets.")
             if message:
                 return message
             if used.committed_total * 5 >= total * 4 and total:
@@ -427,8 +427,9 @@ class _Request:
 
 
 def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, cost_nanos,
-          what: str, when: str, resets: str) -> str | None:
-    """The refusal when spent + reserved (+ this request's reservation) passes a budget."""
+          what: str, when: str, resets) -> str | None:
+    """The refusal when spent + reserved (+ this request's reservation) passes a budget
+    (`resets`: the message's last sentence, made only for a refusal)."""
     committed = spent + reserved
     if committed < budget and committed + reserve <= budget:
         return None
@@ -438,7 +439,7 @@ def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, 
     if committed < budget:
         verb = "would cost" if cost_nanos is not None else "may cost (its key's maximum per task)"
         this = f", and this request {verb} {usd_text(reserve)}"
-    return f"{what}: {usd_text(spent)} of {usd_text(budget)} spent {when}{held}{this}.{resets}"
+    return f"{what}: {usd_text(spent)} of {usd_text(budget)} spent {when}{held}{this}.{resets()}"
 
 
 def _concurrency(used: limits.Used, limit: int | None, whose: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 from .rollups import combine, exact_sums
 
@@ -38,14 +39,20 @@ class ProjectLimits:
     FIELDS = ("monthly_budget_nanos", "total_budget_nanos", "rate_limit", "tokens_per_day",
               "max_concurrent")
 
-    @property
+    @cached_property
     def any(self) -> bool:
         return any(getattr(self, f) is not None for f in self.FIELDS)
 
-    @property
+    @cached_property
     def tracks_requests(self) -> bool:
         return (self.max_concurrent is not None or self.monthly_budget_nanos is not None
                 or self.total_budget_nanos is not None)
+
+
+@lru_cache(maxsize=1024)
+def project_limits(project_id: str, *values) -> ProjectLimits:
+    """A project's limits from a key row's (the request path asks for the same few)."""
+    return ProjectLimits(project_id, *values)
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,7 @@ class Month:
 
     @classmethod
     def of(cls, now_ms: int) -> "Month":
-        moment = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
-        start = dt.datetime(moment.year, moment.month, 1, tzinfo=dt.timezone.utc)
-        after = dt.datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1,
-                            tzinfo=dt.timezone.utc)
-        return cls(now_ms // DAY_MS, int(start.timestamp()) // 86400, int(after.timestamp()) // 86400)
+        return _month_of_day(now_ms // DAY_MS)
 
     @property
     def resets(self) -> str:
@@ -71,6 +74,14 @@ class Month:
     @property
     def tomorrow(self) -> str:
         return _iso_day(self.today + 1)
+
+
+@lru_cache(maxsize=4)
+def _month_of_day(today: int) -> Month:
+    moment = dt.datetime.fromtimestamp(today * 86400, dt.timezone.utc)
+    start = dt.datetime(moment.year, moment.month, 1, tzinfo=dt.timezone.utc)
+    after = dt.datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=dt.timezone.utc)
+    return Month(today, int(start.timestamp()) // 86400, int(after.timestamp()) // 86400)
 
 
 def _iso_day(day: int) -> str:
@@ -86,6 +97,7 @@ class Used:
     tokens_today: int = 0
     in_flight: int = 0
     reserved_nanos: int = 0
+    stale: int = 0  # rows of requests settled or expired, not yet cleared
     window: int | None = None  # requests in the last minute; None: not read
     oldest_ms: int | None = None
     extra: dict = field(default_factory=dict)
@@ -101,33 +113,50 @@ class Used:
 
 
 # The usage of a lineage (every key it has had) or of a project, from its daily roll-up.
-_SOURCES = {
-    "lineage": ("usage_daily", "key_id IN (SELECT id FROM keys WHERE lineage = ?)"),
+_SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a temporary table)
+    "lineage": ("keys k JOIN usage_daily d ON d.key_id = k.id", "k.lineage = ?"),
     "project": ("usage_project_daily", "project_id = ?"),
 }
 
 
+@lru_cache(maxsize=8)
+def _spend_sql(kind: str, today: int) -> tuple[str, str]:
+    """The month's and the lifetime's spend queries of a kind (today is written into the
+    SQL, not a parameter: exact_sums repeats each expression)."""
+    table, where = _SOURCES[kind]
+    month = (f"SELECT {exact_sums(['cost_nanos', f'CASE WHEN day = {today} THEN {_TOKENS} END'])} "
+             f"FROM {table} WHERE {where} AND day >= ? AND day < ?")
+    return month, f"SELECT {exact_sums(['cost_nanos'])} FROM {table} WHERE {where}"
+
+
 def spend(conn, kind: str, subject: str, month: Month, *, total: bool) -> tuple[int, int, int | None]:
     """(cost this month, tokens today, cost in total or None) of a lineage or a project."""
-    table, where = _SOURCES[kind]
-    today = int(month.today)  # written into the SQL: exact_sums repeats each expression
-    month_cost, tokens = combine(conn.execute(
-        f"SELECT {exact_sums(['cost_nanos', f'CASE WHEN day = {today} THEN {_TOKENS} END'])} FROM {table} "
-        f"WHERE {where} AND day >= ? AND day < ?",
-        (subject, month.first_day, month.next_first_day)).fetchone())
-    all_time = None
-    if total:
-        (all_time,) = combine(conn.execute(f"SELECT {exact_sums(['cost_nanos'])} FROM {table} WHERE {where}",
-                                           (subject,)).fetchone())
+    in_month, in_life = _spend_sql(kind, month.today)
+    month_cost, tokens = combine(conn.execute(in_month, (subject, month.first_day, month.next_first_day))
+                                 .fetchone())
+    all_time = combine(conn.execute(in_life, (subject,)).fetchone())[0] if total else None
     return month_cost, tokens, all_time
 
 
-def in_flight(conn, kind: str, subject: str, now_ms: int) -> tuple[int, int]:
-    """(requests in flight, cost they reserve) of a lineage or a project."""
-    column = "lineage" if kind == "lineage" else "project_id"
-    row = conn.execute(f"SELECT count(*), {exact_sums(['reserved_nanos'])} FROM in_flight "
-                       f"WHERE {column} = ? AND expires_ms > ?", (subject, now_ms)).fetchone()
-    return row[0], combine(row[1:])[0]
+# A request is settled once usage with its request id is stored: so recording it stays
+# the one insert it always was, and the request's row goes at its lineage's next admission.
+SETTLED = "EXISTS (SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id)"
+
+
+# (live requests, their reservations, rows of settled or expired ones) of a lineage or a project
+_IN_FLIGHT = {
+    kind: (f"SELECT coalesce(sum(CASE WHEN live THEN 1 ELSE 0 END), 0), {exact_sums(['CASE WHEN live THEN reserved_nanos END'])}, count(*) "
+           f"FROM (SELECT reserved_nanos, expires_ms > ? AND NOT {SETTLED} AS live FROM in_flight "
+           f"WHERE {column} = ?) AS f")
+    for kind, column in (("lineage", "lineage"), ("project", "project_id"))
+}
+CLEAR_AT = 4  # settled or expired rows a lineage (or project) keeps before an admission clears them
+
+
+def in_flight(conn, kind: str, subject: str, now_ms: int) -> tuple[int, int, int]:
+    """(requests in flight, cost they reserve, stale rows) of a lineage or a project."""
+    row = conn.execute(_IN_FLIGHT[kind], (now_ms, subject)).fetchone()
+    return row[0], combine(row[1:3])[0], row[3] - row[0]
 
 
 def window(conn, scope: str, now_ms: int, window_ms: int = 60_000) -> tuple[int, int | None]:
@@ -138,22 +167,23 @@ def window(conn, scope: str, now_ms: int, window_ms: int = 60_000) -> tuple[int,
     return count, oldest
 
 
-def read(conn, kind: str, subject: str, now_ms: int, *, total: bool = True,
+def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None, *, total: bool = True,
          tracked: bool = True, scope: str | None = None) -> Used:
     """Everything a scope has used (the parts that are asked for)."""
-    month = Month.of(now_ms)
+    month = month or Month.of(now_ms)
     used = Used()
     used.month_nanos, used.tokens_today, used.total_nanos = spend(conn, kind, subject, month, total=total)
     if tracked:
-        used.in_flight, used.reserved_nanos = in_flight(conn, kind, subject, now_ms)
+        used.in_flight, used.reserved_nanos, used.stale = in_flight(conn, kind, subject, now_ms)
     if scope is not None:
         used.window, used.oldest_ms = window(conn, scope, now_ms)
     return used
 
 
-def expire(conn, lineage: str, project_id: str | None, now_ms: int) -> None:
-    """Inside an admission: forget requests of this lineage (and project) that were never
-    settled and whose time is up, so a crashed worker holds nothing for long."""
-    conn.execute("DELETE FROM in_flight WHERE lineage = ? AND expires_ms <= ?", (lineage, now_ms))
-    if project_id is not None:
-        conn.execute("DELETE FROM in_flight WHERE project_id = ? AND expires_ms <= ?", (project_id, now_ms))
+def clear(conn, kind: str, subject: str, now_ms: int) -> None:
+    """Inside an admission: delete a lineage's (or project's) rows of requests settled, or
+    never settled and whose time is up. They count for nothing already (in_flight skips
+    them); clearing them CLEAR_AT at a time keeps the table small at a fraction of a
+    write per request."""
+    column = "lineage" if kind == "lineage" else "project_id"
+    conn.execute(f"DELETE FROM in_flight WHERE {column} = ? AND (expires_ms <= ? OR {SETTLED})", (subject, now_ms))

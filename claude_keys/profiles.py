@@ -8,7 +8,7 @@ list of standard agents, kept in the store and expanded when read.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from .errors import InvalidInput
 
@@ -96,6 +96,12 @@ class Permissions:
     timeout: int | None
     total_budget_nanos: int | None  # over the key's whole lineage; never resets
     max_concurrent: int | None  # requests in flight at once
+
+    @cached_property
+    def counts_usage(self) -> bool:
+        """Whether a request must read usage or hold its place: any budget, a daily
+        token limit or a concurrency limit (cached: the request path asks every time)."""
+        return self.tracks_requests or self.tokens_per_day is not None
 
     @property
     def tracks_requests(self) -> bool:

@@ -86,8 +86,9 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
         month_nanos, total_nanos = combine(row[1:])
         item["month_cost_usd"], item["total_cost_usd"] = month_nanos / _NANOS, total_nanos / _NANOS
     flight_where = " AND project_id = ?" if project_id is not None else ""
-    for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ?{flight_where} "
-                                   "GROUP BY project_id", (now, *params)).fetchall():
+    for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ? "
+                                   f"AND NOT {limits.SETTLED}{flight_where} GROUP BY project_id",
+                                   (now, *params)).fetchall():
         entry(pid)["in_flight"] = count
     columns = ", ".join(column for column, _ in SETTINGS.values())
     for row in conn.execute(f"SELECT project_id, {columns} FROM projects{only}", params).fetchall():

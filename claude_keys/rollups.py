@@ -106,14 +106,12 @@ def trigger_sql() -> str:
             f"WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN\n    {body}\nEND")
 
 
-def with_rollups(write: str, sign: int = 1, *, also: str = "") -> str:
+def with_rollups(write: str, sign: int = 1) -> str:
     """PostgreSQL: `write` (an INSERT or DELETE on usage ending in RETURNING *) and its
-    roll-ups as one statement, answering how many requests it wrote or removed. `also`
-    is one more statement to make in the same breath (its parameters come first)."""
+    roll-ups as one statement, answering how many requests it wrote or removed."""
     merges = ",\n".join(f"r{i} AS ({merge_sql(table, 'changed', sign)})"
                         for i, table in enumerate(ROLLUPS))
-    first = f"also AS ({also}),\n" if also else ""
-    return f"WITH {first}changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
+    return f"WITH changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
 
 
 def exact_sums(expressions) -> str:

@@ -25,10 +25,6 @@ _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * l
 # One statement either way (SQLite's trigger keeps the roll-ups); it stores 1 row, or 0
 # for a request id already stored.
 INSERT = {"sqlite": _INSERT, "postgres": rollups.with_rollups(_INSERT + " RETURNING *")}
-# Settling a request that was in flight: its usage stored, and its place (and reserved
-# cost) given up, at once.
-_SETTLE = "DELETE FROM in_flight WHERE request_id = ? AND lineage = ?"
-SETTLE = rollups.with_rollups(_INSERT + " RETURNING *", also=_SETTLE)
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
                 "cache_write_1h_tokens")
 
@@ -59,15 +55,14 @@ def check_tokens(**counts) -> dict:
     return counts
 
 
-def key_of(conn, key_id: str) -> tuple[str, str]:
-    """(project id, lineage) of a key id; neither ever changes."""
-    row = conn.execute("SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,)).fetchone()
+def project_of(conn, key_id: str) -> str:
+    row = conn.execute("SELECT project_id FROM keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         from .keys import looks_like_id
 
         raise KeyNotFound(f"no key has the id {key_id!r}" if looks_like_id(key_id)
                           else "no key has that id (record_usage takes a key's id, not its secret)")
-    return row[0], row[1]
+    return row[0]
 
 
 @lru_cache(maxsize=1024)
@@ -78,14 +73,11 @@ def _model(name: str) -> str:
 
 def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
            model: str | None = None, tokens: dict, cost_nanos: int | None = None,
-           request_id: str | None = None, at_ms: int | None = None,
-           lineage: str | None = None) -> Recorded:
+           request_id: str | None = None, at_ms: int | None = None) -> Recorded:
     """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
     missing cost comes from `pricer`, and an unknown model is recorded at $0, unpriced.
-    A given request id that is in flight for the key's lineage is settled at once
-    (`lineage`, when the caller knows it, saves looking it up)."""
+    A request in flight with that request id is settled by it (see limits.SETTLED)."""
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
-    given_id = request_id is not None
     request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
     if at_ms is None:
         at_ms = now_ms()
@@ -98,31 +90,21 @@ def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
     priced = cost is not None
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced))
-    if given_id:
-        inserted = _settle(conn, row, lineage if lineage is not None else key_of(conn, key_id)[1])
-    else:
-        cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
-        inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
+    cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
+    inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
     return Recorded(inserted == 1, request_id, cost, priced)
-
-
-def _settle(conn, row: tuple, lineage: str) -> int:
-    """Store a request's usage and end its time in flight, in one transaction."""
-    if conn.dialect == "postgres":
-        return conn.execute(SETTLE, (row[0], lineage, *row)).fetchone()[0]
-    with conn.transaction():
-        conn.execute(_SETTLE, (row[0], lineage))
-        return conn.execute(_INSERT, row).rowcount
 
 
 def release(conn, request_id: str) -> bool:
     """End a request in flight without usage (its work failed). False if it was not in
     flight (settled, released or expired already)."""
     request_id = check_text(request_id, "request id")
+    sql = ("DELETE FROM in_flight WHERE request_id = ? AND NOT EXISTS "
+           "(SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id)")
     if conn.dialect == "postgres":
-        return conn.execute("DELETE FROM in_flight WHERE request_id = ?", (request_id,)).rowcount == 1
+        return conn.execute(sql, (request_id,)).rowcount == 1
     with conn.transaction():
-        return conn.execute("DELETE FROM in_flight WHERE request_id = ?", (request_id,)).rowcount == 1
+        return conn.execute(sql, (request_id,)).rowcount == 1
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
