@@ -27,14 +27,21 @@ def scratch(name: str = "bench") -> Path:
     return folder
 
 
-def inputs_folder() -> Path:
+_inputs: list[Path] = []
+
+
+def inputs_folder(use: Path | None = None) -> Path:
     """Where generated inputs (logs, big stores) go: CLAUDE_API_BENCH_CACHE to keep them
-    between runs (they take minutes to make at full size), else a temporary folder."""
-    kept = os.environ.get("CLAUDE_API_BENCH_CACHE")
-    if kept:
-        Path(kept).mkdir(parents=True, exist_ok=True)
-        return Path(kept)
-    return scratch("inputs")
+    between runs (they take minutes to make at full size), else one temporary folder for
+    the run. `use` sets it (run_all --smoke: never reuse full-size inputs)."""
+    if use is not None:
+        _inputs[:] = [use]
+    if not _inputs:
+        kept = os.environ.get("CLAUDE_API_BENCH_CACHE")
+        if kept:
+            Path(kept).mkdir(parents=True, exist_ok=True)
+        _inputs.append(Path(kept) if kept else scratch("inputs"))
+    return _inputs[0]
 
 
 def env_for(db: Path) -> dict:

@@ -23,14 +23,7 @@ from pathlib import Path
 from _common import EXE, env_for, inputs_folder, report, scratch, verdict
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-OUT = None  # generated inputs: _common.inputs_folder(), unless run_all sets it
 
-
-def out() -> Path:
-    global OUT
-    if OUT is None:
-        OUT = inputs_folder()
-    return OUT
 MODELS = ["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5", "claude-opus-4-1", "claude-sonnet-4"]
 
 
@@ -84,7 +77,7 @@ def timed_import(path: Path, *args: str) -> tuple[float, int, dict]:
 def main(records: int = 1_000_000, log_mb=(100, 1000)) -> list[tuple]:
     rows = []
     for n in sorted({records // 10, records}):
-        path = out() / f"import-{n}.jsonl"
+        path = inputs_folder() / f"import-{n}.jsonl"
         if not path.exists():
             write_jsonl(path, n)
         elapsed, rss, answer = timed_import(path)
@@ -93,7 +86,7 @@ def main(records: int = 1_000_000, log_mb=(100, 1000)) -> list[tuple]:
         rows.append((f"jsonl, {n:,} records ({path.stat().st_size / 1e6:.0f} MB)", f"{rate:,.0f} records/s",
                      f"{elapsed:.1f} s, peak RSS {rss} MB", "", ">= 150,000/s", verdict(rate >= 150_000)))
     for mb in log_mb:
-        root = out() / f"claude-logs-{mb}mb"
+        root = inputs_folder() / f"claude-logs-{mb}mb"
         if not root.exists():
             write_logs(root, mb)
         elapsed, rss, answer = timed_import(root)

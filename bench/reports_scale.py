@@ -20,14 +20,7 @@ from pathlib import Path
 
 from _common import EXE, FLOOR_IMPORT, env_for, inputs_folder, interleaved, ms, report, verdict
 
-OUT = None  # generated inputs: _common.inputs_folder(), unless run_all sets it
 
-
-def out() -> Path:
-    global OUT
-    if OUT is None:
-        OUT = inputs_folder()
-    return OUT
 MODELS = ["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5", "claude-opus-4-1", "claude-sonnet-4"]
 START_MS = 1_735_689_600_000  # 2025-01-01
 YEAR_MS = 365 * 86_400_000
@@ -86,7 +79,7 @@ COMMANDS = {
 def main(sizes=(100_000, 10_000_000), runs: int = 9) -> list[tuple]:
     results = {}
     for size in sizes:
-        path = out() / f"reports-{size}.db"
+        path = inputs_folder() / f"reports-{size}.db"
         if not path.exists():
             print(f"building a store of {size:,} records (kept in {path})", flush=True)
             build(path, size)

@@ -19,13 +19,13 @@ import keys_scale  # noqa: E402
 import postgres  # noqa: E402
 import reports_scale  # noqa: E402
 import request_path  # noqa: E402
-from _common import scratch  # noqa: E402
+from _common import inputs_folder, scratch  # noqa: E402
 
 
 def main(smoke: bool) -> None:
     if smoke:
         out = scratch("smoke")
-        reports_scale.OUT = import_speed.OUT = out  # never reuse full-size inputs
+        inputs_folder(out)  # never reuse full-size inputs
         cold_cli.main(runs=2)
         request_path.main(seconds=0.4)
         keys_scale.main(many=300, runs=2, seconds=0.4)

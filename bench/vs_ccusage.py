@@ -22,14 +22,6 @@ from pathlib import Path
 from _common import EXE, env_for, inputs_folder, report, scratch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-OUT = None  # generated inputs: _common.inputs_folder(), unless run_all sets it
-
-
-def out() -> Path:
-    global OUT
-    if OUT is None:
-        OUT = inputs_folder()
-    return OUT
 
 
 def ours(logs: Path) -> tuple[dict, float, float]:
@@ -78,7 +70,7 @@ def main(ccusage: str, log_mb: int = 100, logs: Path | None = None) -> list[tupl
     if logs is None:
         from import_speed import write_logs
 
-        logs = out() / f"claude-logs-{log_mb}mb"
+        logs = inputs_folder() / f"claude-logs-{log_mb}mb"
         if not logs.exists():
                     write_logs(logs, log_mb)
     mine, imported, reported = ours(logs)

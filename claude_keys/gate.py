@@ -392,32 +392,26 @@ class _Request:
                whose: str, warnings: list) -> str | None:
         """A refusal for spend or tokens, or None (adding 80% warnings on the way)."""
         label = "project " if whose else ""  # "the project monthly budget"
-        title = "Project " if whose else ""  # "Project monthly budget exceeded"
         subject = "this project" if whose else "this API key"
-        reserve = self.reserve
-        if monthly is not None:
-            message = _over(used.month_nanos, used.reserved_nanos, used.in_flight, reserve, monthly,
-                            self.cost_nanos, f"{title}{'m' if whose else 'M'}onthly budget exceeded",
-                            "this month", lambda: f" Resets at {month.resets}.")
+        budgets = (("monthly", monthly, used.month_nanos, "this month",
+                    lambda: f" Resets at {month.resets}.", lambda: f"; it resets at {month.resets}"),
+                   ("total", total, used.total_nanos or 0, "in total",
+                    lambda: f" The total budget of {subject} never resets.", lambda: ""))
+        for name, budget, spent, when, resets, tail in budgets:
+            if budget is None:
+                continue
+            what = f"{label}{name} budget exceeded"
+            message = _over(spent, used.reserved_nanos, used.in_flight, self.reserve, budget, self.cost_nanos,
+                            what[0].upper() + what[1:], when, resets)
             if message:
                 return message
-            if used.committed_month * 5 >= monthly * 4 and monthly:
-                warnings.append(f"{used.committed_month * 100 // monthly}% of the {label}monthly "
-                                f"budget is spent or reserved ({usd_text(used.committed_month)} of "
-                                f"{usd_text(monthly)}); it resets at {month.resets}")
-        if total is not None:
-            message = _over(used.total_nanos or 0, used.reserved_nanos, used.in_flight, reserve, total,
-                            self.cost_nanos, f"{title}{'t' if whose else 'T'}otal budget exceeded",
-                            "in total", lambda: f" The total budget of {subject} never resets.")
-            if message:
-                return message
-            if used.committed_total * 5 >= total * 4 and total:
-                warnings.append(f"{used.committed_total * 100 // total}% of the {label}total "
-                                f"budget is spent or reserved ({usd_text(used.committed_total)} of "
-                                f"{usd_text(total)})")
+            committed = spent + used.reserved_nanos
+            if budget and committed * 5 >= budget * 4:
+                warnings.append(f"{committed * 100 // budget}% of the {label}{name} budget is spent or "
+                                f"reserved ({usd_text(committed)} of {usd_text(budget)}){tail()}")
         if tokens_per_day is not None:
             if used.tokens_today >= tokens_per_day:
-                return (f"{title}{'d' if whose else 'D'}aily token limit exceeded: {used.tokens_today:,} "
+                return (f"{'Project daily' if whose else 'Daily'} token limit exceeded: {used.tokens_today:,} "
                         f"of {tokens_per_day:,} tokens used today. Resets at {month.tomorrow}.")
             if used.tokens_today * 5 >= tokens_per_day * 4 and tokens_per_day:
                 warnings.append(f"{used.tokens_today * 100 // tokens_per_day}% of the {label}daily "

@@ -102,14 +102,6 @@ class Used:
     oldest_ms: int | None = None
     extra: dict = field(default_factory=dict)
 
-    @property
-    def committed_month(self) -> int:
-        """Spent this month plus what requests in flight have reserved."""
-        return self.month_nanos + self.reserved_nanos
-
-    @property
-    def committed_total(self) -> int:
-        return (self.total_nanos or 0) + self.reserved_nanos
 
 
 # The usage of a lineage (every key it has had) or of a project, from its daily roll-up.

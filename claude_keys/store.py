@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import ClaudeKeysError, StoreError
+from .errors import ClaudeKeysError
 
 # The number of steps in claude_keys.migrations (a test checks the two agree). Kept
 # here so that opening an up-to-date store never imports the migrations.
