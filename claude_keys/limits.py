@@ -103,7 +103,6 @@ class Used:
     extra: dict = field(default_factory=dict)
 
 
-
 # The usage of a lineage (every key it has had) or of a project, from its daily roll-up.
 _SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a temporary table)
     "lineage": ("keys k JOIN usage_daily d ON d.key_id = k.id", "k.lineage = ?"),
@@ -111,44 +110,31 @@ _SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a te
 }
 
 
-@lru_cache(maxsize=8)
-def _spend_sql(kind: str, today: int) -> tuple[str, str]:
-    """The month's and the lifetime's spend queries of a kind (today is written into the
-    SQL, not a parameter: exact_sums repeats each expression)."""
-    table, where = _SOURCES[kind]
-    month = (f"SELECT {exact_sums(['cost_nanos', f'CASE WHEN day = {today} THEN {_TOKENS} END'])} "
-             f"FROM {table} WHERE {where} AND day >= ? AND day < ?")
-    return month, f"SELECT {exact_sums(['cost_nanos'])} FROM {table} WHERE {where}"
-
-
-def spend(conn, kind: str, subject: str, month: Month, *, total: bool) -> tuple[int, int, int | None]:
-    """(cost this month, tokens today, cost in total or None) of a lineage or a project."""
-    in_month, in_life = _spend_sql(kind, month.today)
-    month_cost, tokens = combine(conn.execute(in_month, (subject, month.first_day, month.next_first_day))
-                                 .fetchone())
-    all_time = combine(conn.execute(in_life, (subject,)).fetchone())[0] if total else None
-    return month_cost, tokens, all_time
-
-
 # A request is settled once usage with its request id is stored: so recording it stays
 # the one insert it always was, and the request's row goes at its lineage's next admission.
 SETTLED = "EXISTS (SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id)"
-
-
-# (live requests, their reservations, rows of settled or expired ones) of a lineage or a project
-_IN_FLIGHT = {
-    kind: (f"SELECT coalesce(sum(CASE WHEN live THEN 1 ELSE 0 END), 0), {exact_sums(['CASE WHEN live THEN reserved_nanos END'])}, count(*) "
-           f"FROM (SELECT reserved_nanos, expires_ms > ? AND NOT {SETTLED} AS live FROM in_flight "
-           f"WHERE {column} = ?) AS f")
-    for kind, column in (("lineage", "lineage"), ("project", "project_id"))
-}
 CLEAR_AT = 4  # settled or expired rows a lineage (or project) keeps before an admission clears them
 
 
-def in_flight(conn, kind: str, subject: str, now_ms: int) -> tuple[int, int, int]:
-    """(requests in flight, cost they reserve, stale rows) of a lineage or a project."""
-    row = conn.execute(_IN_FLIGHT[kind], (now_ms, subject)).fetchone()
-    return row[0], combine(row[1:3])[0], row[3] - row[0]
+@lru_cache(maxsize=32)
+def _used_sql(kind: str, today: int, total: bool, tracked: bool) -> str:
+    """One statement reading a scope's spend this month (and tokens today), in total, and
+    its requests in flight. One statement, so one snapshot: on PostgreSQL a usage insert
+    may commit between two statements, and its cost would then be neither spend (read
+    before) nor reservation (settled after). `today` is written into the SQL, not a
+    parameter: exact_sums repeats each expression."""
+    table, where = _SOURCES[kind]
+    parts = [f"(SELECT {exact_sums(['cost_nanos', f'CASE WHEN day = {today} THEN {_TOKENS} END'])} "
+             f"FROM {table} WHERE {where} AND day >= ? AND day < ?) AS m"]
+    if total:
+        parts.append(f"(SELECT {exact_sums(['cost_nanos'])} FROM {table} WHERE {where}) AS t")
+    if tracked:
+        column = "lineage" if kind == "lineage" else "project_id"
+        parts.append(f"(SELECT coalesce(sum(CASE WHEN live THEN 1 ELSE 0 END), 0) AS live, "
+                     f"{exact_sums(['CASE WHEN live THEN reserved_nanos END'])}, count(*) AS all_rows "
+                     f"FROM (SELECT reserved_nanos, expires_ms > ? AND NOT {SETTLED} AS live FROM in_flight "
+                     f"WHERE {column} = ?) AS r) AS f")
+    return "SELECT * FROM " + " CROSS JOIN ".join(parts)
 
 
 def window(conn, scope: str, now_ms: int, window_ms: int = 60_000) -> tuple[int, int | None]:
@@ -163,10 +149,17 @@ def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None,
          tracked: bool = True, scope: str | None = None) -> Used:
     """Everything a scope has used (the parts that are asked for)."""
     month = month or Month.of(now_ms)
+    params = [subject, month.first_day, month.next_first_day]
+    params += [subject] if total else []
+    params += [now_ms, subject] if tracked else []
+    row = conn.execute(_used_sql(kind, month.today, total, tracked), params).fetchone()
     used = Used()
-    used.month_nanos, used.tokens_today, used.total_nanos = spend(conn, kind, subject, month, total=total)
+    used.month_nanos, used.tokens_today = combine(row[0:4])
+    rest = row[4:]
+    if total:
+        used.total_nanos, rest = combine(rest[0:2])[0], rest[2:]
     if tracked:
-        used.in_flight, used.reserved_nanos, used.stale = in_flight(conn, kind, subject, now_ms)
+        used.in_flight, used.reserved_nanos, used.stale = rest[0], combine(rest[1:3])[0], rest[3] - rest[0]
     if scope is not None:
         used.window, used.oldest_ms = window(conn, scope, now_ms)
     return used
