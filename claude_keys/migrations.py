@@ -346,6 +346,70 @@ def m004_key_order(m: Step) -> None:
     )
 
 
+
+@step
+def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
+    """Claude Code sessions, reports by time on SQLite, and incremental imports.
+
+    - usage.session_id: the Claude Code session of a request (NULL for others), and the
+      roll-up usage_sessions (per hour, session, project, key and model; only requests
+      that have a session), so `--by session` reads a roll-up, never every request.
+    - SQLite: usage by time (PostgreSQL had it from m002). A report's edge inside an
+      hour (`--since 12h`), the active 5-hour block and `usage delete --since` read
+      requests by time; without it each of them scanned the whole table.
+    - import_files: what each Claude Code log has been read up to, per host and path,
+      with what identifies the file (device, inode, size, a fingerprint of its first
+      and last bytes read), so a re-run reads only what was appended."""
+    m.run(
+        sqlite=f"""
+        ALTER TABLE usage ADD COLUMN session_id TEXT;
+        CREATE INDEX usage_by_time ON usage(at_ms);
+        CREATE TABLE usage_sessions (
+            hour INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+{_counters().replace("BIGINT", "INTEGER")},
+            PRIMARY KEY (hour, session_id, project_id, key_id, model)
+        ) WITHOUT ROWID;
+        CREATE TABLE import_files (
+            host TEXT NOT NULL,
+            path TEXT NOT NULL,
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            read_to INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            read_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (host, path)
+        ) WITHOUT ROWID;
+        """,
+        postgres=f"""
+        ALTER TABLE usage ADD COLUMN session_id {T};
+        CREATE TABLE usage_sessions (
+            hour BIGINT NOT NULL,
+            session_id {T} NOT NULL,
+            project_id {T} NOT NULL,
+            key_id {T} NOT NULL,
+            model {T} NOT NULL,
+{_counters()},
+            PRIMARY KEY (hour, session_id, project_id, key_id, model)
+        );
+        CREATE TABLE import_files (
+            host {T} NOT NULL,
+            path {T} NOT NULL,
+            device BIGINT NOT NULL,
+            inode BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            read_to BIGINT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            read_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (host, path)
+        );
+        """,
+    )
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:

@@ -25,7 +25,7 @@ from .errors import ClaudeKeysError, StoreError
 
 # The number of steps in claude_keys.migrations (a test checks the two agree). Kept
 # here so that opening an up-to-date store never imports the migrations.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ENV_DB = "CLAUDE_API_DB"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
