@@ -358,8 +358,9 @@ def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
       hour (`--since 12h`), the active 5-hour block and `usage delete --since` read
       requests by time; without it each of them scanned the whole table.
     - import_files: what each Claude Code log has been read up to, per host and path,
-      with what identifies the file (device, inode, size, a fingerprint of its first
-      and last bytes read), so a re-run reads only what was appended."""
+      with what identifies the file (device, inode, size and modification time when
+      read, a fingerprint of its first and last bytes read), so a re-run reads only
+      what was appended."""
     m.run(
         sqlite=f"""
         ALTER TABLE usage ADD COLUMN session_id TEXT;
@@ -379,6 +380,7 @@ def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
             device INTEGER NOT NULL,
             inode INTEGER NOT NULL,
             size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
             read_to INTEGER NOT NULL,
             fingerprint TEXT NOT NULL,
             read_at_ms INTEGER NOT NULL,
@@ -402,6 +404,7 @@ def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
             device BIGINT NOT NULL,
             inode BIGINT NOT NULL,
             size BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
             read_to BIGINT NOT NULL,
             fingerprint TEXT NOT NULL,
             read_at_ms BIGINT NOT NULL,

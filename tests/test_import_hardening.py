@@ -228,8 +228,8 @@ def test_ctrl_c_says_what_was_stored_and_a_rerun_finishes(isolated, tmp_path):
     seen = set()
     for delay in (0.5, 1.5, 3.0, 5.0):
         code, err = _interrupt(path, delay)
-        if code == 0:
-            continue  # it finished first
+        if code == 0 or (code == -signal.SIGINT and not err):
+            continue  # it finished first, or (a loaded machine) Python had not started yet
         lines = [x for x in err.splitlines() if x.strip()]
         assert code == 130 and "Traceback" not in err and len(lines) == 1, err
         assert lines[0].startswith("Error: interrupted"), err

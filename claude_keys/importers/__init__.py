@@ -38,7 +38,7 @@ class ImportResult:
     skipped: dict = field(default_factory=dict)  # reason -> count (Claude Code logs)
     unpriced_models: set = field(default_factory=set)
     warnings: list = field(default_factory=list)  # files that could not be read, and why
-    read_to: dict = field(default_factory=dict)  # Claude Code log -> where its complete lines end
+    read_to: dict = field(default_factory=dict)  # Claude Code log -> offsets.identity()
 
     def as_json(self) -> dict:
         return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,
@@ -165,18 +165,11 @@ def _files(plan, offsets, result):
         if kind != "claude-code":
             yield _File(path, kind, None, 0, os.path.getsize(path))
             continue
-        for file, project in claude_code.log_files(path, problem):
+        for file, project, st in claude_code.log_files(path, problem):
             try:
                 project = text_field(project, "project folder name")
             except InvalidInput as e:
                 problem(file, str(e))
-                continue
-            try:
-                st = os.stat(file)
-                with open(file, "rb"):
-                    pass  # readable (a permission problem is one warning, not the end)
-            except OSError as e:
-                problem(file, claude_code._why(e))
                 continue
             yield _File(file, kind, project, offsets.start(file, st), st.st_size)
 

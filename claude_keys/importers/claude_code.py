@@ -27,6 +27,7 @@ from ..errors import InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
 from ..values import LAST_MS, MAX_COUNT, now_ms, parse_money, time_ms
+from .offsets import identity
 from .units import json_line, lines, shown, text_field
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
@@ -57,13 +58,13 @@ def default_folders(environ=None) -> tuple[list[str], list[str]]:
 
 
 def log_files(path: str, problem):
-    """(file, project) for every log under `path`, in path order, found as they are
-    needed (a folder may hold tens of thousands of logs). `path` may be a Claude config
-    folder (~/.claude), its `projects/` folder, one project's folder, or one log.
+    """(file, project, stat) for every log under `path`, in path order, found as they
+    are needed (a folder may hold tens of thousands of logs). `path` may be a Claude
+    config folder (~/.claude), its `projects/` folder, one project's folder, or one log.
     `problem(path, why)` hears of each thing that could not be read."""
     path = os.path.abspath(path)
     if os.path.isfile(path):
-        yield path, _project_of_file(path)
+        yield path, _project_of_file(path), os.stat(path)
         return
     if os.path.isdir(os.path.join(path, "projects")):
         path = os.path.join(path, "projects")
@@ -73,21 +74,20 @@ def log_files(path: str, problem):
     except OSError as e:
         problem(path, _why(e))
         return
-    for file in _walk(path, problem):
-        if one_project:
-            yield file, os.path.basename(path)
-        else:  # a folder of projects: the first folder below it
-            rel = os.path.relpath(file, path).split(os.sep)
-            yield file, rel[0] if len(rel) > 1 else os.path.basename(path)
+    here = os.path.basename(path)
+    for file, st, below in _walk(path, problem):
+        # A folder of projects: the first folder below it; one project's folder: itself.
+        yield file, here if one_project or below is None else below, st
 
 
 def _walk(top: str, problem):
-    """Regular `*.jsonl` files below `top`: a folder's files (by name), then its
-    folders (by name), symlinked ones too, each folder once (a symlink loop ends)."""
+    """(path, stat, the name of the folder below `top` it is in, or None) of the
+    regular `*.jsonl` files below `top`: a folder's files (by name), then its folders
+    (by name), symlinked ones too, each folder once (so a symlink loop ends)."""
     seen: set = set()
-    folders = [top]
+    folders = [(top, None)]
     while folders:
-        folder = folders.pop()
+        folder, first = folders.pop()
         try:
             st = os.stat(folder)
             if (st.st_dev, st.st_ino) in seen:
@@ -102,17 +102,17 @@ def _walk(top: str, problem):
         for entry in entries:
             if entry.name.endswith(".jsonl"):
                 try:
-                    mode = os.stat(entry.path).st_mode  # through a symlink
+                    st = os.stat(entry.path)  # through a symlink
                 except OSError as e:
                     problem(entry.path, _why(e))
                     continue
-                if stat.S_ISREG(mode):
-                    yield entry.path
-                elif not stat.S_ISDIR(mode):
+                if stat.S_ISREG(st.st_mode):
+                    yield entry.path, st, first
+                elif not stat.S_ISDIR(st.st_mode):
                     problem(entry.path, "not a regular file")
                     continue
             if _is_dir(entry):
-                below.append(entry.path)
+                below.append((entry.path, first if first is not None else entry.name))
         folders.extend(reversed(below))
 
 
@@ -196,9 +196,9 @@ def read(part, staging, result, *, key=None, prices=None) -> None:
                         _hand_over(held, staging)
                     continue
             skipped[why] = skipped.get(why, 0) + 1
+        if part.last:
+            result.read_to[part.path] = identity(f, done)
     result.lines += count
-    if part.last and part.kind == "claude-code":
-        result.read_to[part.path] = done
     _hand_over(held, staging)
 
 
@@ -218,8 +218,6 @@ def _count(value) -> int:
 
 
 def _text(value, what, allow_empty=False):
-    if value is None:
-        return None
     try:
         return text_field(value, what, allow_empty=allow_empty)
     except InvalidInput:
@@ -239,6 +237,14 @@ class _Context:
         self.subagent = f"{os.sep}subagents{os.sep}" in part.path
         self.price = Pricer(prices)
         self.latest = now_ms() + FUTURE_MS
+        self.good: set = set()  # models and sessions that passed the text rule (they repeat)
+
+    def known(self, value, what, allow_empty=False):
+        if type(value) is str and value in self.good:
+            return value
+        _text(value, what, allow_empty)
+        self.good.add(value)
+        return value
 
     def request(self, line, raw: bytes):
         """(record, rank) for a request; raises _Skip (or ValueError) otherwise."""
@@ -263,7 +269,7 @@ class _Context:
             raise _Skip("synthetic message")
         if type(model) is not str:
             raise _Skip("no usage")
-        model = _text(model, "model", allow_empty=True)
+        model = self.known(model, "model", allow_empty=True)
         at_ms = time_ms(line.get("timestamp"))
         if at_ms is None or not 0 <= at_ms < LAST_MS:
             raise _Skip("no timestamp")
@@ -276,18 +282,23 @@ class _Context:
         else:
             w5, w1 = _count(tokens.get("cache_creation_input_tokens")), 0
         inp, out, read = _count(inp), _count(out), _count(tokens.get("cache_read_input_tokens"))
-        message_id = _text(message.get("id") or None, "message id")
-        request = _text(line.get("requestId") or None, "request id")
+        message_id = message.get("id") or None
+        if message_id is not None:
+            _text(message_id, "message id")
+        request = line.get("requestId") or None
+        if request is not None:
+            _text(request, "request id")
         session = line.get("sessionId")
-        session = _text(session, "session id") if session else self.session
+        session = self.known(session, "session id") if session else self.session
         if message_id and request:
             request_id = f"cc:{message_id}:{request}"
-        elif message_id:
+        elif message_id:  # the time is ISO text (it parsed): the id is as clean as its parts
             request_id = f"cc:{message_id}:{session}:{line.get('timestamp')}"
         else:  # nothing to deduplicate on: the line itself
             uuid = line.get("uuid")
-            request_id = f"cc-line:{uuid if type(uuid) is str else _sha256(raw.strip()).hexdigest()[:40]}"
-        _text(request_id, "request id")
+            request_id = f"cc-line:{_text(uuid, 'uuid') if type(uuid) is str else _sha256(raw.strip()).hexdigest()[:40]}"
+        if len(request_id) > 256:
+            raise _Skip("bad text")
         given = line.get("costUSD")
         try:
             if type(given) in (int, float) and 0 <= given < float("inf"):

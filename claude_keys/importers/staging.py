@@ -62,6 +62,24 @@ def bigger(new: str, old: str) -> str:
             f"AND {old}.session_id IS NULL AND {new}.session_id IS NOT NULL))")
 
 
+class _batch_and_its_count:
+    """Ctrl-C waits for the batch under way (a fraction of a second): it is stored and
+    counted, or neither, so an interrupted import says exactly how much it stored."""
+
+    def __enter__(self):
+        import signal
+
+        self.masked = hasattr(signal, "pthread_sigmask")
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C lands here
+
+
 class _Rows:
     """A table of staged rows, filled by add() in batches of one transaction."""
 
@@ -204,15 +222,16 @@ class Staging(_Rows):
             if bound is None:  # the last batch
                 bound = conn.execute("SELECT max(request_id) FROM staging").fetchone()
             bound = bound[0]
-            if self.store.dialect == "sqlite":
-                with write(conn):
-                    conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
-                    added, replaced = self._store_batch(last, bound)
-                    conn.execute("DELETE FROM bulk_mode")
-            else:
-                added, replaced = self._send_batch(last, bound)
-            self.imported += added
-            self.replaced += replaced
+            with _batch_and_its_count():
+                if self.store.dialect == "sqlite":
+                    with write(conn):
+                        conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
+                        added, replaced = self._store_batch(last, bound)
+                        conn.execute("DELETE FROM bulk_mode")
+                else:
+                    added, replaced = self._send_batch(last, bound)
+                self.imported += added
+                self.replaced += replaced
             seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
                                  "request_id <= ?", (last, bound)).fetchone()[0]
             last = bound
