@@ -54,7 +54,7 @@ def build(path: Path, records: int, seed: int = 5) -> None:
         at = START_MS + int(i * step)
         inp, out, read, w5 = rng.randrange(4000), rng.randrange(1500), rng.randrange(60000), rng.randrange(4000)
         cost = price(model, inp, out, read, w5, 0)
-        staging.add((f"req_{at:013d}{i:09d}", key, project, at, model, inp, out, read, w5, 0, cost, 1))
+        staging.add((f"req_{at:013d}{i:09d}", key, project, at, model, inp, out, read, w5, 0, cost, 1, None))
         if i and i % 1_000_000 == 0:
             print(f"  {i:,} records staged ({time.time() - started:.0f} s)", flush=True)
     staging.merge()

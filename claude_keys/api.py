@@ -138,10 +138,12 @@ class KeyStore(_StoreClient):
     @_store_errors
     def record_usage(self, key_id, model=None, input_tokens=0, output_tokens=0,
                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
-                     at=None, cache_write_1h_tokens=0) -> usage.Recorded:
+                     at=None, cache_write_1h_tokens=0, speed=None) -> usage.Recorded:
         """Record one request. `cache_write_tokens` are 5-minute writes; a request id
-        already stored changes nothing (`.recorded` is then False). The request id of
-        a check settles that request: its reserved cost gives way to this one."""
+        already stored changes nothing (`.recorded` is then False). Give the `model`
+        (priced from the price table; `speed="fast"` at fast-mode rates) or the `cost`.
+        The request id of a check settles that request: its reserved cost gives way to
+        this one."""
         conn = self._conn()
         project = self._projects.get(key_id)
         if project is None:
@@ -152,7 +154,7 @@ class KeyStore(_StoreClient):
             cache_write_1h_tokens=cache_write_1h_tokens)
         return usage.record(conn, key_id, project, pricer=self._pricer, model=model, tokens=tokens,
                             cost_nanos=None if cost is None else parse_cost(cost),
-                            request_id=request_id, at_ms=_at_ms(at))
+                            request_id=request_id, at_ms=_at_ms(at), speed=speed)
 
     @_store_errors
     def release(self, request_id) -> bool:

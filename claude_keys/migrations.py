@@ -350,19 +350,23 @@ _OVERRIDES = ("profile", "allowed_tools", "blocked_tools", "allowed_agents", "al
               "rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout")
 
 
+# SQLite turns an integer sum past 2**63 into an inexact REAL without a word: a roll-up
+# row that would hold one is refused (the whole write with it).
+_FITS_EXACTLY = f"max({', '.join(rollups.COUNTERS)}) <= 9223372036854775807"
+
+
 def _rollup_table_sqlite(table: str, keys: str, primary: str) -> str:
     """A roll-up table whose counters must stay exact: SQLite turns an integer sum past
     2**63 into an inexact REAL (at least 2**63) without a word, so a row that would hold
     one is refused (the whole write with it). One max() is the cheapest such check on
     the request path (~0.5 us a request less than a typeof() per counter)."""
     counters = ",\n".join(f"            {c} INTEGER NOT NULL" for c in rollups.COUNTERS)
-    exact = f"max({', '.join(rollups.COUNTERS)}) <= 9223372036854775807"
     return f"""
         CREATE TABLE {table}_exact (
             {keys},
 {counters},
             PRIMARY KEY ({primary}),
-            CONSTRAINT fits_exactly CHECK ({exact})
+            CONSTRAINT fits_exactly CHECK ({_FITS_EXACTLY})
         ) WITHOUT ROWID;
         INSERT INTO {table}_exact SELECT * FROM {table};
         DROP TABLE {table};
@@ -457,6 +461,72 @@ def m005_spend_control(m: Step) -> None:
         """,
     )
 
+@step
+def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
+    """Claude Code sessions, reports by time on SQLite, and incremental imports.
+
+    - usage.session_id: the Claude Code session of a request (NULL for others), and the
+      roll-up usage_sessions (per hour, session, project, key and model; only requests
+      that have a session), so `--by session` reads a roll-up, never every request.
+    - SQLite: usage by time (PostgreSQL had it from m002). A report's edge inside an
+      hour (`--since 12h`), the active 5-hour block and `usage delete --since` read
+      requests by time; without it each of them scanned the whole table.
+    - import_files: what each Claude Code log has been read up to, per host and path,
+      with what identifies the file (device, inode, size and modification time when
+      read, a fingerprint of its first and last bytes read), so a re-run reads only
+      what was appended."""
+    m.run(
+        sqlite=f"""
+        ALTER TABLE usage ADD COLUMN session_id TEXT;
+        CREATE INDEX usage_by_time ON usage(at_ms);
+        CREATE TABLE usage_sessions (
+            hour INTEGER NOT NULL,
+            session_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+{_counters().replace("BIGINT", "INTEGER")},
+            PRIMARY KEY (hour, session_id, project_id, key_id, model),
+            CONSTRAINT fits_exactly CHECK ({_FITS_EXACTLY})
+        ) WITHOUT ROWID;
+        CREATE TABLE import_files (
+            host TEXT NOT NULL,
+            path TEXT NOT NULL,
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            read_to INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            read_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (host, path)
+        ) WITHOUT ROWID;
+        """,
+        postgres=f"""
+        ALTER TABLE usage ADD COLUMN session_id {T};
+        CREATE TABLE usage_sessions (
+            hour BIGINT NOT NULL,
+            session_id {T} NOT NULL,
+            project_id {T} NOT NULL,
+            key_id {T} NOT NULL,
+            model {T} NOT NULL,
+{_counters()},
+            PRIMARY KEY (hour, session_id, project_id, key_id, model)
+        );
+        CREATE TABLE import_files (
+            host {T} NOT NULL,
+            path {T} NOT NULL,
+            device BIGINT NOT NULL,
+            inode BIGINT NOT NULL,
+            size BIGINT NOT NULL,
+            mtime_ns BIGINT NOT NULL,
+            read_to BIGINT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            read_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (host, path)
+        );
+        """,
+    )
 
 # -- derived objects: replaced after every upgrade ---------------------------------------
 

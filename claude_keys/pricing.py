@@ -5,6 +5,12 @@ from a user file that may override or add models: CLAUDE_API_PRICES if set, else
 prices.json next to the store. They are converted once to integer nano-dollars per
 token ($3/Mtok = 3000), so every cost is an exact integer. A model the table does not
 know has no price: the caller records it as unpriced and says so, never as $0.
+
+An entry may carry two more tiers, each in the same shape (USD per million tokens):
+- "long_context": {"above": 200000, <rates>}: a request whose input plus cache tokens
+  (reads and writes) exceed `above` is billed at these rates, all of its tokens;
+- "fast": <rates, optionally with their own long_context>: fast mode (`speed: "fast"`).
+A fast request of a model without fast rates has no price (unpriced, never standard).
 """
 from __future__ import annotations
 
@@ -42,11 +48,39 @@ def _per_token_nanos(entry: dict, where: str, model: str) -> tuple[int, ...]:
     # is /1e6, exact for any price with at most three decimals.
     out = []
     for f in FIELDS:
-        per_million = parse_money(entry[f])
+        try:
+            per_million = parse_money(entry[f])
+        except InvalidInput as e:
+            raise InvalidInput(f"{where}: {model} {f}: {e}") from None
         if per_million % 1_000_000:
             raise InvalidInput(f"{where}: {model} {f} price {entry[f]} has more than 3 decimals")
         out.append(per_million // 1_000_000)
     return tuple(out)
+
+
+def _rates(entry, where: str, model: str, fast_allowed: bool = True) -> tuple:
+    """An entry as (rates, long-context threshold or None, long-context rates, fast
+    tier or None); the fast tier has the same shape."""
+    if not isinstance(entry, dict):
+        raise InvalidInput(f"{where}: prices of {model!r} must be an object")
+    allowed = set(FIELDS) | {"long_context"} | ({"fast"} if fast_allowed else set())
+    unknown = [k for k in entry if k not in allowed and not k.startswith("_")]
+    if unknown:
+        raise InvalidInput(f"{where}: {model}: unknown price field(s) {', '.join(sorted(unknown))}")
+    base = _per_token_nanos(entry, where, model)
+    above, long = None, None
+    if "long_context" in entry:
+        tier = entry["long_context"]
+        if not isinstance(tier, dict) or type(tier.get("above")) is not int or tier["above"] < 0:
+            raise InvalidInput(f"{where}: {model} long_context needs \"above\": a whole number of "
+                               "tokens, and the rates")
+        unknown = [k for k in tier if k not in FIELDS and k != "above" and not k.startswith("_")]
+        if unknown:
+            raise InvalidInput(f"{where}: {model} long_context: unknown price field(s) "
+                               f"{', '.join(sorted(unknown))}")
+        above, long = tier["above"], _per_token_nanos(tier, where, f"{model} long_context")
+    fast = _rates(entry["fast"], where, f"{model} fast", False) if "fast" in entry else None
+    return base, above, long, fast
 
 
 def user_prices_path(store: str | None = None) -> str | None:
@@ -82,29 +116,45 @@ def table(user_path: str | None = None) -> dict[str, tuple[int, ...]]:
         for model, entry in data.items():
             if model.startswith("_"):
                 continue
-            if not isinstance(entry, dict):
-                raise InvalidInput(f"{path}: prices of {model!r} must be an object")
-            prices[normalize(model)] = _per_token_nanos(entry, path, model)
+            prices[normalize(model)] = _rates(entry, path, model)
     return prices
 
 
 class Pricer:
     """The exact cost of requests in nano-dollars (None for a model the table does not
-    know), each model's rates looked up once: imports and the request path price
-    the same few models over and over."""
+    know, or a fast request of a model without fast rates), each model's rates looked
+    up once: imports and the request path price the same few models over and over."""
 
     def __init__(self, prices: dict | None = None):
         self.prices = prices if prices is not None else table()
         self.rates: dict = {}
 
-    def __call__(self, model: str, inp: int, out: int, read: int, w5: int, w1: int) -> int | None:
+    def __call__(self, model: str, inp: int, out: int, read: int, w5: int, w1: int,
+                 fast: bool = False) -> int | None:
         try:
-            rates = self.rates[model]
+            tiers = self.rates[model]
         except KeyError:
-            rates = self.rates[model] = self.prices.get(normalize(model)) if model else None
-        if rates is None:
+            tiers = self.rates[model] = self.prices.get(normalize(model)) if model else None
+        if tiers is not None and fast:
+            tiers = tiers[3]
+        if tiers is None:
             return None
+        rates, above, long = tiers[0], tiers[1], tiers[2]
+        if above is not None and inp + read + w5 + w1 > above:
+            rates = long  # the whole request, once its input passes the threshold
         cost = inp * rates[0] + out * rates[1] + read * rates[2] + w5 * rates[3] + w1 * rates[4]
         if cost > MAX_REQUEST_NANOS:
             raise InvalidInput(f"the tokens cost more than ${MAX_REQUEST_USD:,}: not one request's")
         return cost
+
+
+SPEEDS = ("standard", "fast")
+
+
+def is_fast(speed) -> bool:
+    """A request's speed as given (None or "standard": False, "fast": True)."""
+    if speed is None or speed == "standard":
+        return False
+    if speed == "fast":
+        return True
+    raise InvalidInput(f"speed must be standard or fast, not {speed!r}")

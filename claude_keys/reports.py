@@ -1,4 +1,5 @@
-"""Usage reports: totals, and the same counters by period, project, key or model.
+"""Usage reports: totals, and the same counters by period, project, key, model or
+session (or two of these at once), and the 5-hour blocks Claude subscriptions count.
 
 Reports read the roll-ups, never every request, so they cost about the same on a store
 of ten million requests as on one of a thousand. A time range [since, until) is cut
@@ -7,6 +8,7 @@ when the report is about keys), whole hours from usage_hourly, and only what is 
 inside an hour (a --since/--until at 10:17, or a zone offset like +05:30) from the raw
 usage rows. Buckets (days, weeks, months) are calendar periods in the
 report's time zone; each piece's rows are summed into the bucket that contains them.
+Reports by session read the per-session roll-up (hourly) instead of the daily ones.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 PERIODS = ("day", "week", "month", "all")
 SERIES = ("day", "week", "month")
-GROUPS = {"project": "project_id", "key": "key_id", "model": "model"}
+GROUPS = {"project": "project_id", "key": "key_id", "model": "model", "session": "session_id"}
+BLOCK_HOURS = 5
 COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
             "cache_write_tokens", "cost_nanos", "unpriced_requests")
 # Summed exactly however large (rollups.exact_sums); the two kinds of cache write are
@@ -31,12 +34,6 @@ _ROLLUP_SUMS = exact_sums(["requests", "input_tokens", "output_tokens", "cache_r
                            "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "unpriced"])
 _RAW_SUMS = exact_sums(["1", "input_tokens", "output_tokens", "cache_read_tokens",
                         "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "1 - priced"])
-# source -> (table, time column, milliseconds per unit, sums)
-_SOURCES = {
-    "daily": ("usage_daily", "day", DAY_MS, _ROLLUP_SUMS),
-    "hourly": ("usage_hourly", "hour", HOUR_MS, _ROLLUP_SUMS),
-    "raw": ("usage", "at_ms", 1, _RAW_SUMS),
-}
 
 
 def zone(name: str | None):
@@ -169,49 +166,59 @@ class Report:
             self.filters.append("key_id = ?")
             self.params.append(key_id)
 
-    def _read(self, source: str, lo, hi, by_time: bool, group: str | None):
-        """Yield (time in ms or None, group value or None, counters) from one source."""
-        table, column, unit, sums = _SOURCES[source]
-        if source == "daily":
-            table = self._daily_table(group)
+    def _source(self, source: str, groups: tuple) -> tuple:
+        """(table, time column, milliseconds per unit, sums) for a piece of the window."""
+        if source == "raw":
+            return "usage", "at_ms", 1, _RAW_SUMS
+        if "session_id" in groups:
+            return "usage_sessions", "hour", HOUR_MS, _ROLLUP_SUMS
+        if source == "hourly":
+            return "usage_hourly", "hour", HOUR_MS, _ROLLUP_SUMS
+        # Per project and model (small at any volume) unless the report is about keys.
+        daily = "usage_daily" if self.key_id is not None or "key_id" in groups else "usage_project_daily"
+        return daily, "day", DAY_MS, _ROLLUP_SUMS
+
+    def _read(self, source: str, lo, hi, by_time: bool, groups: tuple = ()):
+        """Yield (time in ms or None, group values, counters) from one source."""
+        table, column, unit, sums = self._source(source, groups)
         where = list(self.filters)
         params = list(self.params)
+        if table == "usage" and "session_id" in groups:
+            where.append("session_id IS NOT NULL")  # as in the session roll-up
         if lo is not None:
             where.append(f"{column} >= ?")
             params.append(lo // unit)
         if hi is not None:
             where.append(f"{column} < ?")
             params.append(hi // unit)
-        keys = ([column] if by_time else []) + ([group] if group else [])
+        keys = ([column] if by_time else []) + list(groups)
         sql = f"SELECT {', '.join(keys + [sums])} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         if keys:
             sql += " GROUP BY " + ", ".join(keys)
+        skip = 1 if by_time else 0
         for row in self.conn.execute(sql, params):
             t = row[0] * unit if by_time else None
-            g = (row[1 if by_time else 0] or None) if group else None  # '' (no key/model) -> None
+            g = tuple(v or None for v in row[skip:skip + len(groups)])  # '' (no key/model) -> None
             requests, inp, out, read, write_5m, write_1h, cost, unpriced = combine(row[len(keys):])
             if requests:
                 yield t, g, (requests, inp, out, read, write_5m + write_1h, cost, unpriced)
 
-    def _daily_table(self, group: str | None) -> str:
-        """Per project and model (small at any volume) unless the report is about keys."""
-        return "usage_daily" if self.key_id is not None or group == "key_id" else "usage_project_daily"
-
-    def totals(self, group: str | None = None) -> dict:
-        """Counters over the whole window, per group value (None when not grouped)."""
+    def totals(self, *groups: str) -> dict:
+        """Counters over the whole window, per tuple of group values (() when not grouped)."""
         out: dict = {}
         for source, lo, hi in _pieces(self.win.since_ms, self.win.until_ms):
-            for _, g, counters in self._read(source, lo, hi, False, group):
+            for _, g, counters in self._read(source, lo, hi, False, groups):
                 _add(out, g, counters)
         return out
 
-    def series(self, kind: str) -> list[tuple[str, tuple]]:
-        """(label, counters) per day, week or month in the window's time zone, from the
-        first to the last period with usage (empty periods between them included)."""
+    def series(self, kind: str, *groups: str) -> list[tuple[str, tuple, tuple]]:
+        """(label, group values, counters) per day, week or month in the window's time
+        zone (and per group value), from the first to the last period with usage. Without
+        groups, the empty periods between them are included."""
         since, until = self.win.since_ms, self.win.until_ms
-        first, last = self._span()
+        first, last = self._span(groups)
         if first is None:
             return []
         lo = since if since is not None else first
@@ -236,24 +243,98 @@ class Report:
         sums: dict = {}
         for source, ranges in by_source.items():
             for r_lo, r_hi in _merge(ranges):
-                for t, _, counters in self._read(source, r_lo, r_hi, True, None):
-                    _add(sums, bisect.bisect_right(starts, t) - 1, counters)
-        filled = [i for i in sums if i >= 0]
+                for t, g, counters in self._read(source, r_lo, r_hi, True, groups):
+                    _add(sums, (bisect.bisect_right(starts, t) - 1, g), counters)
+        filled = sorted(i for i, _ in sums if i >= 0)
         if not filled:
             return []
+        if groups:
+            return [(labels[i], g, c) for (i, g), c in sorted(sums.items(), key=_by_period) if i >= 0]
         zero = (0,) * len(COUNTERS)
-        return [(labels[i], sums.get(i, zero)) for i in range(min(filled), max(filled) + 1)]
+        return [(labels[i], (), sums.get((i, ()), zero)) for i in range(filled[0], filled[-1] + 1)]
 
-    def _span(self) -> tuple[int | None, int | None]:
-        """The first and last UTC day with usage (as ms), within the filters. Two queries:
-        SQLite answers a lone min() or max() from the index, but not both at once."""
-        table = self._daily_table(None)
+    def _span(self, groups: tuple = ()) -> tuple[int | None, int | None]:
+        """The first and last UTC day (hour, for sessions) with usage, as ms, within the
+        filters. Two queries: SQLite answers a lone min() or max() from the index, but
+        not both at once."""
+        table, column, unit, _ = self._source("daily", groups)
         where = (" WHERE " + " AND ".join(self.filters)) if self.filters else ""
-        first = self.conn.execute(f"SELECT min(day) FROM {table}{where}", self.params).fetchone()[0]
+        first = self.conn.execute(f"SELECT min({column}) FROM {table}{where}", self.params).fetchone()[0]
         if first is None:
             return None, None
-        last = self.conn.execute(f"SELECT max(day) FROM {table}{where}", self.params).fetchone()[0]
-        return first * DAY_MS, (last + 1) * DAY_MS - 1
+        last = self.conn.execute(f"SELECT max({column}) FROM {table}{where}", self.params).fetchone()[0]
+        return first * unit, (last + 1) * unit - 1
+
+    def blocks(self, now_ms: int | None = None) -> list[dict]:
+        """The 5-hour blocks Claude subscriptions count usage in, that start in the
+        window: a block starts at the hour of its first request and lasts 5 hours; the
+        first request after it starts the next. Blocks chain back to the last idle day,
+        so a block is the same whatever window shows it. The active block (now inside
+        it) has its burn rate (from its first to its last request) and a projection to
+        its end. Read from the hourly roll-up; only the active block reads requests."""
+        now = now_ms if now_ms is not None else _to_ms(datetime.now(timezone.utc))
+        since, until = self.win.since_ms, self.win.until_ms
+        chain = self._chain_start(since)
+        if chain is None:
+            return []
+        hours: dict = {}
+        for t, _, counters in self._read("hourly", chain, _ceil(until, HOUR_MS), True):
+            _add(hours, t, counters)
+        blocks, current = [], None
+        for t in sorted(hours):
+            if current is None or t >= current["end_ms"]:
+                current = {"start_ms": t, "end_ms": t + BLOCK_HOURS * HOUR_MS, "counters": None}
+                blocks.append(current)
+            current["counters"] = hours[t] if current["counters"] is None else \
+                tuple(x + (y or 0) for x, y in zip(current["counters"], hours[t]))
+        shown = [b for b in blocks if (since is None or b["start_ms"] >= since)
+                 and (until is None or b["start_ms"] < until)]
+        for block in shown:
+            block["active"] = block["start_ms"] <= now < block["end_ms"]
+            if block["active"]:
+                self._burn(block, now)
+        return shown
+
+    def _chain_start(self, since) -> int | None:
+        """Where block chains begin for a window from `since`: the day after the last
+        day before it without usage (a day's gap ends every chain), else the first day."""
+        table, _, _, _ = self._source("daily", ())
+        where = "".join(f" AND {f}" for f in self.filters)
+        first, _ = self._span()
+        if first is None or since is None or since <= first:
+            return first
+        expected = since // DAY_MS - 1
+        for (day,) in self.conn.execute(f"SELECT DISTINCT day FROM {table} WHERE day <= ?{where} "
+                                        "ORDER BY day DESC", [expected] + self.params):
+            if day != expected:
+                break
+            expected -= 1
+        return (expected + 1) * DAY_MS
+
+    def _burn(self, block: dict, now: int) -> None:
+        """The active block's rate, from its first request to its last, and where that
+        rate takes it by the block's end."""
+        where = "".join(f" AND {f}" for f in self.filters)
+        params = [block["start_ms"], block["end_ms"]] + self.params
+        first, last = (self.conn.execute(f"SELECT {fn}(at_ms) FROM usage WHERE at_ms >= ? AND "
+                                         f"at_ms < ?{where}", params).fetchone()[0]
+                       for fn in ("min", "max"))
+        block["first_ms"], block["last_ms"] = first, last
+        if first is None or last is None or last <= first:
+            return
+        requests, inp, out, read, write, cost, _ = block["counters"]
+        minutes = (last - first) / 60_000
+        block["tokens_per_minute"] = (inp + out + read + write) / minutes
+        block["cost_nanos_per_hour"] = cost / minutes * 60
+        remaining = max(0, block["end_ms"] - now) / 60_000
+        block["remaining_minutes"] = remaining
+        block["projected_tokens"] = round(inp + out + read + write + block["tokens_per_minute"] * remaining)
+        block["projected_cost_nanos"] = round(cost + cost / minutes * remaining)
+
+
+def _by_period(item):
+    (i, g), counters = item
+    return i, -(counters[5] or 0), [v or "" for v in g]
 
 
 def _add(acc: dict, key, counters) -> None:

@@ -24,6 +24,7 @@ CANONICAL = {
     "project_id": "{r}project_id",
     "model": "{r}model",
     "hour": "{r}at_ms / 3600000",
+    "session_id": "coalesce({r}session_id, '')",
     "requests": "1",
     **{c: f"{{r}}{c}" for c in COUNTERS[1:-1]},
     "unpriced": "1 - {r}priced",
@@ -39,8 +40,13 @@ ROLLUPS = {
                      "model": "model"},
     # Per project and day: reports not about keys, at a size set by days x projects x models.
     "usage_project_daily": {"day": "hour / 24", "project_id": "project_id", "model": "model"},
+    # Per hour and Claude Code session: reports by session (requests without one stay out).
+    "usage_sessions": {"hour": "hour", "session_id": "session_id", "project_id": "project_id",
+                       "key_id": "key_id", "model": "model"},
 }
-GRAIN = ("key_id", "project_id", "model", "hour")  # the finest grouping: every roll-up's keys derive from it
+# Roll-ups that hold only some requests: a condition over the canonical fields.
+ONLY = {"usage_sessions": "session_id <> ''"}
+GRAIN = ("key_id", "project_id", "model", "hour", "session_id")  # the finest grouping: every roll-up's keys derive from it
 
 _NAME = re.compile(r"\b(" + "|".join(CANONICAL) + r")\b")
 
@@ -74,7 +80,7 @@ def merge_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False
     group = ", ".join(str(i) for i in range(1, len(keys) + 1))
     sums = ", ".join(f"{minus}sum({c})" for c in COUNTERS)
     return (f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "
-            f"SELECT {', '.join(keys.values())}, {sums} FROM {rows} WHERE true "
+            f"SELECT {', '.join(keys.values())}, {sums} FROM {rows} WHERE {ONLY.get(table, 'true')} "
             f"GROUP BY {group} ORDER BY {group} {_upsert_tail(table)}")
 
 
@@ -86,9 +92,19 @@ def grain_sql(source: str) -> str:
     return f"SELECT {keys}, {sums} FROM ({canonical_select(source)}) AS c GROUP BY {keys}"
 
 
-def prune_sql(table: str) -> str:
-    """After taking requests away: drop the roll-up rows left with none."""
-    return f"DELETE FROM {table} WHERE requests = 0"
+def only_sql(table: str, qualifier: str = "") -> str:
+    """Which usage rows a roll-up holds, as a condition over the usage table ('true': all)."""
+    return _over_row(ONLY[table], qualifier) if table in ONLY else "true"
+
+
+def prune_sql(table: str, source: str | None = None) -> str:
+    """After taking requests away: drop the roll-up rows left with none (only those the
+    usage rows of `source` belong to, when given: a prune need not read a whole roll-up)."""
+    if source is None:
+        return f"DELETE FROM {table} WHERE requests = 0"
+    keys = ROLLUPS[table]
+    return (f"DELETE FROM {table} WHERE requests = 0 AND ({', '.join(keys)}) IN "
+            f"(SELECT {', '.join(keys.values())} FROM ({canonical_select(source)}) AS c)")
 
 
 def trigger_sql() -> str:
@@ -99,8 +115,10 @@ def trigger_sql() -> str:
     for table, keys in ROLLUPS.items():
         values = [_over_row(expr, "NEW.") for expr in keys.values()]
         values += [CANONICAL[c].format(r="NEW.") for c in COUNTERS]
+        rows = (f"SELECT {', '.join(values)} WHERE {only_sql(table, 'NEW.')}" if table in ONLY
+                else f"VALUES ({', '.join(values)})")
         statements.append(f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "
-                          f"VALUES ({', '.join(values)}) {_upsert_tail(table)};")
+                          f"{rows} {_upsert_tail(table)};")
     body = "\n    ".join(statements)
     return ("CREATE TRIGGER usage_rollups AFTER INSERT ON usage\n"
             f"WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN\n    {body}\nEND")

@@ -25,7 +25,7 @@ from .errors import ClaudeKeysError
 
 # The number of steps in claude_keys.migrations (a test checks the two agree). Kept
 # here so that opening an up-to-date store never imports the migrations.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ENV_DB = "CLAUDE_API_DB"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

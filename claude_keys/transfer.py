@@ -160,8 +160,9 @@ def disagreements(conn) -> list[str]:
     problems = []
     counters = rollups.COUNTERS
     raw = rollups.exact_sums([rollups.CANONICAL[c].format(r="") for c in counters])
-    truth = rollups.combine(conn.execute(f"SELECT {raw} FROM usage").fetchone())
     for table in rollups.ROLLUPS:
+        truth = rollups.combine(conn.execute(
+            f"SELECT {raw} FROM usage WHERE {rollups.only_sql(table)}").fetchone())
         found = rollups.combine(conn.execute(f"SELECT {rollups.exact_sums(counters)} FROM {table}").fetchone())
         if found != truth:
             problems.append(f"the roll-up {table} disagrees with the requests "

@@ -14,12 +14,13 @@ from functools import lru_cache
 
 from . import pricing, rollups
 from .errors import InvalidInput, KeyNotFound
-from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, now_ms, parse_cost,
-                     parse_count)
+from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, now_ms,
+                     parse_cost, parse_count)
 
 COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
            "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-           "cache_write_1h_tokens", "cost_nanos", "priced")
+           "cache_write_1h_tokens", "cost_nanos", "priced", "session_id")
+FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
 _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
            "ON CONFLICT (request_id) DO NOTHING")
 # One statement either way (SQLite's trigger keeps the roll-ups); it stores 1 row, or 0
@@ -71,25 +72,38 @@ def _model(name: str) -> str:
     return check_text(name, "model", max_len=256, allow_empty=True)
 
 
+def check_time(at_ms: int, now: int | None = None) -> int:
+    """A usage time: from 1970, and at most a day ahead of now (clocks drift; a record
+    dated next year is a mistake that would sit in reports and budgets)."""
+    if not 0 <= at_ms < LAST_MS:
+        raise InvalidInput("the time of a usage record must be between 1970 and 9999")
+    latest = (now if now is not None else now_ms()) + FUTURE_MS
+    if at_ms > latest:
+        raise InvalidInput(f"the time {iso_ms(at_ms)} is more than a day in the future")
+    return at_ms
+
+
 def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
            model: str | None = None, tokens: dict, cost_nanos: int | None = None,
-           request_id: str | None = None, at_ms: int | None = None) -> Recorded:
+           request_id: str | None = None, at_ms: int | None = None, speed=None) -> Recorded:
     """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
-    missing cost comes from `pricer`, and an unknown model is recorded at $0, unpriced.
-    A request in flight with that request id is settled by it (see limits.SETTLED)."""
+    missing cost comes from `pricer` (at fast-mode rates for speed "fast"), and an
+    unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
+    such a request could never be priced. A request in flight with that request id is
+    settled by it (see limits.SETTLED)."""
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
+    if not model and cost_nanos is None:
+        raise InvalidInput("give the request's model (to price it) or its cost")
+    fast = pricing.is_fast(speed)
     request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
-    if at_ms is None:
-        at_ms = now_ms()
-    elif not 0 <= at_ms < LAST_MS:  # 1970 .. 9999
-        raise InvalidInput("the time of a usage record must be between 1970 and 9999")
+    at_ms = now_ms() if at_ms is None else check_time(at_ms)
     counts = [tokens[f] for f in TOKEN_FIELDS]
     if cost_nanos is not None and not 0 <= cost_nanos <= MAX_REQUEST_NANOS:
         parse_cost(cost_nanos / NANOS_PER_USD)  # says why, as every other way in does
-    cost = cost_nanos if cost_nanos is not None else pricer(model, *counts)
+    cost = cost_nanos if cost_nanos is not None else pricer(model, *counts, fast)
     priced = cost is not None
     cost = cost or 0
-    row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced))
+    row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
     cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
     inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
     return Recorded(inserted == 1, request_id, cost, priced)
@@ -109,7 +123,7 @@ def release(conn, request_id: str) -> bool:
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
                  "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_usd",
-                 "request_id")
+                 "request_id", "session_id")
 
 
 def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
@@ -128,14 +142,106 @@ def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
             params.append(value)
     sql = ("SELECT key_id, project_id, at_ms, model, input_tokens, output_tokens, cache_read_tokens, "
            "cache_write_5m_tokens + cache_write_1h_tokens, cache_write_1h_tokens, cost_nanos, priced, "
-           "request_id FROM usage")
+           "request_id, session_id FROM usage")
     if where:
         sql += " WHERE " + " AND ".join(where)
-    from .values import iso_ms
-
-    for key, project, at, model, inp, out, read, writes, hour_writes, cost, priced, request_id in (
-            conn.execute(sql + " ORDER BY at_ms, request_id", params)):
+    for key, project, at, model, inp, out, read, writes, hour_writes, cost, priced, request_id, \
+            session in conn.execute(sql + " ORDER BY at_ms, request_id", params):
         yield {"key": key, "project_id": project, "at": iso_ms(at), "model": model or None,
                "input_tokens": inp, "output_tokens": out, "cache_read_tokens": read,
                "cache_write_tokens": writes, "cache_write_1h_tokens": hour_writes,
-               "cost_usd": cost / 1_000_000_000 if priced else None, "request_id": request_id}
+               "cost_usd": cost / 1_000_000_000 if priced else None, "request_id": request_id,
+               "session_id": session}
+
+
+def remove_rows(conn, doomed: str) -> int:
+    """Take the requests copied into the table `doomed` (usage rows) out of the store:
+    out of every roll-up (sign -1, then the emptied roll-up rows pruned) and out of
+    usage, inside the caller's write transaction. Returns how many."""
+    count = conn.execute(f"SELECT count(*) FROM {doomed}").fetchone()[0]
+    if count:
+        for table in rollups.ROLLUPS:
+            conn.execute(rollups.merge_sql(table, doomed, -1))
+            conn.execute(rollups.prune_sql(table, doomed))
+        conn.execute(f"DELETE FROM usage WHERE request_id IN (SELECT request_id FROM {doomed})")
+    return count
+
+
+@dataclass
+class Selection:
+    """Which requests `usage delete` takes back: request ids, or a key and/or a project
+    within [since_ms, until_ms)."""
+
+    request_ids: tuple = ()
+    key_id: str | None = None
+    project_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def where(self) -> tuple[str, list]:
+        if self.request_ids:
+            return f"request_id IN ({', '.join('?' * len(self.request_ids))})", list(self.request_ids)
+        if (self.key_id is None and self.project_id is None) or self.since_ms is None \
+                or self.until_ms is None:
+            raise InvalidInput("say what to delete: request ids, or --key and/or --project-id "
+                               "with --since and --until")
+        where, params = ["at_ms >= ?", "at_ms < ?"], [self.since_ms, self.until_ms]
+        for column, value in (("key_id", self.key_id), ("project_id", self.project_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return " AND ".join(where), params
+
+    def describe(self) -> dict:
+        if self.request_ids:
+            shown = list(self.request_ids[:20])
+            return {"request_ids": shown + ([f"… {len(self.request_ids) - 20} more"]
+                                            if len(self.request_ids) > 20 else [])}
+        return {k: v for k, v in (("key_id", self.key_id), ("project_id", self.project_id),
+                                  ("since", iso_ms(self.since_ms)), ("until", iso_ms(self.until_ms)))
+                if v is not None}
+
+
+_SUMS = ("1", "input_tokens", "output_tokens", "cache_read_tokens",
+         "cache_write_5m_tokens + cache_write_1h_tokens", "cost_nanos")
+MAX_IDS = 10_000  # request ids in one `usage delete`
+
+
+def deletion_totals(conn, selection: Selection, table: str = "usage") -> dict:
+    """What the selection holds: requests, tokens and cost (exact)."""
+    where, params = selection.where() if table == "usage" else ("true", [])
+    sums = rollups.combine(conn.execute(
+        f"SELECT {rollups.exact_sums(_SUMS)} FROM {table} WHERE {where}", params).fetchone())
+    names = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+             "cost_nanos")
+    return dict(zip(names, sums))
+
+
+def delete(conn, selection: Selection) -> dict:
+    """Delete the selected requests with their roll-ups, in one write transaction,
+    audited. Returns what was deleted (deletion_totals) and, for request ids, which
+    were not found."""
+    from . import audit
+
+    if len(selection.request_ids) > MAX_IDS:
+        raise InvalidInput(f"at most {MAX_IDS:,} request ids at once")
+    where, params = selection.where()
+    with conn.write():
+        conn.execute("DROP TABLE IF EXISTS doomed")
+        conn.execute(f"CREATE TEMP TABLE doomed AS SELECT * FROM usage WHERE {where}", params)
+        totals = deletion_totals(conn, selection, "doomed")
+        missing = []
+        if selection.request_ids:
+            found = {r[0] for r in conn.execute("SELECT request_id FROM doomed")}
+            missing = [r for r in selection.request_ids if r not in found]
+        remove_rows(conn, "doomed")
+        # A request that settled a reservation: without its usage the reservation would
+        # count again until it expires.
+        conn.execute("DELETE FROM in_flight WHERE request_id IN (SELECT request_id FROM doomed)")
+        conn.execute("DROP TABLE doomed")
+        if totals["requests"]:
+            audit.record(conn, "usage delete", selection.key_id,
+                         {"requests": totals["requests"], "cost_usd": totals["cost_nanos"] / 1e9},
+                         {"requests": 0, "cost_usd": 0, "deleted": selection.describe()})
+    return {**totals, "missing": missing}
+

@@ -140,7 +140,8 @@ def time_ms(text) -> int | None:
 
 
 def parse_time(text: str, *, end: bool = False, tz=None) -> int:
-    """ISO-8601 date or datetime -> epoch milliseconds.
+    """ISO-8601 date or datetime, or a duration back from now (`7d`, `12h`) -> epoch
+    milliseconds.
 
     A datetime without a zone is UTC. A bare date is midnight in `tz` (default UTC);
     with end=True a bare date means the end of that day (exclusive), so `--until
@@ -148,6 +149,8 @@ def parse_time(text: str, *, end: bool = False, tz=None) -> int:
     """
     raw = str(text).strip()
     ms = None
+    if _DURATION_RE.fullmatch(raw):
+        return max(0, now_ms() - parse_duration(raw) * 1000)
     if _ISO_DATE_RE.fullmatch(raw):
         try:
             day = datetime.strptime(raw, "%Y-%m-%d")
@@ -162,7 +165,7 @@ def parse_time(text: str, *, end: bool = False, tz=None) -> int:
         ms = time_ms(raw)
     if ms is None:
         raise InvalidInput(f"{text!r} is not a time: use an ISO-8601 date (2026-01-31) or "
-                           "datetime (2026-01-31T12:00:00Z)")
+                           "datetime (2026-01-31T12:00:00Z), or a duration back from now (7d, 12h)")
     return ms
 
 

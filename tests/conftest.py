@@ -96,6 +96,8 @@ def isolated(store_target, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
+    # `usage import` without FILE reads Claude Code's logs: never the real ones in a test.
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "no-claude-config"))
     monkeypatch.delenv("CLAUDE_API_NO_KEYRING", raising=False)
     monkeypatch.delenv("CLAUDE_API_DEBUG", raising=False)
     backend = MemoryKeyring()

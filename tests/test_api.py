@@ -156,7 +156,7 @@ def test_a_forked_child_opens_its_own_connection(isolated):
     if pid == 0:  # the child: use the inherited KeyStore
         try:
             ok = store.check(key=key["key"]).allowed and store._conn() is not parent_conn
-            store.record_usage(key["id"], input_tokens=7, request_id="from-child")
+            store.record_usage(key["id"], model="claude-haiku-4-5", input_tokens=7, request_id="from-child")
             os._exit(0 if ok else 1)
         except BaseException:
             os._exit(2)

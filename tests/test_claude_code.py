@@ -26,7 +26,8 @@ def test_totals_equal_the_truth(logs):
     assert result["requests"] == result["imported"] == truth.requests
     assert result["lines"] == truth.lines
     assert result["files"] == len(list(root.rglob("*.jsonl")))
-    assert result["skipped"]["synthetic message"] > 0 and result["skipped"]["unreadable line"] == truth.torn_lines
+    assert result["skipped"]["synthetic message"] > 0
+    assert result["skipped"]["unfinished last line"] == truth.torn_lines
     total = summary("summary", "--period", "all")
     assert (total["requests"], total["input_tokens"], total["output_tokens"], total["cache_read_tokens"],
             total["cache_write_tokens"]) == (truth.requests, truth.input_tokens, truth.output_tokens,
@@ -44,11 +45,14 @@ def test_reimport_adds_nothing_and_files_can_be_given_one_by_one(logs):
     root, truth = logs
     assert cli("usage", "import", root / "projects").exit_code == 0  # the projects folder itself
     before = summary("summary", "--period", "all")
-    again = cli("usage", "import", root, "--json").json()
-    assert again["imported"] == 0 and again["already_stored"] == truth.requests
+    again = cli("usage", "import", root, "--json").json()  # only the unfinished last lines again
+    assert (again["lines"], again["requests"], again["imported"]) == (truth.torn_lines, 0, 0)
+    assert again["unchanged_files"] == again["files"] - truth.torn_lines
+    full = cli("usage", "import", root, "--full", "--json").json()
+    assert full["imported"] == 0 and full["already_stored"] == truth.requests and full["lines"] == truth.lines
     files = sorted((root / "projects" / "-home-user-project0").glob("*.jsonl"))
-    one = cli("usage", "import", *files, "--json").json()
-    assert one["imported"] == 0
+    one = cli("usage", "import", *files, "--full", "--json").json()
+    assert one["imported"] == 0 and one["already_stored"] > 0
     assert summary("summary", "--period", "all") == before
 
 
@@ -72,20 +76,25 @@ def test_key_attributes_the_usage(logs):
     assert {p["project_id"] for p in summary("by-project", "--period", "all")} == set(truth.by_project)
 
 
-def test_the_largest_copy_of_a_request_wins_and_sidechains_lose(tmp_path):
+def test_the_largest_copy_of_a_request_wins_and_a_main_copy_wins_a_tie(tmp_path):
     folder = tmp_path / "projects" / "p"
     folder.mkdir(parents=True)
 
-    def line(output, sidechain=False, ts="2026-02-01T10:00:00.000Z"):
+    def line(output, sidechain=False, ts="2026-02-01T10:00:00.000Z", session="s-main"):
         return json.dumps({"type": "assistant", "isSidechain": sidechain, "timestamp": ts, "requestId": "req_1",
-                           "message": {"id": "msg_1", "model": "claude-haiku-4-5-20251001",
-                                       "usage": {"input_tokens": 10, "output_tokens": output}}},
+                           "sessionId": session, "message": {"id": "msg_1", "model": "claude-haiku-4-5-20251001",
+                                                             "usage": {"input_tokens": 10, "output_tokens": output}}},
                           separators=(",", ":"))
     (folder / "a.jsonl").write_text("\n".join([line(1), line(500), line(3)]) + "\n")
-    (folder / "b.jsonl").write_text(line(9000, sidechain=True) + "\n")
+    (folder / "b.jsonl").write_text(line(500, sidechain=True, session="s-side") + "\n")
     assert cli("usage", "import", tmp_path).exit_code == 0
     total = summary("summary", "--period", "all")
     assert total["requests"] == 1 and total["output_tokens"] == 500
+    assert [r["session_id"] for r in summary("summary", "--by", "session", "--period", "all")] == ["s-main"]
+    (folder / "b.jsonl").write_text(line(9000, sidechain=True, session="s-side") + "\n")
+    assert cli("usage", "import", tmp_path, "--json").json()["replaced"] == 1
+    total = summary("summary", "--period", "all")
+    assert total["requests"] == 1 and total["output_tokens"] == 9000
 
 
 def test_real_processes_import_and_report(logs):
@@ -123,7 +132,8 @@ def test_what_can_be_given(tmp_path):
     assert [p["project_id"] for p in summary("by-project", "--period", "all")] == ["-home-user-project0"]
     assert r.json()["imported"] == truth.requests
     subagent = next(folder.glob("*/subagents/*.jsonl"))
-    assert cli("usage", "import", subagent, "--json").json()["already_stored"] > 0
+    assert cli("usage", "import", subagent, "--json").json()["unchanged_files"] == 1
+    assert cli("usage", "import", subagent, "--full", "--json").json()["already_stored"] > 0
     r = cli("usage", "import", summary_first, "--json")  # --format auto sees a Claude Code log
     assert r.exit_code == 0, r
 

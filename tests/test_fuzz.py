@@ -147,3 +147,69 @@ def test_random_values_anywhere(fuzz_env, data):
         if not param.is_flag:
             args.append(data.draw(st.text(max_size=30)))
     run_and_check(args, db, stdin=data.draw(st.text(max_size=20)))
+
+
+# --- Claude Code logs: hostile values in every field of a line ----------------------
+
+_LINE = {"parentUuid": "p", "isSidechain": False, "userType": "external", "cwd": "/x", "sessionId": "s",
+         "version": "2.0.31", "type": "assistant", "uuid": "u", "timestamp": "2026-02-01T10:00:00.000Z",
+         "requestId": "req", "costUSD": None,
+         "message": {"id": "msg", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                     "content": [{"type": "text", "text": "hi"}],
+                     "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 1,
+                               "cache_creation_input_tokens": 2, "speed": "standard",
+                               "cache_creation": {"ephemeral_5m_input_tokens": 2, "ephemeral_1h_input_tokens": 0}}}}
+_FIELDS = [(), ("type",), ("timestamp",), ("requestId",), ("sessionId",), ("isSidechain",), ("costUSD",),
+           ("uuid",), ("message",), ("message", "id"), ("message", "model"), ("message", "usage"),
+           ("message", "usage", "input_tokens"), ("message", "usage", "output_tokens"),
+           ("message", "usage", "cache_read_input_tokens"), ("message", "usage", "cache_creation_input_tokens"),
+           ("message", "usage", "speed"), ("message", "usage", "cache_creation"),
+           ("message", "usage", "cache_creation", "ephemeral_1h_input_tokens")]
+_VALUES = [None, "", 0, -1, 1.5, 1e308, -1e308, 10**30, True, [], {}, [1, [2, [3]]], "x" * 200_000,
+           "\udcff", "\u009b31m", "\u202egnp", "\x1b[2J\x1b]0;t\x07", "<synthetic>", "9999-12-31T23:59:59Z",
+           "2099-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "fast", {"a": {"b": {"c": None}}}, "😀", "nan"]
+
+
+def _with(path, value):
+    import copy
+
+    line = copy.deepcopy(_LINE)
+    if not path:
+        return value
+    target = line
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return line
+
+
+@pytest.mark.parametrize("path", _FIELDS, ids=lambda p: ".".join(p) or "line")
+def test_hostile_claude_code_log_fields(fuzz_env, tmp_path, path):
+    import json
+
+    from conftest import assert_consistent, sql
+
+    db, _, _ = fuzz_env
+    folder = tmp_path / "logs" / "projects" / "p"
+    folder.mkdir(parents=True)
+    lines = [json.dumps(dict(_LINE, requestId="good-1"))]
+    for i, value in enumerate(_VALUES):
+        hostile = _with(path, value)
+        if isinstance(hostile, dict) and path[:1] != ("requestId",):
+            hostile["requestId"] = f"h{i}"  # its own request, unless the id is what is fuzzed
+        lines.append(json.dumps(hostile))
+    lines.append(json.dumps(dict(_LINE, requestId="good-2")))
+    lines.append('{"message": {"usage": ' + "[" * 3000)  # deep, and unfinished
+    (folder / "s.jsonl").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(root, ["usage", "import", str(tmp_path / "logs"), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Traceback" not in result.stderr, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["lines"] == len(lines)
+    assert sum(answer["skipped"].values()) + answer["requests"] <= len(lines)
+    good = sql("SELECT request_id, input_tokens, output_tokens, cost_nanos FROM usage "
+               "WHERE request_id IN ('cc:msg:good-1', 'cc:msg:good-2') ORDER BY 1")
+    assert good == [("cc:msg:good-1", 10, 5, 37_600), ("cc:msg:good-2", 10, 5, 37_600)]
+    assert_consistent(db)
+    for args in (["summary", "--by", "model"], ["summary", "--by", "session,model"], ["by-project"], ["blocks"]):
+        shown = CliRunner().invoke(root, ["usage", *args, "--period", "all"], catch_exceptions=False)
+        assert shown.exit_code == 0 and "\x1b" not in shown.stdout and "\u202e" not in shown.stdout, args

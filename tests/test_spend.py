@@ -326,7 +326,7 @@ def test_sums_past_what_64_bits_hold_are_refused_or_exact():
     from claude_keys import reports, store as stores
 
     conn = stores.connect()
-    totals = reports.Report(conn, reports.window("all")).totals()[None]
+    totals = reports.Report(conn, reports.window("all")).totals()[()]
     conn.close()
     assert totals[5] == 9_224 * 10**6 * NANOS + 1 > 2**63  # summed past 64 bits, to the nano-dollar
     shown = cli("keys", "show", key["id"], "--json").json()["current"]

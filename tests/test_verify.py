@@ -235,9 +235,10 @@ def test_rotation_does_not_reset_budget_or_rate():
     verify(key["key"], code=5)
 
 
-def test_usage_dated_in_later_months_does_not_spend_this_months_budget():
+def test_usage_dated_more_than_a_day_ahead_is_bad_input_and_spends_nothing():
     key = create("--monthly-budget", "10")
-    record(key["id"], "--cost", "50", "--at", "2099-03-05T00:00:00Z")
+    r = cli("usage", "record", "--key", key["id"], "--cost", "50", "--at", "2099-03-05T00:00:00Z")
+    assert r.exit_code == 2 and "more than a day in the future" in r.stderr
     verify(key["key"], code=0)
 
 

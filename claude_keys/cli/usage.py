@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
@@ -15,7 +16,10 @@ COLUMNS = ["requests", "input_tokens", "output_tokens", "cache_read_tokens",
            "cache_write_tokens", "total_tokens", "cost_usd"]
 HEADERS = {"input_tokens": "input", "output_tokens": "output", "cache_read_tokens": "cache read",
            "cache_write_tokens": "cache write", "total_tokens": "total tokens", "cost_usd": "cost",
-           "project_id": "project", "key_id": "key", "unpriced_requests": "unpriced"}
+           "project_id": "project", "key_id": "key", "unpriced_requests": "unpriced",
+           "session_id": "session", "tokens_per_minute": "tokens/min",
+           "cost_usd_per_hour": "cost/hour", "projected_cost_usd": "projected cost",
+           "projected_total_tokens": "projected tokens"}
 
 
 def _app(ctx):
@@ -38,11 +42,13 @@ def usage() -> None:
 @click.option("--cost", type=Money(), help="The cost in USD (otherwise computed from the price table).")
 @click.option("--at", type=Time(), help="When (ISO-8601; default now).")
 @click.option("--request-id", type=Text("the request id", allow_empty=False), help="A unique id: recording the same id again changes nothing.")
+@click.option("--speed", type=click.Choice(["standard", "fast"]), default="standard", show_default=True,
+              help="fast: priced at the model's fast-mode rates.")
 @json_option
 @click.pass_context
 def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-           cache_write_1h_tokens, model, cost, at, request_id, fmt) -> None:
-    """Record the usage of one request."""
+           cache_write_1h_tokens, model, cost, at, request_id, speed, fmt) -> None:
+    """Record the usage of one request (give its --model to price it, or its --cost)."""
     from .. import keys, pricing
     from ..values import parse_time
 
@@ -54,10 +60,11 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
     pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)))
     done = lib.record(app.conn, row["id"], row["project_id"], pricer=pricer, model=model,
                       tokens=tokens, cost_nanos=cost, request_id=request_id,
-                      at_ms=None if at is None else parse_time(at))
+                      at_ms=None if at is None else parse_time(at), speed=speed)
     if not done.priced:
-        warn(f"the model {model or '(none)'!r} is not in the price table: recorded at $0 and "
-             "marked unpriced (pass --cost, or add the model to a prices.json)")
+        what = "fast-mode prices" if speed == "fast" else "a price"
+        warn(f"the model {model or '(none)'!r} has no {what} in the price table: recorded at $0 "
+             "and marked unpriced (pass --cost, or add the model to a prices.json)")
     if fmt == "json":
         from ..render import write_json
 
@@ -113,28 +120,71 @@ def _with_total(rows, fmt, label_column):
     return rows + [total]
 
 
-def _show(rows, fmt, label_columns, bars=None):
+def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None):
     from ..render import table
 
-    columns = label_columns + COLUMNS
+    columns = label_columns + (columns or COLUMNS)
     if any(r["unpriced_requests"] for r in rows) or fmt in ("json", "csv", "tsv"):
         columns = columns + ["unpriced_requests"]
     _warn_unpriced(rows)
-    table(_with_total(rows, fmt, label_columns[0]), fmt, columns, headers=HEADERS,
-          money=("cost_usd",), bars=bars, empty="no usage in this period")
+    shown = _with_total(rows, fmt, label_columns[0])
+    if nested and fmt not in ("json", "csv", "tsv"):
+        shown = _grouped_visually(shown, label_columns[0])
+    table(shown, fmt, columns, headers=HEADERS, money=("cost_usd",), bars=bars,
+          empty="no usage in this period")
+
+
+def _grouped_visually(rows, first):
+    """Human tables of two levels: the first level's value only where it changes."""
+    out, previous = [], object()
+    for r in rows:
+        value = r[first]
+        out.append(r if value != previous else {**r, first: ""})
+        previous = value
+    return out
+
+
+LEVELS = ("day", "week", "month", "project", "key", "model", "session")
+
+
+class Grouping(click.ParamType):
+    """--by: one level, or two separated by a comma (day,model; project,model; …)."""
+
+    name = "BY"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        levels = tuple(v.strip() for v in str(value).split(","))
+        unknown = [v for v in levels if v not in LEVELS]
+        if unknown or not 1 <= len(levels) <= 2:
+            self.fail(f"{value!r}: give one or two of {', '.join(LEVELS)}, separated by a comma "
+                      "(e.g. day,model)", param, ctx)
+        if len(set(levels)) < len(levels) or sum(v in ("day", "week", "month") for v in levels) > 1:
+            self.fail(f"{value!r}: two different levels, at most one of them a period", param, ctx)
+        return levels
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        done, _, last = incomplete.rpartition(",")
+        prefix = done + "," if done else ""
+        return [CompletionItem(prefix + v) for v in LEVELS if v.startswith(last)]
 
 
 @usage.command()
 @report_options
-@click.option("--by", type=click.Choice(["day", "week", "month", "project", "key", "model"]),
-              help="A row per period, project, key or model instead of one total.")
+@click.option("--by", type=Grouping(), metavar="LEVEL[,LEVEL]",
+              help="A row per day, week, month, project, key, model or session; two levels "
+                   "(e.g. day,model or project,model) give a row per pair.")
 @output_options
 def summary(report, by, fmt) -> None:
-    """Totals of requests, tokens and cost (or a series --by period, project, key, model)."""
+    """Totals of requests, tokens and cost (or rows --by period, project, key, model,
+    session, or two of them)."""
     from .. import reports
 
     if by is None:
-        totals = report.totals().get(None, reports.EMPTY)
+        totals = report.totals().get((), reports.EMPTY)
         item = {**report.win.as_json(), **reports.row(totals)}
         _warn_unpriced([item])
         from ..render import record, write_json
@@ -144,28 +194,56 @@ def summary(report, by, fmt) -> None:
         else:
             record({k: v for k, v in item.items() if v is not None or k in ("since", "until")},
                    fmt, money=("cost_usd",), headers=HEADERS)
-    elif by in reports.SERIES:
-        rows = [{"period": label, **reports.row(c)} for label, c in report.series(by)]
-        _show(rows, fmt, ["period"], bars="cost_usd" if sys.stdout.isatty() else None)
     else:
         _grouped(report, by, fmt)
 
 
-def _grouped(report, by, fmt) -> None:
+def _grouped(report, levels, fmt) -> None:
+    """Rows per level (or pair of levels): periods in time order, groups most expensive
+    first; with two levels, the second within the first."""
     from .. import reports
 
-    column = reports.GROUPS[by]
-    rows = [{column: group, **reports.row(c)} for group, c in report.totals(column).items()]
-    rows.sort(key=lambda r: (-r["cost_usd"], -r["total_tokens"], r[column] or ""))
-    labels = [column]
-    if by == "key":
+    labels = ["period" if v in reports.SERIES else reports.GROUPS[v] for v in levels]
+    if levels == ("session",):
+        labels.append("project_id")  # a session is in one project: show it
+    groups = tuple(label for label in labels if label != "period")
+    period = next((v for v in levels if v in reports.SERIES), None)
+    if period:
+        found = [(dict(zip(("period",) + groups, (label,) + g)), c)
+                 for label, g, c in report.series(period, *groups)]
+    else:
+        found = [(dict(zip(groups, g)), c) for g, c in report.totals(*groups).items()]
+    rows = [{**{label: values[label] for label in labels}, **reports.row(c)} for values, c in found]
+    if labels[0] != "period":
+        _rank(rows, labels, period is not None)
+    if levels == ("key",):
         names = {}
         for key_id, name, project in report.conn.execute("SELECT id, name, project_id FROM keys"):
             names[key_id] = (name, project)
         for r in rows:
             r["name"], r["project_id"] = names.get(r["key_id"], (None, None))
         labels = ["key_id", "name", "project_id"]
-    _show(rows, fmt, labels)
+    bars = "cost_usd" if labels == ["period"] and sys.stdout.isatty() else None
+    _show(rows, fmt, labels, bars=bars, nested=len(levels) == 2)
+
+
+def _rank(rows, labels, second_is_period) -> None:
+    """Most expensive first; with two levels, first-level groups by their total, and
+    within each the second level by cost (or in time order, for periods)."""
+    first = labels[0]
+    totals: dict = {}
+    for r in rows:
+        totals[r[first]] = totals.get(r[first], 0) + r["cost_usd"]
+
+    def key(r):
+        head = (-totals[r[first]], r[first] or "")
+        if len(labels) == 1 or labels[1] == "project_id":
+            return head + (-r["total_tokens"],)
+        if second_is_period:
+            return head + (r["period"],)
+        return head + (-r["cost_usd"], -r["total_tokens"], r[labels[1]] or "")
+
+    rows.sort(key=key)
 
 
 @usage.command("by-project")
@@ -173,7 +251,7 @@ def _grouped(report, by, fmt) -> None:
 @output_options
 def by_project(report, fmt) -> None:
     """Requests, tokens and cost per project, most expensive first."""
-    _grouped(report, "project", fmt)
+    _grouped(report, ("project",), fmt)
 
 
 @usage.command("by-key")
@@ -181,23 +259,139 @@ def by_project(report, fmt) -> None:
 @output_options
 def by_key(report, fmt) -> None:
     """Requests, tokens and cost per key, most expensive first."""
-    _grouped(report, "key", fmt)
+    _grouped(report, ("key",), fmt)
+
+
+@usage.command()
+@report_options
+@output_options
+def blocks(report, fmt) -> None:
+    """The 5-hour blocks Claude subscriptions count usage in, with the active block's
+    burn rate and projected total."""
+    from .. import reports
+    from ..values import iso_ms
+
+    rows = []
+    for b in report.blocks():
+        rate = b.get("tokens_per_minute")
+        rows.append({
+            "start": iso_ms(b["start_ms"]), "end": iso_ms(b["end_ms"]), "active": b["active"],
+            **reports.row(b["counters"]),
+            "tokens_per_minute": None if rate is None else round(rate, 1),
+            "cost_usd_per_hour": None if rate is None else round(b["cost_nanos_per_hour"] / 1e9, 6),
+            "projected_total_tokens": b.get("projected_tokens"),
+            "projected_cost_usd": None if rate is None else b["projected_cost_nanos"] / 1e9,
+        })
+    if fmt not in ("json", "csv", "tsv"):
+        for r in rows:  # people read the start in the report's zone
+            r["start"] = _local(r["start"], report.win.tz) + ("  (active)" if r["active"] else "")
+    extra = ["tokens_per_minute", "cost_usd_per_hour", "projected_total_tokens", "projected_cost_usd"]
+    if fmt not in ("json", "csv", "tsv") and not any(r["active"] for r in rows):
+        extra = []
+    columns = ["requests", "total_tokens", "cost_usd"] + extra
+    if fmt in ("json", "csv", "tsv"):
+        columns = ["end", "active"] + COLUMNS + extra
+    _show(rows, fmt, ["start"], columns=columns)
+
+
+def _local(iso: str, tz) -> str:
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(tz)
+    return moment.strftime("%Y-%m-%d %H:%M") + ("" if moment.utcoffset().total_seconds() == 0 else
+                                                moment.strftime(" %z"))
+
+
+@usage.command("delete")
+@click.argument("request_ids", nargs=-1, type=Text("the request id", allow_empty=False))
+@click.option("--key", "key_ref", type=KeyRef(), help="The requests of this key…")
+@click.option("--project-id", type=Project(), help="…or of this project…")
+@click.option("--since", type=Time(), help="…from this time (inclusive)…")
+@click.option("--until", type=Time(), help="…up to this date (the whole day) or time.")
+@click.option("-y", "--yes", "--force", "force", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_context
+def delete(ctx, request_ids, key_ref, project_id, since, until, force, fmt) -> None:
+    """Take recorded usage back: requests by id, or a key's or project's requests in a
+    time range. Roll-ups, reports and budgets follow; the deletion is audited."""
+    from .. import keys
+    from ..values import parse_time, usd_text
+    from .keys import _confirm
+
+    if request_ids and (key_ref or project_id or since or until):
+        raise click.UsageError("give request ids, or --key/--project-id with --since and --until, not both")
+    conn = _app(ctx).conn
+    key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+    selection = lib.Selection(
+        request_ids=tuple(dict.fromkeys(request_ids)), key_id=key_id, project_id=project_id,
+        since_ms=parse_time(since) if since else None,
+        until_ms=parse_time(until, end=True) if until else None)
+    found = lib.deletion_totals(conn, selection)
+    if not found["requests"]:
+        if request_ids:
+            from ..errors import ClaudeKeysError
+
+            raise ClaudeKeysError("none of the given request ids is stored; nothing was deleted")
+        click.echo("No stored request matches; nothing was deleted.", err=True)
+        if fmt == "json":
+            _write_deleted(found, [])
+        return
+    what = (f"{found['requests']:,} request{'s' if found['requests'] != 1 else ''} "
+            f"({_tokens(found):,} tokens, {usd_text(found['cost_nanos'])})")
+    if not force and not _confirm(f"Delete {what}? This cannot be undone."):
+        raise click.Abort()
+    done = lib.delete(conn, selection)
+    if done["missing"]:
+        warn(f"{len(done['missing']):,} of the request ids are not stored: "
+             f"{', '.join(done['missing'][:5])}{' …' if len(done['missing']) > 5 else ''}")
+    if fmt == "json":
+        _write_deleted(done, done["missing"])
+    else:
+        click.echo(f"Deleted {done['requests']:,} request{'s' if done['requests'] != 1 else ''} "
+                   f"({_tokens(done):,} tokens, {usd_text(done['cost_nanos'])}).", err=True)
+
+
+def _tokens(totals: dict) -> int:
+    return sum(totals[f] for f in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                   "cache_write_tokens"))
+
+
+def _write_deleted(totals: dict, missing: list) -> None:
+    from ..render import write_json
+
+    write_json({"deleted": totals["requests"], "input_tokens": totals["input_tokens"],
+                "output_tokens": totals["output_tokens"],
+                "cache_read_tokens": totals["cache_read_tokens"],
+                "cache_write_tokens": totals["cache_write_tokens"], "total_tokens": _tokens(totals),
+                "cost_usd": totals["cost_nanos"] / 1e9, "missing_request_ids": missing})
 
 
 @usage.command("export")
 @report_options
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), required=True,
               help="csv, or jsonl (one JSON object per line; `usage import` reads both back).")
-def export(report, fmt) -> None:
+@click.option("-o", "--output", type=FilePath(dir_okay=False), metavar="FILE",
+              help="Write to FILE (a new file, created 0600) instead of standard output.")
+def export(report, fmt, output) -> None:
     """Write every request in the range, oldest first, in the import record format."""
-    import json
-
     rows = lib.export_rows(report.conn, since_ms=report.win.since_ms, until_ms=report.win.until_ms,
                            project_id=report.project_id, key_id=report.key_id)
-    out = sys.stdout
+    if output is None:
+        _write_export(rows, fmt, sys.stdout)
+        return
+    with _new_private_file(output) as out:
+        _write_export(rows, fmt, out)
+    click.echo(f"Wrote {out.count:,} request{'s' if out.count != 1 else ''} to {output}.", err=True)
+
+
+def _write_export(rows, fmt, out) -> None:
+    import json
+
+    count = 0
     if fmt == "jsonl":
         for r in rows:
             out.write(json.dumps(r, ensure_ascii=False) + "\n")
+            count += 1
     else:
         import csv
 
@@ -205,28 +399,69 @@ def export(report, fmt) -> None:
         writer.writerow(lib.EXPORT_FIELDS)
         for r in rows:
             writer.writerow(["" if r[f] is None else r[f] for f in lib.EXPORT_FIELDS])
+            count += 1
+    out.count = count
+
+
+class _new_private_file:
+    """A new file, 0600 whatever the umask (usage names keys and projects); an existing
+    file is refused, never overwritten; an export that fails leaves no file behind."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        import os
+
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            from ..errors import ClaudeKeysError
+
+            raise ClaudeKeysError(f"{self.path} exists; give a new file name (it is never "
+                                  "overwritten)") from None
+        os.fchmod(fd, 0o600)
+        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        return self.file
+
+    def __exit__(self, kind, error, tb):
+        import os
+
+        self.file.close()
+        if kind is not None:
+            os.unlink(self.path)
 
 
 @usage.command("import")
-@click.argument("files", nargs=-1, required=True, type=FilePath(exists=True))
+@click.argument("files", nargs=-1, type=FilePath(exists=True))
 @click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "csv", "claude-code"]),
               default="auto", show_default=True,
-              help="auto: folders are Claude Code logs, .csv is csv, .jsonl is told apart by content.")
+              help="auto: folders are Claude Code logs, .csv is csv, a .jsonl file is a Claude Code "
+                   "log if it has their shape, else jsonl records.")
 @click.option("--key", "key_ref", type=KeyRef(), help="Attribute records that name no key to this key.")
+@click.option("--full", is_flag=True,
+              help="Read Claude Code logs from their start, not only what was appended since the "
+                   "last import.")
 @json_option
 @click.pass_context
-def import_(ctx, files, input_format, key_ref, fmt) -> None:
+def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
     """Import usage: jsonl or csv records (as `usage export` writes them), or Claude Code
-    session logs (a folder such as ~/.claude, or .jsonl files). Re-running adds nothing."""
+    session logs (a folder such as ~/.claude, or .jsonl files; with no FILE, the logs in
+    CLAUDE_CONFIG_DIR, else ~/.claude and ~/.config/claude). Re-running adds nothing,
+    and reads only what Claude Code appended since."""
     from .. import keys, pricing
     from ..importers import import_files
 
     app = _app(ctx)
     key = keys.find(app.conn, key_ref) if key_ref is not None else None
+    if not files:
+        files, input_format = _default_logs(input_format), "claude-code"
     prices = pricing.table(pricing.user_prices_path(app.db_path))
     with _progress() as progress:
         result = import_files(app.conn, list(files), fmt=input_format, key=key, prices=prices,
-                              progress=progress, db_path=app.db_path)
+                              progress=progress, db_path=app.db_path, full=full)
+    for message in result.warnings:
+        warn(message)
     if result.unpriced_models:
         warn(f"no price for model(s) {', '.join(sorted(result.unpriced_models))}: their requests "
              "count as $0 and are marked unpriced (add them to a prices.json)")
@@ -235,10 +470,41 @@ def import_(ctx, files, input_format, key_ref, fmt) -> None:
 
         write_json(result.as_json())
         return
+    click.echo(_summary_line(result), err=True)
+
+
+def _default_logs(input_format: str) -> list[str]:
+    """No FILE: the Claude config folders, as Claude Code finds them; say which."""
+    from ..errors import ClaudeKeysError
+    from ..importers.claude_code import default_folders
+
+    if input_format not in ("auto", "claude-code"):
+        raise click.UsageError("without FILE, usage import reads Claude Code logs: give the files "
+                               f"to read as {input_format}")
+    found, looked = default_folders()
+    if not found:
+        raise ClaudeKeysError(f"no Claude Code logs found in {' or '.join(looked)}: set "
+                              "CLAUDE_CONFIG_DIR or give the logs' folder")
+    for folder in looked:
+        if folder not in found and os.environ.get("CLAUDE_CONFIG_DIR"):
+            warn(f"{folder} (from CLAUDE_CONFIG_DIR) has no projects/ folder of Claude Code logs")
+    click.echo(f"Reading Claude Code logs from {', '.join(found)}.", err=True)
+    return found
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _summary_line(result) -> str:
+    unchanged = (f" ({_plural(result.unchanged_files, 'file')} unchanged since the last import)"
+                 if result.unchanged_files else "")
+    replaced = f", {result.replaced:,} replaced by bigger copies" if result.replaced else ""
     skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(result.skipped.items()))
-    click.echo(f"Read {result.lines:,} lines from {result.files:,} file(s): {result.staged:,} "
-               f"requests, {result.imported:,} new, {result.already_stored:,} already stored"
-               + (f"; skipped {skipped}" if skipped else "") + ".", err=True)
+    return (f"Read {_plural(result.lines, 'line')} from "
+            f"{_plural(result.files - result.unchanged_files, 'file')}{unchanged}: "
+            f"{_plural(result.staged, 'request')}, {result.imported:,} new{replaced}, "
+            f"{result.already_stored:,} already stored" + (f"; skipped {skipped}" if skipped else "") + ".")
 
 
 class _progress:

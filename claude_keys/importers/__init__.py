@@ -6,47 +6,63 @@ processes, see units.py). A malformed line in a jsonl or csv file stops the impo
 with its file and line number before anything reaches the store; Claude Code logs
 skip what is not a request. Then the staged requests are merged into the store in
 batches, each one write transaction: requests already stored (by request id) change
-nothing, so an import can be re-run, and an import killed part-way leaves whole
-batches that the re-run completes.
+nothing (but a bigger copy of a Claude Code request replaces its stored one), so an
+import can be re-run, and an import killed part-way leaves whole batches that the
+re-run completes.
+
+Claude Code logs are read incrementally (offsets.py): a re-run reads only the lines
+appended since the last import of each log, on this host.
 """
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
-from ..errors import InvalidInput
+from ..errors import ClaudeKeysError, InvalidInput
 from .staging import Staging
-from .units import PARALLEL_FROM, pack, read, read_in_worker, split
+from .units import PARALLEL_FROM, pack, read, read_in_worker, shown, split, text_field
 
 FORMATS = ("auto", "jsonl", "csv", "claude-code")
 
 
 @dataclass
 class ImportResult:
-    files: int = 0
-    lines: int = 0
+    files: int = 0  # files found
+    unchanged_files: int = 0  # Claude Code logs with nothing new since the last import
+    lines: int = 0  # lines read in this run
     staged: int = 0
     imported: int = 0
+    replaced: int = 0  # stored Claude Code requests that a bigger copy replaced
     already_stored: int = 0
     skipped: dict = field(default_factory=dict)  # reason -> count (Claude Code logs)
     unpriced_models: set = field(default_factory=set)
+    warnings: list = field(default_factory=list)  # files that could not be read, and why
+    read_to: dict = field(default_factory=dict)  # Claude Code log -> offsets.identity()
 
     def as_json(self) -> dict:
-        return {"files": self.files, "lines": self.lines, "requests": self.staged,
-                "imported": self.imported, "already_stored": self.already_stored,
-                "skipped": dict(sorted(self.skipped.items())),
-                "unpriced_models": sorted(self.unpriced_models)}
+        return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,
+                "requests": self.staged, "imported": self.imported, "replaced": self.replaced,
+                "already_stored": self.already_stored, "skipped": dict(sorted(self.skipped.items())),
+                "unpriced_models": sorted(self.unpriced_models), "warnings": list(self.warnings)}
+
+
+class ImportInterrupted(ClaudeKeysError):
+    """Ctrl-C: says how much was stored (whole batches), and that a re-run finishes."""
+
+    exit_code = 130
 
 
 def detect(path: str) -> str:
     """The format of one input: a folder is Claude Code logs; .csv is csv; a file whose
-    first record has only our record fields is jsonl; any other JSON lines are Claude
-    Code logs (their first line is often a summary or snapshot, not a request)."""
+    first record has the shape of a Claude Code log line is one; anything else follows
+    the jsonl rules (so a typo in a field name is an error with its line, not a log
+    that silently holds nothing)."""
     if os.path.isdir(path):
         return "claude-code"
     if path.lower().endswith(".csv"):
         return "csv"
-    from .records import FIELDS
+    from .claude_code import looks_like_log
     from .units import json_line
 
     with open(path, "rb") as f:
@@ -56,62 +72,106 @@ def detect(path: str) -> str:
                     first = json_line(raw)
                 except ValueError:
                     return "jsonl"  # the jsonl reader names the line
-                if isinstance(first, dict) and first and not set(first) <= set(FIELDS):
-                    return "claude-code"
-                return "jsonl"
+                return "claude-code" if looks_like_log(first) else "jsonl"
     return "jsonl"
 
 
+@dataclass(frozen=True)
+class _File:
+    path: str
+    kind: str
+    project: str | None
+    start: int  # where this run reads from (an earlier import read up to there)
+    size: int
+
+
 def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=None,
-                 progress=None, db_path: str | None = None, workers: int | None = None) -> ImportResult:
+                 progress=None, db_path: str | None = None, workers: int | None = None,
+                 full: bool = False) -> ImportResult:
     """Import every path. `key` is a keys row to attribute key-less records to;
     `db_path` lets worker processes open the store (to look up keys that records name).
+    `full` reads Claude Code logs from their start, whatever earlier imports read.
     `progress(advance_bytes=..., total_bytes=..., phase=...)` is told how far along we are."""
     from ..pricing import table
+    from .offsets import Offsets
 
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown import format {fmt!r}: use {', '.join(FORMATS)}")
     for path in paths:
-        if not os.path.exists(path):
-            raise InvalidInput(f"{path}: no such file or folder")
-        if os.path.isdir(path) and fmt not in ("auto", "claude-code"):
-            raise InvalidInput(f"{path} is a folder: only Claude Code logs are read from folders")
-    plan = [(path, detect(path) if fmt == "auto" else fmt) for path in paths]
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            raise InvalidInput(f"{shown(path)}: {e.strerror or 'cannot be read'}") from None
+        if stat.S_ISDIR(mode):
+            if fmt not in ("auto", "claude-code"):
+                raise InvalidInput(f"{shown(path)} is a folder: only Claude Code logs are read from folders")
+        elif not stat.S_ISREG(mode):
+            raise InvalidInput(f"{shown(path)} is not a regular file (a FIFO or a device is not imported)")
     result = ImportResult()
-    total = 0
-    for part in _parts(plan):  # a first pass over names and sizes only
-        total += part.size
-        result.files += part.start == 0  # each file has exactly one part from its start
-    if progress:
-        progress(total_bytes=total, phase="reading")
-    prices = prices if prices is not None else table()
-    staging = Staging(conn)
+    staging = None
     try:
+        plan = [(path, detect(path) if fmt == "auto" else fmt) for path in paths]
+        offsets = Offsets(conn, full=full)
+        files = list(_files(plan, offsets, result))  # names, sizes and offsets: no log is read yet
+        result.files = len(files)
+        todo = [f for f in files if f.size > f.start or f.kind != "claude-code"]
+        result.unchanged_files = len(files) - len(todo)
+        total = sum(f.size - f.start for f in todo)
+        if progress:
+            progress(total_bytes=total, phase="reading")
+        prices = prices if prices is not None else table()
+        staging = Staging(conn)
+        parts = [p for f in todo for p in split(f.path, f.kind, f.project, f.start, f.size)]
         if workers is None:
             workers = min(os.cpu_count() or 1, 8) if total >= PARALLEL_FROM and db_path else 1
         if workers > 1:
-            _read_in_workers(pack(_parts(plan)), staging, result, key, prices, db_path,
-                             workers, progress)
+            _read_in_workers(pack(parts), staging, result, key, prices, db_path, workers, progress)
         else:
-            for part in _parts(plan):
+            for part in parts:
                 read(part, staging, result, conn=conn, key=key, prices=prices)
                 if progress:
                     progress(advance_bytes=part.size)
-        result.imported, result.already_stored = staging.merge(progress)
-        result.staged = result.imported + result.already_stored
+        result.imported, result.replaced, result.already_stored = staging.merge(progress)
+        result.staged = result.imported + result.replaced + result.already_stored
+        offsets.save(conn, result.read_to)
+    except KeyboardInterrupt:
+        raise _interrupted(staging) from None
     finally:
-        staging.close()
+        if staging is not None:
+            staging.close()
     return result
 
 
-def _parts(plan):
-    """The parts of every input, in order."""
+def _interrupted(staging: Staging | None) -> ImportInterrupted:
+    if staging is None or not staging.total:
+        return ImportInterrupted("interrupted while reading the input: nothing was stored; "
+                                 "run the same import again")
+    return ImportInterrupted(
+        f"interrupted: {staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before the "
+        f"interruption, the rest were not; run the same import again to finish it (what is "
+        "stored already is not counted twice)")
+
+
+def _files(plan, offsets, result):
+    """Every input file, with where to read it from: Claude Code logs from where an
+    earlier import of the same file stopped."""
     from . import claude_code
 
+    def problem(path, why):
+        result.warnings.append(f"{shown(path)}: not read: {why}")
+        result.skipped["file not read"] = result.skipped.get("file not read", 0) + 1
+
     for path, kind in plan:
-        files = claude_code.log_files(path) if kind == "claude-code" else [(path, None)]
-        for file, project in files:
-            yield from split(file, kind, project)
+        if kind != "claude-code":
+            yield _File(path, kind, None, 0, os.path.getsize(path))
+            continue
+        for file, project, st in claude_code.log_files(path, problem):
+            try:
+                project = text_field(project, "project folder name")
+            except InvalidInput as e:
+                problem(file, str(e))
+                continue
+            yield _File(file, kind, project, offsets.start(file, st), st.st_size)
 
 
 def _read_in_workers(units, staging, result, key, prices, db_path, workers, progress) -> None:
@@ -122,15 +182,21 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
 
+    from .units import ignore_interrupts
+
     key_row = {"id": key["id"], "project_id": key["project_id"]} if key is not None else None
     # spawn, not fork: the importing process holds an open SQLite connection.
     with tempfile.TemporaryDirectory(prefix="claude-api-import-") as scratch_dir, \
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=ignore_interrupts) as pool:
         pending = collections.deque()
+        submitted = 0
         try:
             for unit in units:
-                pending.append((unit, pool.submit(read_in_worker, unit, db_path, key_row, prices,
-                                                  scratch_dir)))
+                with _workers_ignore_interrupts(submitted < workers):
+                    future = pool.submit(read_in_worker, unit, db_path, key_row, prices, scratch_dir)
+                submitted += 1
+                pending.append((unit, future))
                 while len(pending) > 2 * workers or (pending and pending[0][1].done()):
                     _absorb(*pending.popleft(), staging, result, progress)
             while pending:
@@ -141,12 +207,36 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
             raise
 
 
+class _workers_ignore_interrupts:
+    """While a submit may start a worker: SIGINT ignored, so the worker starts with it
+    ignored (Python keeps an inherited SIG_IGN) and a Ctrl-C during its start-up
+    cannot print its traceback. The importing process handles Ctrl-C itself."""
+
+    def __init__(self, starting: bool):
+        self.starting, self.saved = starting, None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if self.starting and threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.saved is not None:
+            signal.signal(signal.SIGINT, self.saved)
+
+
 def _absorb(unit, future, staging, result, progress) -> None:
-    scratch, lines, skipped, unpriced = future.result()
+    scratch, lines, skipped, unpriced, read_to, warnings = future.result()
     staging.absorb(scratch)
     result.lines += lines
     for why, n in skipped.items():
         result.skipped[why] = result.skipped.get(why, 0) + n
     result.unpriced_models |= unpriced
+    result.read_to.update(read_to)
+    result.warnings += warnings
     if progress:
         progress(advance_bytes=sum(part.size for part in unit))

@@ -2,8 +2,11 @@
 
 Fields, as `usage export` writes them: key (id or secret), project_id, at, model,
 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
-request_id; cache_write_1h_tokens may say how many of the cache writes were 1-hour
-ones. Any problem with a line stops the whole import with its file and line number.
+request_id, session_id; cache_write_1h_tokens may say how many of the cache writes were
+1-hour ones, and speed ("standard" or "fast") prices a record without a cost at
+fast-mode rates. Any problem with a line stops the whole import with its file and line
+number: bad text (see units.text_field), a time more than a day ahead, a project_id
+that is not the project of the record's own key.
 
 This is the import's hot loop, so it checks each distinct project, model and key only
 once, and parses lines and times without the general-purpose parsers' overhead.
@@ -14,14 +17,15 @@ import json
 
 from .. import keys
 from ..errors import ClaudeKeysError, InvalidInput
-from ..pricing import Pricer
+from ..pricing import Pricer, is_fast
 from ..secret import _sha256
-from ..values import LAST_MS, MAX_COUNT, check_text, parse_count, parse_cost, parse_time, time_ms
-from .units import BadLine, json_line, lines
+from ..usage import check_time
+from ..values import LAST_MS, MAX_COUNT, now_ms, parse_cost, parse_count, parse_time, time_ms
+from .units import BadLine, json_line, lines, text_field
 
 FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
           "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_usd",
-          "request_id")
+          "request_id", "session_id", "speed")
 _FIELD_SET = frozenset(FIELDS)
 
 
@@ -37,11 +41,11 @@ class KeyResolver:
     def __call__(self, ref):
         if ref is None or ref == "":
             return self.default
+        if not isinstance(ref, str):
+            raise InvalidInput("key must be a key id or secret (text)")
         found = self.cache.get(ref)
         if found is None:
-            if not isinstance(ref, str):
-                raise InvalidInput("key must be a key id or secret (text)")
-            row = keys.find(self.conn, ref)
+            row = keys.find(self.conn, text_field(ref, "key"))
             found = self.cache[ref] = (row["id"], row["project_id"])
         return found
 
@@ -56,8 +60,8 @@ def _jsonl(part):
                 obj = json_line(raw)
             except UnicodeDecodeError as e:
                 raise BadLine(part.path, n, f"not UTF-8 text ({e.reason})") from None
-            except ValueError:
-                raise BadLine(part.path, n, "not valid JSON") from None
+            except ValueError as e:
+                raise BadLine(part.path, n, str(e)) from None
             if type(obj) is not dict:
                 raise BadLine(part.path, n, "expected a JSON object")
             yield n, obj
@@ -108,12 +112,11 @@ class _Converter:
         self.resolver, self.result = resolver, result
         self.price = Pricer(prices)
         self.texts: set = set()
+        self.now = now_ms()
 
     def text(self, value, what, allow_empty=False) -> str:
-        if value not in self.texts:
-            if type(value) is not str:
-                raise InvalidInput(f"{what} must be text")
-            check_text(value, what, allow_empty=allow_empty)
+        if type(value) is not str or value not in self.texts:
+            text_field(value, what, allow_empty=allow_empty)
             self.texts.add(value)
         return value
 
@@ -127,7 +130,11 @@ class _Converter:
         if project is None:
             raise InvalidInput("no key: give a key or project_id field, or --key")
         self.text(project, "project_id")
-        at_ms = _time_ms(get("at"))
+        request_id = get("request_id")
+        if get("key") and project != key_project and not _from_claude_code(request_id):
+            raise InvalidInput(f"project_id {project!r} is not the project of its key {key_id} "
+                               f"({key_project!r})")
+        at_ms = check_time(_time_ms(get("at")), self.now)
         model = get("model") or ""
         self.text(model, "model", allow_empty=True)
         inp, out, read = get("input_tokens", 0), get("output_tokens", 0), get("cache_read_tokens", 0)
@@ -140,23 +147,32 @@ class _Converter:
             raise InvalidInput("cache_write_1h_tokens is more than cache_write_tokens")
         cost = get("cost_usd")
         cost_nanos = None if cost is None else parse_cost(cost)
-        request_id = get("request_id")
+        session = get("session_id") or None
+        if session is not None:
+            self.text(session, "session_id")
+        fast = is_fast(get("speed"))
         if request_id is None:
             # No id: one derived from the record, so re-importing the same file adds nothing.
             basis = json.dumps([key_id, project, at_ms, model, inp, out, read, writes, hour_writes,
                                 cost_nanos])
             request_id = "imp_" + _sha256(basis.encode()).hexdigest()[:40]
-        elif type(request_id) is not str or not request_id or len(request_id) > 256 \
-                or not request_id.isprintable():
-            raise InvalidInput("request_id must be printable text of 1 to 256 characters")
+        else:
+            text_field(request_id, "request_id")
         if cost_nanos is None:
-            cost_nanos = self.price(model, inp, out, read, writes - hour_writes, hour_writes)  # may refuse
+            cost_nanos = self.price(model, inp, out, read, writes - hour_writes, hour_writes,
+                                    fast)  # may refuse
             if cost_nanos is None:  # unknown model: $0, and marked
                 self.result.unpriced_models.add(model or "(none)")
                 return (request_id, key_id, project, at_ms, model, inp, out, read,
-                        writes - hour_writes, hour_writes, 0, 0)
+                        writes - hour_writes, hour_writes, 0, 0, session)
         return (request_id, key_id, project, at_ms, model, inp, out, read, writes - hour_writes,
-                hour_writes, cost_nanos, 1)
+                hour_writes, cost_nanos, 1, session)
+
+
+def _from_claude_code(request_id) -> bool:
+    """An exported Claude Code request (`cc:…`): its project is its log's folder, which
+    `usage import --key` attributes to a key of another project, so it may differ."""
+    return type(request_id) is str and request_id.startswith(("cc:", "cc-line:"))
 
 
 def _count(value) -> int:

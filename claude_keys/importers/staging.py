@@ -3,17 +3,26 @@
 Staging lives in SQLite's temporary database (on disk, with a bounded cache), so an
 import of any size runs in flat memory. Rows are appended as they are read, with a
 rank. Once everything has been read (so a malformed line has stopped the import
-before anything was stored), one index sorts them by request id, and where a request
-id was read more than once only its best copy stays: the highest rank (Claude Code
-writes a response once per content block, and the copy with the most tokens is the
-final one), then the first one read.
+before anything was stored):
+
+1. one index sorts them by request id;
+2. replays are resolved: a sidechain or subagent copy of a Claude Code message whose
+   message id is already stored, or read in this import, under another request id
+   becomes that request (the stored one first, then a main-conversation copy);
+3. where a request id was read more than once only its best copy stays: the most
+   tokens (Claude Code writes a response once per content block, and the copy with
+   the most tokens is the final one), then a main-conversation copy, then the first
+   one read.
 
 The merge then walks the index in batches, one write transaction each: the usage
 table is clustered on the request id, so inserting in its order touches each page
-once; requests already stored are left out; the roll-ups get the new requests' sums,
-grouped (claude_keys.rollups). A PostgreSQL store is fed the same way: staging is then
-a private local SQLite database, and each batch is copied to the server (COPY) and
-stored, with its roll-ups, by one statement.
+once; the roll-ups get the new requests' sums, grouped (claude_keys.rollups). A
+request already stored changes nothing, except a Claude Code request whose new copy
+has more tokens (it was imported while Claude Code was still writing it): the stored
+copy is taken out of the roll-ups and replaced, in the same transaction. A PostgreSQL
+store is fed the same way: staging is then a private local SQLite database, and each
+batch is copied to the server (COPY) and stored, with its roll-ups, under the write
+lock (so two imports replacing the same request agree).
 """
 from __future__ import annotations
 
@@ -22,20 +31,53 @@ import sqlite3
 
 from .. import rollups
 from ..store import write
-from ..usage import COLUMNS
+from ..usage import COLUMNS, TOKEN_FIELDS, remove_rows
 
 BATCH = 50_000  # requests per merge transaction: long enough to be fast, short enough
 #                 that verifiers waiting on the write lock are not held up for long
-_INDEX = "request_id, rank_main DESC, rank_total DESC"  # an index ends with the rowid:
+_INDEX = "request_id, rank_total DESC, rank_main DESC"  # an index ends with the rowid:
 #                                                         ties stay in the order read
 
 
 _COLUMNS_DDL = ("request_id TEXT NOT NULL, key_id TEXT, project_id TEXT NOT NULL, "
                 "at_ms INTEGER NOT NULL, model TEXT NOT NULL, input_tokens INTEGER, "
                 "output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_5m_tokens INTEGER, "
-                "cache_write_1h_tokens INTEGER, cost_nanos INTEGER, priced INTEGER, "
-                "rank_main INTEGER NOT NULL, rank_total INTEGER NOT NULL")
-_NAMES = COLUMNS + ("rank_main", "rank_total")
+                "cache_write_1h_tokens INTEGER, cost_nanos INTEGER, priced INTEGER, session_id TEXT, "
+                "rank_total INTEGER NOT NULL, rank_main INTEGER NOT NULL, "
+                "replaceable INTEGER NOT NULL, message_id TEXT")
+# rank_total: the copy's tokens; rank_main: 1 for a main-conversation copy; replaceable:
+# 1 for a Claude Code request (a bigger copy replaces a stored one); message_id: Claude
+# Code's message.id (replays are found by it).
+_RANK = ("rank_total", "rank_main", "replaceable", "message_id")
+_NAMES = COLUMNS + _RANK
+_NO_RANK = (0, 0, 0, None)  # records: the first copy wins, a stored one is never replaced
+
+
+def bigger(new: str, old: str) -> str:
+    """SQL: the staged copy `new` replaces the stored copy `old` (both qualifiers): it
+    is a Claude Code request with more tokens, or as many and a session the stored
+    copy (imported before sessions were kept) lacks."""
+    tokens = "(" + " + ".join(f"{old}.{c}" for c in TOKEN_FIELDS) + ")"
+    return (f"{new}.replaceable = 1 AND ({new}.rank_total > {tokens} OR ({new}.rank_total = {tokens} "
+            f"AND {old}.session_id IS NULL AND {new}.session_id IS NOT NULL))")
+
+
+class _batch_and_its_count:
+    """Ctrl-C waits for the batch under way (a fraction of a second): it is stored and
+    counted, or neither, so an interrupted import says exactly how much it stored."""
+
+    def __enter__(self):
+        import signal
+
+        self.masked = hasattr(signal, "pthread_sigmask")
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C lands here
 
 
 class _Rows:
@@ -50,8 +92,8 @@ class _Rows:
                         f"VALUES ({', '.join('?' * len(_NAMES))})")
         self._pending = []
 
-    def add(self, record: tuple, rank: tuple = (0, 0)) -> None:
-        """One request, as usage.COLUMNS; `rank` decides between copies of a request id."""
+    def add(self, record: tuple, rank: tuple = _NO_RANK) -> None:
+        """One request, as usage.COLUMNS; `rank` (see _RANK) decides between copies."""
         self._pending.append(record + rank)
         if len(self._pending) >= 20_000:
             self.flush()
@@ -68,8 +110,6 @@ class Scratch(_Rows):
     """A worker's staged rows: a throwaway file, no journal, no fsync."""
 
     def __init__(self, path: str):
-        import sqlite3
-
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
@@ -98,6 +138,8 @@ class Staging(_Rows):
         self.conn = conn
         self.drop()
         super().__init__(conn)
+        # What the merge has committed so far (an interrupted import reports it).
+        self.total = self.imported = self.replaced = 0
 
     def absorb(self, scratch: str) -> None:
         """Take a worker's scratch file of staged rows, in one statement."""
@@ -109,27 +151,70 @@ class Staging(_Rows):
             self.conn.execute("DETACH DATABASE unit")
         os.unlink(scratch)
 
-    def _keep_best_copies(self) -> None:
-        """Sort by request id, and drop all but the best copy of each."""
+    def _resolve_replays(self) -> None:
+        """A sidechain copy of a message known under another request id is that request:
+        the stored one (lowest id), else a main-conversation copy read now, else the
+        first sidechain id (in id order). Message ids are found by the request id's
+        prefix `cc:<message id>:` in the index."""
         conn = self.conn
-        conn.execute(f"CREATE INDEX temp.staging_order ON staging ({_INDEX})")
+        conn.execute("DROP TABLE IF EXISTS temp.replays")
+        conn.execute("CREATE TEMP TABLE replays (message_id TEXT PRIMARY KEY, lo TEXT, hi TEXT, "
+                     "canonical TEXT)")
+        conn.execute("INSERT INTO replays SELECT message_id, 'cc:' || message_id || ':', "
+                     "'cc:' || message_id || ';', NULL FROM staging "
+                     "WHERE rank_main = 0 AND message_id IS NOT NULL GROUP BY message_id")
+        if not conn.execute("SELECT 1 FROM replays LIMIT 1").fetchone():
+            return
+        for message_id, canonical in self._stored_ids():
+            conn.execute("UPDATE replays SET canonical = ? WHERE message_id = ?", (canonical, message_id))
+        in_range = "request_id >= replays.lo AND request_id < replays.hi"
+        conn.execute("UPDATE replays SET canonical = coalesce(canonical, (SELECT min(request_id) "
+                     f"FROM staging WHERE {in_range} AND rank_main = 1), (SELECT min(request_id) "
+                     f"FROM staging WHERE {in_range}))")
+        conn.execute("UPDATE staging SET request_id = (SELECT canonical FROM replays r WHERE "
+                     "r.message_id = staging.message_id) WHERE rank_main = 0 AND message_id IS NOT NULL "
+                     "AND request_id <> (SELECT canonical FROM replays r WHERE r.message_id = staging.message_id)")
+        conn.execute("DROP TABLE temp.replays")
+
+    def _stored_ids(self):
+        """(message id, the lowest stored request id with its prefix) for the replays."""
+        lookup = ("SELECT r.message_id, (SELECT min(request_id) FROM usage u WHERE u.request_id >= "
+                  "{lo} AND u.request_id < {hi}) FROM {table} r")
+        if self.store.dialect == "sqlite":
+            rows = self.conn.execute(lookup.format(lo="r.lo", hi="r.hi", table="temp.replays")).fetchall()
+        else:
+            store = self.store
+            with store.transaction():
+                store.execute("CREATE TEMP TABLE replay_ids (message_id TEXT) ON COMMIT DROP")
+                store.copy_in("replay_ids", ("message_id",),
+                              self.conn.execute("SELECT message_id FROM replays"))
+                rows = store.execute(lookup.format(
+                    lo="'cc:' || r.message_id || ':'", hi="'cc:' || r.message_id || ';'",
+                    table="replay_ids")).fetchall()
+        return [(m, c) for m, c in rows if c is not None]
+
+    def _keep_best_copies(self) -> None:
+        """Drop all but the best copy of each request id."""
+        conn = self.conn
         if not conn.execute("SELECT 1 FROM staging GROUP BY request_id HAVING count(*) > 1 "
                             "LIMIT 1").fetchone():
             return
         conn.execute(
             "DELETE FROM staging WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() "
-            "OVER (PARTITION BY request_id ORDER BY rank_main DESC, rank_total DESC, rowid) AS n "
+            "OVER (PARTITION BY request_id ORDER BY rank_total DESC, rank_main DESC, rowid) AS n "
             "FROM staging WHERE request_id IN (SELECT request_id FROM staging GROUP BY request_id "
             "HAVING count(*) > 1)) WHERE n > 1)")
 
-    def merge(self, progress=None) -> tuple[int, int]:
+    def merge(self, progress=None) -> tuple[int, int, int]:
         """Move staged requests into the store, batch by batch. Returns (imported,
-        already stored); repeated copies of a request in the input count once."""
+        replaced, already stored); repeated copies of a request count once."""
         self.flush()
         conn = self.conn
+        conn.execute(f"CREATE INDEX temp.staging_order ON staging ({_INDEX})")
+        self._resolve_replays()
         self._keep_best_copies()
-        total = conn.execute("SELECT count(*) FROM staging").fetchone()[0]
-        imported = seen = 0
+        self.total = total = conn.execute("SELECT count(*) FROM staging").fetchone()[0]
+        seen = 0
         last = ""
         while seen < total:
             bound = conn.execute("SELECT request_id FROM staging WHERE request_id > ? "
@@ -137,28 +222,39 @@ class Staging(_Rows):
             if bound is None:  # the last batch
                 bound = conn.execute("SELECT max(request_id) FROM staging").fetchone()
             bound = bound[0]
-            if self.store.dialect == "sqlite":
-                with write(conn):
-                    conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
-                    imported += self._store_batch(last, bound)
-                    conn.execute("DELETE FROM bulk_mode")
-            else:
-                imported += self._send_batch(last, bound)
+            with _batch_and_its_count():
+                if self.store.dialect == "sqlite":
+                    with write(conn):
+                        conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
+                        added, replaced = self._store_batch(last, bound)
+                        conn.execute("DELETE FROM bulk_mode")
+                else:
+                    added, replaced = self._send_batch(last, bound)
+                self.imported += added
+                self.replaced += replaced
             seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
                                  "request_id <= ?", (last, bound)).fetchone()[0]
             last = bound
             if progress:
                 progress(phase="storing", done=seen, total=total)
-        return imported, total - imported
+        return self.imported, self.replaced, total - self.imported - self.replaced
 
-    def _store_batch(self, lo: str, hi: str) -> int:
-        """Store the staged requests with ids in (lo, hi] that are new; returns how many."""
+    def _store_batch(self, lo: str, hi: str) -> tuple[int, int]:
+        """Store the staged requests with ids in (lo, hi]: the new ones, and bigger copies
+        of stored Claude Code requests. Returns (added, replaced)."""
         conn = self.conn
         columns = ", ".join(COLUMNS)
         batch = "SELECT {columns} FROM staging s WHERE request_id > ? AND request_id <= ?"
+        replaced = 0
         if conn.execute(batch.format(columns="1") + " AND EXISTS (SELECT 1 FROM usage u WHERE "
                         "u.request_id = s.request_id) LIMIT 1", (lo, hi)).fetchone():
-            # Some are stored already (a re-import): keep only the new ones.
+            # Some are stored already (a re-import): bigger copies replace theirs...
+            conn.execute("CREATE TEMP TABLE replaced AS SELECT u.* FROM staging s JOIN usage u "
+                         f"ON u.request_id = s.request_id WHERE s.request_id > ? AND s.request_id <= ? "
+                         f"AND {bigger('s', 'u')}", (lo, hi))
+            replaced = remove_rows(conn, "temp.replaced")
+            conn.execute("DROP TABLE temp.replaced")
+            # ... and the rest of them change nothing.
             conn.execute(f"CREATE TEMP TABLE fresh AS {batch.format(columns=columns)} AND NOT EXISTS "
                          "(SELECT 1 FROM usage u WHERE u.request_id = s.request_id) "
                          "ORDER BY request_id", (lo, hi))
@@ -173,27 +269,33 @@ class Staging(_Rows):
                 conn.execute(rollups.merge_sql(table, "temp.grain", canonical=True))
             conn.execute("DROP TABLE temp.grain")
         conn.execute("DROP TABLE IF EXISTS temp.fresh")
-        return count
+        return count - replaced, replaced
 
-    def _send_batch(self, lo: str, hi: str) -> int:
+    def _send_batch(self, lo: str, hi: str) -> tuple[int, int]:
         """PostgreSQL: copy the staged requests with ids in (lo, hi] to the server and
-        store the new ones, with their roll-ups, in one transaction."""
+        store them, with their roll-ups, in one transaction."""
         store = self.store
-        rows = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM staging WHERE request_id > ? "
+        names = COLUMNS + ("rank_total", "replaceable")
+        rows = self.conn.execute(f"SELECT {', '.join(names)} FROM staging WHERE request_id > ? "
                                  "AND request_id <= ? ORDER BY request_id", (lo, hi))
-        with store.transaction():
-            store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE usage) ON COMMIT DELETE ROWS")
-            store.copy_in("incoming", COLUMNS, rows)
+        with store.write():
+            store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE usage, rank_total BIGINT, "
+                          "replaceable BIGINT) ON COMMIT DELETE ROWS")
+            store.copy_in("incoming", names, rows)
+            store.execute("CREATE TEMP TABLE replaced ON COMMIT DROP AS SELECT u.* FROM incoming s "
+                          f"JOIN usage u ON u.request_id = s.request_id WHERE {bigger('s', 'u')}")
+            replaced = remove_rows(store, "replaced")
             columns = ", ".join(COLUMNS)
-            return store.execute(rollups.with_rollups(
+            added = store.execute(rollups.with_rollups(
                 f"INSERT INTO usage ({columns}) SELECT {columns} FROM incoming ORDER BY request_id "
                 "ON CONFLICT (request_id) DO NOTHING RETURNING *")).fetchone()[0]
+        return added - replaced, replaced
 
     def drop(self) -> None:
         self._pending = []
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        for table in ("staging", "fresh", "grain"):
+        for table in ("staging", "fresh", "grain", "replaced", "replays"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
     def close(self) -> None:
