@@ -14,7 +14,7 @@ from ..values import iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
-    key_argument, output_options,
+    key_argument, live_key_argument, output_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget")
@@ -86,6 +86,23 @@ def _stdin(read) -> str:
         raise click.BadParameter("standard input is not UTF-8 text") from None
 
 
+def _secret_from_stdin() -> str:
+    """The key of `keys verify -`: piped in, or typed at a prompt that does not echo it."""
+    if not sys.stdin.isatty():
+        return _stdin(lambda f: f.readline()).strip()
+    return _hidden("API key: ").strip()
+
+
+def _hidden(prompt: str) -> str:
+    """A line typed at the terminal without echoing it (the prompt on stderr)."""
+    import getpass
+
+    try:
+        return getpass.getpass(prompt, stream=sys.stderr)
+    except EOFError:
+        return ""
+
+
 def _label(row) -> str:
     """A key's id, with its name when it has one."""
     return f"{row['id']} ({row['name']})" if row["name"] else row["id"]
@@ -118,11 +135,12 @@ def list_(ctx, project_id, profile, status, fmt) -> None:
     """List keys (never their secrets)."""
     from .. import keys as lib
 
-    rows = lib.list_keys(_app(ctx).conn, project_id=project_id, profile=profile, status_filter=status)
+    rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status)
     from ..render import table
 
     table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"},
-          empty="no keys (create one with: claude-api keys create --project-id ID)")
+          empty="no keys (create one with: claude-api keys create --project-id ID)",
+          optional=["created_at", "last_used_at", "expires_at", "hint"])
 
 
 @keys.command()
@@ -133,7 +151,7 @@ def show(ctx, key, fmt) -> None:
     """Show one key: its state, lineage and effective permissions."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).reader
     detail = lib.show(conn, lib.find(conn, key))
     from ..render import readable_permissions, record
 
@@ -178,8 +196,6 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
     """Show a key's effective permissions, or change them."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
-    row = lib.find(conn, key)
     changes = lib.PermissionChanges(profile=set_profile, keep_overrides=keep_overrides, reset=reset)
     for option, column in _LIMIT_OPTIONS.items():
         value = options[option]
@@ -197,6 +213,8 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
                 getattr(changes, kind)[column] = list(options[option])
     if keep_overrides and not set_profile:
         raise click.UsageError("--keep-overrides only makes sense with --set-profile", ctx)
+    conn = _app(ctx).reader if changes.empty() else _app(ctx).existing
+    row = lib.find(conn, key)
     if not changes.empty():
         row = lib.change_permissions(conn, row["id"], changes)
     perms = lib.permissions(conn, row).as_json(row["id"])
@@ -206,15 +224,15 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
 
 
 @keys.command()
-@key_argument
-@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@live_key_argument
+@click.option("--force", "-y", "--yes", "force", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--reason", type=Text("the reason", max_len=1000), help="Why; kept with the key and shown by `keys show`.")
 @click.pass_context
 def revoke(ctx, key, force, reason) -> None:
     """Revoke a key at once; its secret is removed from the keyring."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     row = lib.find(conn, key)
     if not force:
         if not _confirm(f"Revoke key {_label(row)} of project {row['project_id']}?"):
@@ -229,7 +247,7 @@ def revoke(ctx, key, force, reason) -> None:
 
 
 @keys.command()
-@key_argument
+@live_key_argument
 @click.option("--grace", type=Duration(), default="0s", show_default=True,
               help="How long the old secret keeps working, e.g. 1h or 7d (0s: not at all).")
 @click.option("--no-keyring", is_flag=True, help="Do not store the new secret in the OS keyring.")
@@ -240,7 +258,7 @@ def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
     """Replace a key's secret, keeping its project, name, profile and permissions."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     old = lib.find(conn, key)
     created, old = lib.rotate(conn, old["id"], grace, use_keyring=not no_keyring)
     if created.warning:
@@ -259,13 +277,13 @@ def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
 
 
 @keys.command()
-@key_argument
+@live_key_argument
 @click.pass_context
 def reveal(ctx, key) -> None:
     """Print a key's secret, read back from the OS keyring."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).reader
     click.echo(lib.reveal(conn, lib.find(conn, key)))
 
 
@@ -284,8 +302,8 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
     from .. import gate
 
     if key == "-":
-        key = _stdin(lambda f: f.readline()).strip()
-    decision = gate.decide(_app(ctx).conn, key, tool=tool, agent=agent, skill=skill,
+        key = _secret_from_stdin()
+    decision = gate.decide(_app(ctx).existing, key, tool=tool, agent=agent, skill=skill,
                            cost_nanos=cost, dry_run=dry_run)
     if as_json:
         import json
@@ -307,9 +325,10 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
 @click.option("--name", type=Text("the name"), help="A label for the adopted keys.")
 @click.option("--from-env", type=Text("the variable name", allow_empty=False), metavar="VAR", help="Read the tokens from this environment variable "
               "(e.g. API_KEYS or AUTH_TOKEN) instead of stdin.")
+@click.option("--allow-weak", is_flag=True, help="Adopt tokens shorter than 20 characters too (with a warning).")
 @output_options
 @click.pass_context
-def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
+def import_(ctx, project_id, profile, name, from_env, allow_weak, fmt) -> None:
     """Adopt existing plaintext tokens as keys, storing only their digests.
 
     Tokens are read from stdin (one per line or comma-separated, as in API_KEYS=k1,k2)
@@ -323,10 +342,13 @@ def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
             raise click.BadParameter(f"the environment variable {from_env!r} is not set",
                                      param_hint="--from-env")
         text = os.environ[from_env]
+    elif sys.stdin.isatty():  # typed or pasted: asked for one at a time, never echoed
+        click.echo("Paste each token and press Enter (nothing is shown); an empty line ends.", err=True)
+        text = "\n".join(iter(lambda: _hidden("token: ").strip(), ""))
     else:
         text = _stdin(lambda f: f.read())
     adopted, warnings = lib.import_tokens(_app(ctx).conn, lib.split_tokens(text), project_id,
-                                          profile=profile, name=name)
+                                          profile=profile, name=name, allow_weak=allow_weak)
     for line in warnings:
         warn(line)
     rows = [{**lib.public(a.row), "imported": a.new} for a in adopted]
@@ -334,4 +356,11 @@ def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
 
     table(rows, fmt, ["id", "project_id", "profile", "hint", "imported"], headers={"project_id": "project"})
     fresh = sum(a.new for a in adopted)
-    click.echo(f"Adopted {fresh} token(s); {len(adopted) - fresh} were already stored.", err=True)
+    known = len(adopted) - fresh
+    click.echo(f"Adopted {_count(fresh, 'token')}"
+               + (f"; {_count(known, 'was', 'were')} already stored." if known else "."), err=True)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """`1 token`, `2 tokens`; with `many`, the verb alone agrees (`1 was`, `2 were`)."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
