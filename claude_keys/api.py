@@ -9,17 +9,17 @@ is back opens a new connection by itself.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 
 from . import gate, keys, pricing, projects, usage
 from .errors import ClaudeKeysError, InvalidInput
 from .profiles import LIST_FIELDS, UNLIMITED
 from .store import as_store_error, connect, resolve
-from .values import check_text, parse_cost, parse_count, parse_duration, parse_money, parse_time
+from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds
 
 __all__ = ["KeyStore", "AuthManager", "PermissionManager"]
 
@@ -62,7 +62,11 @@ def _store_errors(method):
 
 class _StoreClient:
     def __init__(self, db: str | os.PathLike | None = None):
+        if db is not None and not isinstance(db, (str, os.PathLike)):
+            raise InvalidInput(f"db must be a path or a PostgreSQL URI, not {type(db).__name__}")
         self.path = resolve(db)  # a SQLite path or a PostgreSQL URI
+        if not isinstance(self.path, str) or "\x00" in self.path:
+            raise InvalidInput("db must be a path or a PostgreSQL URI (text without NUL characters)")
         self._local = threading.local()
         _clients.add(self)
 
@@ -94,19 +98,11 @@ class _StoreClient:
         self.close()
 
 
-def _at_ms(at) -> int | None:
-    """A time as epoch ms: None (now), a datetime (naive = UTC), epoch seconds, or ISO text."""
-    if at is None:
-        return None
-    if isinstance(at, _dt.datetime):
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=_dt.timezone.utc)
-        return int(at.timestamp() * 1000)
-    if isinstance(at, (int, float)) and not isinstance(at, bool):
-        return int(at * 1000)
-    if isinstance(at, str):
-        return parse_time(at)
-    raise InvalidInput(f"cannot read a time from {type(at).__name__}")
+def _check_names(tool, agent, skill) -> None:
+    """The tool, agent and skill a request asks for: each None or text (values.check_text)."""
+    for what, name in (("tool", tool), ("agent", agent), ("skill", skill)):
+        if name is not None:
+            check_text(name, what, max_len=128)
 
 
 class KeyStore(_StoreClient):
@@ -130,7 +126,9 @@ class KeyStore(_StoreClient):
         The key comes from `key` (the secret) or from `headers` (`x-api-key`, then
         `Authorization: Bearer`) or `query` (`api_key`).
         """
-        token = key if key is not None else gate.token_from(headers, query)
+        token = gate.presented(key, "key") if key is not None else gate.token_from(headers, query)
+        _check_names(tool, agent, skill)
+        check_flag(dry_run, "dry_run")
         cost_nanos = None if cost is None else parse_cost(cost)
         return gate.decide(self._conn(), token, tool=tool, agent=agent, skill=skill,
                            cost_nanos=cost_nanos, dry_run=dry_run)
@@ -144,6 +142,7 @@ class KeyStore(_StoreClient):
         (priced from the price table; `speed="fast"` at fast-mode rates) or the `cost`.
         The request id of a check settles that request: its reserved cost gives way to
         this one."""
+        check_text(key_id, "key_id", max_len=512)
         conn = self._conn()
         project = self._projects.get(key_id)
         if project is None:
@@ -154,7 +153,7 @@ class KeyStore(_StoreClient):
             cache_write_1h_tokens=cache_write_1h_tokens)
         return usage.record(conn, key_id, project, pricer=self._pricer, model=model, tokens=tokens,
                             cost_nanos=None if cost is None else parse_cost(cost),
-                            request_id=request_id, at_ms=_at_ms(at), speed=speed)
+                            request_id=request_id, at_ms=moment_ms(at), speed=speed)
 
     @_store_errors
     def release(self, request_id) -> bool:
@@ -176,6 +175,7 @@ class AuthManager(_StoreClient):
                                "expires_in", "use_keyring"}
         if unknown:
             raise InvalidInput(f"unknown options: {', '.join(sorted(unknown))}")
+        check_flag(opts.get("use_keyring", True), "use_keyring")
         overrides = {}
         if rate_limit is not None:
             overrides["rate_limit"] = parse_count(rate_limit, "rate_limit")
@@ -186,8 +186,8 @@ class AuthManager(_StoreClient):
         if opts.get("max_concurrent") is not None:
             overrides["max_concurrent"] = parse_count(opts["max_concurrent"], "max_concurrent")
         expires_in = opts.get("expires_in")
-        if isinstance(expires_in, str):
-            expires_in = parse_duration(expires_in)
+        if expires_in is not None:
+            expires_in = parse_seconds(expires_in, "expires_in")
         created = keys.create(self._conn(), project_id, profile=profile, name=opts.get("name"),
                               overrides=overrides, expires_in=expires_in,
                               use_keyring=opts.get("use_keyring", True))
@@ -203,7 +203,7 @@ class AuthManager(_StoreClient):
     @_store_errors
     def validate_key(self, key: str) -> bool:
         """True for a well-formed, known, active key."""
-        return gate.decide(self._conn(), key, dry_run=True).status != 401
+        return gate.decide(self._conn(), gate.presented(key, "key"), dry_run=True).status != 401
 
     @_store_errors
     def authenticate(self, headers=None, query=None) -> dict | None:
@@ -237,6 +237,8 @@ class PermissionManager(_StoreClient):
         means no limit. Keys as in the seed: allowed_tools, blocked_tools,
         allowed_agents, allowed_skills, max_cost_per_task, monthly_budget, rate_limit,
         tokens_per_day, timeout, total_budget, max_concurrent (and optionally profile)."""
+        if not isinstance(settings, Mapping):
+            raise InvalidInput(f"settings must be a dict, not {type(settings).__name__}")
         changes = keys.PermissionChanges(profile=settings.get("profile"), keep_overrides=True)
         for name, value in settings.items():
             if name in LIST_FIELDS:

@@ -14,15 +14,24 @@ _actor: str | None = None
 
 
 def actor() -> str:
-    """The OS user, as well as we can tell (containers may have no passwd entry)."""
+    """The OS user of this process, from its user id: not from USER or LOGNAME, which
+    anyone can set. A uid without a passwd entry (containers) is `uid:N`."""
     global _actor
     if _actor is None:
-        import getpass
+        if hasattr(os, "getuid"):
+            try:
+                import pwd
 
-        try:
-            _actor = getpass.getuser()
-        except Exception:
-            _actor = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+                _actor = pwd.getpwuid(os.getuid()).pw_name
+            except (ImportError, KeyError):
+                _actor = f"uid:{os.getuid()}"
+        else:  # Windows: the account name the system reports
+            import getpass
+
+            try:
+                _actor = getpass.getuser()
+            except Exception:
+                _actor = "unknown"
     return _actor
 
 
@@ -62,9 +71,45 @@ def entries(conn, *, key_id: str | None = None, since_ms: int | None = None,
         after = json.loads(after) if after else None
         out.append({
             "id": id_, "at": iso_ms(at), "actor": who, "action": action, "key_id": kid,
-            "changes": _diff(before, after),
+            "changes": _diff(present(before), present(after)),
         })
     return out
+
+
+# Storage names -> the names the CLI and `keys permissions --json` use.
+_NAMES = {"max_cost_nanos": "max_cost_per_task", "in_keyring": "stored_in_keyring"}
+_LISTS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills", "standard_agents")
+UNLIMITED = -1
+
+
+def present(stored: dict | None) -> dict | None:
+    """A stored audit snapshot as a person reads it: fields named as the CLI names them,
+    money in USD (`*_nanos`), lists as lists, yes/no as booleans, -1 as "unlimited".
+    Done when read, so trails written by any version read the same."""
+    if stored is None:
+        return None
+    out = {}
+    for name, value in stored.items():
+        if name in _LISTS and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        if name.endswith("_nanos"):
+            name = _NAMES.get(name, name[:-len("_nanos")])
+            if isinstance(value, int) and value != UNLIMITED:
+                value = value / 1_000_000_000
+        elif name in _NAMES:
+            name = _NAMES[name]
+            value = bool(value) if value is not None else None
+        if value == UNLIMITED and not isinstance(value, bool):
+            value = "unlimited"
+        out[name] = value
+    return out
+
+
+def is_money(field: str) -> bool:
+    return field.startswith("max_cost") or field.endswith("_budget")
 
 
 def _diff(before: dict | None, after: dict | None) -> dict:

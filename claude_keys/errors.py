@@ -38,5 +38,14 @@ class StoreError(ClaudeKeysError):
     """The store cannot be opened, read or upgraded."""
 
 
+class StoreDamaged(StoreError):
+    """The store's file is damaged (or not a database at all): `db check` reports it."""
+
+
+class StoreMissing(StoreError):
+    """There is no store where one was named (or claude-api has not set it up), and the
+    command only reads or changes one: nothing was created."""
+
+
 class KeyringFailure(ClaudeKeysError):
     """The OS keyring refused (locked, erroring); distinct from having no keyring."""

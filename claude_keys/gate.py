@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from . import limits, profiles
 from . import secret as fmt
+from .errors import InvalidInput
 from .usage import new_request_id
 from .values import usd_text
 
@@ -90,24 +91,37 @@ def _deny(status: int, message: str, headers: dict | None = None, row=None) -> D
 
 def token_from(headers=None, query=None) -> str | None:
     """The API key of a request: `x-api-key`, then `Authorization: Bearer`, then the
-    `api_key` query parameter. Header names are matched case-insensitively."""
+    `api_key` query parameter. Header names are matched case-insensitively; headers are
+    a mapping or (name, value) pairs, as text or bytes (raw ASGI); a query value may be
+    a list (as parse_qs gives it). Anything else is InvalidInput."""
     bearer = None
     if headers:
-        items = headers.items() if hasattr(headers, "items") else headers
-        for name, value in items:
-            if isinstance(name, bytes):  # raw ASGI headers
-                name, value = name.decode("latin-1"), value.decode("latin-1")
-            lname = name.lower()
-            if lname == "x-api-key" and value:
-                return value.strip()
-            if lname == "authorization" and value and bearer is None:
-                scheme, _, credentials = value.strip().partition(" ")
-                bearer = credentials.strip() if scheme.lower() == "bearer" else ""
-                bearer = bearer or _MALFORMED  # present but unusable: invalid, not missing
+        try:
+            for name, value in (headers.items() if hasattr(headers, "items") else headers):
+                lname = presented(name, "a header name")
+                lname = lname.lower() if lname else ""
+                if lname == "x-api-key":
+                    value = presented(value, "the x-api-key header")
+                    if value:
+                        return value.strip()
+                elif lname == "authorization" and bearer is None:
+                    value = presented(value, "the Authorization header")
+                    if value:
+                        scheme, _, credentials = value.strip().partition(" ")
+                        bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+                        bearer = bearer or _MALFORMED  # present but unusable: invalid, not missing
+        except InvalidInput:
+            raise
+        except (TypeError, ValueError):
+            raise InvalidInput("headers must be a mapping or a list of (name, value) pairs") from None
     if bearer is not None:
         return bearer
     if query:
-        value = query.get("api_key") if hasattr(query, "get") else dict(query).get("api_key")
+        try:
+            value = query.get("api_key") if hasattr(query, "get") else dict(query).get("api_key")
+        except (TypeError, ValueError):
+            raise InvalidInput("query must be a mapping of parameter names to values") from None
+        value = presented(value, "the api_key query parameter")
         if value:
             return value.strip()
     return None
@@ -131,8 +145,29 @@ def usable(row, now_ms: int) -> bool:
                 or row["disabled_at"] is not None)
 
 
+def presented(value, what: str = "the key") -> str | None:
+    """A credential (or header name) as a request carries it: text, bytes (raw ASGI,
+    UTF-8 or else Latin-1), or a list of them (the first; a parsed query string).
+    None when absent; any other type is InvalidInput."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+    raise InvalidInput(f"{what} must be text or bytes, not {type(value).__name__}")
+
+
 def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
            cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None) -> Decision:
+    if token:
+        token = token.strip()  # a pasted key keeps no surrounding whitespace
     if not token:
         return _deny(401, "Missing Authorization header")
     row, now = lookup(conn, token)

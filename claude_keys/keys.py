@@ -89,12 +89,20 @@ def get(conn, key_id: str):
 
 
 def find(conn, ref: str):
-    """A KEY reference -> its row: the full secret, the id, or a unique id prefix.
+    """A KEY reference -> its row: the full secret (surrounding whitespace ignored, as
+    pasted), the id, a unique id prefix, or a name unique among live keys.
 
     Never guesses, and never repeats a reference that could be a secret.
     """
-    if not isinstance(ref, str) or not ref:
-        raise KeyNotFound("the key reference is empty: give a key id, an id prefix or the secret")
+    if not isinstance(ref, str):
+        raise InvalidInput(f"a key reference must be text, not {type(ref).__name__}")
+    ref = ref.strip()
+    if not ref:
+        raise KeyNotFound("the key reference is empty: give a key id, an id prefix, a name or the secret")
+    try:
+        check_text(ref, "the key reference", max_len=fmt.MAX_TOKEN_LEN)
+    except InvalidInput:  # no key, name or secret holds such text
+        raise KeyNotFound(_NO_MATCH) from None
     if ref.startswith(fmt.PREFIX) and len(ref) == fmt.SECRET_LEN:
         if not (fmt.is_own_format(ref) and fmt.checksum_ok(ref)):
             raise KeyNotFound("that is not a valid key: its checksum does not match (mistyped?)")
@@ -103,34 +111,46 @@ def find(conn, ref: str):
         rows = _rows(conn, "SELECT * FROM keys WHERE id = ?", (ref,))
         if rows:
             return rows[0]
-        if len(ref) < MIN_PREFIX:
-            raise KeyNotFound(f"{ref!r} is too short: give at least {MIN_PREFIX} characters of a key id")
-        rows = _rows(
-            conn, "SELECT * FROM keys WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
-            (ref, ref + "\U0010ffff"),
-        )
-        if len(rows) == 1:
-            return rows[0]
+    if fmt.is_plausible_token(ref):  # an adopted token of another shape
+        rows = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (fmt.digest(ref),))
         if rows:
-            shown = ", ".join(r["id"] for r in rows[:5])
-            raise AmbiguousKey(
-                f"{ref!r} matches more than one key ({shown}{', …' if len(rows) > 5 else ''}); "
-                "give more characters"
-            )
-        if len(ref) == 12:
-            raise KeyNotFound(f"no key has the id {ref}")
-    return _by_digest(conn, ref)
+            return rows[0]
+    matches = {r["id"]: r for r in _by_name(conn, ref)}
+    prefix = _ID_LIKE.fullmatch(ref) and len(ref) >= MIN_PREFIX
+    if prefix:
+        matches.update((r["id"], r) for r in _rows(
+            conn, "SELECT * FROM keys WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+            (ref, ref + "\U0010ffff")))
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    if matches:
+        ids = sorted(matches)
+        shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+        what = "an id prefix or a name" if prefix else "a name"
+        raise AmbiguousKey(f"{ref!r} is {what} of more than one key ({shown}); give the key's id")
+    if _ID_LIKE.fullmatch(ref) and len(ref) < MIN_PREFIX:
+        raise KeyNotFound(f"{ref!r} is too short: give at least {MIN_PREFIX} characters of a key id")
+    if _ID_LIKE.fullmatch(ref) and len(ref) == 12:
+        raise KeyNotFound(f"no key has the id {ref}")
+    raise KeyNotFound(_NO_MATCH)
+
+
+_NO_MATCH = ("no key matches that reference: give a key id, a unique id prefix, the name of a "
+             "live key or the full secret (claude-api keys list shows them)")
+
+
+def _by_name(conn, name: str) -> list:
+    """Live keys (not revoked, retiring or expired) with this name: a name is a reference
+    only among the keys that still work, so a rotated or retired key's name is free again."""
+    now = now_s()
+    return _rows(conn, "SELECT * FROM keys WHERE name = ? AND revoked_at IS NULL AND "
+                       "(expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT 6", (name, now))
 
 
 def _by_digest(conn, token: str):
-    rows = []
-    if fmt.is_plausible_token(token):
-        rows = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (fmt.digest(token),))
+    rows = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (fmt.digest(token),))
     if not rows:
-        raise KeyNotFound(
-            "no key matches that reference: give a key id, a unique id prefix or the full "
-            "secret (claude-api keys list shows ids)"
-        )
+        raise KeyNotFound(_NO_MATCH)
     return rows[0]
 
 
@@ -198,7 +218,7 @@ def create(
     check_text(project_id, "project id")
     if name is not None:
         check_text(name, "name", allow_empty=True)
-    profiles.check_profile(profile)
+    profile = profiles.check_profile(profile)
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(profiles.OVERRIDE_FIELDS)
     if unknown:
@@ -388,7 +408,7 @@ class Changed:
 def change_permissions(conn, key_id: str, changes: PermissionChanges) -> Changed:
     """Change the permissions of a key's whole lineage (see the module docstring)."""
     if changes.profile is not None:
-        profiles.check_profile(changes.profile)
+        changes.profile = profiles.check_profile(changes.profile)
     with write(conn):
         row = get(conn, key_id)
         profile = changes.profile or row["profile"]
@@ -620,16 +640,20 @@ class Adopted:
     new: bool  # False: the token was already stored (as this key)
 
 
+MIN_TOKEN_LEN = 20  # shorter "tokens" are passwords or typos, not secrets worth a key
+
+
 def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "enterprise",
-                  name: str | None = None) -> tuple[list[Adopted], list[str]]:
+                  name: str | None = None, allow_weak: bool = False) -> tuple[list[Adopted], list[str]]:
     """Adopt existing plaintext tokens (from `API_KEYS`, `AUTH_TOKEN`, …) as keys.
 
     Only their digests are stored, so clients keep working while the tokens themselves
-    never reach the store. Returns the keys and warnings (never naming a token)."""
+    never reach the store. A token under MIN_TOKEN_LEN characters is refused unless
+    `allow_weak`. Returns the keys and warnings (never naming a token)."""
     check_text(project_id, "project id")
     if name is not None:
         check_text(name, "name", allow_empty=True)
-    profiles.check_profile(profile)
+    profile = profiles.check_profile(profile)
     if not tokens:
         raise InvalidInput("no tokens given: pipe them in, one per line or comma-separated, "
                            "or name an environment variable with --from-env")
@@ -639,7 +663,10 @@ def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "e
             raise InvalidInput(f"token {n} is not usable: at most {fmt.MAX_TOKEN_LEN} printable characters")
         if token.startswith(fmt.PREFIX) and len(token) == fmt.SECRET_LEN and not fmt.is_plausible_token(token):
             raise InvalidInput(f"token {n} looks like a claude-api key with a wrong checksum (mistyped?)")
-        if len(token) < 16:
+        if len(token) < MIN_TOKEN_LEN:
+            if not allow_weak:
+                raise InvalidInput(f"token {n} has only {len(token)} characters, too few for a secret "
+                                   f"(at least {MIN_TOKEN_LEN}); pass --allow-weak to adopt it anyway")
             warnings.append(f"token {n} has only {len(token)} characters: rotate it to a generated "
                             "key soon (claude-api keys rotate)")
     adopted: dict[bytes, Adopted] = {}

@@ -75,9 +75,14 @@ def standard_agents(conn) -> list[str]:
 
 
 def check_profile(name: str) -> str:
-    if name not in PRESETS:
-        raise InvalidInput(f"unknown profile {name!r}: choose one of {', '.join(NAMES)}")
-    return name
+    """A profile name in any case (`Pro`, as the seeds write it) -> its canonical name."""
+    if not isinstance(name, str):
+        raise InvalidInput(f"the profile must be one of {', '.join(NAMES)}, not {type(name).__name__}")
+    canonical = name.strip().lower()
+    if canonical not in PRESETS:
+        shown = name if len(name) <= 40 else name[:37] + "…"
+        raise InvalidInput(f"unknown profile {shown!r}: choose one of {', '.join(NAMES)}")
+    return canonical
 
 
 @dataclass(frozen=True)

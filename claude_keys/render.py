@@ -35,29 +35,65 @@ def write_json(data) -> None:
 
 
 def _cell(value, column: str, money: frozenset, human: bool):
+    if human:
+        return human_value(value, money=column in money)
     if value is None:
-        return "" if not human else "-"
+        return ""
     if isinstance(value, bool):
-        return ("yes" if value else "no") if human else str(value).lower()
+        return str(value).lower()
     if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value)) if value else ("none" if human else "")
-    if human and column in money and isinstance(value, (int, float)):
-        return _usd(value)
-    if human and isinstance(value, int):
-        return f"{value:,}"
+        return ", ".join(map(str, value))
     return value
 
 
-def _usd(value: float) -> str:
-    text = f"{value:,.6f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
+def human_value(value, *, money: bool = False):
+    """One value as a person reads it: "-" for none, yes/no, lists joined, counts with
+    thousands separators, money in dollars and cents. Exact values stay in JSON/CSV."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return shown_text(", ".join(map(str, value))) if value else "none"
+    if money and isinstance(value, (int, float)):
+        return usd(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, str):
+        return shown_text(value)
+    return value
+
+
+def shown_text(text: str) -> str:
+    """Text as a terminal may show it: what the text gate refuses (control characters,
+    bidirectional controls), escaped, should a store written before the gate hold any."""
+    from .values import UNSAFE_TEXT
+
+    return UNSAFE_TEXT.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def usd(value: float) -> str:
+    """Dollars to the cent ($24.98); an amount below a cent keeps two significant
+    digits ($0.0042), so it never reads as $0.00."""
+    nanos = round(value * 1_000_000_000)
+    sign, nanos = ("-", -nanos) if nanos < 0 else ("", nanos)
+    if 0 < nanos < 10_000_000:
+        places = min(9, 11 - len(str(nanos)))  # up to the second significant digit
+        step = 10 ** (9 - places)
+        rounded = (nanos + step // 2) // step
+        if rounded * step < 10_000_000:
+            return f"{sign}$0.{rounded:0{places}d}".rstrip("0")
+    cents = (nanos + 5_000_000) // 10_000_000
+    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
 
 
 def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
           headers: dict | None = None, money=(), bars: str | None = None,
-          empty: str = "nothing to show") -> None:
-    """Render a list of rows. `bars` names a numeric column drawn as a bar on a terminal."""
+          empty: str = "nothing to show", total: dict | None = None, optional=()) -> None:
+    """Render a list of rows. Human formats end with the `total` row if one is given.
+    On a terminal, `bars` names a numeric column also drawn as a bar, and `optional`
+    lists the columns that may be left out, least useful first, when the table would
+    not fit the terminal's width (see _fit)."""
     columns = columns or (list(rows[0]) if rows else [])
     if fmt == "json":
         write_json(rows)
@@ -70,14 +106,20 @@ def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
         for row in rows:
             out.writerow([_cell(row.get(c), c, frozenset(), human=False) for c in columns])
         return
-    money = frozenset(money)
-    titles = [(headers or {}).get(c, c.replace("_", " ")) for c in columns]
-    body = [[_cell(row.get(c), c, money, human=True) for c in columns] for row in rows]
     if not rows:
         print_message(empty)
         return
+    money = frozenset(money)
+    titles = [(headers or {}).get(c, c.replace("_", " ")) for c in columns]
+    everything = rows + ([total] if total else [])
+    body = [[_cell(row.get(c), c, money, human=True) for c in columns] for row in everything]
     if fmt == "table" and sys.stdout.isatty():
-        _rich_table(rows, columns, titles, body, bars)
+        numeric = [any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                       for r in everything) for c in columns]
+        peak = max((r.get(bars) or 0) for r in rows) or 1 if bars else 1
+        fractions = [(r.get(bars) or 0) / peak if bars else None for r in rows] + [None] * bool(total)
+        _rich_table(columns, titles, body, numeric=numeric, fractions=fractions,
+                    optional=optional, total=bool(total))
         return
     from tabulate import tabulate
 
@@ -95,43 +137,179 @@ def record(item: dict, fmt: str, *, money=(), headers: dict | None = None) -> No
         else:
             table([item], fmt)
         return
-    rows = [{"field": (headers or {}).get(k, k.replace("_", " ")), "value": _cell(v, k, frozenset(money), True)}
-            for k, v in item.items() if not isinstance(v, dict)]
+    pairs = [((headers or {}).get(k, k.replace("_", " ")), str(_cell(v, k, frozenset(money), True)))
+             for k, v in item.items() if not isinstance(v, dict)]
     if fmt == "table" and sys.stdout.isatty():
-        _rich_table(rows, ["field", "value"], ["", ""], [[r["field"], str(r["value"])] for r in rows],
-                    None, show_header=False)
+        _rich_record(pairs)
         return
     from tabulate import tabulate
 
-    sys.stdout.write(tabulate([[r["field"], r["value"]] for r in rows], tablefmt="plain" if fmt == "table" else fmt,
+    sys.stdout.write(tabulate([list(p) for p in pairs], tablefmt="plain" if fmt == "table" else fmt,
                               disable_numparse=True) + "\n")
 
 
 def console(stderr: bool = False):
-    """One factory for rich consoles: rich reads NO_COLOR, width and tty-ness here."""
+    """One factory for rich consoles: rich reads NO_COLOR, width and tty-ness here. Data
+    is never markup: no [tags], no :emoji: codes, no highlighting."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
 
 
-def _rich_table(rows, columns, titles, body, bars, show_header=True) -> None:
+# Columns of free text (names, lists, descriptions): the only ones a terminal table
+# wraps. Numbers, money, ids, times, hints and states never wrap or get cut.
+FREE_TEXT = frozenset({"name", "project_id", "model", "actor", "changes", "allowed_tools",
+                       "blocked_tools", "allowed_agents", "allowed_skills", "agent",
+                       "revoked_reason", "reason", "value"})
+MIN_FREE = 8  # a wrapped column narrower than this reads as a column of fragments
+FREE_MIN = {"changes": 24}  # the audit's changes quote times and ids: room for them whole
+MAX_WHOLE_WORD = 12  # words up to this long stay whole when free text wraps
+BAR = "\0bar"  # the bar drawn after a series' numbers, as a column of its own
+BAR_WIDTH, MIN_BAR = 24, 8
+
+
+def _column_overhead(n: int) -> int:
+    """What our rich tables (SIMPLE_HEAD, no outer edge) add around n columns: a space
+    of padding on each side of every cell, and n - 1 separators."""
+    return 3 * n - 1
+
+
+def _width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in str(text).split("\n")), default=0)
+
+
+def _short_time(text):
+    """2026-01-31T12:00:00Z -> 2026-01-31 12:00 (UTC): a narrow table's times."""
+    if isinstance(text, str) and len(text) >= 17 and text[10:11] == "T" and text.endswith("Z"):
+        return f"{text[:10]} {text[11:16]}"
+    return text
+
+
+def _fit(columns, titles, body, width, optional, bars):
+    """Choose what a terminal of `width` cells shows. Returns (shown column indexes, body,
+    {index: width}), or None when even the essential columns do not fit (the caller
+    then lays the rows out vertically).
+
+    Nothing but free text (FREE_TEXT) is ever narrower than its widest cell; titles
+    wrap at their spaces. When the table is too wide: times lose their seconds, free
+    text wraps (keeping ordinary words whole, then down to MIN_FREE), then `optional`
+    columns go, least useful first (BAR among them is a series' bar; last if unnamed)."""
+    keys = list(columns) + ([BAR] if bars else [])
+    shown = list(range(len(keys)))
+    optional = [keys.index(c) for c in optional if c in keys]
+    if bars and len(columns) not in optional:
+        optional.append(len(columns))
+    times = [i for i, c in enumerate(columns) if c == "at" or c.endswith("_at")]
+    while True:
+        natural, soft, least, words = _measure(keys, columns, titles, body, shown)
+        free = {i: keys[i] in FREE_TEXT for i in shown}
+        room = width - _column_overhead(len(shown))
+        if times and sum(soft.values()) > room:  # seconds matter least: they go first
+            body = [[_short_time(c) if i in times else c for i, c in enumerate(row)] for row in body]
+            times = []
+            continue
+        if sum(least.values()) <= room:
+            return shown, body, _share(natural, soft, least, words, free, room)
+        dropped = next((i for i in optional if i in shown), None)
+        if dropped is None:
+            return None
+        shown.remove(dropped)
+
+
+def _measure(keys, columns, titles, body, shown):
+    """For each shown column: its natural width; `soft`, below which a title wraps or a
+    word of free text breaks; `least`, the narrowest it may be (a title in two lines;
+    free text down to MIN_FREE); and its longest word."""
+    natural, soft, least, words = {}, {}, {}, {}
+    for i in shown:
+        if keys[i] == BAR:
+            natural[i] = soft[i] = BAR_WIDTH
+            least[i] = words[i] = MIN_BAR
+            continue
+        cells = [row[i] for row in body]
+        widest = max([_width(c) for c in cells], default=0)
+        natural[i] = soft[i] = max(widest, _width(titles[i]))
+        least[i] = max(widest, _two_lines(str(titles[i])))
+        words[i] = max([_width(w) for c in cells for w in str(c).split()], default=0)
+        if columns[i] in FREE_TEXT:
+            title_word = max((_width(w) for w in str(titles[i]).split()), default=0)
+            least[i] = min(natural[i], max(FREE_MIN.get(columns[i], MIN_FREE), title_word))
+            soft[i] = min(natural[i], max(least[i], min(words[i], MAX_WHOLE_WORD)))
+    return natural, soft, least, words
+
+
+def _two_lines(title: str) -> int:
+    """The narrowest a title gets wrapped at a space into at most two lines."""
+    parts = title.split(" ")
+    return min(max(_width(" ".join(parts[:k])), _width(" ".join(parts[k:])))
+               for k in range(1, len(parts) + 1))
+
+
+def _share(natural: dict, soft: dict, least: dict, words: dict, free: dict, room: int) -> dict:
+    """Every column's width within `room`: natural if all fit; else narrow, a cell at a
+    time and the widest first, free text that can wrap without breaking a word, then
+    titles (into two lines), then free text breaking its words (where they are already
+    broken first), never below a column's least."""
+    widths = dict(natural)
+    while sum(widths.values()) > room:
+        pool = ([i for i in widths if free[i] and widths[i] > soft[i]]
+                or [i for i in widths if not free[i] and widths[i] > least[i]]
+                or [i for i in widths if widths[i] > least[i]])
+        widths[max(pool, key=lambda i: (widths[i] < words[i], widths[i]))] -= 1
+    return widths
+
+
+def _rich_table(columns, titles, body, *, numeric, fractions, optional=(), total=False) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    grid = Table(box=box.SIMPLE_HEAD, show_header=show_header, header_style="bold")
-    numeric = [bool(rows) and isinstance(rows[0].get(c), (int, float)) and not isinstance(rows[0].get(c), bool)
-               for c in columns]
-    for title, is_num in zip(titles, numeric):
-        grid.add_column(title, justify="right" if is_num else "left", overflow="fold")
-    if bars:
-        grid.add_column("", justify="left", no_wrap=True)
-        peak = max((r.get(bars) or 0) for r in rows) or 1
-    for row, cells in zip(rows, body):
-        cells = [str(c) for c in cells]
-        if bars:
-            cells.append(bar((row.get(bars) or 0) / peak))
-        grid.add_row(*cells)
-    console().print(grid)
+    out = console()
+    bars = any(f is not None for f in fractions)
+    fitted = _fit(columns, titles, body, out.width, optional, bars)
+    if fitted is None:  # too wide even without the optional columns: one record per row
+        for n, row in enumerate(body):
+            if n:
+                out.print()
+            _rich_record([(t, str(c)) for t, c in zip(titles, row)], out)
+        return
+    shown, body, widths = fitted
+    hidden = [titles[i] for i in range(len(columns)) if i not in shown]
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
+    for i in shown:  # every width is decided here (_fit), so rich never has to squeeze
+        if i == len(columns):  # the bar
+            grid.add_column("", width=widths[i])
+        else:
+            grid.add_column(Text(str(titles[i])), justify="right" if numeric[i] else "left",
+                            overflow="fold", width=widths[i])
+    for n, (row, fraction) in enumerate(zip(body, fractions)):
+        cells = [Text(str(row[i])) for i in shown if i < len(columns)]
+        if len(columns) in shown:
+            cells.append(Text(bar(fraction, widths[len(columns)]) if fraction is not None else ""))
+        is_total = total and n == len(body) - 1
+        grid.add_row(*cells, end_section=total and n == len(body) - 2,
+                     style="bold" if is_total else None)
+    out.print(grid)
+    if hidden:  # on stderr, wrapped to the terminal like the table
+        console(stderr=True).print(Text(f"(not shown, to fit {out.width} columns: "
+                                        f"{', '.join(map(str, hidden))}; --format json shows all)"))
+
+
+def _rich_record(pairs, out=None) -> None:
+    """field / value lines; values wrap (at spaces) only when they are too long to fit."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out = out or console()
+    grid = Table(box=box.SIMPLE_HEAD, show_header=False, show_edge=False)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for field, value in pairs:
+        grid.add_row(Text(str(field)), Text(str(value)))
+    out.print(grid)
 
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"

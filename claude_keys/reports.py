@@ -43,7 +43,7 @@ def zone(name: str | None):
 
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("Europe"), too long
         raise InvalidInput(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
 
 

@@ -64,16 +64,20 @@ def masked(uri: str) -> str:
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", uri)
 
 
-def connect(db: str | os.PathLike | None = None):
-    """Open (creating and migrating if needed) the store and return a connection."""
+def connect(db: str | os.PathLike | None = None, *, create: bool = True, readonly: bool = False):
+    """Open (creating and migrating if needed) the store and return a connection.
+
+    create=False: a store that does not exist (or that claude-api has not set up) is a
+    StoreError, and nothing is created. readonly: the connection never writes (a store
+    behind this program's schema is still upgraded first)."""
     target = resolve(db)
     if is_postgres(target):
         from .backends import postgres
 
-        return postgres.open_store(target, SCHEMA_VERSION)
+        return postgres.open_store(target, SCHEMA_VERSION, create=create, readonly=readonly)
     from .backends import sqlite
 
-    return sqlite.open_store(target, SCHEMA_VERSION)
+    return sqlite.open_store(target, SCHEMA_VERSION, create=create, readonly=readonly)
 
 
 def write(conn):

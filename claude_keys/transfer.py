@@ -53,6 +53,9 @@ def check_new_or_empty(target: str) -> None:
         finally:
             raw.close()
     else:
+        from .backends import sqlite as sqlite_backend
+
+        sqlite_backend.refuse_dangling_link(target)
         if not os.path.lexists(target):
             return
         if os.path.isdir(target):
@@ -91,7 +94,7 @@ def copy_store(source_target: str, dest_target: str, progress=None) -> Copied:
     if _same(source_target, dest_target):
         raise StoreError("the source and the destination are the same store")
     check_new_or_empty(dest_target)
-    source = store.connect(source_target)
+    source = store.connect(source_target, create=False, readonly=True)
     try:
         dest = store.connect(dest_target)
         try:

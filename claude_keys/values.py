@@ -51,34 +51,40 @@ def parse_money(value) -> int:
     """USD as str, int, float or Decimal -> integer nano-dollars, exactly.
 
     Non-negative and finite; more than nine decimals are rounded half-to-even.
-    Floats are read through their shortest repr, so 0.1 is exactly $0.10.
+    Floats are read through their shortest repr, so 0.1 is exactly $0.10. Works on the
+    digits as text, so no input (5,000 digits, 1e999) ever builds a huge integer.
     """
     if isinstance(value, bool):
         raise InvalidInput(f"{value!r} is not an amount in USD")
     if isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, float):
-        text = repr(value)
-    else:
-        text = str(value).strip()
+        if value < 0:
+            raise InvalidInput(f"{_shown(value)} is not an amount in USD: use a non-negative number")
+        if value > MAX_USD:
+            raise InvalidInput(f"{_shown(value)} is too large: at most ${MAX_USD:,}")
+        return value * NANOS_PER_USD
+    text = repr(value) if isinstance(value, float) else str(value).strip()
     m = _MONEY_RE.fullmatch(text)
     if not m or not (m.group(1) or m.group(2)):
         raise InvalidInput(
-            f"{text!r} is not an amount in USD: use a non-negative number such as 0.50"
+            f"{_shown(text)} is not an amount in USD: use a non-negative number such as 0.50"
         )
-    digits = (m.group(1) or "") + (m.group(2) or "")
-    scale = len(m.group(2) or "") - int(m.group(3) or 0) - 9  # value = int(digits) / 10**(scale+9)
-    n = int(digits or "0")
-    if scale <= 0:
-        if len(digits.lstrip("0")) - scale > 30:  # absurdly large: refuse before building it
-            raise InvalidInput(f"{text!r} is too large: at most ${MAX_USD:,}")
-        nanos = n * 10**-scale
+    whole, frac = m.group(1) or "", m.group(2) or ""
+    digits = (whole + frac).lstrip("0")
+    # digits[:point] is the whole number of nano-dollars, digits[point:] the rest.
+    point = len(whole) + int(m.group(3) or 0) + 9 - (len(whole + frac) - len(digits))
+    if not digits:
+        return 0
+    if point > len(str(MAX_USD * NANOS_PER_USD)):
+        raise InvalidInput(f"{_shown(text)} is too large: at most ${MAX_USD:,}")
+    if point >= 0:
+        nanos, rest = int(digits[:point].ljust(point, "0") or "0"), digits[point:]
     else:
-        q, r = divmod(n, 10**scale)
-        half = 10**scale // 2
-        nanos = q + (1 if r > half or (r == half and q % 2) else 0)
+        nanos, rest = 0, "0" * -point + digits
+    # Round half to even on the digits beyond the nano-dollar.
+    if rest and (rest[0] > "5" or (rest[0] == "5" and (rest[1:].strip("0") or nanos % 2))):
+        nanos += 1
     if nanos > MAX_USD * NANOS_PER_USD:
-        raise InvalidInput(f"{text!r} is too large: at most ${MAX_USD:,}")
+        raise InvalidInput(f"{_shown(text)} is too large: at most ${MAX_USD:,}")
     return nanos
 
 
@@ -89,6 +95,14 @@ def parse_cost(value) -> int:
         raise InvalidInput(f"a cost of {usd_text(nanos)} is not one request's: at most "
                            f"${MAX_REQUEST_USD:,} a request")
     return nanos
+
+
+def _shown(value) -> str:
+    """A value as a message quotes it: bounded, so a 5,000-digit input stays one short line."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return "a number that large"
+    text = value if isinstance(value, str) else str(value)
+    return repr(text if len(text) <= 40 else text[:37] + "…")
 
 
 def usd_text(nanos: int | None, places: int = 2) -> str:
@@ -185,21 +199,81 @@ def iso_ms(epoch_ms: int | None) -> str | None:
     return f"{base}.{ms:03d}Z" if ms else base + "Z"
 
 
-_BAD_TEXT_RE = re.compile(r"[\x00-\x1f\x7f]")
+# What no text the store keeps may hold: C0 and C1 control characters (escape sequences
+# drive terminals; U+009B is a one-character CSI), line and paragraph separators,
+# bidirectional overrides, isolates and marks (U+202E shows "exe.txt" as "txt.exe"), and
+# lone surrogates (invalid UTF-8 on a command line or in a file arrives as these).
+UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                          "\u2066-\u2069\ud800-\udfff]")
 
 
 def check_text(value: str, what: str, *, max_len: int = 256, allow_empty: bool = False) -> str:
-    """Names and project ids: any printable text, kept exactly as given."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be text")
+    """The one gate for text a person or a program hands us (project ids, names, reasons,
+    models, request ids, tools; from the command line, the Python API or a file): str,
+    valid UTF-8, no control, separator or bidirectional-control characters, at most
+    `max_len` characters. Kept exactly as given."""
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise InvalidInput(f"{what} must be text, not {type(value).__name__}")
+        value = str.__str__(value)  # a str subclass: keep its text, not its behaviour
     if not value and not allow_empty:
         raise InvalidInput(f"{what} must not be empty")
     if len(value) > max_len:
-        raise InvalidInput(f"{what} is too long: at most {max_len} characters")
-    if _BAD_TEXT_RE.search(value):
-        raise InvalidInput(f"{what} must not contain control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # invalid UTF-8 on the command line arrives as surrogates
-        raise InvalidInput(f"{what} must be valid UTF-8 text") from None
+        raise InvalidInput(f"{what} is too long: at most {max_len:,} characters")
+    bad = UNSAFE_TEXT.search(value)
+    if bad:
+        ch = bad.group()
+        if "\ud800" <= ch <= "\udfff":
+            raise InvalidInput(f"{what} must be valid UTF-8 text")
+        kind = ("bidirectional control characters" if ch in _BIDI else
+                "line separators" if ch in "\u2028\u2029" else "control characters")
+        raise InvalidInput(f"{what} must not contain {kind} (U+{ord(ch):04X})")
     return value
+
+
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_flag(value, what: str) -> bool:
+    """A yes/no argument of the Python API: True or False, nothing that merely looks like one."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def parse_seconds(value, what: str = "the duration") -> int:
+    """A duration from the Python API: whole seconds (int, or a finite float), a
+    datetime.timedelta, or text such as "30d". Non-negative, at most 100 years."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{what} must be seconds or a duration such as 30d, not {type(value).__name__}")
+    if not 0 <= value <= MAX_DURATION_S:  # also refuses nan
+        raise InvalidInput(f"{what} must be between 0 seconds and 100 years")
+    return int(value)
+
+
+def moment_ms(at) -> int | None:
+    """A time from the Python API as epoch ms: None (now), a datetime (naive = UTC),
+    epoch seconds (int or finite float), or ISO text. Between 1970 and 9999."""
+    if at is None:
+        return None
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)
+        try:
+            ms = (at - _EPOCH) // _MS
+        except (OverflowError, ValueError, TypeError):  # a tzinfo out of range or broken
+            ms = -1
+    elif isinstance(at, (int, float)) and not isinstance(at, bool):
+        ms = int(at * 1000) if -1 < at < LAST_MS / 1000 else -1  # refuses nan and inf too
+    elif isinstance(at, str):
+        ms = parse_time(at)
+    else:
+        raise InvalidInput(f"cannot read a time from {type(at).__name__}: give a datetime, "
+                           "epoch seconds or ISO-8601 text")
+    if not 0 <= ms < LAST_MS:
+        raise InvalidInput("the time must be between 1970 and 9999")
+    return ms

@@ -5,7 +5,7 @@ from conftest import cli, dump, proc
 
 
 def test_tokens_from_stdin_work_and_are_never_stored(isolated, store_backend):
-    tokens = ["key-production-abc123", "key-staging-xyz789", "third-token-0000000"]
+    tokens = ["key-production-abc123", "key-staging-xyz789-0000", "third-token-0000000000"]
     r = cli("keys", "import", "--project-id", "legacy", "--profile", "pro", "--json",
             input=f"{tokens[0]},{tokens[1]}\n{tokens[2]}\n{tokens[0]}\n")
     assert r.exit_code == 0, r
@@ -42,11 +42,18 @@ def test_bad_token_input():
     assert cli("keys", "import", "--project-id", "x", input="").exit_code == 2
     r = cli("keys", "import", "--project-id", "x", input="cc_" + "A" * 38)
     assert r.exit_code == 2 and "checksum" in r.stderr
-    r = cli("keys", "import", "--project-id", "x", input="short")
+    # A one-character "token" was adopted after a warning: now refused, nothing stored.
+    for weak in ("x", "short", "a" * 19):
+        r = cli("keys", "import", "--project-id", "x", input=weak)
+        assert r.exit_code == 2 and "--allow-weak" in r.stderr and weak not in r.stderr, r
+    assert cli("keys", "list", "--json").json() == []
+    r = cli("keys", "import", "--project-id", "x", "--allow-weak", input="short")
     assert r.exit_code == 0 and "only 5 characters" in r.stderr and "short" not in r.stderr
+    assert cli("keys", "import", "--project-id", "x", input="a" * 20).exit_code == 0
 
 
 def test_hints_of_adopted_tokens_give_little_away():
     short, long = "legacy-0123456789", "L" * 20 + "tail"
-    rows = cli("keys", "import", "--project-id", "x", "--json", input=f"{short}\n{long}\n").json()
+    rows = cli("keys", "import", "--project-id", "x", "--json", "--allow-weak",
+               input=f"{short}\n{long}\n").json()
     assert [r["hint"] for r in rows] == ["…", "…tail"]

@@ -13,7 +13,8 @@ from claude_keys.cli import cli as root
 HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan", "NaN", "∞", "٣",
            "9" * 40, "\x00", "a\x00b", "\x1b[31mred", "\r\n", "a" * 10_000, "'; DROP TABLE keys; --",
            "%s%n", "\u202egnp.exe", "😀", "\udcff", "null", "true", "2026-13-45", "9999-12-31T23:59:59Z",
-           "0s", "1y", "../../../etc/passwd", "*", "@standard", "cc_" + "A" * 38]
+           "0s", "1y", "../../../etc/passwd", "*", "@standard", "cc_" + "A" * 38,
+           "a\x9b31mb", "a\u2066b\u2069", "9" * 5000, "Europe", "proj[/x]", " cc_" + "A" * 38 + "\n"]
 
 
 def commands(group=root, path=()):

@@ -80,7 +80,9 @@ def test_a_file_that_is_not_a_database(tmp_path):
 @pytest.mark.sqlite_only
 def test_unusable_paths(tmp_path):
     (tmp_path / "afile").write_text("x")
-    _one_line_error(cli("--db", tmp_path / "afile" / "keys.db", "keys", "list"), text="cannot open")
+    _one_line_error(cli("--db", tmp_path / "afile" / "keys.db", "keys", "create", "--project-id", "p"),
+                    text="cannot open")
+    _one_line_error(cli("--db", tmp_path / "afile" / "keys.db", "keys", "list"), text="there is no store")
     (tmp_path / "adir").mkdir()
     _one_line_error(cli("--db", tmp_path / "adir", "keys", "list"), code=2, text="is a directory")
 

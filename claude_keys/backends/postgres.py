@@ -18,7 +18,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from functools import lru_cache
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreMissing
 from ..store import masked
 
 try:
@@ -232,13 +232,23 @@ def connect_raw(uri: str, location: str):
         raise StoreError(f"cannot connect to the store {location}: {' '.join(str(e).split())}") from None
 
 
-def open_store(uri: str, schema_version: int) -> Connection:
+def open_store(uri: str, schema_version: int, *, create: bool = True,
+               readonly: bool = False) -> Connection:
+    """Open the store, setting the database up on first use. With create=False a
+    database claude-api has not set up is an error (a command that only reads never
+    sets one up); readonly makes the session read-only (listings and reports)."""
     location = masked(uri)
     conn = Connection(connect_raw(uri, location), location)
     try:
         version = _version(conn)
+        if version == 0 and not create:
+            _refuse_foreign(conn)
+            raise StoreMissing(f"the database {location} has no claude-api store yet: a command that "
+                             "writes, such as `claude-api keys create`, sets it up")
         if version != schema_version:
             _upgrade(conn, version, schema_version)
+        if readonly:
+            conn.execute("SET default_transaction_read_only = on")
     except BaseException:
         conn.close()
         raise
@@ -272,10 +282,16 @@ def _upgrade(conn: Connection, version: int, schema_version: int) -> None:
             return
         if version > schema_version:
             raise StoreError(f"the store {conn.location} was upgraded by a newer claude-api meanwhile")
-        if version == 0 and conn.execute("SELECT to_regclass('keys')").fetchone()[0] is not None:
-            raise StoreError(f"the database {conn.location} already has a table named keys that "
-                             "claude-api did not make; point --db or CLAUDE_API_DB at a database of its own")
+        if version == 0:
+            _refuse_foreign(conn)
         migrations.apply_postgres(conn)
+
+
+def _refuse_foreign(conn: Connection) -> None:
+    """A database without our schema table but with a `keys` table is someone else's."""
+    if conn.execute("SELECT to_regclass('keys')").fetchone()[0] is not None:
+        raise StoreError(f"the database {conn.location} already has a table named keys that "
+                         "claude-api did not make; point --db or CLAUDE_API_DB at a database of its own")
 
 
 def _has_schema_table(conn: Connection) -> bool:

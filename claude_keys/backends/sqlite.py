@@ -12,7 +12,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 
-from ..errors import StoreError
+from ..errors import StoreDamaged, StoreError, StoreMissing
 
 BUSY_TIMEOUT_S = 60.0
 # Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
@@ -53,11 +53,13 @@ class Connection(sqlite3.Connection):
         self.execute("BEGIN IMMEDIATE")
         try:
             yield self
+            self.execute("COMMIT")
         except BaseException:
+            # A COMMIT that failed (a full disk) leaves the transaction open: end it, or
+            # every later write on this connection fails too.
             if self.in_transaction:
                 self.execute("ROLLBACK")
             raise
-        self.execute("COMMIT")
 
     transaction = write  # one writer at a time: every write transaction is serialized
 
@@ -73,15 +75,20 @@ class Connection(sqlite3.Connection):
                 self.execute("ROLLBACK")
 
 
-def create_private_file(path: str) -> None:
-    """Create the folder (0700) and an empty file (0600) whatever the umask."""
+def create_private_file(path: str, *, exist_ok: bool = True) -> None:
+    """Create the folder (0700) and an empty file (0600) whatever the umask. Never
+    through a symbolic link: O_EXCL refuses one, even one pointing nowhere, which
+    SQLite would otherwise follow to create a file with the umask's mode elsewhere."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         os.makedirs(folder, mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError:
+        refuse_dangling_link(path)
+        if not exist_ok:
+            raise StoreError(f"{path} already exists; choose a new file name") from None
         return  # another process created it first
     try:
         os.fchmod(fd, 0o600)
@@ -89,30 +96,113 @@ def create_private_file(path: str) -> None:
         os.close(fd)
 
 
-def open_store(path: str, schema_version: int) -> Connection:
-    """Open (creating and migrating if needed) the store at `path`."""
+def refuse_dangling_link(path: str) -> None:
+    """A symbolic link to nothing is not a new store's place: whoever planted it would
+    choose where the store (and its secrets' digests) is written, and with what mode."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise StoreError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                         "claude-api never creates a file through a link: give the real path")
+
+
+def missing(path: str) -> StoreError:
+    return StoreMissing(f"there is no store at {os.path.abspath(path)} (nothing was created; "
+                        "`claude-api keys create` makes one, or check --db / CLAUDE_API_DB)")
+
+
+def open_store(path: str, schema_version: int, *, create: bool = True,
+               readonly: bool = False) -> Connection:
+    """Open (creating and migrating if needed) the store at `path`. With create=False a
+    missing or empty store is an error; readonly opens it without writing (listings and
+    reports), so a user who may read the store but not write it can use them."""
     try:
         if not os.path.exists(path):
+            refuse_dangling_link(path)
+            if not create:
+                raise missing(path)
             create_private_file(path)
+        if readonly:
+            conn = _open_readonly(path, schema_version)
+            if conn is not None:
+                return conn
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                check_same_thread=False, factory=Connection)
     except (OSError, sqlite3.Error) as e:
-        raise StoreError(f"cannot open the store {path}: {_reason(e)}") from None
+        raise _error_class(e)(f"cannot open the store {path}: {_reason(e)}") from None
     conn.location = path
     try:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and not create:
+            _refuse_foreign(conn, path)
+            raise _not_set_up(path)
         if version != schema_version:
             _upgrade(conn, path, version, schema_version)
     except sqlite3.DatabaseError as e:
         conn.close()
-        raise StoreError(f"cannot use the store {path}: {_reason(e)}") from None
+        raise _error_class(e)(f"cannot use the store {path}: {_reason(e)}") from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _not_set_up(path: str) -> StoreError:
+    return StoreMissing(f"{path} is not a claude-api store yet (an empty file): a command that "
+                        "writes, such as `claude-api keys create`, sets it up")
+
+
+def _open_readonly(path: str, schema_version: int) -> Connection | None:
+    """A read-only connection to an up-to-date store, or None when the store must first
+    be upgraded (which needs a writing connection). Reading a WAL store takes its
+    shared-memory file; a reader who cannot create that file (it is not in the folder
+    while no one uses the store, and the folder is not theirs) reads the store as
+    immutable instead, which is exact as long as no WAL holds unmerged changes."""
+    quoted = os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    uri = "file://" + quoted  # an empty authority: the path is taken as it is
+    conn, last = None, None
+    for mode in ("?mode=ro", "?immutable=1"):
+        if mode == "?immutable=1" and _wal_has_changes(path):
+            break  # immutable would not see them
+        try:
+            conn = sqlite3.connect(uri + mode, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False, factory=Connection)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            break
+        except sqlite3.OperationalError as e:
+            if conn is not None:
+                conn.close()
+                conn = None
+            last = e
+    if conn is None:
+        raise StoreError(f"cannot read the store {path}: {_reason(last)}")
+    conn.location = path
+    if version == schema_version:
+        return conn
+    try:
+        if version == 0:
+            _refuse_foreign(conn, path)
+            raise _not_set_up(path)
+    finally:
+        conn.close()
+    if version > schema_version:
+        _upgrade(None, path, version, schema_version)  # raises: newer than this program
+    return None
+
+
+def _error_class(e: BaseException) -> type:
+    """SQLite's DatabaseError (not its OperationalError: busy, locked, cannot open) means
+    the file's content is wrong: damaged, or not a database."""
+    damaged = isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError)
+    return StoreDamaged if damaged else StoreError
+
+
+def _wal_has_changes(path: str) -> bool:
+    try:
+        return os.path.getsize(path + "-wal") > 0
+    except OSError:
+        return False
 
 
 def _reason(e: BaseException) -> str:
@@ -124,7 +214,7 @@ def _reason(e: BaseException) -> str:
     return text
 
 
-def _upgrade(conn: Connection, path: str, version: int, schema_version: int) -> None:
+def _upgrade(conn: Connection | None, path: str, version: int, schema_version: int) -> None:
     if version > schema_version:
         raise StoreError(
             f"the store {path} has schema version {version}, newer than this claude-api "
@@ -222,5 +312,5 @@ def translate(error: BaseException, location: str = ""):
             return StoreError(f"the store {location} cannot be written: {text}".replace("  ", " "))
         return StoreError(f"the store could not be used: {text}")
     if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
-        return StoreError(f"the store is damaged or not a claude-api store: {text}")
+        return StoreDamaged(f"the store is damaged or not a claude-api store: {text}")
     return StoreError(f"the store refused the change: {text}")

@@ -22,6 +22,7 @@ COMMANDS = {
     "usage": "claude_keys.cli.usage:usage",
     "db": "claude_keys.cli.db:db",
     "audit": "claude_keys.cli.audit:audit",
+    "completion": "claude_keys.cli.completion:completion",
 }
 
 
@@ -38,8 +39,40 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name in self.lazy:
             module, attr = self.lazy[name].split(":")
-            return getattr(importlib.import_module(module), attr)
+            return with_db_option(getattr(importlib.import_module(module), attr))
         return super().get_command(ctx, name)
+
+
+def with_db_option(command: click.Command) -> click.Command:
+    """Give every command under the root its own `--db`, so that `claude-api keys list
+    --db X` works as well as `claude-api --db X keys list` (once per command object)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_db_option(sub)
+    elif not any(p.name == "db" for p in command.params):
+        command.params.append(click.Option(
+            ["--db"], metavar="PATH|URI", type=FilePath(dir_okay=False), expose_value=False,
+            callback=_late_db, help="The store (as `claude-api --db`; either place works)."))
+    return command
+
+
+def _late_db(ctx: click.Context, param, value) -> None:
+    if value is None:
+        return
+    check_db(value)
+    ctx.meta["claude_api.db"] = value  # shell completion reads the store from here
+    app = ctx.find_root().obj
+    if isinstance(app, App):
+        app.db = value
+
+
+def check_db(value: str | None, given: bool = True) -> None:
+    if value == "" and given:  # `--db "$STORE"` with STORE unset must not quietly use the default store
+        raise click.BadParameter("the store path is empty", param_hint="--db")
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:  # a path that is not UTF-8 could be neither shown nor stored
+        raise click.BadParameter("the store path must be valid UTF-8 text", param_hint="--db") from None
 
 
 class Root(LazyGroup):
@@ -58,6 +91,10 @@ def run_reporting_errors(call) -> int:
     try:
         rv = call()
         return rv if isinstance(rv, int) else 0
+    except click.exceptions.NoArgsIsHelpError as e:
+        # `claude-api` or `claude-api keys` alone: the help a newcomer asked for, not an error.
+        click.echo(e.ctx.get_help())
+        return 0
     except click.exceptions.Abort:
         error("aborted; nothing was changed")
         return 1
@@ -110,20 +147,21 @@ def warn(message: str) -> None:
 
 
 def one_line(message: str) -> str:
-    """A message may quote what the user typed: escape control characters so it stays
-    one line and cannot drive the terminal, and lone surrogates so it can be printed."""
-    import re
+    """A message may quote what the user typed: escape what values.check_text refuses
+    (control characters, C1 ones such as NEL and CSI, line separators, bidirectional
+    controls, lone surrogates) so it stays one line, cannot drive the terminal, and
+    can be printed."""
+    from ..values import UNSAFE_TEXT
 
-    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return UNSAFE_TEXT.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 class App:
-    """Per-invocation state in ctx.obj: where the store is, and its connection."""
+    """Per-invocation state in ctx.obj: where the store is, and its connections."""
 
     def __init__(self, db: str | None):
         self.db = db
-        self._conn = None
+        self._conns: dict = {}
 
     @property
     def target(self) -> str:
@@ -136,16 +174,32 @@ class App:
 
     @property
     def conn(self):
-        if self._conn is None:
+        """For commands that may make the store: creates it (and sets it up) if need be."""
+        return self._open(create=True, readonly=False)
+
+    @property
+    def existing(self):
+        """For commands that change an existing store (a key must exist to be changed):
+        a missing store is an error, and none is created."""
+        return self._open(create=False, readonly=False)
+
+    @property
+    def reader(self):
+        """For commands that only read: never creates a store, and never writes, so a
+        user who may read the store but not write it can list and report."""
+        return self._open(create=False, readonly=True)
+
+    def _open(self, *, create: bool, readonly: bool):
+        mode = (create, readonly)
+        if mode not in self._conns:
             from ..store import connect
 
-            self._conn = connect(self.db)
-        return self._conn
+            self._conns[mode] = connect(self.db, create=create, readonly=readonly)
+        return self._conns[mode]
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        while self._conns:
+            self._conns.popitem()[1].close()
 
 
 from .options import FilePath  # noqa: E402  (after App: options imports nothing from here)
@@ -156,13 +210,11 @@ from .options import FilePath  # noqa: E402  (after App: options imports nothing
               type=FilePath(dir_okay=False),
               help="The store: a SQLite file, or a PostgreSQL URI (postgresql://…) shared by "
                    "several hosts. Default: keys.db in the claude-api folder of your user config dir.")
-@click.version_option(__version__, "--version", prog_name="claude-api")
+@click.version_option(__version__, "-V", "--version", prog_name="claude-api")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """Manage API keys, permissions and usage for a self-hosted Claude API service."""
-    if db == "" and ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE:
-        # `--db "$STORE"` with STORE unset must not quietly use the default store.
-        raise click.BadParameter("the store path is empty", param_hint="--db")
+    check_db(db, given=ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE)
     app = App(db or None)
     ctx.obj = app
     ctx.call_on_close(app.close)

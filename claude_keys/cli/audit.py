@@ -19,22 +19,28 @@ def audit(ctx, key_ref, since, until, fmt) -> None:
     from .. import keys
     from ..values import parse_time
 
-    conn = ctx.find_root().obj.conn
+    conn = ctx.find_root().obj.reader
     key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
     rows = trail.entries(conn, key_id=key_id, since_ms=parse_time(since) if since else None,
                          until_ms=parse_time(until, end=True) if until else None)
     from ..render import table
 
     if fmt != "json":
-        rows = [{**r, "changes": _readable(r["changes"])} for r in rows]
+        rows = [{**r, "changes": _readable(r)} for r in rows]
     table(rows, fmt, ["id", "at", "actor", "action", "key_id", "changes"],
-          headers={"key_id": "key"}, empty="no changes recorded")
+          headers={"key_id": "key"}, empty="no changes recorded", optional=["actor", "id"])
 
 
-def _readable(changes: dict) -> str:
-    """field: before -> after; … (long values shortened)."""
-    def short(value) -> str:
-        text = "-" if value is None else str(value)
+def _readable(row: dict) -> str:
+    """A line per change, `field: before -> after`, in the units a person reads (USD,
+    lists; long values shortened). A new key's id and creation time are the row's own."""
+    from ..audit import is_money
+    from ..render import human_value
+
+    def short(field, value) -> str:
+        text = str(human_value(value, money=is_money(field)))
         return text if len(text) <= 60 else text[:57] + "…"
 
-    return "; ".join(f"{k}: {short(b)} -> {short(a)}" for k, (b, a) in changes.items())
+    repeated = {"id", "created_at"} | ({"lineage"} if row["changes"].get("lineage", [0, 0])[1] == row["key_id"] else set())
+    return "\n".join(f"{k}: {short(k, b)} -> {short(k, a)}" for k, (b, a) in row["changes"].items()
+                     if not (row["action"] in ("create", "import") and k in repeated))

@@ -7,7 +7,7 @@ import os
 import click
 
 from .. import store
-from ..errors import StoreError
+from ..errors import StoreDamaged, StoreError
 from .options import FilePath, json_option
 
 
@@ -34,36 +34,52 @@ def path(ctx) -> None:
 def check(ctx, fmt) -> None:
     """Check the store: SQLite's integrity check of every page (on SQLite), that every
     roll-up agrees with the recorded requests and every rate window with its slots, and
-    the schema version (exit 1 if anything is wrong)."""
+    the schema version (exit 1 if anything is wrong, a damaged store included)."""
+    app = _app(ctx)
+    target = app.target
+    result = {"path": store.display(target),
+              "backend": "postgresql" if store.is_postgres(target) else "sqlite"}
+    try:
+        result.update(_examine(app.reader))
+    except Exception as e:  # damage is the answer, reported like any other problem
+        found = store.as_store_error(e)
+        if not isinstance(found, StoreDamaged):
+            raise  # no store, no server, no permission: one line, exit 1
+        result.update({"integrity": [str(found)], "ok": False})
+    from ..render import record, write_json
+
+    if fmt == "json":
+        write_json(result)
+    else:
+        shown = dict(result)
+        if isinstance(shown.get("migrations"), list):
+            shown["migrations"] = ", ".join(shown["migrations"])
+        if isinstance(shown["integrity"], list):
+            shown["integrity"] = "; ".join(shown["integrity"])
+        record(shown, "table")
+    if not result["ok"]:
+        ctx.exit(1)
+
+
+def _examine(conn) -> dict:
+    """What `db check` finds in an open store. A damaged SQLite file's pages answer
+    with errors, which the caller reports as the damage."""
     from .. import transfer
 
-    conn = _app(ctx).conn
     backend = store.backend_of(conn)
     problems = []
     if conn.dialect == "sqlite":
         problems += backend.integrity_problems(conn)
     if not problems:  # a damaged file cannot be trusted to sum itself
         problems += transfer.disagreements(conn)
-    result = {
-        "path": conn.location,
-        "backend": "postgresql" if conn.dialect == "postgres" else "sqlite",
+    found = {
         **({"server_version": backend.server_version(conn)} if conn.dialect == "postgres" else {}),
         "integrity": problems or "ok",
         **store.schema_status(conn),
     }
-    result["ok"] = not problems and result["schema_version"] == result["expected_version"] == len(
-        result["migrations"])
-    from ..render import record, write_json
-
-    if fmt == "json":
-        write_json(result)
-    else:
-        shown = {**result, "migrations": ", ".join(result["migrations"])}
-        if problems:
-            shown["integrity"] = "; ".join(problems)
-        record(shown, "table")
-    if not result["ok"]:
-        ctx.exit(1)
+    found["ok"] = not problems and found["schema_version"] == found["expected_version"] == len(
+        found["migrations"])
+    return found
 
 
 @db.command()
@@ -73,14 +89,16 @@ def backup(ctx, file) -> None:
     """Copy the store to a new SQLite FILE, consistent even while others write (SQLite's
     online backup; from PostgreSQL, a snapshot copied table by table)."""
     app = _app(ctx)
-    conn = app.conn
     target_path = os.path.abspath(file)
     if not store.is_postgres(app.target) and target_path == os.path.abspath(app.target):
         raise StoreError("the backup file must not be the store itself")
+    if os.path.islink(target_path):
+        raise StoreError(f"{file} is a symbolic link; a backup is only written to a new file")
     if os.path.lexists(target_path):
         raise StoreError(f"{file} already exists; choose a new file name")
     if not os.path.isdir(os.path.dirname(target_path)):
         raise StoreError(f"the folder of {file} does not exist")
+    conn = app.reader
     if conn.dialect == "postgres":
         from ..transfer import copy_store
 
@@ -88,7 +106,7 @@ def backup(ctx, file) -> None:
     else:
         from ..backends import sqlite
 
-        sqlite.create_private_file(target_path)
+        sqlite.create_private_file(target_path, exist_ok=False)  # never through a link
         try:
             sqlite.backup(conn, target_path)
         except BaseException:

@@ -14,7 +14,7 @@ from ..values import iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, Cost, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
-    key_argument, output_options,
+    key_argument, live_key_argument, output_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
@@ -90,6 +90,23 @@ def _stdin(read) -> str:
         raise click.BadParameter("standard input is not UTF-8 text") from None
 
 
+def _secret_from_stdin() -> str:
+    """The key of `keys verify -`: piped in, or typed at a prompt that does not echo it."""
+    if not sys.stdin.isatty():
+        return _stdin(lambda f: f.readline()).strip()
+    return _hidden("API key: ").strip()
+
+
+def _hidden(prompt: str) -> str:
+    """A line typed at the terminal without echoing it (the prompt on stderr)."""
+    import getpass
+
+    try:
+        return getpass.getpass(prompt, stream=sys.stderr)
+    except EOFError:
+        return ""
+
+
 def _label(row) -> str:
     """A key's id, with its name when it has one."""
     return f"{row['id']} ({row['name']})" if row["name"] else row["id"]
@@ -123,11 +140,12 @@ def list_(ctx, project_id, profile, status, fmt) -> None:
     """List keys (never their secrets)."""
     from .. import keys as lib
 
-    rows = lib.list_keys(_app(ctx).conn, project_id=project_id, profile=profile, status_filter=status)
+    rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status)
     from ..render import table
 
     table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"},
-          empty="no keys (create one with: claude-api keys create --project-id ID)")
+          empty="no keys (create one with: claude-api keys create --project-id ID)",
+          optional=["created_at", "last_used_at", "expires_at", "hint"])
 
 
 @keys.command()
@@ -138,7 +156,7 @@ def show(ctx, key, fmt) -> None:
     """Show one key: its state, lineage and effective permissions."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).reader
     detail = lib.show(conn, lib.find(conn, key))
     from ..render import readable_permissions, record
 
@@ -213,8 +231,6 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
     """Show a key's effective permissions, or change them."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
-    row = lib.find(conn, key)
     changes = lib.PermissionChanges(profile=set_profile, keep_overrides=keep_overrides, reset=reset)
     for option, column in _LIMIT_OPTIONS.items():
         value = options[option]
@@ -232,6 +248,8 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
                 getattr(changes, kind)[column] = list(options[option])
     if keep_overrides and not set_profile:
         raise click.UsageError("--keep-overrides only makes sense with --set-profile", ctx)
+    conn = _app(ctx).reader if changes.empty() else _app(ctx).existing
+    row = lib.find(conn, key)
     kept = []
     if not changes.empty():
         changed = lib.change_permissions(conn, row["id"], changes)
@@ -249,15 +267,15 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
 
 
 @keys.command()
-@key_argument
-@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@live_key_argument
+@click.option("--force", "-y", "--yes", "force", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--reason", type=Text("the reason", max_len=1000), help="Why; kept with the key and shown by `keys show`.")
 @click.pass_context
 def revoke(ctx, key, force, reason) -> None:
     """Revoke a key at once; its secret is removed from the keyring."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     row = lib.find(conn, key)
     if not force:
         if not _confirm(f"Revoke key {_label(row)} of project {row['project_id']}?"):
@@ -286,7 +304,7 @@ def disable(ctx, key, reason) -> None:
     key until `keys enable`. Unlike revoke, this can be undone."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     row, changed = lib.disable(conn, lib.find(conn, key)["id"], reason)
     click.echo(f"Disabled key {row['id']}." if changed else f"Key {row['id']} was already disabled.",
                err=True)
@@ -299,7 +317,7 @@ def enable(ctx, key) -> None:
     """Lift a key's suspension (`keys disable`)."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     row, changed = lib.enable(conn, lib.find(conn, key)["id"])
     click.echo(f"Enabled key {row['id']}." if changed else f"Key {row['id']} was not disabled.", err=True)
 
@@ -319,7 +337,7 @@ def edit(ctx, key, name, expires_in, no_expiry, fmt) -> None:
         raise click.UsageError("give --expires-in or --no-expiry, not both", ctx)
     if name is None and expires_in is None and not no_expiry:
         raise click.UsageError("nothing to change: give --name, --expires-in or --no-expiry", ctx)
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     row, changed = lib.edit(conn, lib.find(conn, key)["id"], name=name,
                             expires_in=lib.NO_EXPIRY if no_expiry else expires_in)
     if fmt == "json":
@@ -340,7 +358,7 @@ def release(ctx, request_id) -> None:
     cost are given back at once instead of when the key's timeout passes."""
     from ..usage import release as end
 
-    if end(_app(ctx).conn, request_id):
+    if end(_app(ctx).existing, request_id):
         click.echo(f"Released {request_id}.", err=True)
     else:
         click.echo(f"{request_id} was not in flight (already settled, released or expired); nothing "
@@ -348,7 +366,7 @@ def release(ctx, request_id) -> None:
 
 
 @keys.command()
-@key_argument
+@live_key_argument
 @click.option("--grace", type=Duration(), default="0s", show_default=True,
               help="How long the old secret keeps working, e.g. 1h or 7d (0s: not at all).")
 @click.option("--no-keyring", is_flag=True, help="Do not store the new secret in the OS keyring.")
@@ -359,7 +377,7 @@ def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
     """Replace a key's secret, keeping its project, name, profile and permissions."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     old = lib.find(conn, key)
     created, old = lib.rotate(conn, old["id"], grace, use_keyring=not no_keyring)
     if created.warning:
@@ -378,13 +396,13 @@ def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
 
 
 @keys.command()
-@key_argument
+@live_key_argument
 @click.pass_context
 def reveal(ctx, key) -> None:
     """Print a key's secret, read back from the OS keyring."""
     from .. import keys as lib
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).reader
     click.echo(lib.reveal(conn, lib.find(conn, key)))
 
 
@@ -404,8 +422,8 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
     from .. import gate
 
     if key == "-":
-        key = _stdin(lambda f: f.readline()).strip()
-    decision = gate.decide(_app(ctx).conn, key, tool=tool, agent=agent, skill=skill,
+        key = _secret_from_stdin()
+    decision = gate.decide(_app(ctx).existing, key, tool=tool, agent=agent, skill=skill,
                            cost_nanos=cost, dry_run=dry_run)
     if as_json:
         import json
@@ -428,9 +446,10 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
 @click.option("--name", type=Text("the name"), help="A label for the adopted keys.")
 @click.option("--from-env", type=Text("the variable name", allow_empty=False), metavar="VAR", help="Read the tokens from this environment variable "
               "(e.g. API_KEYS or AUTH_TOKEN) instead of stdin.")
+@click.option("--allow-weak", is_flag=True, help="Adopt tokens shorter than 20 characters too (with a warning).")
 @output_options
 @click.pass_context
-def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
+def import_(ctx, project_id, profile, name, from_env, allow_weak, fmt) -> None:
     """Adopt existing plaintext tokens as keys, storing only their digests.
 
     Tokens are read from stdin (one per line or comma-separated, as in API_KEYS=k1,k2)
@@ -444,10 +463,13 @@ def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
             raise click.BadParameter(f"the environment variable {from_env!r} is not set",
                                      param_hint="--from-env")
         text = os.environ[from_env]
+    elif sys.stdin.isatty():  # typed or pasted: asked for one at a time, never echoed
+        click.echo("Paste each token and press Enter (nothing is shown); an empty line ends.", err=True)
+        text = "\n".join(iter(lambda: _hidden("token: ").strip(), ""))
     else:
         text = _stdin(lambda f: f.read())
     adopted, warnings = lib.import_tokens(_app(ctx).conn, lib.split_tokens(text), project_id,
-                                          profile=profile, name=name)
+                                          profile=profile, name=name, allow_weak=allow_weak)
     for line in warnings:
         warn(line)
     rows = [{**lib.public(a.row), "imported": a.new} for a in adopted]
@@ -455,4 +477,11 @@ def import_(ctx, project_id, profile, name, from_env, fmt) -> None:
 
     table(rows, fmt, ["id", "project_id", "profile", "hint", "imported"], headers={"project_id": "project"})
     fresh = sum(a.new for a in adopted)
-    click.echo(f"Adopted {fresh} token(s); {len(adopted) - fresh} were already stored.", err=True)
+    known = len(adopted) - fresh
+    click.echo(f"Adopted {_count(fresh, 'token')}"
+               + (f"; {_count(known, 'was', 'were')} already stored." if known else "."), err=True)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """`1 token`, `2 tokens`; with `many`, the verb alone agrees (`1 was`, `2 were`)."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"

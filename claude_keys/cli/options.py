@@ -104,19 +104,21 @@ class FilePath(click.Path):
 
 
 class Profile(click.Choice):
+    """A profile name in any case (`Pro`, as the seeds write it), given as its own."""
+
     def __init__(self):
-        super().__init__(PROFILE_NAMES)
+        super().__init__(PROFILE_NAMES, case_sensitive=False)
 
 
-def _store_completions(ctx, query: str, incomplete: str):
-    """Shell completion from the store; silent on any failure."""
+def _store_completions(ctx, query: str, incomplete: str, *params):
+    """Shell completion from the store (never creating one); silent on any failure."""
     try:
         from ..store import connect
 
-        db = ctx.find_root().params.get("db")
-        conn = connect(db)
+        db = ctx.meta.get("claude_api.db") or ctx.find_root().params.get("db")
+        conn = connect(db, create=False, readonly=True)
         try:
-            return list(conn.execute(query, (incomplete + "%",)))
+            return list(conn.execute(query, (incomplete + "%", *params)))
         finally:
             conn.close()
     except Exception:
@@ -124,17 +126,26 @@ def _store_completions(ctx, query: str, incomplete: str):
 
 
 class KeyRef(click.ParamType):
-    """A key: its secret, id, or a unique id prefix. Completes ids from the store."""
+    """A key: its secret, id, a unique id prefix or a live key's name. Completes ids
+    from the store; `live` ones only (not revoked or expired) where only they make
+    sense (revoke, rotate, reveal)."""
 
     name = "KEY"
+
+    def __init__(self, live: bool = False):
+        self.live = live
 
     def shell_complete(self, ctx, param, incomplete):
         from click.shell_completion import CompletionItem
 
+        from ..values import now_s
+
+        live = " AND (revoked_at IS NULL OR revoked_at > ?) AND (expires_at IS NULL OR expires_at > ?)"
         rows = _store_completions(
             ctx,
-            "SELECT id, project_id, name FROM keys WHERE id LIKE ? ORDER BY created_at LIMIT 200",
-            incomplete,
+            f"SELECT id, project_id, name FROM keys WHERE id LIKE ?{live if self.live else ''} "
+            "ORDER BY created_at LIMIT 200",
+            incomplete, *((now_s(), now_s()) if self.live else ()),
         )
         return [CompletionItem(i, help=f"{p}{' / ' + n if n else ''}") for i, p, n in rows]
 
@@ -223,3 +234,4 @@ def json_option(fn):
 
 
 key_argument = click.argument("key", type=KeyRef())
+live_key_argument = click.argument("key", type=KeyRef(live=True))  # completes live keys only

@@ -14,6 +14,20 @@ def _app(ctx):
     return ctx.find_root().obj
 
 
+def _standard_agents(ctx) -> list[str]:
+    """The store's standard agents. The presets need no store: without one (nothing is
+    created to read them) they are shown with the default list, and a note says so."""
+    from ..errors import StoreMissing
+
+    try:
+        return lib.standard_agents(_app(ctx).reader)
+    except StoreMissing as e:
+        from . import warn
+
+        warn(f"{e}; showing the default standard agents")
+        return list(presets.DEFAULT_STANDARD_AGENTS)
+
+
 @click.group()
 def profiles() -> None:
     """Show the permission presets (free, pro, enterprise) and the standard agents."""
@@ -26,7 +40,7 @@ def list_(ctx, fmt) -> None:
     """List the presets."""
     from ..render import readable_permissions, table
 
-    standard = lib.standard_agents(_app(ctx).conn)
+    standard = _standard_agents(ctx)
     rows = [presets.describe(name, standard) for name in presets.NAMES]
     if fmt != "json":
         rows = [readable_permissions(r) for r in rows]
@@ -45,7 +59,7 @@ def show(ctx, profile, fmt) -> None:
     """Show one preset in full."""
     from ..render import readable_permissions, record
 
-    item = presets.describe(profile, lib.standard_agents(_app(ctx).conn))
+    item = presets.describe(profile, _standard_agents(ctx))
     record(item if fmt == "json" else readable_permissions(item), fmt, money=_MONEY)
 
 
@@ -57,12 +71,11 @@ def show(ctx, profile, fmt) -> None:
 @click.pass_context
 def standard_agents(ctx, add, remove, replace, fmt) -> None:
     """Show or change the "standard agents" that the pro profile allows."""
-    conn = _app(ctx).conn
     if add or remove or replace is not None:
         names = None if replace is None else [a.strip() for a in replace.split(",") if a.strip()]
-        agents = lib.set_standard_agents(conn, add=add, remove=remove, replace=names)
+        agents = lib.set_standard_agents(_app(ctx).conn, add=add, remove=remove, replace=names)
     else:
-        agents = lib.standard_agents(conn)
+        agents = _standard_agents(ctx)
     from ..render import table
 
     table([{"agent": a} for a in agents], fmt, ["agent"], empty="the standard agents list is empty")

@@ -37,7 +37,7 @@ def list_(ctx, fmt) -> None:
     from .. import projects as lib
     from ..render import table
 
-    rows = lib.rows(_app(ctx).conn)
+    rows = lib.rows(_app(ctx).reader)
     table(rows if fmt in ("json", "csv", "tsv") else [_readable(r) for r in rows], fmt, list(lib.FIELDS),
           headers=HEADERS, money=MONEY,
           empty="no projects yet (a key, a limit or recorded usage makes one)")
@@ -53,7 +53,7 @@ def show(ctx, project_id, fmt) -> None:
     from ..errors import ClaudeKeysError
     from ..render import record
 
-    conn = _app(ctx).conn
+    conn = _app(ctx).reader
     if not lib.known(conn, project_id):
         raise ClaudeKeysError(f"no key, limit or usage names the project {project_id!r} "
                               "(claude-api projects list shows them)")

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .. import usage as lib
+from ..render import BAR
 from ..values import usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
@@ -53,12 +54,12 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
     from ..values import parse_time
 
     app = _app(ctx)
-    row = keys.find(app.conn, key_ref)
+    row = keys.find(app.existing, key_ref)
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,
               "cache_write_1h_tokens": cache_write_1h_tokens}
     pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)))
-    done = lib.record(app.conn, row["id"], row["project_id"], pricer=pricer, model=model,
+    done = lib.record(app.existing, row["id"], row["project_id"], pricer=pricer, model=model,
                       tokens=tokens, cost_nanos=cost, request_id=request_id,
                       at_ms=None if at is None else parse_time(at), speed=speed)
     if not done.priced:
@@ -93,8 +94,8 @@ def report_options(fn):
         ctx = click.get_current_context()
         from .. import keys, reports
 
-        conn = _app(ctx).conn
-        win = reports.window(period, since, until, tz)
+        win = reports.window(period, since, until, tz)  # bad input fails before the store opens
+        conn = _app(ctx).reader
         key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
         report = reports.Report(conn, win, project_id=project_id, key_id=key_id)
         return fn(*args, report=report, **kwargs)
@@ -109,15 +110,20 @@ def _warn_unpriced(rows) -> None:
              "(see `usage summary --by model`; add the model to a prices.json)")
 
 
-def _with_total(rows, fmt, label_column):
-    """Human tables end with a total row; data formats stay one row per group."""
-    if fmt in ("json", "csv", "tsv") or len(rows) < 2:
-        return rows
+def _total(rows, label_column):
+    """The total row human tables end with (data formats stay one row per group)."""
+    if len(rows) < 2:
+        return None
     total = {label_column: "total"}
     for column in COLUMNS + ["unpriced_requests"]:
         total[column] = sum(r[column] for r in rows)
     total["cost_usd"] = round(total["cost_usd"], 9)
-    return rows + [total]
+    return total
+
+
+# What a narrow terminal leaves out first: the token details (total tokens stay), then
+# a series' bar, then the request count.
+OPTIONAL = ["cache_write_tokens", "cache_read_tokens", "input_tokens", "output_tokens", BAR, "requests"]
 
 
 def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None):
@@ -127,11 +133,12 @@ def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None):
     if any(r["unpriced_requests"] for r in rows) or fmt in ("json", "csv", "tsv"):
         columns = columns + ["unpriced_requests"]
     _warn_unpriced(rows)
-    shown = _with_total(rows, fmt, label_columns[0])
-    if nested and fmt not in ("json", "csv", "tsv"):
-        shown = _grouped_visually(shown, label_columns[0])
+    shown = _grouped_visually(rows, label_columns[0]) if nested and fmt not in ("json", "csv", "tsv") else rows
+    # A narrow terminal leaves out a one-level report's extra labels (a key's name and
+    # project) after the token details; the two levels of a nested report always stay.
+    extra = [] if nested else label_columns[2:] + label_columns[1:2]
     table(shown, fmt, columns, headers=HEADERS, money=("cost_usd",), bars=bars,
-          empty="no usage in this period")
+          empty="no usage in this period", total=_total(rows, label_columns[0]), optional=OPTIONAL + extra)
 
 
 def _grouped_visually(rows, first):
@@ -320,7 +327,7 @@ def delete(ctx, request_ids, key_ref, project_id, since, until, force, fmt) -> N
 
     if request_ids and (key_ref or project_id or since or until):
         raise click.UsageError("give request ids, or --key/--project-id with --since and --until, not both")
-    conn = _app(ctx).conn
+    conn = _app(ctx).existing
     key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
     selection = lib.Selection(
         request_ids=tuple(dict.fromkeys(request_ids)), key_id=key_id, project_id=project_id,
@@ -540,10 +547,18 @@ class _progress:
 
             self.bar = Progress(console=console(stderr=True), transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("reading", total=self.total or None, completed=self.done)
+            self.task = self.bar.add_task(_described("reading"), total=self.total or None,
+                                          completed=self.done)
         if self.bar is not None:
             if phase == "storing":
-                self.bar.update(self.task, description="storing", total=total, completed=done)
+                self.bar.update(self.task, description=_described("storing"), total=total, completed=done)
             else:
                 self.bar.update(self.task, completed=self.done)
 
+
+def _described(text: str) -> str:
+    """A progress description: rich reads it as markup, and data (a file or folder name)
+    must never be markup."""
+    from rich.markup import escape
+
+    return escape(text)

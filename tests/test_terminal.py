@@ -1,0 +1,169 @@
+"""Tables a person can read: the real `claude-api` on a pseudo-terminal of 80 and 120
+columns, with realistic long values. No number, amount, id, time or hint is ever split
+across lines or cut; numbers line up on the right; data is never read as markup."""
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+from conftest import EXE, cli, create
+
+from claude_keys.render import usd
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def on_terminal(*args, columns: int, typed=(), timeout: float = 30) -> str:
+    """Run claude-api on a new pseudo-terminal `columns` wide (its window size, as
+    `stty cols` sets it; no COLUMNS variable), answer each prompt (output ending in ": ")
+    with the next of `typed`, and return what the terminal showed, without escapes."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    child = subprocess.Popen([EXE, *map(str, args)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                             start_new_session=True)
+    os.close(slave)
+    out, deadline, pending, answered = b"", time.monotonic() + timeout, list(typed), 0
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.2)[0]:
+                if pending and out.rstrip(b" ").endswith(b":") and len(out) > answered:
+                    os.write(master, pending.pop(0))
+                    answered = len(out)
+                elif child.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        os.close(master)
+        child.wait(timeout=10)
+    return ANSI.sub("", out.decode("utf-8", "replace")).replace("\r\n", "\n")
+
+
+LONG_PROJECT = "customer-analytics-pipeline-production-eu-west"
+LONG_NAME = "webshop production checkout service (blue deployment)"
+
+
+@pytest.fixture
+def realistic():
+    """Keys with long names and project ids, big token counts and odd costs."""
+    big = create("--project-id", LONG_PROJECT, "--name", LONG_NAME, "--profile", "pro",
+                 "--expires-in", "30d")
+    small = create("--project-id", "mobile", "--name", "ci")
+    markup = create("--project-id", "proj[/x]", "--name", "[red on red]hidden[/]")
+    for key, args in ((big, ("--input-tokens", "2120000000", "--output-tokens", "98765432",
+                             "--cache-read-tokens", "123456789012", "--cache-write-tokens", "5555555555",
+                             "--cost", "24.979881", "--model", "claude-sonnet-4-5")),
+                      (small, ("--input-tokens", "120000", "--output-tokens", "9876", "--cost", "0.0042",
+                               "--model", "claude-haiku-4-5")),
+                      (markup, ("--input-tokens", "7", "--cost", "1")),):
+        assert cli("usage", "record", "--key", key["id"], *args, "--at", "2026-01-05T10:00:00Z").exit_code == 0
+    assert cli("usage", "record", "--key", big["id"], "--input-tokens", "1", "--cost", "3",
+               "--at", "2026-01-07T10:00:00Z").exit_code == 0
+    assert cli("keys", "verify", small["key"]).exit_code == 0  # a last-used time
+    return {"big": big, "small": small, "markup": markup}
+
+
+def intact(screen: str, atoms) -> list[str]:
+    """The atoms not found whole on one line of the screen."""
+    return [a for a in atoms if not any(a in line for line in screen.splitlines())]
+
+
+def check_screen(screen: str, columns: int) -> None:
+    lines = screen.splitlines()
+    assert "Traceback" not in screen and "Error" not in screen, screen
+    assert all(len(line.rstrip()) <= columns for line in lines), screen
+    # Nothing that must stay whole ends a line cut: a date, a number with separators, money.
+    for line in lines:
+        cut = re.search(r"(\d{4}-\d\d-\d?|\d{4}-\d\d-\d\d[T ]\d{0,2}:?\d?|\d,\d{0,2}|\$\d+\.\d?)$", line.rstrip())
+        assert not cut, (line, screen)
+    for word in ("project", "profile", "status", "tokens", "requests"):  # titles: never `projec`/`t`
+        assert not re.search(rf"\b{word[:-1]}\n|\b{word[:3]}\n", screen), screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_keys_list_keeps_ids_hints_and_times_whole(realistic, columns):
+    screen = on_terminal("keys", "list", columns=columns)
+    check_screen(screen, columns)
+    table, _, note = screen.partition("(not shown")
+    listed = cli("keys", "list", "--json").json()
+    assert not intact(table, [k["id"] for k in listed]), screen
+    assert "hint" in table and not intact(table, [k["hint"] for k in listed]), screen
+    expiry = next(k for k in listed if k["expires_at"])["expires_at"]
+    if columns == 120:
+        assert "expires at" in table and not intact(table, [expiry[:10] + " " + expiry[11:16]]), screen
+    assert "expires at" in table or "expires at" in note  # left out, and said so: never cut
+    # Data is never markup: nothing is hidden, and one odd key does not break the list.
+    assert "hidden" in table and "proj[/x]" in table, screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("report", [("usage", "by-key"), ("usage", "by-project"),
+                                    ("usage", "summary", "--by", "model"), ("usage", "summary")])
+def test_reports_keep_numbers_and_money_whole(realistic, columns, report):
+    screen = on_terminal(*report, "--period", "all", columns=columns)
+    check_screen(screen, columns)
+    rows = cli(*report, "--period", "all", "--json").json()
+    rows = rows if isinstance(rows, list) else [rows]
+    atoms = [usd(r["cost_usd"]) for r in rows] + [f"{r['total_tokens']:,}" for r in rows]
+    assert ("$0.0042" in atoms or len(rows) == 1) and not intact(screen, atoms), (atoms, screen)
+    assert "24.979881" not in screen and "$24.9798" not in screen  # cents in human tables
+    if columns == 120 and report[-1] != "summary":
+        assert not intact(screen, [f"{r['input_tokens']:,}" for r in rows]), screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_numbers_are_right_aligned_and_the_total_has_no_bar(realistic, columns):
+    screen = on_terminal("usage", "summary", "--by", "day", "--since", "2026-01-04", "--until",
+                         "2026-01-08", columns=columns)
+    check_screen(screen, columns)
+    lines = screen.splitlines()
+    header = next(line for line in lines if "cost" in line and "period" in line)
+    right_edge = header.index("cost") + len("cost")
+    for label, amount in (("2026-01-05", "$25.98"), ("2026-01-06", "$0.00"), ("2026-01-07", "$3.00"),
+                          ("total", "$28.98")):
+        line = next(line for line in lines if line.lstrip().startswith(label))
+        assert line.index(amount) + len(amount) == right_edge, screen  # right-aligned under its title
+    assert "█" in next(line for line in lines if line.lstrip().startswith("2026-01-05"))
+    assert "█" not in next(line for line in lines if line.lstrip().startswith("total")), screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_records_and_permissions_read_whole(realistic, columns):
+    big = realistic["big"]
+    for args in (("keys", "show", big["id"]), ("keys", "permissions", big["id"]), ("profiles", "list"),
+                 ("audit",), ("db", "check")):
+        screen = on_terminal(*args, columns=columns)
+        check_screen(screen, columns)
+        if args[0] == "keys":
+            assert not intact(screen, [big["id"], "$1.00"]), screen
+    show = on_terminal("keys", "show", realistic["markup"]["id"], columns=columns)
+    assert "[red on red]hidden[/]" in show and "proj[/x]" in show, show
+
+
+def test_verify_from_a_terminal_asks_without_echoing_the_secret(realistic):
+    secret = realistic["small"]["key"]
+    screen = on_terminal("keys", "verify", "-", columns=80, typed=[secret.encode() + b"\n"])
+    assert "API key:" in screen and secret not in screen, screen
+    assert f"allowed: key {realistic['small']['id']}" in screen, screen
+
+
+def test_import_from_a_terminal_asks_for_each_token_without_echoing():
+    tokens = [b"legacy-token-aaaaaaaaaaaa", b"legacy-token-bbbbbbbbbbbb"]
+    screen = on_terminal("keys", "import", "--project-id", "legacy", columns=80,
+                         typed=[t + b"\n" for t in tokens] + [b"\n"])
+    assert screen.count("token:") == 3 and "Adopted 2 tokens." in screen, screen
+    assert not any(t.decode() in screen for t in tokens), screen
+    assert len(cli("keys", "list", "--json").json()) == 2
