@@ -269,6 +269,9 @@ class PermissionManager(_StoreClient):
     def set_project(self, project_id: str, settings: dict) -> dict:
         """Set limits shared by all of a project's keys: monthly_budget, total_budget
         (USD), rate_limit, tokens_per_day, max_concurrent; None means no limit."""
+        check_text(project_id, "project id")
+        if not isinstance(settings, Mapping):
+            raise InvalidInput(f"settings must be a dict, not {type(settings).__name__}")
         changes = {}
         for name, value in settings.items():
             if name not in projects.SETTINGS:

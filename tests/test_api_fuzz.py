@@ -56,16 +56,26 @@ def calls(auth, store, perm, secret, key_id):
         "record_usage": (store.record_usage, {"key_id": key_id, "model": "claude-sonnet-4-5", "input_tokens": 10,
                                               "output_tokens": 5, "cache_read_tokens": 0, "cache_write_tokens": 0,
                                               "cost": None, "request_id": None, "at": None,
-                                              "cache_write_1h_tokens": 0}),
+                                              "cache_write_1h_tokens": 0, "speed": "standard"}),
         "generate_key": (auth.generate_key, {"project_id": "p", "rate_limit": 100, "profile": "enterprise",
                                              "name": "n", "max_cost": None, "monthly_budget": None,
+                                             "total_budget": 50, "max_concurrent": 4,
                                              "expires_in": None, "use_keyring": False}),
+        "release": (store.release, {"request_id": "req-1"}),
         "revoke_key": (auth.revoke_key, {"key": "ffffffffffff", "reason": "fuzz"}),
         "validate_key": (auth.validate_key, {"key": secret}),
         "authenticate": (auth.authenticate, {"headers": {"Authorization": f"Bearer {secret}"}, "query": None}),
         "apply_default_profile": (perm.apply_default_profile, {"key": key_id, "profile": "pro"}),
         "set_profile": (perm.set_profile, {"key": key_id, "settings": {"allowed_tools": ["Read"]}}),
+        # Each limit of a settings dict fuzzed on its own (the dict above is fuzzed whole).
+        "set_profile limits": (lambda key, **limits: perm.set_profile(key, limits),
+                               {"key": key_id, "total_budget": 20, "max_concurrent": 3, "monthly_budget": None}),
         "get_profile": (perm.get_profile, {"key": key_id}),
+        "get_project": (perm.get_project, {"project_id": "fuzz"}),
+        "set_project": (perm.set_project, {"project_id": "fuzz", "settings": {"monthly_budget": 100}}),
+        "set_project limits": (lambda project_id, **limits: perm.set_project(project_id, limits),
+                               {"project_id": "fuzz", "monthly_budget": 100, "total_budget": None,
+                                "rate_limit": 50, "tokens_per_day": None, "max_concurrent": 8}),
     }
 
 
@@ -74,7 +84,8 @@ def store_still_usable():
     assert listed.exit_code == 0, listed
     for key in listed.json():
         assert key["expires_at"] is None or key["expires_at"].endswith("Z")
-    for report in (("usage", "summary", "--period", "all", "--json"), ("keys", "list")):
+    for report in (("usage", "summary", "--period", "all", "--json"), ("keys", "list"), ("projects", "list"),
+                   ("projects", "list", "--json")):
         r = cli(*report)
         assert r.exit_code == 0, r
 
@@ -92,7 +103,8 @@ def test_every_public_call_with_hostile_arguments(api, data):
     except ClaudeKeysError as e:
         assert str(e) and "\n" not in str(e)
     # anything else propagates and fails the test
-    if name in ("generate_key", "record_usage", "set_profile", "apply_default_profile", "revoke_key"):
+    if name in ("generate_key", "record_usage", "set_profile", "set_profile limits", "apply_default_profile",
+                "revoke_key", "release", "set_project", "set_project limits"):
         store_still_usable()
 
 
@@ -153,3 +165,32 @@ def test_a_full_disk_is_a_store_error(api):
             store.record_usage(key_id, input_tokens=1, model=f"model-{i}" * 20)
     conn.execute("PRAGMA max_page_count = 1073741823")
     assert store.record_usage(key_id, input_tokens=1, cost=0).recorded
+
+
+def test_the_spend_control_calls_validate_their_arguments(api):
+    """The calls issue 10 added: bad values are InvalidInput, the store unchanged."""
+    from claude_keys import InvalidInput
+
+    auth, store, perm, secret, key_id = api
+    before = perm.get_project("fuzz")
+    for call in (lambda: perm.set_project("fuzz", None), lambda: perm.set_project("fuzz", [("rate_limit", 3)]),
+                 lambda: perm.set_project("fuzz", {"rate_limit": -3}),
+                 lambda: perm.set_project("fuzz", {"total_budget": float("inf")}),
+                 lambda: perm.set_project("fuzz", {"budget": 1}), lambda: perm.set_project(b"fuzz", {}),
+                 lambda: perm.set_project("a\u202eb", {"rate_limit": 1}), lambda: perm.get_project(None),
+                 lambda: perm.get_project("x" * 300), lambda: store.release(b"req"), lambda: store.release(None),
+                 lambda: store.release("r\x9b"), lambda: store.release("r" * 300),
+                 lambda: perm.set_profile(key_id, {"total_budget": float("nan")}),
+                 lambda: perm.set_profile(key_id, {"max_concurrent": 1.5}),
+                 lambda: auth.generate_key("p", total_budget=Decimal("NaN"), use_keyring=False),
+                 lambda: auth.generate_key("p", max_concurrent=True, use_keyring=False),
+                 lambda: auth.generate_key("p", max_concurrent=-1, use_keyring=False),
+                 lambda: store.check(key=secret, cost=Decimal("-1"), dry_run=True),
+                 lambda: store.check(key=secret, cost=[1], dry_run=True),
+                 lambda: store.record_usage(key_id, model="claude-haiku-4-5", input_tokens=1, speed="FAST"),
+                 lambda: store.record_usage(key_id, model="claude-haiku-4-5", input_tokens=1, speed=["fast"])):
+        with pytest.raises(InvalidInput):
+            call()
+    assert perm.get_project("fuzz") == before
+    assert len(cli("keys", "list", "--json").json()) == 1
+    assert cli("usage", "summary", "--period", "all", "--json").json()["requests"] == 0
