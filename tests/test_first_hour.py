@@ -152,6 +152,12 @@ NOT_CREATING = [
     ("keys", "permissions", "abcd1234", "--rate-limit", "5"),
     ("usage", "summary"), ("usage", "by-key"), ("usage", "by-project"), ("usage", "export", "--format", "csv"),
     ("usage", "record", "--key", "abcd1234", "--cost", "1"), ("audit",), ("db", "check"), ("db", "check", "--json"),
+    # Spend control and usage imports: reading, and changing what must already exist.
+    ("projects", "list"), ("projects", "list", "--json"), ("projects", "show", "p"), ("usage", "blocks"),
+    ("usage", "blocks", "--json"), ("usage", "summary", "--by", "day,model"), ("usage", "summary", "--by", "session"),
+    ("usage", "export", "--format", "jsonl"), ("keys", "disable", "abcd1234"), ("keys", "enable", "abcd1234"),
+    ("keys", "edit", "abcd1234", "--name", "n"), ("keys", "release", "req-1"), ("usage", "delete", "req-1", "-y"),
+    ("usage", "delete", "--project-id", "p", "--since", "7d", "-y"),
 ]
 
 
