@@ -339,10 +339,19 @@ def test_one_gate_for_text_on_the_command_line(what):
                  ("usage", "record", "--key", key["id"], "--model", bad),
                  ("usage", "record", "--key", key["id"], "--request-id", bad),
                  ("keys", "permissions", key["id"], "--allow-tool", bad),
-                 ("profiles", "standard-agents", "--add", bad)):
+                 ("profiles", "standard-agents", "--add", bad),
+                 # spend control and usage imports
+                 ("projects", "set", bad, "--rate-limit", "5"), ("projects", "show", bad),
+                 ("keys", "disable", key["id"], "--reason", bad), ("keys", "edit", key["id"], "--name", bad),
+                 ("keys", "release", bad), ("usage", "delete", bad, "-y"),
+                 ("usage", "delete", "--project-id", bad, "--since", "7d", "-y"),
+                 ("usage", "summary", "--by", "project,model", "--project-id", bad),
+                 ("usage", "blocks", "--project-id", bad), ("usage", "export", "--format", "csv", "--project-id", bad)):
         one_error_line(cli(*args), 2)
     assert [k["status"] for k in cli("keys", "list", "--json").json()] == ["active"]
+    assert cli("keys", "show", key["id"], "--json").json()["name"] is None
     assert sql("SELECT count(*) FROM usage") == [(0,)]
+    assert sql("SELECT count(*) FROM projects") == [(0,)]
 
 
 def test_every_kind_of_text_has_a_length_cap():
@@ -350,7 +359,10 @@ def test_every_kind_of_text_has_a_length_cap():
     for args in (("keys", "create", "--project-id", "p" * 257), ("keys", "create", "--project-id", "p", "--name", "n" * 257),
                  ("usage", "record", "--key", key["id"], "--model", "m" * 200_000),
                  ("usage", "record", "--key", key["id"], "--request-id", "r" * 257),
-                 ("keys", "revoke", key["id"], "--force", "--reason", "x" * 1001)):
+                 ("keys", "revoke", key["id"], "--force", "--reason", "x" * 1001),
+                 ("keys", "disable", key["id"], "--reason", "x" * 1001), ("keys", "edit", key["id"], "--name", "n" * 257),
+                 ("keys", "release", "r" * 257), ("usage", "delete", "r" * 257, "-y"),
+                 ("projects", "set", "p" * 257, "--rate-limit", "5")):
         one_error_line(cli(*args), 2, "too long")
     with pytest.raises(InvalidInput):
         KeyStore().record_usage(key["id"], model="m" * 200_000)
