@@ -1,10 +1,11 @@
 """Reports at scale: stores of 100,000 and 10,000,000 usage records, and the time of
-`usage summary --period all --json`, `usage by-project --json` and
-`usage summary --by day --period all --json` as whole processes.
+each report in COMMANDS (totals, by project, by day, by day and model, a week whose
+bounds fall inside hours, a week by session, a week's 5-hour blocks) as whole processes.
 
 Targets: each under 1 s with 10M records, and within 1.5x of the same with 100,000.
 Stores are built once through the import path (time-ordered records of 200 keys in
-20 projects over a year, each key mostly on one model) and kept in bench/out/.
+20 projects over a year, each key mostly on one model, a session per key and 6 hours)
+in the inputs folder (_common.inputs_folder: temporary unless CLAUDE_API_BENCH_CACHE).
 
 Usage: python bench/reports_scale.py [--sizes 100000 10000000] [--runs 9]
 """
@@ -54,7 +55,8 @@ def build(path: Path, records: int, seed: int = 5) -> None:
         at = START_MS + int(i * step)
         inp, out, read, w5 = rng.randrange(4000), rng.randrange(1500), rng.randrange(60000), rng.randrange(4000)
         cost = price(model, inp, out, read, w5, 0)
-        staging.add((f"req_{at:013d}{i:09d}", key, project, at, model, inp, out, read, w5, 0, cost, 1, None))
+        session = f"{key}-{at // 21_600_000}"  # a Claude Code session per key and 6 hours
+        staging.add((f"req_{at:013d}{i:09d}", key, project, at, model, inp, out, read, w5, 0, cost, 1, session))
         if i and i % 1_000_000 == 0:
             print(f"  {i:,} records staged ({time.time() - started:.0f} s)", flush=True)
     staging.merge()
@@ -73,6 +75,14 @@ COMMANDS = {
     "usage summary --period all --json": ["usage", "summary", "--period", "all", "--json"],
     "usage by-project --json": ["usage", "by-project", "--period", "all", "--json"],
     "usage summary --by day --period all --json": ["usage", "summary", "--by", "day", "--period", "all", "--json"],
+    "usage summary --by day,model --period all --json": ["usage", "summary", "--by", "day,model", "--period", "all",
+                                                         "--json"],
+    # A week: bounds inside hours (raw requests by the time index) and per session and block.
+    "usage summary, a week from 10:17 to 15:43 --json": ["usage", "summary", "--since", "2025-06-02T10:17:00Z",
+                                                         "--until", "2025-06-09T15:43:00Z", "--json"],
+    "usage summary --by session, a week --json": ["usage", "summary", "--by", "session", "--since", "2025-06-02",
+                                                  "--until", "2025-06-09", "--json"],
+    "usage blocks, a week --json": ["usage", "blocks", "--since", "2025-06-02", "--until", "2025-06-09", "--json"],
 }
 
 

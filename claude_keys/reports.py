@@ -277,23 +277,42 @@ class Report:
         chain = self._chain_start(since)
         if chain is None:
             return []
+        hi = _ceil(until, HOUR_MS)
+        starts, end = [], None
+        for hour in self._active_hours(chain, hi):
+            if end is None or hour >= end:  # the first request after a block starts the next
+                starts.append(hour)
+                end = hour + BLOCK_HOURS * HOUR_MS
+        starts = [t for t in starts if (since is None or t >= since) and (until is None or t < until)]
+        if not starts:
+            return []
+        # Only the blocks shown are summed: a cost set by the window, not by the history.
         hours: dict = {}
-        for t, _, counters in self._read("hourly", chain, _ceil(until, HOUR_MS), True):
+        for t, _, counters in self._read("hourly", starts[0], hi, True):
             _add(hours, t, counters)
-        blocks, current = [], None
-        for t in sorted(hours):
-            if current is None or t >= current["end_ms"]:
-                current = {"start_ms": t, "end_ms": t + BLOCK_HOURS * HOUR_MS, "counters": None}
-                blocks.append(current)
-            current["counters"] = hours[t] if current["counters"] is None else \
-                tuple(x + (y or 0) for x, y in zip(current["counters"], hours[t]))
-        shown = [b for b in blocks if (since is None or b["start_ms"] >= since)
-                 and (until is None or b["start_ms"] < until)]
+        shown = []
+        for start in starts:
+            counters = EMPTY
+            for t in range(start, start + BLOCK_HOURS * HOUR_MS, HOUR_MS):
+                counters = tuple(x + (y or 0) for x, y in zip(counters, hours.get(t, EMPTY)))
+            shown.append({"start_ms": start, "end_ms": start + BLOCK_HOURS * HOUR_MS, "counters": counters})
         for block in shown:
             block["active"] = block["start_ms"] <= now < block["end_ms"]
             if block["active"]:
                 self._burn(block, now)
         return shown
+
+    def _active_hours(self, lo: int, hi: int | None) -> list[int]:
+        """The UTC hours (in ms) with usage in [lo, hi), within the filters: a loose index
+        scan, one seek in the hourly roll-up's index per such hour, so the cost follows
+        the hours, not the requests in them."""
+        where = "".join(f" AND {f}" for f in self.filters)
+        last = (hi if hi is not None else LAST_MS) // HOUR_MS
+        sql = (f"WITH RECURSIVE h(hour) AS (SELECT min(hour) FROM usage_hourly WHERE hour >= ?{where} "
+               f"UNION ALL SELECT (SELECT min(hour) FROM usage_hourly WHERE hour > h.hour{where}) FROM h "
+               f"WHERE h.hour < ?) SELECT hour FROM h WHERE hour < ?")
+        params = [lo // HOUR_MS, *self.params, *self.params, last, last]
+        return [hour * HOUR_MS for (hour,) in self.conn.execute(sql, params) if hour is not None]
 
     def _chain_start(self, since) -> int | None:
         """Where block chains begin for a window from `since`: the day after the last
