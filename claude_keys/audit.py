@@ -71,6 +71,8 @@ def entries(conn, *, key_id: str | None = None, since_ms: int | None = None,
         after = json.loads(after) if after else None
         out.append({
             "id": id_, "at": iso_ms(at), "actor": who, "action": action, "key_id": kid,
+            # a change of a project's limits names its project (unchanged, so not in changes)
+            "project_id": (after or before or {}).get("project_id") if action == "project" else None,
             "changes": _diff(present(before), present(after)),
         })
     return out

@@ -53,6 +53,8 @@ def human_value(value, *, money: bool = False):
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, Shown):
+        return value
     if isinstance(value, (list, tuple)):
         return shown_text(", ".join(map(str, value))) if value else "none"
     if money and isinstance(value, (int, float)):
@@ -62,6 +64,11 @@ def human_value(value, *, money: bool = False):
     if isinstance(value, str):
         return shown_text(value)
     return value
+
+
+class Shown(str):
+    """Text already made safe for a terminal, by parts (see shown_text), whose line
+    breaks are the layout's own: a cell of several lines, shown as it is."""
 
 
 def shown_text(text: str) -> str:
@@ -89,11 +96,13 @@ def usd(value: float) -> str:
 
 def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
           headers: dict | None = None, money=(), bars: str | None = None,
-          empty: str = "nothing to show", total: dict | None = None, optional=()) -> None:
+          empty: str = "nothing to show", total: dict | None = None, optional=(),
+          whole=()) -> None:
     """Render a list of rows. Human formats end with the `total` row if one is given.
-    On a terminal, `bars` names a numeric column also drawn as a bar, and `optional`
+    On a terminal, `bars` names a numeric column also drawn as a bar, `optional`
     lists the columns that may be left out, least useful first, when the table would
-    not fit the terminal's width (see _fit)."""
+    not fit the terminal's width, and `whole` free-text labels kept whole before them
+    (besides WHOLE_FIRST; see _fit)."""
     columns = columns or (list(rows[0]) if rows else [])
     if fmt == "json":
         write_json(rows)
@@ -119,7 +128,7 @@ def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
         peak = max((r.get(bars) or 0) for r in rows) or 1 if bars else 1
         fractions = [(r.get(bars) or 0) / peak if bars else None for r in rows] + [None] * bool(total)
         _rich_table(columns, titles, body, numeric=numeric, fractions=fractions,
-                    optional=optional, total=bool(total))
+                    optional=optional, total=bool(total), whole=WHOLE_FIRST | frozenset(whole))
         return
     from tabulate import tabulate
 
@@ -163,6 +172,11 @@ FREE_TEXT = frozenset({"name", "project_id", "model", "actor", "changes", "allow
                        "revoked_reason", "reason", "value"})
 MIN_FREE = 8  # a wrapped column narrower than this reads as a column of fragments
 FREE_MIN = {"changes": 24}  # the audit's changes quote times and ids: room for them whole
+# Labels read as one word (claude-sonnet-4-5-20250929; a project's id in its own list):
+# kept whole up to WHOLE_WIDTH cells if leaving out optional columns makes room, and
+# wrapped like other free text only if even that is not enough.
+WHOLE_FIRST = frozenset({"model"})
+WHOLE_WIDTH = 26
 MAX_WHOLE_WORD = 12  # words up to this long stay whole when free text wraps
 BAR = "\0bar"  # the bar drawn after a series' numbers, as a column of its own
 BAR_WIDTH, MIN_BAR = 24, 8
@@ -187,7 +201,16 @@ def _short_time(text):
     return text
 
 
-def _fit(columns, titles, body, width, optional, bars):
+def _fit(columns, titles, body, width, optional, bars, whole=WHOLE_FIRST):
+    """_fit_once keeping the `whole` labels whole, else letting them wrap."""
+    for keep in ((whole, frozenset()) if whole & set(columns) else (frozenset(),)):
+        fitted = _fit_once(columns, titles, body, width, optional, bars, keep)
+        if fitted is not None:
+            return fitted
+    return None
+
+
+def _fit_once(columns, titles, body, width, optional, bars, whole):
     """Choose what a terminal of `width` cells shows. Returns (shown column indexes, body,
     {index: width}), or None when even the essential columns do not fit (the caller
     then lays the rows out vertically).
@@ -203,7 +226,7 @@ def _fit(columns, titles, body, width, optional, bars):
         optional.append(len(columns))
     times = [i for i, c in enumerate(columns) if c == "at" or c.endswith("_at")]
     while True:
-        natural, soft, least, words = _measure(keys, columns, titles, body, shown)
+        natural, soft, least, words = _measure(keys, columns, titles, body, shown, whole)
         free = {i: keys[i] in FREE_TEXT for i in shown}
         room = width - _column_overhead(len(shown))
         if times and sum(soft.values()) > room:  # seconds matter least: they go first
@@ -218,7 +241,7 @@ def _fit(columns, titles, body, width, optional, bars):
         shown.remove(dropped)
 
 
-def _measure(keys, columns, titles, body, shown):
+def _measure(keys, columns, titles, body, shown, whole=frozenset()):
     """For each shown column: its natural width; `soft`, below which a title wraps or a
     word of free text breaks; `least`, the narrowest it may be (a title in two lines;
     free text down to MIN_FREE); and its longest word."""
@@ -235,7 +258,8 @@ def _measure(keys, columns, titles, body, shown):
         words[i] = max([_width(w) for c in cells for w in str(c).split()], default=0)
         if columns[i] in FREE_TEXT:
             title_word = max((_width(w) for w in str(titles[i]).split()), default=0)
-            least[i] = min(natural[i], max(FREE_MIN.get(columns[i], MIN_FREE), title_word))
+            least[i] = min(natural[i], max(FREE_MIN.get(columns[i], MIN_FREE), title_word,
+                                           WHOLE_WIDTH if columns[i] in whole else 0))
             soft[i] = min(natural[i], max(least[i], min(words[i], MAX_WHOLE_WORD)))
     return natural, soft, least, words
 
@@ -261,14 +285,15 @@ def _share(natural: dict, soft: dict, least: dict, words: dict, free: dict, room
     return widths
 
 
-def _rich_table(columns, titles, body, *, numeric, fractions, optional=(), total=False) -> None:
+def _rich_table(columns, titles, body, *, numeric, fractions, optional=(), total=False,
+                whole=WHOLE_FIRST) -> None:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     out = console()
     bars = any(f is not None for f in fractions)
-    fitted = _fit(columns, titles, body, out.width, optional, bars)
+    fitted = _fit(columns, titles, body, out.width, optional, bars, whole)
     if fitted is None:  # too wide even without the optional columns: one record per row
         for n, row in enumerate(body):
             if n:

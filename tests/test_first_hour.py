@@ -157,7 +157,7 @@ NOT_CREATING = [
     ("usage", "blocks", "--json"), ("usage", "summary", "--by", "day,model"), ("usage", "summary", "--by", "session"),
     ("usage", "export", "--format", "jsonl"), ("keys", "disable", "abcd1234"), ("keys", "enable", "abcd1234"),
     ("keys", "edit", "abcd1234", "--name", "n"), ("keys", "release", "req-1"), ("usage", "delete", "req-1", "-y"),
-    ("usage", "delete", "--project-id", "p", "--since", "7d", "-y"),
+    ("usage", "delete", "--project-id", "p", "--since", "7d", "--until", "1d", "-y"),
 ]
 
 

@@ -167,3 +167,90 @@ def test_import_from_a_terminal_asks_for_each_token_without_echoing():
     assert screen.count("token:") == 3 and "Adopted 2 tokens." in screen, screen
     assert not any(t.decode() in screen for t in tokens), screen
     assert len(cli("keys", "list", "--json").json()) == 2
+
+
+# -- spend control and usage imports (issues 10 and 11) --------------------------------
+
+@pytest.fixture
+def spending(realistic, tmp_path):
+    """`realistic`, plus project limits, a retiring and a disabled key, a request in
+    flight, and Claude Code sessions (one block still active)."""
+    from datetime import datetime, timedelta, timezone
+
+    from claude_logs import write_logs
+
+    for project, limits in ((LONG_PROJECT, ("--monthly-budget", "250", "--total-budget", "10000", "--rate-limit",
+                                            "600", "--tokens-per-day", "50000000000", "--max-concurrent", "16")),
+                            ("proj[/x]", ("--monthly-budget", "5"))):
+        assert cli("projects", "set", project, *limits).exit_code == 0
+    big = realistic["big"]
+    assert cli("keys", "permissions", big["id"], "--total-budget", "1000", "--max-concurrent", "4").exit_code == 0
+    assert cli("keys", "verify", big["key"], "--cost", "0.5").exit_code == 0  # in flight
+    assert cli("keys", "rotate", realistic["small"]["id"], "--grace", "7d").exit_code == 0
+    assert cli("keys", "disable", realistic["markup"]["id"], "--reason", "[red on red]abuse[/] ticket 4242").exit_code == 0
+    write_logs(tmp_path / "claude", projects=2, sessions=2, responses=12, span_hours=8,
+               start=datetime.now(timezone.utc) - timedelta(hours=8))
+    assert cli("usage", "import", tmp_path / "claude").exit_code == 0
+    return realistic
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_projects_and_current_use_read_whole(spending, columns):
+    for args in (("projects", "list"), ("projects", "show", LONG_PROJECT), ("projects", "show", "proj[/x]")):
+        screen = on_terminal(*args, columns=columns)
+        check_screen(screen, columns)
+        rows = [r for r in cli("projects", "list", "--json").json() if len(args) == 2 or r["project_id"] == args[2]]
+        atoms = [usd(r["total_cost_usd"]) for r in rows] + ["$250.00", "$10,000.00"] * (args[-1] != "proj[/x]")
+        assert not intact(screen, atoms), (atoms, screen)
+        assert args[-1] == LONG_PROJECT or "proj[/x]" in screen, screen  # never markup
+    table = on_terminal("projects", "list", columns=columns).partition("(not shown")[0]
+    assert not intact(table, ["-home-user-project0", "proj[/x]"]), table  # ids whole while they fit
+    big = spending["big"]
+    screen = on_terminal("keys", "show", big["id"], columns=columns)
+    check_screen(screen, columns)
+    spent = usd(cli("keys", "show", big["id"], "--json").json()["current"]["total_cost_usd"])
+    assert spent == "$27.98" and not intact(screen, [f"{spent} of $1,000.00", "1 of 4 (reserving $0.50)",
+                                                     big["id"]]), screen
+    assert "27.979881" not in screen  # cents, as in every human table
+    screen = on_terminal("keys", "show", spending["markup"]["id"], columns=columns)
+    assert "[red on red]abuse[/] ticket 4242" in screen and "disabled" in screen, screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_keys_list_with_retiring_and_disabled_keys(spending, columns):
+    screen = on_terminal("keys", "list", columns=columns)
+    check_screen(screen, columns)
+    listed = cli("keys", "list", "--json").json()
+    assert {k["status"] for k in listed} == {"active", "retiring", "disabled"}
+    assert not intact(screen, [k["id"] for k in listed] + ["retiring", "disabled"]), screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("report", [("blocks",), ("summary", "--by", "day,model"), ("summary", "--by", "project,model"),
+                                    ("summary", "--by", "session")])
+def test_usage_import_reports_keep_numbers_money_and_ids_whole(spending, columns, report):
+    screen = on_terminal("usage", *report, "--period", "all", columns=columns)
+    check_screen(screen, columns)
+    rows = cli("usage", *report, "--period", "all", "--json").json()
+    atoms = [usd(r["cost_usd"]) for r in rows] + [f"{r['total_tokens']:,}" for r in rows]
+    atoms += [r[label] for r in rows for label in ("session_id", "model") if r.get(label)]
+    assert not intact(screen, atoms), (atoms, screen)
+    assert not re.search(r"\d\.\d{5,}", screen), screen  # money and rates as people read them
+    if report[0] == "blocks":
+        active = next(r for r in rows if r["active"])
+        assert "(active)" in screen and usd(active["projected_cost_usd"]) in screen, screen
+    if "model" in report[-1]:  # the total row: its label, and no second label under it
+        total = next(line for line in screen.splitlines() if line.lstrip().startswith("total"))
+        assert " - " not in total, screen
+    if "project" in report[-1]:
+        assert "proj[/x]" in screen, screen
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_audit_of_a_project_names_it_and_keeps_its_lines(spending, columns):
+    screen = on_terminal("audit", columns=columns)
+    check_screen(screen, columns)
+    assert "\\n" not in screen, screen  # a change per line, not escaped line breaks
+    assert "project: proj[/x]" in screen and "monthly_budget: - ->" in screen, screen
+    changes = [e for e in cli("audit", "--json").json() if e["action"] == "project"]
+    assert [e["project_id"] for e in changes] == [LONG_PROJECT, "proj[/x]"], changes

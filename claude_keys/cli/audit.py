@@ -35,12 +35,15 @@ def _readable(row: dict) -> str:
     """A line per change, `field: before -> after`, in the units a person reads (USD,
     lists; long values shortened). A new key's id and creation time are the row's own."""
     from ..audit import is_money
-    from ..render import human_value
+    from ..render import Shown, human_value
 
     def short(field, value) -> str:
         text = str(human_value(value, money=is_money(field)))
         return text if len(text) <= 60 else text[:57] + "…"
 
     repeated = {"id", "created_at"} | ({"lineage"} if row["changes"].get("lineage", [0, 0])[1] == row["key_id"] else set())
-    return "\n".join(f"{k}: {short(k, b)} -> {short(k, a)}" for k, (b, a) in row["changes"].items()
-                     if not (row["action"] in ("create", "import") and k in repeated))
+    lines = [f"{k}: {short(k, b)} -> {short(k, a)}" for k, (b, a) in row["changes"].items()
+             if not (row["action"] in ("create", "import") and k in repeated)]
+    if row.get("project_id") is not None:  # a project's limits: which project
+        lines.insert(0, f"project: {short('project_id', row['project_id'])}")
+    return Shown("\n".join(lines))

@@ -171,12 +171,11 @@ def show(ctx, key, fmt) -> None:
 
 def _current_lines(now: dict) -> dict:
     """Current use beside each limit, for people: `$3.20 of $10.00`, `2 of 4`."""
-    from ..values import usd_text
+    from ..render import usd as money  # cents, as every human table shows money
 
     def of(used: str, limit) -> str:
         return used if limit is None else f"{used} of {limit}"
 
-    money = lambda usd: usd_text(round(usd * 1_000_000_000))  # noqa: E731
     budget = lambda usd: None if usd is None else money(usd)  # noqa: E731
     window = now["requests_last_minute"]
     return {

@@ -12,6 +12,10 @@ HEADERS = {"project_id": "project", "active_keys": "active", "month_cost_usd": "
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
            "max_concurrent": "concurrent"}
 
+# What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
+# `keys`, and the budgets (beside the spend) more than the other limits.
+OPTIONAL = ["keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight", "total_budget"]
+
 
 def _app(ctx):
     return ctx.find_root().obj
@@ -39,7 +43,7 @@ def list_(ctx, fmt) -> None:
 
     rows = lib.rows(_app(ctx).reader)
     table(rows if fmt in ("json", "csv", "tsv") else [_readable(r) for r in rows], fmt, list(lib.FIELDS),
-          headers=HEADERS, money=MONEY,
+          headers=HEADERS, money=MONEY, optional=OPTIONAL, whole=["project_id"],
           empty="no projects yet (a key, a limit or recorded usage makes one)")
 
 

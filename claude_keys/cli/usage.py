@@ -110,11 +110,11 @@ def _warn_unpriced(rows) -> None:
              "(see `usage summary --by model`; add the model to a prices.json)")
 
 
-def _total(rows, label_column):
+def _total(rows, label_columns):
     """The total row human tables end with (data formats stay one row per group)."""
     if len(rows) < 2:
         return None
-    total = {label_column: "total"}
+    total = {**dict.fromkeys(label_columns, ""), label_columns[0]: "total"}
     for column in COLUMNS + ["unpriced_requests"]:
         total[column] = sum(r[column] for r in rows)
     total["cost_usd"] = round(total["cost_usd"], 9)
@@ -126,7 +126,7 @@ def _total(rows, label_column):
 OPTIONAL = ["cache_write_tokens", "cache_read_tokens", "input_tokens", "output_tokens", BAR, "requests"]
 
 
-def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None):
+def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",), optional=()):
     from ..render import table
 
     columns = label_columns + (columns or COLUMNS)
@@ -137,8 +137,9 @@ def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None):
     # A narrow terminal leaves out a one-level report's extra labels (a key's name and
     # project) after the token details; the two levels of a nested report always stay.
     extra = [] if nested else label_columns[2:] + label_columns[1:2]
-    table(shown, fmt, columns, headers=HEADERS, money=("cost_usd",), bars=bars,
-          empty="no usage in this period", total=_total(rows, label_columns[0]), optional=OPTIONAL + extra)
+    table(shown, fmt, columns, headers=HEADERS, money=money, bars=bars,
+          empty="no usage in this period", total=_total(rows, label_columns),
+          optional=list(optional) + OPTIONAL + extra)
 
 
 def _grouped_visually(rows, first):
@@ -290,15 +291,20 @@ def blocks(report, fmt) -> None:
             "projected_cost_usd": None if rate is None else b["projected_cost_nanos"] / 1e9,
         })
     if fmt not in ("json", "csv", "tsv"):
-        for r in rows:  # people read the start in the report's zone
+        for r in rows:  # people read the start in the report's zone, and whole tokens
             r["start"] = _local(r["start"], report.win.tz) + ("  (active)" if r["active"] else "")
+            if r["tokens_per_minute"] is not None:
+                r["tokens_per_minute"] = round(r["tokens_per_minute"])
     extra = ["tokens_per_minute", "cost_usd_per_hour", "projected_total_tokens", "projected_cost_usd"]
     if fmt not in ("json", "csv", "tsv") and not any(r["active"] for r in rows):
         extra = []
     columns = ["requests", "total_tokens", "cost_usd"] + extra
     if fmt in ("json", "csv", "tsv"):
         columns = ["end", "active"] + COLUMNS + extra
-    _show(rows, fmt, ["start"], columns=columns)
+    # A narrow terminal keeps the projected cost longest: it is what the rate is for.
+    _show(rows, fmt, ["start"], columns=columns,
+          money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"),
+          optional=["projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour"])
 
 
 def _local(iso: str, tz) -> str:
