@@ -98,14 +98,16 @@ def token_from(headers=None, query=None) -> str | None:
     if headers:
         try:
             for name, value in (headers.items() if hasattr(headers, "items") else headers):
-                lname = presented(name, "a header name")
-                lname = lname.lower() if lname else ""
+                # (text, the common case, without a call: this runs for every header)
+                lname = (name if type(name) is str else presented(name, "a header name") or "").lower()
                 if lname == "x-api-key":
-                    value = presented(value, "the x-api-key header")
+                    if type(value) is not str:
+                        value = presented(value, "the x-api-key header")
                     if value:
                         return value.strip()
                 elif lname == "authorization" and bearer is None:
-                    value = presented(value, "the Authorization header")
+                    if type(value) is not str:
+                        value = presented(value, "the Authorization header")
                     if value:
                         scheme, _, credentials = value.strip().partition(" ")
                         bearer = credentials.strip() if scheme.lower() == "bearer" else ""
@@ -325,6 +327,7 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
     if limit == 0:
         subject = "This project" if whose == "project" else "This API key"
         return _deny(429, f"{prefix} exceeded. {subject} allows no requests.", headers, row)
+    oldest = oldest if oldest is not None else now  # (no slot to wait for: a whole window)
     wait = max(1, -(-(oldest + WINDOW_MS - now) // 1000))
     return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", headers, row)
 
@@ -385,29 +388,33 @@ class _Request:
         if over:
             return _deny(429, over, _peek(conn, row, perms, project, now), row)
 
-        windows = []  # (scope, limit, count, whose) for every rate limit that applies
+        windows = []  # (scope, limit, count, whose, slots pruned) for every rate limit that applies
         for scope, limit, whose in ((row["lineage"], perms.rate_limit, ""),
                                     (limits.project_scope(row["project_id"]), project.rate_limit, "project")):
             if limit is None:
                 continue
             if write:
-                count, _ = _prune(conn, scope, now)
+                count, pruned = _prune(conn, scope, now)
             else:
-                count = limits.window(conn, scope, now)[0]
-            windows.append((scope, limit, count, whose))
+                count, pruned = limits.window(conn, scope, now)[0], 0
+            windows.append((scope, limit, count, whose, pruned))
         header_scope, _ = _header_scope(row, perms, project)
-        for scope, limit, count, whose in windows:
+        for scope, limit, count, whose, _ in windows:
             if count >= limit:
+                # A refusal commits too: every window pruned keeps its count true.
+                for other, _, left, _, pruned in windows:
+                    if pruned:
+                        _set_window(conn, other, left)
                 oldest = _oldest(conn, scope) if write else limits.window(conn, scope, now)[1]
                 return _rate_limited(row, limit, count, oldest, now, whose,
                                      self._headers(conn, windows, header_scope, now, taken=False))
         request_id = None
         if write:
-            for scope, limit, count, _ in windows:
+            for scope, _, count, _, _ in windows:
                 _add_slot(conn, scope, now, count)
             request_id = new_request_id()
             if self.tracked:
-                timeout_s = perms.timeout if perms.timeout is not None else limits.DEFAULT_TIMEOUT_S
+                timeout_s = perms.timeout or limits.DEFAULT_TIMEOUT_S  # (a timeout of 0 would hold nothing)
                 conn.execute("INSERT INTO in_flight (lineage, request_id, key_id, project_id, started_ms, "
                              "expires_ms, reserved_nanos) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (row["lineage"], request_id, row["id"], row["project_id"], now,
@@ -417,7 +424,7 @@ class _Request:
         return _allowed(row, perms, now, headers, warnings, request_id)
 
     def _headers(self, conn, windows, header_scope, now: int, *, taken: bool) -> dict:
-        for scope, limit, count, _ in windows:
+        for scope, limit, count, _, _ in windows:
             if scope == header_scope:
                 return _headers(limit, count + taken, _oldest(conn, scope) if taken else
                                 limits.window(conn, scope, now)[1], now)

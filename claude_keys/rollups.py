@@ -75,13 +75,19 @@ def merge_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False
     fields (such as a grouping at the GRAIN). Rows are upserted in key order, so two
     writers never lock the same roll-up rows in opposite orders."""
     keys = ROLLUPS[table]
+    group = ", ".join(str(i) for i in range(1, len(keys) + 1))
+    return (f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "
+            f"{grouped_sql(table, source, sign, canonical=canonical)} ORDER BY {group} {_upsert_tail(table)}")
+
+
+def grouped_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False) -> str:
+    """The rows of roll-up `table` that the requests of `source` make (times sign)."""
+    keys = ROLLUPS[table]
     rows = source if canonical else f"({canonical_select(source)}) AS c"
     minus = "-" if sign < 0 else ""
     group = ", ".join(str(i) for i in range(1, len(keys) + 1))
     sums = ", ".join(f"{minus}sum({c})" for c in COUNTERS)
-    return (f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "
-            f"SELECT {', '.join(keys.values())}, {sums} FROM {rows} WHERE {ONLY.get(table, 'true')} "
-            f"GROUP BY {group} ORDER BY {group} {_upsert_tail(table)}")
+    return f"SELECT {', '.join(keys.values())}, {sums} FROM {rows} WHERE {ONLY.get(table, 'true')} GROUP BY {group}"
 
 
 def grain_sql(source: str) -> str:

@@ -145,12 +145,14 @@ def create(*args, **kwargs) -> dict:
 
 
 def sql(query: str, params=(), db=None) -> list[tuple]:
-    """Rows of a query on the test's store (either backend), as plain tuples."""
+    """Rows of a query on the test's store (either backend), as plain tuples; a
+    statement that returns none ([]) is committed."""
     from claude_keys import store
 
     conn = store.connect(db)
     try:
-        return [tuple(r) for r in conn.execute(query, params).fetchall()]
+        cur = conn.execute(query, params)
+        return [] if cur.description is None else [tuple(r) for r in cur.fetchall()]
     finally:
         conn.close()
 

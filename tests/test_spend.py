@@ -335,3 +335,26 @@ def test_sums_past_what_64_bits_hold_are_refused_or_exact():
     assert code in (0, 5)  # decided, not crashed
     assert cli("usage", "by-key", "--period", "all", "--json").exit_code == 0
     assert_consistent()
+
+
+def test_a_refusal_by_one_rate_limit_keeps_the_other_window_true():
+    """The key's window is pruned, then the project's limit refuses: the refusal commits,
+    and the key's count must drop with its slots (else it stays inflated for good)."""
+    assert cli("projects", "set", "shared", "--rate-limit", "2").exit_code == 0
+    a = create("--project-id", "shared", "--rate-limit", "1")
+    b = create("--project-id", "shared")
+    assert verify(a["key"])[0] == 0 and verify(b["key"])[0] == 0
+    lineage = sql("SELECT lineage FROM keys WHERE id = ?", (a["id"],))[0][0]
+    sql("UPDATE rate_slots SET at_ms = at_ms - 120000 WHERE lineage = ?", (lineage,))  # a's slot is old
+    code, body = verify(a["key"])
+    assert code == 5 and "Project rate limit exceeded" in body["error"]["message"]
+    assert_consistent()
+    assert sql("SELECT used FROM rate_windows WHERE lineage = ?", (lineage,))[0][0] == 0
+
+
+def test_a_timeout_of_zero_still_holds_a_place():
+    key = create("--max-concurrent", "1")
+    assert cli("keys", "permissions", key["id"], "--timeout", "0").exit_code == 0
+    assert verify(key["key"])[0] == 0
+    code, body = verify(key["key"])
+    assert code == 5 and "Concurrency limit reached" in body["error"]["message"]

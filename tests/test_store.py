@@ -8,7 +8,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import EXE, cli, create, proc
+from conftest import EXE, cli, create, proc, sql
 
 from claude_keys import migrations, store
 
@@ -196,3 +196,15 @@ def test_a_backup_into_a_missing_folder_is_refused(tmp_path):
     create()
     r = cli("db", "backup", tmp_path / "no" / "such" / "backup.db")
     assert r.exit_code == 1 and "does not exist" in r.stderr and not (tmp_path / "no").exists()
+
+
+def test_db_check_finds_a_roll_up_row_charged_to_the_wrong_key(isolated):
+    """Totals that agree are not enough: each roll-up row must be what its requests make."""
+    a, b = create(), create()
+    for key, cost in ((a, "1"), (b, "2")):
+        assert cli("usage", "record", "--key", key["id"], "--cost", cost, "--model", "m").exit_code == 0
+    assert cli("db", "check").exit_code == 0
+    for key, nanos in ((a, 2_000_000_000), (b, 1_000_000_000)):  # swapped: the sum is unchanged
+        sql("UPDATE usage_daily SET cost_nanos = ? WHERE key_id = ?", (nanos, key["id"]))
+    r = cli("db", "check")
+    assert r.exit_code == 1 and "usage_daily" in r.stdout + r.stderr, r
