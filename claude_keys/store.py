@@ -55,13 +55,33 @@ def display(target: str) -> str:
     return masked(target) if is_postgres(target) else os.path.abspath(target)
 
 
-def masked(uri: str) -> str:
-    """A PostgreSQL URI with any password replaced by `***` (the userinfo one and a
-    `password=` parameter), for messages, `db path` and the audit trail."""
-    import re
+_SECRET_PARAMETERS = ("password", "sslpassword")
 
-    uri = re.sub(r"^(postgres(?:ql)?://[^:/@?#]*:)[^/?#]*@", r"\1***@", uri)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", uri)
+
+def masked(uri: str) -> str:
+    """A PostgreSQL URI with every password replaced by `***` (the userinfo one, and the
+    `password=`/`sslpassword=` parameters, however their names are percent-encoded), for
+    messages, `db path` and the audit trail. The URI is split as libpq splits it: the
+    userinfo runs to the first `@` before any `/`, so a `?` or `#` in a password is
+    still the password's."""
+    from urllib.parse import unquote
+
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    at, slash = rest.find("@"), rest.find("/")
+    if at >= 0 and (slash < 0 or at < slash):
+        user, colon, _ = rest[:at].partition(":")
+        rest = f"{user}{colon}{'***' if colon else ''}{rest[at:]}"
+    where, question, query = rest.partition("?")
+    if question:
+        parts = []
+        for part in query.split("&"):
+            name, equals, _ = part.partition("=")
+            secret = unquote(name).strip().lower() in _SECRET_PARAMETERS
+            parts.append(f"{name}{equals}***" if secret else part)
+        rest = f"{where}?{'&'.join(parts)}"
+    return f"{scheme}://{rest}"
 
 
 def connect(db: str | os.PathLike | None = None, *, create: bool = True, readonly: bool = False):

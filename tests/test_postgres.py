@@ -155,6 +155,20 @@ def test_a_password_in_the_uri_is_never_printed(postgres, tmp_path):
     assert "hunter2" not in one_line(cli("--db", param_uri, "keys", "list"))
 
 
+@pytest.mark.parametrize("uri", [
+    "postgresql://bob:s3cr?tpw@localhost/db",  # libpq takes a `?` before the `@` as the password's
+    "postgresql://bob:s3cr#tpw@localhost/db",
+    "postgresql://bob:s3crtpw@[::1/db",  # libpq's parse error quotes the whole URI
+    "postgresql://bob:s3cr%zztpw@localhost/db",
+    "postgresql:///db?host=/nowhere&pass%77ord=s3crtpw",  # a parameter name percent-encoded
+    "postgresql:///db?host=/nowhere&sslpassword=s3crtpw",
+])
+def test_no_spelling_of_a_password_is_printed(uri):
+    assert "s3cr" not in cli("--db", uri, "db", "path").stdout
+    line = one_line(proc("--db", uri, "keys", "list"))
+    assert "s3cr" not in line and "tpw" not in line, line
+
+
 def test_an_unreachable_server_is_one_clear_line(tmp_path):
     uri = f"postgresql:///claude?host={tmp_path}&connect_timeout=2"
     line = one_line(proc("--db", uri, "keys", "list"), text="cannot connect to the store")

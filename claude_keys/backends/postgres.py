@@ -215,21 +215,30 @@ def translate(error: BaseException, location: str):
     return StoreError(f"the store {location} refused the change: {text}")
 
 
+def _without_passwords(text: str, given: dict) -> str:
+    """A server's or libpq's message on one line, with no password of the URI in it."""
+    text = " ".join(text.split())
+    for name in ("password", "sslpassword"):
+        if given.get(name):
+            text = text.replace(given[name], "***")
+    return text
+
+
 def connect_raw(uri: str, location: str):
     """A bare psycopg connection (autocommit), with one clear error if there is none."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         given = conninfo_to_dict(uri)
-    except psycopg.Error as e:
-        raise StoreError(f"{location} is not a usable PostgreSQL URI: {' '.join(str(e).split())}") from None
+    except psycopg.Error:  # (libpq's reason quotes the URI, password and all)
+        raise StoreError(f"{location} is not a usable PostgreSQL URI") from None
     options = {"autocommit": True, "application_name": given.get("application_name", "claude-api")}
     if "connect_timeout" not in given:
         options["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
         return psycopg.connect(uri, **options)
     except psycopg.Error as e:
-        raise StoreError(f"cannot connect to the store {location}: {' '.join(str(e).split())}") from None
+        raise StoreError(f"cannot connect to the store {location}: {_without_passwords(str(e), given)}") from None
 
 
 def open_store(uri: str, schema_version: int, *, create: bool = True,
