@@ -159,11 +159,19 @@ def remove_rows(conn, doomed: str) -> int:
     out of every roll-up (sign -1, then the emptied roll-up rows pruned) and out of
     usage, inside the caller's write transaction. Returns how many."""
     count = conn.execute(f"SELECT count(*) FROM {doomed}").fetchone()[0]
-    if count:
+    if not count:
+        return 0
+    removal = f"DELETE FROM usage WHERE request_id IN (SELECT request_id FROM {doomed})"
+    if conn.dialect == "postgres":
+        # One statement, like every other write of usage there: its roll-up rows are then
+        # locked in the same order as a concurrent record()'s, so the two never deadlock.
+        conn.execute(rollups.with_rollups(removal + " RETURNING *", -1))
+    else:
         for table in rollups.ROLLUPS:
             conn.execute(rollups.merge_sql(table, doomed, -1))
-            conn.execute(rollups.prune_sql(table, doomed))
-        conn.execute(f"DELETE FROM usage WHERE request_id IN (SELECT request_id FROM {doomed})")
+        conn.execute(removal)
+    for table in rollups.ROLLUPS:
+        conn.execute(rollups.prune_sql(table, doomed))
     return count
 
 

@@ -47,6 +47,31 @@ def test_eight_processes_verifying_one_key_admit_exactly_the_limit(pg):
     assert sql("SELECT used FROM rate_windows") == [(23,)]
 
 
+def _record_for(args):
+    db, key_id, seconds = args
+    keys, errors, end = KeyStore(db), 0, time.time() + seconds
+    while time.time() < end:
+        try:
+            keys.record_usage(key_id, cost="0.001", at="2026-01-05T12:00:00Z")
+        except StoreError:
+            errors += 1
+    return errors
+
+
+def test_deleting_usage_while_it_is_recorded_never_deadlocks(pg):
+    """usage delete takes the same roll-up rows as concurrent records, in the same order."""
+    key = create()
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        busy = pool.map_async(_record_for, [(pg, key["id"], 8)] * 3)
+        deletes = []
+        while not busy.ready():
+            deletes.append(cli("usage", "delete", "--key", key["id"], "--since", "2026-01-05",
+                               "--until", "2026-01-06", "--yes"))
+        assert busy.get() == [0, 0, 0]
+    assert len(deletes) > 20 and [r.stderr for r in deletes if r.exit_code] == []
+    assert_consistent()
+
+
 def _check_and_record(args):
     db, secret, tag, n = args
     keys = KeyStore(db)
