@@ -491,7 +491,7 @@ def revoke(conn, key_id: str, reason: str | None = None) -> Revoked:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
     with write(conn):
         row = get(conn, key_id)
-        now = now_s()
+        now = conn.now_s()  # the store's clock, as the gate's
         state = status(row, now)
         if state == "revoked":
             return Revoked(row, False)
@@ -598,7 +598,7 @@ def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple:
     try:
         with write(conn):
             old = get(conn, key_id)
-            now = now_s()
+            now = conn.now_s()  # the store's clock, as the gate's
             state = status(old, now)
             if state == "retiring":
                 raise ClaudeKeysError(

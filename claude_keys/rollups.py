@@ -73,7 +73,8 @@ def merge_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False
 
     `source` holds usage rows, or with canonical=True rows already in the canonical
     fields (such as a grouping at the GRAIN). Rows are upserted in key order, so two
-    writers never lock the same roll-up rows in opposite orders."""
+    writers never lock one table's roll-up rows in opposite orders (and on PostgreSQL
+    every write of usage is one with_rollups statement, so tables go in one order too)."""
     keys = ROLLUPS[table]
     group = ", ".join(str(i) for i in range(1, len(keys) + 1))
     return (f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) "

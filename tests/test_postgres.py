@@ -47,6 +47,19 @@ def test_eight_processes_verifying_one_key_admit_exactly_the_limit(pg):
     assert sql("SELECT used FROM rate_windows") == [(23,)]
 
 
+def test_a_revocation_starts_at_once_whatever_the_admins_clock(pg, monkeypatch):
+    """The gate reads the server's clock; a revocation stamped by an admin's clock that
+    runs ahead would only start when the server caught up."""
+    from claude_keys import keys as lib, values
+
+    key = create()
+    ahead = values.now_s() + 3600
+    monkeypatch.setattr(lib, "now_s", lambda: ahead)
+    monkeypatch.setattr(values, "now_s", lambda: ahead)
+    assert cli("keys", "revoke", key["id"], "--yes").exit_code == 0
+    assert proc("keys", "verify", key["key"]).exit_code == 3
+
+
 def _record_for(args):
     db, key_id, seconds = args
     keys, errors, end = KeyStore(db), 0, time.time() + seconds

@@ -105,6 +105,11 @@ class Connection:
         self.location = location
         raw.adapters.register_loader("numeric", _IntNumericLoader)
 
+    def now_s(self) -> int:
+        """The store's clock, in epoch seconds: the server's, which every host shares (a
+        revocation stamped by an admin's clock that runs ahead would start late)."""
+        return self.execute(f"SELECT {CLOCK_MS} / 1000").fetchone()[0]
+
     # -- statements -------------------------------------------------------------------
     def execute(self, sql: str, params=()):
         try:

@@ -35,6 +35,10 @@ class Connection(sqlite3.Connection):
         cur.row_factory = sqlite3.Row
         return cur.fetchall()
 
+    def now_s(self) -> int:
+        """The store's clock, in epoch seconds: this machine's, for a local file."""
+        return time.time_ns() // 1_000_000_000
+
     def row(self, sql: str, params=()):
         cur = self.execute(sql, params)
         cur.row_factory = sqlite3.Row
