@@ -110,9 +110,12 @@ _SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a te
 }
 
 
-# A request is settled once usage with its request id is stored: so recording it stays
-# the one insert it always was, and the request's row goes at its lineage's next admission.
-SETTLED = "EXISTS (SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id)"
+# A request is settled once usage with its request id is stored for its key: so recording
+# it stays the one insert it always was, and the request's row goes at its lineage's next
+# admission. (Usage recorded for another key does not settle it: its reservation stays
+# until it expires, rather than being charged to a key that did not make it.)
+SETTLED = ("EXISTS (SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id "
+           "AND usage.key_id = in_flight.key_id)")
 CLEAR_AT = 4  # settled or expired rows a lineage (or project) keeps before an admission clears them
 
 

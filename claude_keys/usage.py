@@ -113,8 +113,9 @@ def release(conn, request_id: str) -> bool:
     """End a request in flight without usage (its work failed). False if it was not in
     flight (settled, released or expired already)."""
     request_id = check_text(request_id, "request id")
-    sql = ("DELETE FROM in_flight WHERE request_id = ? AND NOT EXISTS "
-           "(SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id)")
+    from .limits import SETTLED
+
+    sql = f"DELETE FROM in_flight WHERE request_id = ? AND NOT {SETTLED}"
     if conn.dialect == "postgres":
         return conn.execute(sql, (request_id,)).rowcount == 1
     with conn.transaction():

@@ -358,3 +358,15 @@ def test_a_timeout_of_zero_still_holds_a_place():
     assert verify(key["key"])[0] == 0
     code, body = verify(key["key"])
     assert code == 5 and "Concurrency limit reached" in body["error"]["message"]
+
+
+def test_usage_recorded_for_another_key_does_not_settle_a_request():
+    """A reservation is settled by usage of the key that made the request, not by any
+    usage with the same request id (a service mixing up its keys)."""
+    key, other = create("--monthly-budget", "1"), create()
+    store = KeyStore()
+    admitted = store.check(key=key["key"], cost="0.75")
+    store.record_usage(other["id"], cost="0.01", request_id=admitted.request_id)
+    assert not store.check(key=key["key"], cost="0.50").allowed  # the 0.75 is still reserved
+    assert store.release(admitted.request_id)
+    assert store.check(key=key["key"], cost="0.50").allowed
