@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from . import limits, profiles
 from . import secret as fmt
 from .errors import InvalidInput
-from .usage import new_request_id
-from .values import usd_text
+from .values import new_request_id, usd_text
 
 WINDOW_MS = 60_000
 _EXIT = {200: 0, 401: 3, 403: 4, 429: 5}

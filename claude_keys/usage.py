@@ -7,15 +7,13 @@ Reports live in claude_keys.reports.
 """
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 from . import pricing, rollups
 from .errors import InvalidInput, KeyNotFound
-from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, now_ms,
-                     parse_cost, parse_count)
+from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, new_request_id,
+                     now_ms, parse_cost, parse_count)
 
 COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
            "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
@@ -40,13 +38,6 @@ class Recorded:
     @property
     def cost_usd(self) -> float:
         return self.cost_nanos / 1_000_000_000
-
-
-def new_request_id() -> str:
-    """Time-ordered (nanoseconds, then 32 random bits): new rows land together at the
-    end of the usage table's b-tree instead of on random pages. The bits need to be
-    unique, not secret (`random` reseeds in a forked child)."""
-    return f"req_{time.time_ns():016x}{random.getrandbits(32):08x}"
 
 
 def check_tokens(**counts) -> dict:

@@ -34,6 +34,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_random_bits = None
+
+
+def new_request_id() -> str:
+    """Time-ordered (nanoseconds, then 32 random bits): new rows land together at the
+    end of the usage table's b-tree instead of on random pages. The bits need to be
+    unique, not secret (`random` reseeds in a forked child; it is imported on first use,
+    as `keys verify --dry-run` needs none)."""
+    global _random_bits
+    if _random_bits is None:
+        from random import getrandbits as _random_bits
+    return f"req_{time.time_ns():016x}{_random_bits(32):08x}"
+
+
 def parse_duration(text: str) -> int:
     """'90s', '12h', '30d', '2w' -> seconds. '0s' is zero (now)."""
     m = _DURATION_RE.fullmatch(str(text).strip())
