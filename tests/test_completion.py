@@ -3,7 +3,7 @@ and profile names complete from live data."""
 from pathlib import Path
 
 import pytest
-from conftest import create, proc
+from conftest import cli, create, proc
 
 COMPLETIONS = Path(__file__).parent.parent / "completions"
 
@@ -18,6 +18,15 @@ def test_committed_scripts_are_fresh(shell):
         f"completions/claude-api.{shell} is stale: regenerate it with "
         f"_CLAUDE_API_COMPLETE={shell}_source claude-api > completions/claude-api.{shell}"
     )
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_command_prints_the_committed_script(shell):
+    """A pip-installed user has no completions/ folder: `claude-api completion SHELL`."""
+    r = proc("completion", shell)
+    assert r.exit_code == 0 and r.stdout == (COMPLETIONS / f"claude-api.{shell}").read_text()
+    assert proc("completion", "tcsh").exit_code == 2
 
 
 def complete(line: str) -> list[str]:
@@ -39,3 +48,11 @@ def test_profiles_and_commands_complete():
     assert {"create", "list", "show", "permissions", "revoke", "rotate", "reveal"} <= set(
         complete("claude-api keys "))
     assert "json" in complete("claude-api keys list --format ")
+
+
+def test_completion_offers_only_live_keys_where_only_they_make_sense():
+    live, revoked, expired = create(), create(), create("--expires-in", "0s")
+    cli("keys", "revoke", revoked["id"], "--force")
+    for command in ("rotate", "revoke", "reveal"):
+        assert set(complete(f"claude-api keys {command} ")) == {live["id"]}, command
+    assert set(complete("claude-api keys show ")) == {live["id"], revoked["id"], expired["id"]}

@@ -9,8 +9,6 @@ from conftest import cli, create, proc, sql
 
 from claude_keys import AuthManager, InvalidInput, KeyStore, PermissionManager
 
-COMPLETIONS = Path(__file__).parent.parent / "completions"
-
 
 def one_error_line(r, code=1, *texts):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -59,30 +57,6 @@ def test_db_after_the_subcommand(tmp_path, store_target, monkeypatch):
     assert proc("--db", target, "keys", "list", "--db", str(other)).exit_code == 1  # no store there
     one_error_line(proc("keys", "list", "--db", ""), 2, "--db", "empty")
     assert not other.exists()
-
-
-@pytest.mark.one_backend
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_completion_command_prints_the_committed_script(shell):
-    r = proc("completion", shell)
-    assert r.exit_code == 0 and r.stdout == (COMPLETIONS / f"claude-api.{shell}").read_text()
-    assert proc("completion", "tcsh").exit_code == 2
-
-
-def complete(line: str) -> list[str]:
-    words = line.split(" ")
-    r = proc(env={"_CLAUDE_API_COMPLETE": "bash_complete", "COMP_WORDS": line,
-                  "COMP_CWORD": str(len(words) - 1)})
-    assert r.exit_code == 0, r
-    return [entry.split(",", 1)[1] for entry in r.stdout.splitlines()]
-
-
-def test_completion_offers_only_live_keys_where_only_they_make_sense():
-    live, revoked, expired = create(), create(), create("--expires-in", "0s")
-    cli("keys", "revoke", revoked["id"], "--force")
-    for command in ("rotate", "revoke", "reveal"):
-        assert set(complete(f"claude-api keys {command} ")) == {live["id"]}, command
-    assert set(complete("claude-api keys show ")) == {live["id"], revoked["id"], expired["id"]}
 
 
 def test_profile_names_in_any_case():
@@ -281,16 +255,16 @@ def _as_another_user(commands):
     if os.getuid() != 0:
         pytest.skip("needs root to become another user (as the store's owner, chmod does not bind)")
     # What the commands import, imported now: `nobody` may not read this Python's folder.
+    from click.testing import CliRunner
+
     import claude_keys.audit  # noqa: F401
     import claude_keys.cli.audit  # noqa: F401
     import claude_keys.cli.keys  # noqa: F401
     import claude_keys.cli.usage  # noqa: F401
-    import claude_keys.reports  # noqa: F401
-    import claude_keys.render  # noqa: F401
-    import claude_keys.vault  # noqa: F401
     import claude_keys.pricing  # noqa: F401
-    from click.testing import CliRunner
-
+    import claude_keys.render  # noqa: F401
+    import claude_keys.reports  # noqa: F401
+    import claude_keys.vault  # noqa: F401
     from claude_keys.cli import cli as root
 
     read, write = os.pipe()
