@@ -87,7 +87,7 @@ def store_target(store_backend, tmp_path, request):
 
 
 @pytest.fixture(autouse=True)
-def isolated(store_target, tmp_path, monkeypatch):
+def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch):
     """Every test: its own store and keyring file, no colour, a fixed width."""
     db = store_target
     monkeypatch.setenv("CLAUDE_API_DB", str(db))
@@ -100,6 +100,9 @@ def isolated(store_target, tmp_path, monkeypatch):
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "no-claude-config"))
     monkeypatch.delenv("CLAUDE_API_NO_KEYRING", raising=False)
     monkeypatch.delenv("CLAUDE_API_DEBUG", raising=False)
+    # The programs a test starts make their temporary folders in pytest's, which it
+    # removes: an import killed on purpose cannot clean up after itself.
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
     yield db
