@@ -40,7 +40,9 @@ STATUSES = ("active", "retiring", "disabled", "revoked", "expired")
 
 def status(row, now: int | None = None) -> str:
     """Derived from timestamps, so an expired key reads as expired with no job run. A
-    revocation in the future is a rotation's grace period: the key is retiring."""
+    revocation in the future is a rotation's grace period: the key is retiring. (Every
+    time a key's state is written or shown against is the store's clock, conn.now_s():
+    the server's on PostgreSQL, the one the gate decides by.)"""
     now = now_s() if now is None else now
     if row["revoked_at"] is not None and row["revoked_at"] <= now:
         return "revoked"
@@ -142,7 +144,7 @@ _NO_MATCH = ("no key matches that reference: give a key id, a unique id prefix, 
 def _by_name(conn, name: str) -> list:
     """Live keys (not revoked, retiring or expired) with this name: a name is a reference
     only among the keys that still work, so a rotated or retired key's name is free again."""
-    now = now_s()
+    now = conn.now_s()
     return _rows(conn, "SELECT * FROM keys WHERE name = ? AND revoked_at IS NULL AND "
                        "(expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT 6", (name, now))
 
@@ -228,7 +230,7 @@ def create(
     in_keyring, warning = _keep_secret(key_id, secret, use_keyring)
     try:
         with write(conn):
-            now = now_s()
+            now = conn.now_s()
             row = _insert(conn, key_id, secret, project_id, name, profile, overrides,
                           created_at=now, expires_at=None if expires_in is None else now + expires_in,
                           in_keyring=in_keyring, lineage=key_id, rotated_from=None)
@@ -286,7 +288,7 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> li
         where.append("profile = ?")
         params.append(profile)
     sql = "SELECT * FROM keys" + (" WHERE " + " AND ".join(where) if where else "")
-    now = now_s()
+    now = conn.now_s()
     out = [public(r, now) for r in _rows(conn, sql + " ORDER BY seq", params)]
     if status_filter != "all":
         out = [k for k in out if k["status"] == status_filter]
@@ -325,7 +327,7 @@ def successor(conn, key_id: str) -> str | None:
 
 
 def show(conn, row) -> dict:
-    now = now_s()
+    now = conn.now_s()
     perms = permissions(conn, row)
     revoked = row["revoked_at"] is not None and row["revoked_at"] <= now
     return {
@@ -491,7 +493,7 @@ def revoke(conn, key_id: str, reason: str | None = None) -> Revoked:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
     with write(conn):
         row = get(conn, key_id)
-        now = conn.now_s()  # the store's clock, as the gate's
+        now = conn.now_s()
         state = status(row, now)
         if state == "revoked":
             return Revoked(row, False)
@@ -518,7 +520,7 @@ def disable(conn, key_id: str, reason: str | None = None) -> tuple:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
     with write(conn):
         row = get(conn, key_id)
-        now = now_s()
+        now = conn.now_s()
         state = status(row, now)
         if state in ("revoked", "expired"):
             raise ClaudeKeysError(f"key {key_id} is {state}; there is nothing to disable")
@@ -558,7 +560,7 @@ def edit(conn, key_id: str, *, name=None, expires_in: int | None = None) -> tupl
         check_text(name, "name", allow_empty=True)
     with write(conn):
         row = get(conn, key_id)
-        now = now_s()
+        now = conn.now_s()
         if status(row, now) == "revoked":
             raise ClaudeKeysError(f"key {key_id} is revoked; revocation is final")
         before, after = {}, {}
@@ -598,7 +600,7 @@ def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple:
     try:
         with write(conn):
             old = get(conn, key_id)
-            now = conn.now_s()  # the store's clock, as the gate's
+            now = conn.now_s()
             state = status(old, now)
             if state == "retiring":
                 raise ClaudeKeysError(
@@ -671,7 +673,7 @@ def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "e
                             "key soon (claude-api keys rotate)")
     adopted: dict[bytes, Adopted] = {}
     with write(conn):
-        now = now_s()
+        now = conn.now_s()
         for token in tokens:
             d = fmt.digest(token)
             if d in adopted:

@@ -81,14 +81,16 @@ def merge_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False
             f"{grouped_sql(table, source, sign, canonical=canonical)} ORDER BY {group} {_upsert_tail(table)}")
 
 
-def grouped_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False) -> str:
-    """The rows of roll-up `table` that the requests of `source` make (times sign)."""
+def grouped_sql(table: str, source: str, sign: int = 1, *, canonical: bool = False, extra: str = "") -> str:
+    """The rows of roll-up `table` that the requests of `source` make (times sign), with
+    `extra` columns after them."""
     keys = ROLLUPS[table]
     rows = source if canonical else f"({canonical_select(source)}) AS c"
     minus = "-" if sign < 0 else ""
     group = ", ".join(str(i) for i in range(1, len(keys) + 1))
     sums = ", ".join(f"{minus}sum({c})" for c in COUNTERS)
-    return f"SELECT {', '.join(keys.values())}, {sums} FROM {rows} WHERE {ONLY.get(table, 'true')} GROUP BY {group}"
+    return (f"SELECT {', '.join(keys.values())}, {sums}{extra} FROM {rows} WHERE {ONLY.get(table, 'true')} "
+            f"GROUP BY {group}")
 
 
 def grain_sql(source: str) -> str:

@@ -59,28 +59,28 @@ _SECRET_PARAMETERS = ("password", "sslpassword")
 
 
 def masked(uri: str) -> str:
-    """A PostgreSQL URI with every password replaced by `***` (the userinfo one, and the
-    `password=`/`sslpassword=` parameters, however their names are percent-encoded), for
-    messages, `db path` and the audit trail. The URI is split as libpq splits it: the
-    userinfo runs to the first `@` before any `/`, so a `?` or `#` in a password is
-    still the password's."""
+    """A PostgreSQL URI with every password replaced by `***`: the `password=` and
+    `sslpassword=` parameters (however their names are percent-encoded), and the
+    userinfo's. A password may hold what a URI should not (`?`, `#`, `@`, `/`, unencoded:
+    libpq takes some of them), so everything from the first `:` after the scheme to the
+    last `@` is masked: more than the password at worst, never less. For messages,
+    `db path` and the audit trail."""
+    import re
     from urllib.parse import unquote
 
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return uri
-    at, slash = rest.find("@"), rest.find("/")
-    if at >= 0 and (slash < 0 or at < slash):
-        user, colon, _ = rest[:at].partition(":")
-        rest = f"{user}{colon}{'***' if colon else ''}{rest[at:]}"
-    where, question, query = rest.partition("?")
-    if question:
-        parts = []
-        for part in query.split("&"):
-            name, equals, _ = part.partition("=")
-            secret = unquote(name).strip().lower() in _SECRET_PARAMETERS
-            parts.append(f"{name}{equals}***" if secret else part)
-        rest = f"{where}?{'&'.join(parts)}"
+
+    def parameter(m):
+        secret = unquote(m.group(2)).strip().lower() in _SECRET_PARAMETERS
+        return f"{m.group(1)}{m.group(2)}=***" if secret else m.group(0)
+
+    rest = re.sub(r"([?&])([^=&]*)=([^&]*)", parameter, rest)
+    at = rest.rfind("@")
+    name, colon, _ = rest[:max(at, 0)].partition(":")
+    if colon:
+        rest = f"{name}:***{rest[at:]}"
     return f"{scheme}://{rest}"
 
 

@@ -163,12 +163,17 @@ def disagreements(conn) -> list[str]:
     from its slots. Empty when sound."""
     problems = []
     for table in rollups.ROLLUPS:
+        # One pass: the roll-up's rows (+1) and the rows its requests make (-1), grouped
+        # by every column; a group that does not cancel out is a row only one side has.
         columns = ", ".join([*rollups.ROLLUPS[table], *rollups.COUNTERS])
-        truth = rollups.grouped_sql(table, "usage")
+        both = (f"SELECT {columns}, 1 AS side FROM {table} UNION ALL "
+                f"{rollups.grouped_sql(table, 'usage', extra=', -1')}")
         try:
-            extra, missing = (conn.execute(f"SELECT count(*) FROM ({a} EXCEPT {b}) AS d").fetchone()[0]
-                              for a, b in ((f"SELECT {columns} FROM {table}", truth),
-                                           (truth, f"SELECT {columns} FROM {table}")))
+            extra, missing = conn.execute(
+                "SELECT coalesce(sum(CASE WHEN side > 0 THEN 1 ELSE 0 END), 0), "
+                "coalesce(sum(CASE WHEN side < 0 THEN 1 ELSE 0 END), 0) "
+                f"FROM (SELECT sum(side) AS side FROM ({both}) AS u GROUP BY {columns} "
+                "HAVING sum(side) <> 0) AS d").fetchone()
         except Exception as e:  # e.g. a sum past what the database holds: not sound either
             problems.append(f"the roll-up {table} could not be checked against the requests "
                             f"({type(e).__name__}: {e})")

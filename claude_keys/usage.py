@@ -237,7 +237,8 @@ def delete(conn, selection: Selection) -> dict:
         remove_rows(conn, "doomed")
         # A request that settled a reservation: without its usage the reservation would
         # count again until it expires.
-        conn.execute("DELETE FROM in_flight WHERE request_id IN (SELECT request_id FROM doomed)")
+        conn.execute("DELETE FROM in_flight WHERE EXISTS (SELECT 1 FROM doomed WHERE doomed.request_id = "
+                     "in_flight.request_id AND doomed.key_id = in_flight.key_id)")  # (as limits.SETTLED)
         conn.execute("DROP TABLE doomed")
         if totals["requests"]:
             audit.record(conn, "usage delete", selection.key_id,

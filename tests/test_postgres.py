@@ -200,6 +200,9 @@ def test_a_password_in_the_uri_is_never_printed(postgres, tmp_path):
     "postgresql://bob:s3cr%zztpw@localhost/db",
     "postgresql:///db?host=/nowhere&pass%77ord=s3crtpw",  # a parameter name percent-encoded
     "postgresql:///db?host=/nowhere&sslpassword=s3crtpw",
+    "postgresql://bob:s3cr@tpw@localhost/db",  # an unencoded @: libpq's host is then `tpw@localhost`
+    "postgresql://bob:s3cr/tpw@localhost/db",  # an unencoded /
+    "postgresql:///db?host=/nowhere&password=s3crtpw&user=a@b",
 ])
 def test_no_spelling_of_a_password_is_printed(uri):
     assert "s3cr" not in cli("--db", uri, "db", "path").stdout

@@ -220,12 +220,19 @@ def translate(error: BaseException, location: str):
     return StoreError(f"the store {location} refused the change: {text}")
 
 
-def _without_passwords(text: str, given: dict) -> str:
-    """A server's or libpq's message on one line, with no password of the URI in it."""
+def _without_passwords(text: str, uri: str, given: dict) -> str:
+    """A server's or libpq's message on one line, with no password of the URI in it: the
+    ones libpq read, and whatever a password with an unencoded `@` or `/` left in the
+    host name it quotes. A password too short to replace safely drops the message."""
     text = " ".join(text.split())
-    for name in ("password", "sslpassword"):
-        if given.get(name):
-            text = text.replace(given[name], "***")
+    where = uri.partition("://")[2].partition("?")[0]
+    raw = where[:where.rfind("@")].partition(":")[2] if "@" in where else ""
+    secrets = [given.get(name) for name in ("password", "sslpassword")] + [raw]
+    secrets += [piece for s in list(secrets) if s for piece in s.replace("/", "@").split("@")]
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if len(secret) < 4:
+            return "the server refused the connection or could not be reached"
+        text = text.replace(secret, "***")
     return text
 
 
@@ -243,7 +250,7 @@ def connect_raw(uri: str, location: str):
     try:
         return psycopg.connect(uri, **options)
     except psycopg.Error as e:
-        raise StoreError(f"cannot connect to the store {location}: {_without_passwords(str(e), given)}") from None
+        raise StoreError(f"cannot connect to the store {location}: {_without_passwords(str(e), uri, given)}") from None
 
 
 def open_store(uri: str, schema_version: int, *, create: bool = True,
