@@ -46,7 +46,11 @@ class Server:
     def __init__(self, durable: bool = False):
         self.durable = durable
         self.bin = binaries()
-        self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pg-"))
+        # In the system's own temporary folder, not TMPDIR (tests point that into pytest's
+        # folders, which the `postgres` user may not enter, and a socket path must stay
+        # short); removed when the server stops.
+        system_tmp = "/tmp" if os.path.isdir("/tmp") else None
+        self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pg-", dir=system_tmp))
         self.data = self.folder / "data"
         self.socket = self.folder  # the socket lives beside the data
         self.log = self.folder / "log"
