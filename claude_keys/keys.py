@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import audit, profiles, vault
 from . import secret as fmt
 from .errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
 from .store import write
-from .values import check_text, iso_s, now_s
+from .values import check_text, iso_s
 
 MIN_PREFIX = 4
 _ID_LIKE = re.compile(r"[0-9a-f]{1,12}")
@@ -38,12 +39,11 @@ def looks_like_id(text) -> bool:
 STATUSES = ("active", "retiring", "disabled", "revoked", "expired")
 
 
-def status(row, now: int | None = None) -> str:
+def status(row, now: int) -> str:
     """Derived from timestamps, so an expired key reads as expired with no job run. A
-    revocation in the future is a rotation's grace period: the key is retiring. (Every
-    time a key's state is written or shown against is the store's clock, conn.now_s():
-    the server's on PostgreSQL, the one the gate decides by.)"""
-    now = now_s() if now is None else now
+    revocation in the future is a rotation's grace period: the key is retiring. `now` is
+    the store's clock, conn.now_s(): the server's on PostgreSQL, the one the gate decides
+    by (never this machine's, which may run ahead or behind)."""
     if row["revoked_at"] is not None and row["revoked_at"] <= now:
         return "revoked"
     if row["expires_at"] is not None and row["expires_at"] <= now:
@@ -61,10 +61,9 @@ def stops_at(row) -> int | None:
     return min(ends) if ends else None
 
 
-def public(row, now: int | None = None) -> dict:
+def public(row, now: int) -> dict:
     """The fields any listing may show: never the secret, never the digest. A retiring
-    key's expiry is when its grace ends."""
-    now = now_s() if now is None else now
+    key's expiry is when its grace ends. `now` as for status()."""
     state = status(row, now)
     return {
         "id": row["id"],
@@ -485,16 +484,22 @@ class Revoked:
     warning: str | None = None  # the keyring could not forget a secret
 
 
+@contextmanager
+def _changing(conn, key_id: str):
+    """A write transaction over one key: (its row, the store's clock, its status)."""
+    with write(conn):
+        row = get(conn, key_id)
+        now = conn.now_s()
+        yield row, now, status(row, now)
+
+
 def revoke(conn, key_id: str, reason: str | None = None) -> Revoked:
     """Revoke at once. Revoking a lineage's current key stops every secret of it (an
     old one still in its grace period too); revoking an old secret in its grace period
     ends its grace. Revoking a revoked key changes nothing."""
     if reason is not None:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
-    with write(conn):
-        row = get(conn, key_id)
-        now = conn.now_s()
-        state = status(row, now)
+    with _changing(conn, key_id) as (row, now, state):
         if state == "revoked":
             return Revoked(row, False)
         targets = [row] if state == "retiring" else _rows(
@@ -518,10 +523,7 @@ def disable(conn, key_id: str, reason: str | None = None) -> tuple:
     """Suspend a key's whole lineage (reversible: `enable`). Returns (row, changed)."""
     if reason is not None:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
-    with write(conn):
-        row = get(conn, key_id)
-        now = conn.now_s()
-        state = status(row, now)
+    with _changing(conn, key_id) as (row, now, state):
         if state in ("revoked", "expired"):
             raise ClaudeKeysError(f"key {key_id} is {state}; there is nothing to disable")
         if state == "disabled":
@@ -535,9 +537,7 @@ def disable(conn, key_id: str, reason: str | None = None) -> tuple:
 
 def enable(conn, key_id: str) -> tuple:
     """Lift a suspension (of the whole lineage). Returns (row, changed)."""
-    with write(conn):
-        row = get(conn, key_id)
-        state = status(row)
+    with _changing(conn, key_id) as (row, _, state):
         if state in ("revoked", "expired") and row["disabled_at"] is None:
             raise ClaudeKeysError(f"key {key_id} is {state}; only a disabled key can be enabled")
         if row["disabled_at"] is None:
@@ -558,10 +558,8 @@ def edit(conn, key_id: str, *, name=None, expires_in: int | None = None) -> tupl
     whole lineage. Returns (row, changed). A revoked key stays as it is."""
     if name is not None:
         check_text(name, "name", allow_empty=True)
-    with write(conn):
-        row = get(conn, key_id)
-        now = conn.now_s()
-        if status(row, now) == "revoked":
+    with _changing(conn, key_id) as (row, now, state):
+        if state == "revoked":
             raise ClaudeKeysError(f"key {key_id} is revoked; revocation is final")
         before, after = {}, {}
         if name is not None and (name or None) != row["name"]:
@@ -696,7 +694,7 @@ def reveal(conn, row) -> str:
         raise ClaudeKeysError("the keyring is disabled (CLAUDE_API_NO_KEYRING), so no secret can be read back")
     import hmac
 
-    state = status(row)
+    state = status(row, conn.now_s())
     if state != "active":
         raise ClaudeKeysError(f"key {row['id']} is {state}: its secret no longer works, so it is "
                               "not shown (create or rotate a key for a new one)")

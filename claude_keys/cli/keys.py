@@ -342,7 +342,7 @@ def edit(ctx, key, name, expires_in, no_expiry, fmt) -> None:
     if fmt == "json":
         from ..render import write_json
 
-        write_json(lib.public(row))
+        write_json(lib.public(row, conn.now_s()))
         return
     expiry = iso_s(row["expires_at"]) or "never"
     click.echo(f"{'Changed' if changed else 'Nothing to change for'} key {_label(row)}; it expires: {expiry}.",
@@ -467,11 +467,13 @@ def import_(ctx, project_id, profile, name, from_env, allow_weak, fmt) -> None:
         text = "\n".join(iter(lambda: _hidden("token: ").strip(), ""))
     else:
         text = _stdin(lambda f: f.read())
-    adopted, warnings = lib.import_tokens(_app(ctx).conn, lib.split_tokens(text), project_id,
+    conn = _app(ctx).conn
+    adopted, warnings = lib.import_tokens(conn, lib.split_tokens(text), project_id,
                                           profile=profile, name=name, allow_weak=allow_weak)
     for line in warnings:
         warn(line)
-    rows = [{**lib.public(a.row), "imported": a.new} for a in adopted]
+    now = conn.now_s()
+    rows = [{**lib.public(a.row, now), "imported": a.new} for a in adopted]
     from ..render import table
 
     table(rows, fmt, ["id", "project_id", "profile", "hint", "imported"], headers={"project_id": "project"})
