@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from . import limits, profiles
 from . import secret as fmt
 from .errors import InvalidInput
+from .store import SERVER_CLOCK_MS
 from .values import new_request_id, usd_text
 
 WINDOW_MS = 60_000
@@ -44,8 +45,7 @@ _PROJECT = slice(_OVERRIDES.stop, _OVERRIDES.stop + len(limits.ProjectLimits.FIE
 _LOOKUP = f"SELECT {_KEY_COLUMNS}{{clock}} FROM keys k LEFT JOIN projects p ON p.project_id = k.project_id WHERE k.digest = ?"
 # The key of a presented token (with its project's limits), and the time now: the
 # server's clock on PostgreSQL (one clock for every host), this machine's on SQLite.
-_CLOCK = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-_BY_DIGEST = {"sqlite": _LOOKUP.format(clock=""), "postgres": _LOOKUP.format(clock=f", {_CLOCK} AS now_ms")}
+_BY_DIGEST = {"sqlite": _LOOKUP.format(clock=""), "postgres": _LOOKUP.format(clock=f", {SERVER_CLOCK_MS} AS now_ms")}
 _NO_PROJECT_LIMITS = (None,) * len(limits.ProjectLimits.FIELDS)
 _MALFORMED = "\x00"  # an Authorization header that is not "Bearer …": an invalid key, not a missing one
 
@@ -351,7 +351,7 @@ def _locked_now(conn, request: "_Request") -> int:
     scopes = request.scopes
     values = ", ".join("(?, 0)" for _ in scopes)
     rows = conn.execute(f"INSERT INTO rate_windows AS w (lineage, used) VALUES {values} "
-                        f"ON CONFLICT (lineage) DO UPDATE SET used = w.used RETURNING {_CLOCK}",
+                        f"ON CONFLICT (lineage) DO UPDATE SET used = w.used RETURNING {SERVER_CLOCK_MS}",
                         scopes).fetchall()
     return max(r[0] for r in rows)
 

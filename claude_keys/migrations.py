@@ -23,6 +23,7 @@ sort and report alike.
 from __future__ import annotations
 
 from . import rollups
+from .store import SERVER_CLOCK_MS
 
 STEPS: list = []
 T = 'TEXT COLLATE "C"'  # PostgreSQL text that sorts like SQLite's (by code point)
@@ -535,7 +536,7 @@ def _install_sqlite(conn) -> None:
     conn.execute(rollups.trigger_sql())
 
 
-TAKE_SLOT = """
+TAKE_SLOT = f"""
 CREATE OR REPLACE FUNCTION claude_take_slot(p_lineage text, p_limit bigint, p_key text)
 RETURNS TABLE (used bigint, oldest bigint, now_ms bigint) LANGUAGE plpgsql AS $$
 -- One request's rate-limit slot, in one round trip: lock the lineage's window, read the
@@ -550,7 +551,7 @@ BEGIN
     INSERT INTO rate_windows AS w (lineage, used) VALUES (p_lineage, 0)
         ON CONFLICT (lineage) DO UPDATE SET used = w.used
         RETURNING w.used INTO v_used;
-    v_now := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+    v_now := {SERVER_CLOCK_MS};
     WITH gone AS (DELETE FROM rate_slots WHERE lineage = p_lineage AND at_ms <= v_now - 60000
                   RETURNING n)
         SELECT coalesce(sum(n), 0) INTO v_pruned FROM gone;

@@ -28,6 +28,9 @@ from .errors import ClaudeKeysError
 SCHEMA_VERSION = 6
 ENV_DB = "CLAUDE_API_DB"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# PostgreSQL's clock, in epoch milliseconds, as SQL: every host shares one time line
+# (the gate's lookup and admissions, claude_take_slot, Connection.now_s).
+SERVER_CLOCK_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 
 def default_path() -> str:

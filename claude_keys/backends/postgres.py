@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from ..errors import StoreError, StoreMissing
-from ..store import masked
+from ..store import SERVER_CLOCK_MS, masked
 
 try:
     import psycopg
@@ -32,8 +32,6 @@ except ImportError:  # pragma: no cover - exercised by a test with psycopg hidde
 WRITE_LOCK = 0x636C61756465  # "claude": the advisory lock that serializes write() transactions
 MIGRATION_LOCK = WRITE_LOCK + 1
 CONNECT_TIMEOUT_S = 10
-# The server's clock, in epoch milliseconds: every host shares one time line.
-CLOCK_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 
 @lru_cache(maxsize=512)
@@ -108,7 +106,7 @@ class Connection:
     def now_s(self) -> int:
         """The store's clock, in epoch seconds: the server's, which every host shares (a
         revocation stamped by an admin's clock that runs ahead would start late)."""
-        return self.execute(f"SELECT {CLOCK_MS} / 1000").fetchone()[0]
+        return self.execute(f"SELECT {SERVER_CLOCK_MS} / 1000").fetchone()[0]
 
     # -- statements -------------------------------------------------------------------
     def execute(self, sql: str, params=()):
