@@ -347,11 +347,9 @@ def show(conn, row) -> dict:
 def current(conn, row, perms) -> dict:
     """What the key's lineage uses now, beside its limits (seed 000's "requests this
     month, tokens used, cost to date, rate limit status")."""
-    import time
-
     from . import limits
 
-    now = time.time_ns() // 1_000_000
+    now = conn.now_ms()  # the clock the gate wrote the windows and requests in flight by
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
     used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
     usd = lambda n: n / 1_000_000_000  # noqa: E731

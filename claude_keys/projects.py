@@ -7,8 +7,6 @@ claude_keys.gate). A limit of None is no limit; changes are audited.
 """
 from __future__ import annotations
 
-import time
-
 from . import audit, keys, limits
 from .errors import InvalidInput
 from .rollups import combine, exact_sums
@@ -62,7 +60,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
     """Every project (or the one named, even if nothing names it yet), with its keys, its
     spend this month and in total, its requests in flight and its limits: the
     `projects list --json` rows."""
-    now = time.time_ns() // 1_000_000
+    now = conn.now_ms()  # the store's: the clock the gate writes requests in flight by
     month = limits.Month.of(now)
     only, params = (" WHERE project_id = ?", (project_id,)) if project_id is not None else ("", ())
     found: dict[str, dict] = {}

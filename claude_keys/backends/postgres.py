@@ -103,10 +103,13 @@ class Connection:
         self.location = location
         raw.adapters.register_loader("numeric", _IntNumericLoader)
 
+    def now_ms(self) -> int:
+        """The store's clock, in epoch milliseconds: the server's, which every host shares
+        (a revocation stamped by an admin's clock that runs ahead would start late)."""
+        return self.execute(f"SELECT {SERVER_CLOCK_MS}").fetchone()[0]
+
     def now_s(self) -> int:
-        """The store's clock, in epoch seconds: the server's, which every host shares (a
-        revocation stamped by an admin's clock that runs ahead would start late)."""
-        return self.execute(f"SELECT {SERVER_CLOCK_MS} / 1000").fetchone()[0]
+        return self.now_ms() // 1000
 
     # -- statements -------------------------------------------------------------------
     def execute(self, sql: str, params=()):

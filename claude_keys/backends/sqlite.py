@@ -35,9 +35,12 @@ class Connection(sqlite3.Connection):
         cur.row_factory = sqlite3.Row
         return cur.fetchall()
 
+    def now_ms(self) -> int:
+        """The store's clock, in epoch milliseconds: this machine's, for a local file."""
+        return time.time_ns() // 1_000_000
+
     def now_s(self) -> int:
-        """The store's clock, in epoch seconds: this machine's, for a local file."""
-        return time.time_ns() // 1_000_000_000
+        return self.now_ms() // 1000
 
     def row(self, sql: str, params=()):
         cur = self.execute(sql, params)
