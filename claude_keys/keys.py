@@ -21,7 +21,7 @@ from . import audit, profiles, vault
 from . import secret as fmt
 from .errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
 from .store import write
-from .values import check_text, iso_s
+from .values import check_text, in_usd, iso_s
 
 MIN_PREFIX = 4
 _ID_LIKE = re.compile(r"[0-9a-f]{1,12}")
@@ -352,19 +352,14 @@ def current(conn, row, perms) -> dict:
     now = conn.now_ms()  # the clock the gate wrote the windows and requests in flight by
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
     used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
-    usd = lambda n: n / 1_000_000_000  # noqa: E731
     return {
-        "month_cost_usd": usd(used.month_nanos), "monthly_budget": _usd_or_none(perms.monthly_budget_nanos),
-        "total_cost_usd": usd(used.total_nanos), "total_budget": _usd_or_none(perms.total_budget_nanos),
+        "month_cost_usd": in_usd(used.month_nanos), "monthly_budget": in_usd(perms.monthly_budget_nanos),
+        "total_cost_usd": in_usd(used.total_nanos), "total_budget": in_usd(perms.total_budget_nanos),
         "tokens_today": used.tokens_today, "tokens_per_day": perms.tokens_per_day,
-        "in_flight": used.in_flight, "reserved_usd": usd(used.reserved_nanos),
+        "in_flight": used.in_flight, "reserved_usd": in_usd(used.reserved_nanos),
         "max_concurrent": perms.max_concurrent,
         "requests_last_minute": used.window, "rate_limit": perms.rate_limit,
     }
-
-
-def _usd_or_none(nanos):
-    return None if nanos is None else nanos / 1_000_000_000
 
 
 @dataclass

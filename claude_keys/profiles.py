@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from .errors import InvalidInput
+from .values import in_usd
 
 ALL = "*"
 STANDARD = "@standard"
@@ -130,7 +131,6 @@ class Permissions:
         return ALL in self.allowed_skills or skill in self.allowed_skills
 
     def as_json(self, key_id: str) -> dict:
-        usd = lambda n: None if n is None else n / NANOS  # noqa: E731
         return {
             "id": key_id,
             "profile": self.profile,
@@ -140,9 +140,9 @@ class Permissions:
             "allowed_skills": list(self.allowed_skills),
             "rate_limit": self.rate_limit,
             "tokens_per_day": self.tokens_per_day,
-            "max_cost_per_task": usd(self.max_cost_nanos),
-            "monthly_budget": usd(self.monthly_budget_nanos),
-            "total_budget": usd(self.total_budget_nanos),
+            "max_cost_per_task": in_usd(self.max_cost_nanos),
+            "monthly_budget": in_usd(self.monthly_budget_nanos),
+            "total_budget": in_usd(self.total_budget_nanos),
             "max_concurrent": self.max_concurrent,
             "timeout": self.timeout,
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import audit, keys, limits
 from .errors import InvalidInput
 from .rollups import combine, exact_sums
-from .values import check_text
+from .values import check_text, in_usd
 
 # Setting name (as the CLI and JSON name it) -> (column, is money)
 SETTINGS = {
@@ -22,7 +22,6 @@ SETTINGS = {
 }
 FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
           *SETTINGS)
-_NANOS = 1_000_000_000
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
@@ -52,10 +51,6 @@ def set_limits(conn, project_id: str, changes: dict) -> limits.ProjectLimits:
         return get_limits(conn, project_id)
 
 
-def _usd(nanos):
-    return None if nanos is None else nanos / _NANOS
-
-
 def rows(conn, project_id: str | None = None) -> list[dict]:
     """Every project (or the one named, even if nothing names it yet), with its keys, its
     spend this month and in total, its requests in flight and its limits: the
@@ -82,7 +77,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
                             params).fetchall():
         item = entry(row[0])
         month_nanos, total_nanos = combine(row[1:])
-        item["month_cost_usd"], item["total_cost_usd"] = month_nanos / _NANOS, total_nanos / _NANOS
+        item["month_cost_usd"], item["total_cost_usd"] = in_usd(month_nanos), in_usd(total_nanos)
     flight_where = " AND project_id = ?" if project_id is not None else ""
     for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ? "
                                    f"AND NOT {limits.SETTLED}{flight_where} GROUP BY project_id",
@@ -92,7 +87,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
     for row in conn.execute(f"SELECT project_id, {columns} FROM projects{only}", params).fetchall():
         item = entry(row[0])
         for (name, (_, money)), value in zip(SETTINGS.items(), row[1:]):
-            item[name] = _usd(value) if money else value
+            item[name] = in_usd(value) if money else value
     return [found[pid] for pid in sorted(found)]
 
 

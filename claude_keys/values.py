@@ -119,6 +119,11 @@ def _shown(value) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "…")
 
 
+def in_usd(nanos: int | None) -> float | None:
+    """Nano-dollars as the dollars JSON shows (None, no limit, stays None)."""
+    return None if nanos is None else nanos / NANOS_PER_USD
+
+
 def usd_text(nanos: int | None, places: int = 2) -> str:
     """Human text: $1.50, or more places when the amount needs them ($0.0042)."""
     if nanos is None:
