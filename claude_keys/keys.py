@@ -326,7 +326,8 @@ def successor(conn, key_id: str) -> str | None:
 
 
 def show(conn, row) -> dict:
-    now = conn.now_s()
+    now_ms = conn.now_ms()
+    now = now_ms // 1000
     perms = permissions(conn, row)
     revoked = row["revoked_at"] is not None and row["revoked_at"] <= now
     return {
@@ -340,16 +341,16 @@ def show(conn, row) -> dict:
         "rotated_from": row["rotated_from"],
         "rotated_to": successor(conn, row["id"]),
         "permissions": perms.as_json(row["id"]),
-        "current": current(conn, row, perms),
+        "current": current(conn, row, perms, now_ms),
     }
 
 
-def current(conn, row, perms) -> dict:
+def current(conn, row, perms, now: int) -> dict:
     """What the key's lineage uses now, beside its limits (seed 000's "requests this
-    month, tokens used, cost to date, rate limit status")."""
+    month, tokens used, cost to date, rate limit status") at `now`, in ms by the store's
+    clock (the one the gate wrote the windows and requests in flight by)."""
     from . import limits
 
-    now = conn.now_ms()  # the clock the gate wrote the windows and requests in flight by
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
     used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
     return {
