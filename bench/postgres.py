@@ -80,15 +80,19 @@ def raw(uri: str, keys: int, seconds: float) -> float:
 def round_trips_of_a_check(db: str, secret: str) -> int:
     """Statements a warm check of a rate-limited key sends (each one round trip)."""
     from claude_keys import KeyStore
+    from claude_keys.db import postgres
 
     store = KeyStore(db)
     store.check(key=secret)
-    conn = store._conn()
-    sent = []
-    for name in ("execute", "rows"):
-        method = getattr(conn, name)
-        setattr(conn, name, lambda *a, method=method: sent.append(a[0]) or method(*a))
-    store.check(key=secret)
+    sent, saved = [], {}
+    for name in ("execute", "rows"):  # every statement of the backend passes one of these
+        saved[name] = method = getattr(postgres.Connection, name)
+        setattr(postgres.Connection, name, lambda self, *a, method=method: sent.append(a[0]) or method(self, *a))
+    try:
+        store.check(key=secret)
+    finally:
+        for name, method in saved.items():
+            setattr(postgres.Connection, name, method)
     store.close()
     return len(sent)
 
@@ -142,7 +146,8 @@ def main(db: str | None = None, seconds: float = 6.0, processes: int = 8) -> lis
 
 
 def _measure(db: str, floor_db: str, seconds: float, processes: int) -> list[tuple]:
-    from claude_keys import AuthManager, store
+    from claude_keys import AuthManager
+    from claude_keys import db as store
 
     auth = AuthManager(db)
     plain = auth.generate_key("bench", rate_limit=None, use_keyring=False)

@@ -30,7 +30,8 @@ YEAR_MS = 365 * 86_400_000
 def build(path: Path, records: int, seed: int = 5) -> None:
     """A store with `records` requests, written through the import's staging and merge."""
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    from claude_keys import AuthManager, store
+    from claude_keys import AuthManager
+    from claude_keys import db as store
     from claude_keys.importers.staging import Staging
     from claude_keys.pricing import Pricer
 

@@ -31,7 +31,7 @@ def seed_keys(db, n: int, kind: str):
     """n keys through the library (the last one is used), fast: one transaction."""
     from claude_keys import AuthManager
     from claude_keys import keys as lib
-    from claude_keys import store
+    from claude_keys import db as store
 
     auth = AuthManager(db)
     if n > 1:

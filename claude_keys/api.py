@@ -1,95 +1,72 @@
 """The Python API for the service: KeyStore, and the seed-compatible AuthManager and
 PermissionManager. Thin over gate, usage and keys, against the same store as the CLI.
 
-Each thread gets its own connection (and a forked child a new one), so one object can
-be shared by a threaded server; many processes (and, on PostgreSQL, many hosts) share
-the store. Every call raises only ClaudeKeysError subclasses: a database that is down
-or busy is a StoreError (a service answers 503), and the next call after the database
-is back opens a new connection by itself.
+One object can be shared by a threaded server: each call takes a connection from
+db.connections (one per thread on SQLite, a bounded pool per process on PostgreSQL),
+and a forked child opens its own. Many processes (and, on PostgreSQL, many hosts) share
+the store. Every wait on the store is bounded (`timeout`, else CLAUDE_API_TIMEOUT):
+past it, and whenever the store is unavailable, `check` answers 503 (`api_error`) and
+every other call raises StoreError; the next call after the store is back succeeds by
+itself. Reads never create a store: only `generate_key`, `record_usage` and the other
+writes set up a missing one. Every call raises only ClaudeKeysError subclasses.
 """
 from __future__ import annotations
 
 import functools
 import os
-import threading
-import weakref
 from collections.abc import Mapping
 
 from . import gate, keys, pricing, projects, usage
-from .errors import ClaudeKeysError, InvalidInput
+from .db import as_store_error, resolve, timeout as wait_bound
+from .db.connections import Connections
+from .errors import ClaudeKeysError, InvalidInput, StoreError
 from .profiles import LIST_FIELDS, UNLIMITED
-from .store import as_store_error, connect, resolve
 from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds
 
 __all__ = ["KeyStore", "AuthManager", "PermissionManager"]
 
 
-_clients: "weakref.WeakSet[_StoreClient]" = weakref.WeakSet()
-_inherited: list = []  # a forked child's copies of its parent's connections: never used, never closed
+def _store_call(*, writes: bool):
+    """A call with a connection (`writes`: it may set up a missing store): a database
+    driver's error leaves as a StoreError, and a connection the server dropped is let
+    go so that the next call opens a new one."""
 
-
-def _after_fork_in_child() -> None:
-    """A SQLite connection must not cross a fork: children open their own."""
-    for client in list(_clients):
-        _inherited.append(client._local)
-        client._local = threading.local()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _store_errors(method):
-    """A database driver's error leaves as a StoreError, and a connection the server
-    dropped is let go so that the next call opens a new one."""
-
-    @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except ClaudeKeysError:
-            self._forget_broken()
-            raise
-        except Exception as e:
-            found = as_store_error(e)
-            if found is None:
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                with self._connections.connection(create=writes) as conn:
+                    return method(self, conn, *args, **kwargs)
+            except ClaudeKeysError:
+                self._connections.forget_broken()
                 raise
-            self._forget_broken()
-            raise found from None
+            except Exception as e:
+                found = as_store_error(e)
+                if found is None:
+                    raise
+                self._connections.forget_broken()
+                raise found from None
 
-    return call
+        return call
+
+    return wrap
+
+
+_reads = _store_call(writes=False)
+_writes = _store_call(writes=True)
 
 
 class _StoreClient:
-    def __init__(self, db: str | os.PathLike | None = None):
-        if db is not None and not isinstance(db, (str, os.PathLike)):
-            raise InvalidInput(f"db must be a path or a PostgreSQL URI, not {type(db).__name__}")
-        self.path = resolve(db)  # a SQLite path or a PostgreSQL URI
-        if not isinstance(self.path, str) or "\x00" in self.path:
-            raise InvalidInput("db must be a path or a PostgreSQL URI (text without NUL characters)")
-        self._local = threading.local()
-        _clients.add(self)
+    _request_path = False  # KeyStore's calls wait a few seconds at most by default
 
-    def _conn(self):
-        conn = self._local.__dict__.get("conn")
-        if conn is None:
-            conn = self._local.conn = connect(self.path)
-        return conn
-
-    def _forget_broken(self) -> None:
-        conn = self._local.__dict__.get("conn")
-        if conn is not None and conn.broken:
-            del self._local.conn
-            try:
-                conn.close()
-            except Exception:
-                pass
+    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
+        self.path = resolve(db)  # a SQLite path or a PostgreSQL location
+        self.timeout = wait_bound(timeout, request=self._request_path)
+        self._connections = Connections(self.path, self.timeout, pool_size)
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        conn = self._local.__dict__.pop("conn", None)
-        if conn is not None:
-            conn.close()
+        self._connections.close()
 
     def __enter__(self):
         return self
@@ -107,14 +84,17 @@ def _check_names(tool, agent, skill) -> None:
 
 class KeyStore(_StoreClient):
     """The service's calls: `check` a request, then `record_usage` for it (or `release`
-    it when its work failed)."""
+    it when its work failed). `timeout`: the bound in seconds on any wait on the store
+    (default CLAUDE_API_TIMEOUT, else 5); `pool_size`: on PostgreSQL, the most
+    connections this process opens to the store (default CLAUDE_API_POOL_SIZE, else 10)."""
 
-    def __init__(self, db: str | os.PathLike | None = None):
-        super().__init__(db)
+    _request_path = True
+
+    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
+        super().__init__(db, timeout=timeout, pool_size=pool_size)
         self._projects: dict[str, str] = {}  # key id -> project id; never changes
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
-    @_store_errors
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
               dry_run=False, query=None) -> gate.Decision:
         """Authenticate, authorize, check budgets and concurrency and take a rate-limit
@@ -130,11 +110,18 @@ class KeyStore(_StoreClient):
         _check_names(tool, agent, skill)
         check_flag(dry_run, "dry_run")
         cost_nanos = None if cost is None else parse_cost(cost)
-        return gate.decide(self._conn(), token, tool=tool, agent=agent, skill=skill,
-                           cost_nanos=cost_nanos, dry_run=dry_run)
+        try:
+            return self._decide(token, tool=tool, agent=agent, skill=skill, cost_nanos=cost_nanos,
+                                dry_run=dry_run)
+        except StoreError as e:  # (a store that is missing, unreachable or stalled)
+            return gate.unavailable(str(e))
 
-    @_store_errors
-    def record_usage(self, key_id, model=None, input_tokens=0, output_tokens=0,
+    @_reads
+    def _decide(self, conn, token, **asked) -> gate.Decision:
+        return gate.decide(conn, token, **asked)
+
+    @_writes
+    def record_usage(self, conn, key_id, model=None, input_tokens=0, output_tokens=0,
                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
                      at=None, cache_write_1h_tokens=0, speed=None) -> usage.Recorded:
         """Record one request. `cache_write_tokens` are 5-minute writes; a request id
@@ -143,7 +130,6 @@ class KeyStore(_StoreClient):
         The request id of a check settles that request: its reserved cost gives way to
         this one."""
         check_text(key_id, "key_id", max_len=512)
-        conn = self._conn()
         project = self._projects.get(key_id)
         if project is None:
             project = self._projects[key_id] = usage.project_of(conn, key_id)
@@ -155,18 +141,18 @@ class KeyStore(_StoreClient):
                             cost_nanos=None if cost is None else parse_cost(cost),
                             request_id=request_id, at_ms=moment_ms(at), speed=speed)
 
-    @_store_errors
-    def release(self, request_id) -> bool:
+    @_reads
+    def release(self, conn, request_id) -> bool:
         """End a request in flight without usage (its work failed): its place and its
         reserved cost are given back. False if it was not in flight any more."""
-        return usage.release(self._conn(), request_id)
+        return usage.release(conn, request_id)
 
 
 class AuthManager(_StoreClient):
     """Seed-compatible key management: generate, revoke, validate, authenticate."""
 
-    @_store_errors
-    def generate_key(self, project_id: str, rate_limit=100, profile: str = "enterprise",
+    @_writes
+    def generate_key(self, conn, project_id: str, rate_limit=100, profile: str = "enterprise",
                      **opts) -> str:
         """Create a key and return its secret. Options: name, max_cost, monthly_budget,
         total_budget (USD), max_concurrent, expires_in (seconds or "30d"), use_keyring
@@ -188,28 +174,27 @@ class AuthManager(_StoreClient):
         expires_in = opts.get("expires_in")
         if expires_in is not None:
             expires_in = parse_seconds(expires_in, "expires_in")
-        created = keys.create(self._conn(), project_id, profile=profile, name=opts.get("name"),
+        created = keys.create(conn, project_id, profile=profile, name=opts.get("name"),
                               overrides=overrides, expires_in=expires_in,
                               use_keyring=opts.get("use_keyring", True))
         return created.secret
 
-    @_store_errors
-    def revoke_key(self, key: str, reason: str | None = None) -> bool:
+    @_reads
+    def revoke_key(self, conn, key: str, reason: str | None = None) -> bool:
         """Revoke a key (secret, id or id prefix), and with the current key of a lineage
         every older secret still in its grace period. False if it was already revoked."""
-        conn = self._conn()
         return keys.revoke(conn, keys.find(conn, key)["id"], reason).changed
 
-    @_store_errors
-    def validate_key(self, key: str) -> bool:
+    @_reads
+    def validate_key(self, conn, key: str) -> bool:
         """True for a well-formed, known, active key."""
-        return gate.decide(self._conn(), gate.presented(key, "key"), dry_run=True).status != 401
+        return gate.decide(conn, gate.presented(key, "key"), dry_run=True).status != 401
 
-    @_store_errors
-    def authenticate(self, headers=None, query=None) -> dict | None:
+    @_reads
+    def authenticate(self, conn, headers=None, query=None) -> dict | None:
         """The key of a request (`x-api-key`, then `Authorization: Bearer`, then the
         `api_key` query parameter) if it is valid: {"key_id", "project_id", "profile"}."""
-        decision = gate.decide(self._conn(), gate.token_from(headers, query), dry_run=True)
+        decision = gate.decide(conn, gate.token_from(headers, query), dry_run=True)
         if decision.status == 401:
             return None
         return {"key_id": decision.key_id, "project_id": decision.project_id,
@@ -225,14 +210,14 @@ _COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day
 class PermissionManager(_StoreClient):
     """Seed-compatible permission management."""
 
-    @_store_errors
-    def apply_default_profile(self, key: str, profile: str) -> dict:
+    @_reads
+    def apply_default_profile(self, conn, key: str, profile: str) -> dict:
         """Switch a key to a preset: the preset's allowed tools, agents and skills; the
         key keeps its own limits and blocked tools."""
-        return self._change(key, keys.PermissionChanges(profile=profile))
+        return _change(conn, key, keys.PermissionChanges(profile=profile))
 
-    @_store_errors
-    def set_profile(self, key: str, settings: dict) -> dict:
+    @_reads
+    def set_profile(self, conn, key: str, settings: dict) -> dict:
         """Set a key's permissions: lists replace the profile's; a limit of None
         means no limit. Keys as in the seed: allowed_tools, blocked_tools,
         allowed_agents, allowed_skills, max_cost_per_task, monthly_budget, rate_limit,
@@ -251,22 +236,21 @@ class PermissionManager(_StoreClient):
                 changes.limits[name] = UNLIMITED if value is None else parse_count(value, name)
             elif name != "profile":
                 raise InvalidInput(f"unknown permission {name!r}")
-        return self._change(key, changes)
+        return _change(conn, key, changes)
 
-    @_store_errors
-    def get_profile(self, key: str) -> dict:
+    @_reads
+    def get_profile(self, conn, key: str) -> dict:
         """The key's effective permissions, as `keys permissions --json` prints them."""
-        conn = self._conn()
         row = keys.find(conn, key)
         return keys.permissions(conn, row).as_json(row["id"])
 
-    @_store_errors
-    def get_project(self, project_id: str) -> dict:
+    @_reads
+    def get_project(self, conn, project_id: str) -> dict:
         """A project's limits and what it uses, as `projects show --json` prints them."""
-        return projects.rows(self._conn(), check_text(project_id, "project id"))[0]
+        return projects.rows(conn, check_text(project_id, "project id"))[0]
 
-    @_store_errors
-    def set_project(self, project_id: str, settings: dict) -> dict:
+    @_writes
+    def set_project(self, conn, project_id: str, settings: dict) -> dict:
         """Set limits shared by all of a project's keys: monthly_budget, total_budget
         (USD), rate_limit, tokens_per_day, max_concurrent; None means no limit."""
         check_text(project_id, "project id")
@@ -278,11 +262,11 @@ class PermissionManager(_StoreClient):
                 raise InvalidInput(f"unknown project limit {name!r}")
             column, money = projects.SETTINGS[name]
             changes[column] = None if value is None else (parse_money(value) if money else parse_count(value, name))
-        projects.set_limits(self._conn(), project_id, changes)
-        return self.get_project(project_id)
+        projects.set_limits(conn, project_id, changes)
+        return projects.rows(conn, project_id)[0]
 
-    def _change(self, key, changes) -> dict:
-        conn = self._conn()
-        row = keys.change_permissions(conn, keys.find(conn, key)["id"], changes).row
-        return keys.permissions(conn, row).as_json(row["id"])
+
+def _change(conn, key, changes) -> dict:
+    row = keys.change_permissions(conn, keys.find(conn, key)["id"], changes).row
+    return keys.permissions(conn, row).as_json(row["id"])
 

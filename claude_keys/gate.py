@@ -16,36 +16,33 @@ budget or a concurrency limit, on the key or its project); otherwise nothing is 
 and the request path stays one read and, for a rate-limited key, one slot.
 
 Admission is written once for both backends. It runs in one transaction that is
-serialized where it matters: SQLite's BEGIN IMMEDIATE; on PostgreSQL, row locks on the
-lineage's (and project's) window rows, with the time read from the server's clock after
-the locks, so hosts whose clocks disagree share one window. A key whose only limit is
-its rate limit takes its slot in one call of claude_take_slot (one round trip on
-PostgreSQL). With limit N, never N+1 in any 60 s. A dry run decides without writing.
+serialized where it matters: the connection locks the lineage's (and project's) rate
+windows and reads the store's clock after the locks (conn.lock_scopes), so hosts whose
+clocks disagree share one window. A key whose only limit is its rate limit takes its
+slot in one call of the store's slot function where it has one (one round trip). With
+limit N, never N+1 in any 60 s. A dry run decides without writing.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from . import limits, profiles
 from . import secret as fmt
 from .errors import InvalidInput
-from .store import SERVER_CLOCK_MS
 from .values import new_request_id, usd_text
 
 WINDOW_MS = 60_000
-_EXIT = {200: 0, 401: 3, 403: 4, 429: 5}
-_TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_EXIT = {200: 0, 401: 3, 403: 4, 429: 5, 503: 1}
+_TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error", 503: "api_error"}
+UNAVAILABLE = "the key store is unavailable"
 _STATE = ("id", "project_id", "profile", "lineage", "expires_at", "revoked_at", "last_used_at",
           "disabled_at")
 _KEY_COLUMNS = ", ".join([f"k.{c}" for c in _STATE + profiles.OVERRIDE_FIELDS]
                          + [f"p.{c} AS project_{c}" for c in limits.ProjectLimits.FIELDS])
 _OVERRIDES = slice(len(_STATE), len(_STATE) + len(profiles.OVERRIDE_FIELDS))
 _PROJECT = slice(_OVERRIDES.stop, _OVERRIDES.stop + len(limits.ProjectLimits.FIELDS))
+# The key of a presented token (with its project's limits), and the store's clock.
 _LOOKUP = f"SELECT {_KEY_COLUMNS}{{clock}} FROM keys k LEFT JOIN projects p ON p.project_id = k.project_id WHERE k.digest = ?"
-# The key of a presented token (with its project's limits), and the time now: the
-# server's clock on PostgreSQL (one clock for every host), this machine's on SQLite.
-_BY_DIGEST = {"sqlite": _LOOKUP.format(clock=""), "postgres": _LOOKUP.format(clock=f", {SERVER_CLOCK_MS} AS now_ms")}
 _NO_PROJECT_LIMITS = (None,) * len(limits.ProjectLimits.FIELDS)
 _MALFORMED = "\x00"  # an Authorization header that is not "Bearer …": an invalid key, not a missing one
 
@@ -86,6 +83,16 @@ def _deny(status: int, message: str, headers: dict | None = None, row=None) -> D
                     headers or {}, key_id=row["id"] if row else None,
                     project_id=row["project_id"] if row else None,
                     profile=row["profile"] if row else None)
+
+
+def unavailable(reason: str = "") -> Decision:
+    """The answer when the store cannot decide (missing, unreachable, or past its wait
+    bound): 503, so the service fails closed and says it is unavailable, not that the
+    key is bad. The reason stays in `warnings` for the service's log (no secret in it)."""
+    decision = _deny(503, UNAVAILABLE)
+    if reason:
+        decision.warnings.append(reason)
+    return decision
 
 
 def token_from(headers=None, query=None) -> str | None:
@@ -133,9 +140,7 @@ def lookup(conn, token: str | None):
     digest = fmt.lookup_digest(token)
     if digest is None:
         return None, None
-    row = conn.row(_BY_DIGEST[conn.dialect], (digest,))
-    now = row["now_ms"] if row is not None and conn.dialect == "postgres" else time.time_ns() // 1_000_000
-    return row, now
+    return conn.row_with_clock(_LOOKUP, (digest,))
 
 
 def usable(row, now_ms: int) -> bool:
@@ -192,8 +197,10 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
     request = _Request(row, perms, project, reserve, cost_nanos)
     if dry_run:
         return request.decide(conn, now, write=False)
-    with conn.transaction():  # serialized on both backends: see _locked_now
-        now = _locked_now(conn, request)
+    with conn.transaction():
+        # Lock the lineage's rate window, then the project's (always in that order, so
+        # two admissions never wait on each other in a cycle), then read the clock.
+        now = conn.lock_scopes(request.scopes)
         return request.decide(conn, now, write=True)
 
 
@@ -226,11 +233,7 @@ def _rate_only(conn, row, perms, now: int, dry_run: bool) -> Decision:
     if limit is None:
         headers = {}
         if not dry_run and (row["last_used_at"] or 0) < now_s:
-            if conn.dialect == "postgres":
-                _touch(conn, row, now_s)  # one statement, its own transaction: one round trip
-            else:
-                with conn.transaction():  # BEGIN IMMEDIATE: never a stale snapshot in WAL
-                    _touch(conn, row, now_s)
+            conn.write_one(_TOUCH, (now_s, row["id"], now_s))  # one statement, its own transaction
     elif dry_run:
         count, oldest = limits.window(conn, row["lineage"], now)
         if count >= limit:
@@ -248,13 +251,13 @@ def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
     """Take a rate-limit slot for the key's lineage if fewer than `limit` are in the
     window. Returns (slots in the window before this request, the oldest slot's time,
     the time of the decision)."""
-    if conn.dialect == "postgres":
+    if conn.features.slot_function:
         return conn.execute("SELECT * FROM claude_take_slot(?, ?, ?)",
                             (row["lineage"], limit, row["id"])).fetchone()
     with conn.write():
         # The window is measured from when the lock was ours: a request that waited
         # must not be counted as earlier than it was admitted.
-        now = time.time_ns() // 1_000_000
+        now = conn.lock_scopes([row["lineage"]])
         count, pruned = _prune(conn, row["lineage"], now)
         if count < limit:
             _add_slot(conn, row["lineage"], now, count)
@@ -268,8 +271,8 @@ def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
 # -- rate windows: a sliding log of the last minute's requests per scope ----------------
 # The count in rate_windows always equals the scope's rows in rate_slots, and every prune
 # happens inside a serialized admission, so after it all rows are in the window: taking a
-# slot costs the same whatever the limit. claude_take_slot (migrations.py) is the same
-# steps in one call on PostgreSQL.
+# slot costs the same whatever the limit. claude_take_slot (db/migrations.py) is the same
+# steps in one call, where the store has it.
 
 def _prune(conn, scope: str, now: int) -> tuple[int, int]:
     """Drop the slots that left the window; (slots left in it, slots dropped)."""
@@ -334,27 +337,13 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
 def _touch(conn, row, now_s: int) -> None:
     """last_used_at, to the second: at most one write per key per second."""
     if (row["last_used_at"] or 0) < now_s:
-        conn.execute("UPDATE keys SET last_used_at = ? WHERE id = ? AND "
-                     "(last_used_at IS NULL OR last_used_at < ?)", (now_s, row["id"], now_s))
+        conn.execute(_TOUCH, (now_s, row["id"], now_s))
+
+
+_TOUCH = "UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 
 
 # -- the full admission: budgets, concurrency and rate limits of a key and its project ---
-
-def _locked_now(conn, request: "_Request") -> int:
-    """Inside the admission's transaction: take the locks, then read the clock. SQLite's
-    BEGIN IMMEDIATE already holds the only write lock. PostgreSQL locks the window rows
-    of the lineage and then of the project (always in that order, so two admissions
-    never wait on each other in a cycle), and answers with the server's clock, read
-    after the locks."""
-    if conn.dialect == "sqlite":
-        return time.time_ns() // 1_000_000
-    scopes = request.scopes
-    values = ", ".join("(?, 0)" for _ in scopes)
-    rows = conn.execute(f"INSERT INTO rate_windows AS w (lineage, used) VALUES {values} "
-                        f"ON CONFLICT (lineage) DO UPDATE SET used = w.used RETURNING {SERVER_CLOCK_MS}",
-                        scopes).fetchall()
-    return max(r[0] for r in rows)
-
 
 class _Request:
     """One request against its key's and its project's limits."""

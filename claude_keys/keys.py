@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from . import audit, profiles, vault
 from . import secret as fmt
 from .errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
-from .store import write
+from .db import write
 from .values import check_text, in_usd, iso_s
 
 MIN_PREFIX = 4

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-from .rollups import combine, exact_sums
+from .db.rollups import combine, exact_sums
 
 DAY_MS = 86_400_000
 DEFAULT_TIMEOUT_S = 600  # how long an unsettled request holds its place, for a key without a timeout

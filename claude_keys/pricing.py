@@ -90,13 +90,14 @@ def user_prices_path(store: str | None = None) -> str | None:
         return os.environ[ENV_PRICES]
     if not store:
         return None
-    from .store import is_postgres
+    from .db import local_folder
 
-    if is_postgres(store):
+    folder = local_folder(store)
+    if folder is None:
         import click
 
-        return os.path.join(click.get_app_dir("claude-api"), "prices.json")
-    return os.path.join(os.path.dirname(os.path.abspath(store)), "prices.json")
+        folder = click.get_app_dir("claude-api")
+    return os.path.join(folder, "prices.json")
 
 
 @lru_cache(maxsize=8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import audit, keys, limits
 from .errors import InvalidInput
-from .rollups import combine, exact_sums
+from .db.rollups import combine, exact_sums
 from .values import check_text, in_usd
 
 # Setting name (as the CLI and JSON name it) -> (column, is money)

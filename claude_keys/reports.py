@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from .errors import InvalidInput
-from .rollups import combine, exact_sums
+from .db.rollups import combine, exact_sums
 from .values import LAST_MS, NANOS_PER_USD, iso_ms, parse_time
 
 HOUR_MS = 3_600_000

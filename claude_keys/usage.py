@@ -1,8 +1,7 @@
 """Recording usage: one row per request, priced exactly, deduplicated by request id.
 
-The roll-ups (claude_keys.rollups) change in the same statement as the usage row: by
-SQLite's trigger, or on PostgreSQL in one statement with the insert, so every writer
-keeps them right. Bulk imports add to them set-wise instead (importers/staging.py).
+The roll-ups (db.rollups) change with the usage row, in the same statement
+(conn.write_usage), so every writer keeps them right. Bulk imports add to them set-wise instead (importers/staging.py).
 Reports live in claude_keys.reports.
 """
 from __future__ import annotations
@@ -10,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import pricing, rollups
+from . import pricing
+from .db import rollups
 from .errors import InvalidInput, KeyNotFound
 from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, new_request_id,
                      now_ms, parse_cost, parse_count)
@@ -21,9 +21,6 @@ COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens
 FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
 _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
            "ON CONFLICT (request_id) DO NOTHING")
-# One statement either way (SQLite's trigger keeps the roll-ups); it stores 1 row, or 0
-# for a request id already stored.
-INSERT = {"sqlite": _INSERT, "postgres": rollups.with_rollups(_INSERT + " RETURNING *")}
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
                 "cache_write_1h_tokens")
 
@@ -95,8 +92,7 @@ def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
     priced = cost is not None
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
-    cur = conn.execute(INSERT[conn.dialect], row)  # one statement: its own transaction
-    inserted = cur.rowcount if conn.dialect == "sqlite" else cur.fetchone()[0]
+    inserted = conn.write_usage(_INSERT, row)  # one statement, its own transaction: 1 row, or 0
     return Recorded(inserted == 1, request_id, cost, priced)
 
 
@@ -106,11 +102,7 @@ def release(conn, request_id: str) -> bool:
     request_id = check_text(request_id, "request id")
     from .limits import SETTLED
 
-    sql = f"DELETE FROM in_flight WHERE request_id = ? AND NOT {SETTLED}"
-    if conn.dialect == "postgres":
-        return conn.execute(sql, (request_id,)).rowcount == 1
-    with conn.transaction():
-        return conn.execute(sql, (request_id,)).rowcount == 1
+    return conn.write_one(f"DELETE FROM in_flight WHERE request_id = ? AND NOT {SETTLED}", (request_id,)) == 1
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
@@ -153,15 +145,7 @@ def remove_rows(conn, doomed: str) -> int:
     count = conn.execute(f"SELECT count(*) FROM {doomed}").fetchone()[0]
     if not count:
         return 0
-    removal = f"DELETE FROM usage WHERE request_id IN (SELECT request_id FROM {doomed})"
-    if conn.dialect == "postgres":
-        # One statement, like every other write of usage there: its roll-up rows are then
-        # locked in the same order as a concurrent record()'s, so the two never deadlock.
-        conn.execute(rollups.with_rollups(removal + " RETURNING *", -1))
-    else:
-        for table in rollups.ROLLUPS:
-            conn.execute(rollups.merge_sql(table, doomed, -1))
-        conn.execute(removal)
+    conn.remove_usage(doomed)
     for table in rollups.ROLLUPS:
         conn.execute(rollups.prune_sql(table, doomed))
     return count

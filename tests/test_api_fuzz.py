@@ -7,7 +7,7 @@ import math
 from decimal import Decimal
 
 import pytest
-from conftest import cli
+from conftest import cli, connection_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,7 +157,7 @@ def test_a_full_disk_is_a_store_error(api):
 
     _, store, _, _, key_id = api
     store.record_usage(key_id, input_tokens=1, cost=0)
-    conn = store._conn()
+    conn = connection_of(store)
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StoreError, match="cannot be written"):

@@ -107,7 +107,7 @@ def test_real_processes_import_and_report(logs):
 
 
 def test_parallel_import_of_logs_equals_the_truth(logs, monkeypatch, isolated):
-    from claude_keys import store
+    from claude_keys import db as store
     from claude_keys.importers import import_files, units
 
     root, truth = logs

@@ -109,7 +109,7 @@ def test_a_pasted_secret_with_whitespace_is_found():
 def _store_is_absent(store_backend, target) -> bool:
     if store_backend == "sqlite":
         return not os.path.lexists(target) and not os.path.lexists(os.path.dirname(target))
-    from claude_keys import store
+    from claude_keys import db as store
     from claude_keys.errors import StoreMissing
 
     try:

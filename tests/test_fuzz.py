@@ -48,7 +48,8 @@ _open: dict = {}
 
 def snapshot(db) -> str:
     """Every row of the store (one connection per store, kept: this runs thousands of times)."""
-    from claude_keys import store, transfer
+    from claude_keys import db as store
+    from claude_keys.db import transfer
 
     conn = _open.get(str(db))
     if conn is None:

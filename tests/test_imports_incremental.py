@@ -231,7 +231,7 @@ def test_sessions_of_an_older_import_are_filled_in(log):
     """Requests stored before sessions were kept get theirs from the next import."""
     write(log, line("m1", "r1", out=5, session="abc"))
     imported(log.parent)
-    from claude_keys import store
+    from claude_keys import db as store
 
     conn = store.connect()
     with conn.transaction():  # as an earlier version stored it

@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pg_server
 import pytest
-from conftest import assert_consistent, cli, create, proc, sql
+from conftest import assert_consistent, cli, connection_of, create, proc, sql
 
-from claude_keys import KeyStore, StoreError, store
+from claude_keys import KeyStore, StoreError
+from claude_keys import db as store
 
 pytestmark = pytest.mark.one_backend  # each test sets up the stores it needs
 
@@ -105,26 +106,26 @@ def test_processes_share_one_window_and_lose_no_usage(pg):
 
 def test_hosts_share_the_server_clock(pg, monkeypatch):
     """A host whose clock is two hours off still takes slots in the one shared window."""
-    from claude_keys import gate
-
     key = create("--rate-limit", "5")
     real = time.time_ns
-    monkeypatch.setattr(gate.time, "time_ns", lambda: real() + 2 * 3600 * 10**9)
+    monkeypatch.setattr(time, "time_ns", lambda: real() + 2 * 3600 * 10**9)
     keys = KeyStore()
     assert [keys.check(key=key["key"]).allowed for _ in range(6)] == [True] * 5 + [False]
     (slot,), = sql("SELECT max(at_ms) FROM rate_slots")
     assert abs(slot - real() // 1_000_000) < 5_000  # the server's time, not this host's
 
 
-def test_a_slot_is_one_round_trip(pg):
+def test_a_slot_is_one_round_trip(pg, monkeypatch):
+    from claude_keys.db import postgres
+
     key = create("--rate-limit", "100")
     keys = KeyStore()
     keys.check(key=key["key"])
-    conn = keys._conn()
     calls = []
     for name in ("execute", "rows"):
-        method = getattr(conn, name)
-        setattr(conn, name, lambda *a, method=method: calls.append(a[0]) or method(*a))
+        method = getattr(postgres.Connection, name)
+        monkeypatch.setattr(postgres.Connection, name,
+                            lambda self, *a, method=method: calls.append(a[0]) or method(self, *a))
     assert keys.check(key=key["key"]).allowed
     assert len(calls) == 2 and "claude_take_slot" in calls[1]  # the key's row, then the slot
 
@@ -136,7 +137,7 @@ def test_hosts_starting_together_migrate_once(pg):
         results = list(pool.map(lambda i: proc("keys", "create", "--project-id", f"p{i}", "--no-keyring",
                                                "--json"), range(4)))
     assert all(r.exit_code == 0 and r.stderr == "" for r in results), results
-    from claude_keys import migrations
+    from claude_keys.db import migrations
 
     names = [name for (name,) in sql("SELECT name FROM claude_api_migrations ORDER BY id")]
     assert names == [step.__name__ for step in migrations.STEPS]
@@ -162,8 +163,10 @@ def test_a_newer_schema_is_refused_untouched(pg):
     before = raw_dump(pg)
     one_line(cli("keys", "list"), text="newer than this claude-api")
     one_line(proc("keys", "verify", "cc_x"), text="newer than this claude-api")
-    with pytest.raises(StoreError):
-        KeyStore().check(key="whatever")
+    decision = KeyStore().check(key="whatever")  # the service fails closed, as unavailable
+    assert decision.status == 503 and "newer than this claude-api" in decision.warnings[0]
+    with pytest.raises(StoreError, match="newer than this claude-api"):
+        KeyStore().record_usage("k", cost=1)
     assert raw_dump(pg) == before
 
 
@@ -212,8 +215,8 @@ def test_an_unreachable_server_is_one_clear_line(tmp_path):
     uri = f"postgresql:///claude?host={tmp_path}&connect_timeout=2"
     line = one_line(proc("--db", uri, "keys", "list"), text="cannot connect to the store")
     assert str(tmp_path) in line
-    with pytest.raises(StoreError):
-        KeyStore(uri).check(key="cc_anything")
+    assert KeyStore(uri).check(key="cc_anything").body["error"] == {
+        "type": "api_error", "message": "the key store is unavailable"}
 
 
 def test_without_psycopg_a_uri_says_what_to_install(tmp_path):
@@ -250,6 +253,8 @@ while time.time() < end:
     while True:  # retry the same request id until the store acknowledges it
         try:
             decision = keys.check(key=secret)
+            if decision.status == 503:  # the store is unavailable: the service fails closed
+                raise StoreError(decision.warnings[0])
             keys.record_usage(decision.key_id, input_tokens=1, cost="0.001", request_id=request_id)
             break
         except StoreError as e:

@@ -7,7 +7,7 @@ from conftest import create
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_keys import store
+from claude_keys import db as store
 from claude_keys.errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
 from claude_keys.keys import find
 from claude_keys.values import (

@@ -4,7 +4,7 @@ import click
 from conftest import cli, create, dump
 from test_fuzz import base_args, commands
 
-from claude_keys import store
+from claude_keys import db as store
 
 FORMATS = ["table", "json", "csv", "tsv", "plain", "github", "grid"]
 SHOWS_A_SECRET = {("keys", "create"), ("keys", "rotate"), ("keys", "reveal")}

@@ -17,7 +17,8 @@ SHARED_LIMIT = 50
 def soak_worker(args):
     db, shared_secret, worker, seconds = args
     os.environ["CLAUDE_API_NO_KEYRING"] = "1"
-    from claude_keys import gate, keys, store, usage
+    from claude_keys import gate, keys, usage
+    from claude_keys import db as store
     from claude_keys.pricing import Pricer
 
     conn = store.connect(db)

@@ -323,7 +323,8 @@ def test_sums_past_what_64_bits_hold_are_refused_or_exact():
     total = cli("usage", "summary", "--period", "all", "--json").json()
     assert total["requests"] == 9_225 and round(total["cost_usd"]) == 9_224_000_000
     assert cli("usage", "summary", "--period", "all", "--by", "day").exit_code == 0
-    from claude_keys import reports, store as stores
+    from claude_keys import reports
+    from claude_keys import db as stores
 
     conn = stores.connect()
     totals = reports.Report(conn, reports.window("all")).totals()[()]

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from conftest import EXE, cli, create, proc, sql
 
-from claude_keys import migrations, store
+from claude_keys import db as store
+from claude_keys.db import migrations
 
 
 @pytest.mark.one_backend

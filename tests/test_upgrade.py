@@ -7,8 +7,9 @@ from unittest import mock
 import pytest
 from conftest import cli, proc
 
-from claude_keys import migrations, rollups, store
-from claude_keys.backends import sqlite as sqlite_backend
+from claude_keys import db as store
+from claude_keys.db import migrations, rollups
+from claude_keys.db import sqlite as sqlite_backend
 from claude_keys import secret as fmt
 
 pytestmark = pytest.mark.sqlite_only  # stores made by earlier SQLite versions

@@ -225,7 +225,7 @@ USAGE_TABLES = ("usage", "usage_daily", "usage_hourly", "usage_project_daily")
 
 
 def empty_usage():
-    from claude_keys import store
+    from claude_keys import db as store
 
     conn = store.connect()
     with conn.transaction():
@@ -427,7 +427,7 @@ def test_progress_bar_only_on_a_terminal_and_only_after_a_moment(monkeypatch):
 def test_parallel_import_equals_in_process(tmp_path, monkeypatch, isolated):
     """Big inputs are parsed by worker processes in byte ranges: same result, and an
     error deep in the file still names its real line."""
-    from claude_keys import store
+    from claude_keys import db as store
     from claude_keys.importers import import_files, units
 
     monkeypatch.setattr(units, "CHUNK", 4096)  # many parts, cut mid-line

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import cli, create, proc, sql
 
-from claude_keys import gate, store
+from claude_keys import gate
+from claude_keys import db as store
 
 
 def verify(key, *args, code=None):

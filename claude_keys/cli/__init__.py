@@ -125,7 +125,7 @@ def run_reporting_errors(call) -> int:
         error(f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}")
         return 1
     except Exception as e:
-        from ..store import as_store_error
+        from ..db import as_store_error
 
         found = as_store_error(e)
         if found is not None:  # the database said no (busy, damaged, unreachable)
@@ -162,11 +162,12 @@ class App:
     def __init__(self, db: str | None):
         self.db = db
         self._conns: dict = {}
+        self.request_path = False  # `keys verify`, `usage record`: the request path's wait bound
 
     @property
     def target(self) -> str:
-        """The store: a SQLite path or a PostgreSQL URI (see claude_keys.store)."""
-        from ..store import resolve
+        """The store: a SQLite path or a PostgreSQL URI (see claude_keys.db)."""
+        from ..db import resolve
 
         return resolve(self.db)
 
@@ -192,9 +193,10 @@ class App:
     def _open(self, *, create: bool, readonly: bool):
         mode = (create, readonly)
         if mode not in self._conns:
-            from ..store import connect
+            from ..db import connect
 
-            self._conns[mode] = connect(self.db, create=create, readonly=readonly)
+            self._conns[mode] = connect(self.db, create=create, readonly=readonly,
+                                        request=self.request_path)
         return self._conns[mode]
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .. import store
+from .. import db as store
 from ..errors import StoreDamaged, StoreError
 from .options import FilePath, json_option
 
@@ -38,7 +38,7 @@ def check(ctx, fmt) -> None:
     app = _app(ctx)
     target = app.target
     result = {"path": store.display(target),
-              "backend": "postgresql" if store.is_postgres(target) else "sqlite"}
+              "backend": store.backend_name(target)}
     try:
         result.update(_examine(app.reader))
     except Exception as e:  # damage is the answer, reported like any other problem
@@ -64,16 +64,13 @@ def check(ctx, fmt) -> None:
 def _examine(conn) -> dict:
     """What `db check` finds in an open store. A damaged SQLite file's pages answer
     with errors, which the caller reports as the damage."""
-    from .. import transfer
+    from ..db import transfer
 
-    backend = store.backend_of(conn)
-    problems = []
-    if conn.dialect == "sqlite":
-        problems += backend.integrity_problems(conn)
+    problems = conn.integrity_problems()
     if not problems:  # a damaged file cannot be trusted to sum itself
         problems += transfer.disagreements(conn)
     found = {
-        **({"server_version": backend.server_version(conn)} if conn.dialect == "postgres" else {}),
+        **conn.details(),
         "integrity": problems or "ok",
         **store.schema_status(conn),
     }
@@ -90,7 +87,7 @@ def backup(ctx, file) -> None:
     online backup; from PostgreSQL, a snapshot copied table by table)."""
     app = _app(ctx)
     target_path = os.path.abspath(file)
-    if not store.is_postgres(app.target) and target_path == os.path.abspath(app.target):
+    if store.same_store(app.target, target_path):
         raise StoreError("the backup file must not be the store itself")
     if os.path.islink(target_path):
         raise StoreError(f"{file} is a symbolic link; a backup is only written to a new file")
@@ -98,20 +95,9 @@ def backup(ctx, file) -> None:
         raise StoreError(f"{file} already exists; choose a new file name")
     if not os.path.isdir(os.path.dirname(target_path)):
         raise StoreError(f"the folder of {file} does not exist")
-    conn = app.reader
-    if conn.dialect == "postgres":
-        from ..transfer import copy_store
+    from ..db.transfer import backup as copy_to
 
-        copy_store(app.target, target_path)
-    else:
-        from ..backends import sqlite
-
-        sqlite.create_private_file(target_path, exist_ok=False)  # never through a link
-        try:
-            sqlite.backup(conn, target_path)
-        except BaseException:
-            os.unlink(target_path)
-            raise
+    copy_to(app.reader, target_path, app.target)
     click.echo(f"Backed up the store to {target_path}.", err=True)
 
 
@@ -128,7 +114,7 @@ def copy(source, destination, fmt) -> None:
     \b
     claude-api db copy ~/.config/claude-api/keys.db postgresql://claude@db.internal/claude
     claude-api db copy postgresql://claude@db.internal/claude local-copy.db"""
-    from ..transfer import copy_store
+    from ..db.transfer import copy_store
 
     done = copy_store(source, destination)
     if fmt == "json":

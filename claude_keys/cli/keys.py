@@ -419,11 +419,26 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
     """Decide whether a request may go ahead (exit 0), or why not: 3 invalid key (401),
     4 not permitted (403), 5 rate limit or budget (429). KEY "-" reads it from stdin."""
     from .. import gate
+    from ..errors import StoreError
 
     if key == "-":
         key = _secret_from_stdin()
-    decision = gate.decide(_app(ctx).existing, key, tool=tool, agent=agent, skill=skill,
-                           cost_nanos=cost, dry_run=dry_run)
+    app = _app(ctx)
+    app.request_path = True  # a gateway waits a few seconds at most, then fails closed
+    try:
+        decision = gate.decide(app.existing, key, tool=tool, agent=agent, skill=skill,
+                               cost_nanos=cost, dry_run=dry_run)
+    except Exception as e:
+        from ..db import as_store_error
+
+        found = as_store_error(e)
+        if not isinstance(found, StoreError):
+            raise
+        if as_json:  # the 503 body, as for every other outcome; the reason on stderr
+            import json
+
+            click.echo(json.dumps(gate.unavailable().as_json()))
+        raise found from None
     if as_json:
         import json
 

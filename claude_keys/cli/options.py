@@ -113,7 +113,7 @@ class Profile(click.Choice):
 def _store_completions(ctx, query: str, incomplete: str, *params):
     """Shell completion from the store (never creating one); silent on any failure."""
     try:
-        from ..store import connect
+        from ..db import connect
 
         db = ctx.meta.get("claude_api.db") or ctx.find_root().params.get("db")
         conn = connect(db, create=False, readonly=True)

@@ -54,6 +54,7 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
     from ..values import parse_time
 
     app = _app(ctx)
+    app.request_path = True  # a gateway's call: the request path's wait bound
     row = keys.find(app.existing, key_ref)
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,

@@ -17,34 +17,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ClaudeKeysError, InvalidInput
+from .lines import shown, text_field
+from .result import ImportResult
 from .staging import Staging
-from .units import PARALLEL_FROM, pack, read, read_in_worker, shown, split, text_field
+from .units import PARALLEL_FROM, pack, read, read_in_worker, split
 
 FORMATS = ("auto", "jsonl", "csv", "claude-code")
-
-
-@dataclass
-class ImportResult:
-    files: int = 0  # files found
-    unchanged_files: int = 0  # Claude Code logs with nothing new since the last import
-    lines: int = 0  # lines read in this run
-    staged: int = 0
-    imported: int = 0
-    replaced: int = 0  # stored Claude Code requests that a bigger copy replaced
-    already_stored: int = 0
-    skipped: dict = field(default_factory=dict)  # reason -> count (Claude Code logs)
-    unpriced_models: set = field(default_factory=set)
-    warnings: list = field(default_factory=list)  # files that could not be read, and why
-    read_to: dict = field(default_factory=dict)  # Claude Code log -> offsets.identity()
-
-    def as_json(self) -> dict:
-        return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,
-                "requests": self.staged, "imported": self.imported, "replaced": self.replaced,
-                "already_stored": self.already_stored, "skipped": dict(sorted(self.skipped.items())),
-                "unpriced_models": sorted(self.unpriced_models), "warnings": list(self.warnings)}
 
 
 class ImportInterrupted(ClaudeKeysError):
@@ -63,7 +44,7 @@ def detect(path: str) -> str:
     if path.lower().endswith(".csv"):
         return "csv"
     from .claude_code import looks_like_log
-    from .units import json_line
+    from .lines import json_line
 
     with open(path, "rb") as f:
         for raw in f:
@@ -182,13 +163,13 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
 
-    from .units import ignore_interrupts
+    from .units import worker_start
 
     key_row = {"id": key["id"], "project_id": key["project_id"]} if key is not None else None
     # spawn, not fork: the importing process holds an open SQLite connection.
     with tempfile.TemporaryDirectory(prefix="claude-api-import-") as scratch_dir, \
             ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                initializer=ignore_interrupts) as pool:
+                                initializer=worker_start, initargs=(os.getpid(),)) as pool:
         pending = collections.deque()
         submitted = 0
         try:

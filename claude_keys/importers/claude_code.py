@@ -28,7 +28,7 @@ from ..pricing import Pricer
 from ..secret import _sha256
 from ..values import LAST_MS, MAX_COUNT, now_ms, parse_cost, time_ms
 from .offsets import identity
-from .units import json_line, lines, shown, text_field
+from .lines import json_line, lines, shown, text_field
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
 _SHAPE = ("sessionId", "uuid", "leafUuid", "parentUuid", "messageId")  # keys only its lines have

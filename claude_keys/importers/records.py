@@ -5,7 +5,7 @@ input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
 request_id, session_id; cache_write_1h_tokens may say how many of the cache writes were
 1-hour ones, and speed ("standard" or "fast") prices a record without a cost at
 fast-mode rates. Any problem with a line stops the whole import with its file and line
-number: bad text (see units.text_field), a time more than a day ahead, a project_id
+number: bad text (see lines.text_field), a time more than a day ahead, a project_id
 that is not the project of the record's own key.
 
 This is the import's hot loop, so it checks each distinct project, model and key only
@@ -21,7 +21,7 @@ from ..pricing import Pricer, is_fast
 from ..secret import _sha256
 from ..usage import check_time
 from ..values import LAST_MS, MAX_COUNT, now_ms, parse_cost, parse_count, parse_time, time_ms
-from .units import BadLine, json_line, lines, text_field
+from .lines import BadLine, json_line, lines, text_field
 
 FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
           "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_usd",

@@ -16,21 +16,24 @@ before anything was stored):
 
 The merge then walks the index in batches, one write transaction each: the usage
 table is clustered on the request id, so inserting in its order touches each page
-once; the roll-ups get the new requests' sums, grouped (claude_keys.rollups). A
+once; the roll-ups get the new requests' sums, grouped (db.rollups). A
 request already stored changes nothing, except a Claude Code request whose new copy
 has more tokens (it was imported while Claude Code was still writing it): the stored
-copy is taken out of the roll-ups and replaced, in the same transaction. A PostgreSQL
-store is fed the same way: staging is then a private local SQLite database, and each
-batch is copied to the server (COPY) and stored, with its roll-ups, under the write
-lock (so two imports replacing the same request agree).
+copy is taken out of the roll-ups and replaced, in the same transaction.
+
+Where the store can hold the staging table itself (a local file: its connection's
+temporary database), staging lives there and a batch is stored by SQL across the two.
+Otherwise (a database server) staging is a private scratch SQLite database of this
+process: that is why this module, alone above claude_keys.db, uses sqlite3 itself. Each
+batch is then copied into a scratch table of the store and stored, with its roll-ups,
+under the write lock (so two imports replacing the same request agree).
 """
 from __future__ import annotations
 
 import os
 import sqlite3
 
-from .. import rollups
-from ..store import write
+from ..db import rollups, write
 from ..usage import COLUMNS, TOKEN_FIELDS, remove_rows
 
 BATCH = 50_000  # requests per merge transaction: long enough to be fast, short enough
@@ -51,6 +54,8 @@ _COLUMNS_DDL = ("request_id TEXT NOT NULL, key_id TEXT, project_id TEXT NOT NULL
 _RANK = ("rank_total", "rank_main", "replaceable", "message_id")
 _NAMES = COLUMNS + _RANK
 _NO_RANK = (0, 0, 0, None)  # records: the first copy wins, a stored one is never replaced
+_TEXT = {"request_id", "key_id", "project_id", "model", "session_id", "message_id"}
+_KINDS = {name: "text" if name in _TEXT else "int" for name in _NAMES}  # for scratch tables
 
 
 def bigger(new: str, old: str) -> str:
@@ -125,16 +130,13 @@ class Staging(_Rows):
 
     def __init__(self, store):
         self.store = store
-        if store.dialect == "sqlite":
+        self.in_place = store.features.stages_in_place
+        if self.in_place:
             conn = store  # staged in the store connection's own temporary database
-            conn.execute("PRAGMA main.cache_size = -16384")  # the pages a merge batch touches
-            # A merge batch writes megabytes: checkpoint every ~32 MB rather than every
-            # 4 MB, and trim the WAL back afterwards.
-            conn.execute("PRAGMA wal_autocheckpoint = 32000")
-            conn.execute("PRAGMA journal_size_limit = 67108864")
+            store.tune_for_import()
         else:
             conn = sqlite3.connect("", isolation_level=None)  # private, on disk, gone when closed
-        conn.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB, then it spills to disk
+            conn.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB, then it spills to disk
         self.conn = conn
         self.drop()
         super().__init__(conn)
@@ -180,14 +182,12 @@ class Staging(_Rows):
         """(message id, the lowest stored request id with its prefix) for the replays."""
         lookup = ("SELECT r.message_id, (SELECT min(request_id) FROM usage u WHERE u.request_id >= "
                   "{lo} AND u.request_id < {hi}) FROM {table} r")
-        if self.store.dialect == "sqlite":
+        if self.in_place:
             rows = self.conn.execute(lookup.format(lo="r.lo", hi="r.hi", table="temp.replays")).fetchall()
         else:
             store = self.store
-            with store.transaction():
-                store.execute("CREATE TEMP TABLE replay_ids (message_id TEXT) ON COMMIT DROP")
-                store.copy_in("replay_ids", ("message_id",),
-                              self.conn.execute("SELECT message_id FROM replays"))
+            with store.transaction(), store.scratch_table(
+                    "replay_ids", {"message_id": "text"}, self.conn.execute("SELECT message_id FROM replays")):
                 rows = store.execute(lookup.format(
                     lo="'cc:' || r.message_id || ':'", hi="'cc:' || r.message_id || ';'",
                     table="replay_ids")).fetchall()
@@ -223,11 +223,9 @@ class Staging(_Rows):
                 bound = conn.execute("SELECT max(request_id) FROM staging").fetchone()
             bound = bound[0]
             with _batch_and_its_count():
-                if self.store.dialect == "sqlite":
-                    with write(conn):
-                        conn.execute("INSERT INTO bulk_mode VALUES (1)")  # the trigger stands aside
+                if self.in_place:
+                    with write(conn), conn.bulk_load():  # the roll-ups are merged set-wise
                         added, replaced = self._store_batch(last, bound)
-                        conn.execute("DELETE FROM bulk_mode")
                 else:
                     added, replaced = self._send_batch(last, bound)
                 self.imported += added
@@ -272,23 +270,20 @@ class Staging(_Rows):
         return count - replaced, replaced
 
     def _send_batch(self, lo: str, hi: str) -> tuple[int, int]:
-        """PostgreSQL: copy the staged requests with ids in (lo, hi] to the server and
-        store them, with their roll-ups, in one transaction."""
+        """A store that cannot hold the staging: copy the staged requests with ids in
+        (lo, hi] into a scratch table of the store and store them, with their roll-ups,
+        in one write transaction."""
         store = self.store
         names = COLUMNS + ("rank_total", "replaceable")
         rows = self.conn.execute(f"SELECT {', '.join(names)} FROM staging WHERE request_id > ? "
                                  "AND request_id <= ? ORDER BY request_id", (lo, hi))
-        with store.write():
-            store.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE usage, rank_total BIGINT, "
-                          "replaceable BIGINT) ON COMMIT DELETE ROWS")
-            store.copy_in("incoming", names, rows)
-            store.execute("CREATE TEMP TABLE replaced ON COMMIT DROP AS SELECT u.* FROM incoming s "
-                          f"JOIN usage u ON u.request_id = s.request_id WHERE {bigger('s', 'u')}")
+        columns = ", ".join(COLUMNS)
+        with store.write(), store.scratch_table("incoming", {n: _KINDS[n] for n in names}, rows), \
+                store.scratch_table("replaced", query=f"SELECT u.* FROM incoming s JOIN usage u "
+                                    f"ON u.request_id = s.request_id WHERE {bigger('s', 'u')}"):
             replaced = remove_rows(store, "replaced")
-            columns = ", ".join(COLUMNS)
-            added = store.execute(rollups.with_rollups(
-                f"INSERT INTO usage ({columns}) SELECT {columns} FROM incoming ORDER BY request_id "
-                "ON CONFLICT (request_id) DO NOTHING RETURNING *")).fetchone()[0]
+            added = store.write_usage(f"INSERT INTO usage ({columns}) SELECT {columns} FROM incoming "
+                                      "ORDER BY request_id ON CONFLICT (request_id) DO NOTHING")
         return added - replaced, replaced
 
     def drop(self) -> None:

@@ -9,19 +9,15 @@ inputs are read in the importing process itself, through the same readers.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
-from json import scanner
 
-from ..errors import InvalidInput
-from ..values import check_text
+from . import claude_code, records
+from .lines import BadLine
+from .result import ImportResult
 
 CHUNK = 16 << 20  # bytes of a big file per unit
-# The json module's C scanner, called directly: json.loads adds ~2 µs a line around it.
-_scan = (scanner.c_make_scanner or scanner.py_make_scanner)(json.JSONDecoder())
 PARALLEL_FROM = 8 << 20  # smaller inputs are parsed in-process: workers cost ~0.1 s to start
 
 
@@ -39,70 +35,6 @@ class Part:
     @property
     def size(self) -> int:
         return (self.end if self.end is not None else os.path.getsize(self.path)) - self.start
-
-
-class BadLine(InvalidInput):
-    """A malformed line; picklable, so a worker's report reaches the importing process."""
-
-    def __init__(self, path: str, line: int, reason: str):
-        super().__init__(path, line, reason)
-        self.path, self.line, self.reason = path, line, reason
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}"
-
-
-def json_line(raw: bytes):
-    """The JSON value of one line (ValueError when it is not one, or not UTF-8)."""
-    text = raw.decode("utf-8").strip()
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, json.JSONDecodeError):
-        raise ValueError("not valid JSON") from None
-    except RecursionError:  # a line of thousands of nested brackets
-        raise ValueError("not valid JSON (nested too deeply)") from None
-    if end != len(text):
-        raise ValueError("not valid JSON")
-    return value
-
-
-def shown(path: str) -> str:
-    """A path for a message: undecodable bytes of its name as \\x escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def lines(f, start: int = 0, end: int | None = None, positions: bool = False):
-    """The raw lines of an open binary file that begin in [start, end); with
-    positions=True, (line, the offset just after it)."""
-    if start:
-        f.seek(start - 1)
-        if f.read(1) != b"\n":
-            f.readline()  # the line under way belongs to the unit before
-    pos = f.tell()
-    for raw in f:
-        if end is not None and pos >= end:
-            return
-        pos += len(raw)
-        yield (raw, pos) if positions else raw
-
-
-# C1 controls and the bidirectional controls (which reorder what a terminal shows).
-# values.check_text refuses them too once it is the strict gate (issue 12); kept here so
-# that text from files is held to that rule on its own.
-_UNSAFE_TEXT = re.compile("[\x80-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def text_field(value, what: str, *, max_len: int = 256, allow_empty: bool = False) -> str:
-    """Text from a file (a model, project, session, request or message id, key): valid
-    UTF-8, no control or bidirectional-override characters, at most `max_len`
-    characters. Plain printable ASCII (nearly everything) passes at once."""
-    if type(value) is str and value.isascii() and value.isprintable() and len(value) <= max_len \
-            and (value or allow_empty):
-        return value
-    check_text(value, what, max_len=max_len, allow_empty=allow_empty)
-    if _UNSAFE_TEXT.search(value):
-        raise InvalidInput(f"{what} must not contain control or bidirectional-override characters")
-    return value
 
 
 def split(path: str, kind: str, project: str | None = None, start: int = 0,
@@ -133,8 +65,6 @@ def pack(parts):
 def read(part: Part, sink, result, *, conn=None, key=None, prices=None) -> None:
     """Parse one part into `sink` (anything with add(record, rank)), counting into `result`.
     A malformed line raises BadLine with the line's number in its file."""
-    from . import claude_code, records
-
     try:
         if part.kind == "claude-code":
             claude_code.read(part, sink, result, key=key, prices=prices)
@@ -146,19 +76,30 @@ def read(part: Part, sink, result, *, conn=None, key=None, prices=None) -> None:
         raise BadLine(e.path, e.line + first_line_number(part) - 1, e.reason) from None
 
 
-def ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the importing process, which stops them and reports."""
+def worker_start(parent: int) -> None:
+    """In each worker: leave Ctrl-C to the importing process (`parent`), which stops the
+    workers and reports; and die with it, however it dies (Linux's parent-death signal),
+    so a killed import leaves no worker behind."""
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # it died before the signal was set
+            os._exit(1)
 
 
 def read_in_worker(unit: list[Part], db_path: str, key, prices: dict, scratch_dir: str):
     """Worker process: parse a unit's parts into a scratch file. Returns (file, lines,
     skipped, unpriced models, how far each file was read, warnings); a malformed line
     raises BadLine."""
-    from ..store import connect
-    from . import ImportResult
+    from ..db import connect
     from .staging import Scratch
 
     fd, scratch = tempfile.mkstemp(suffix=".db", dir=scratch_dir)

@@ -1,5 +1,5 @@
-"""Moving a whole store between backends (`db copy`, `db backup` of a PostgreSQL store),
-and checking that a store agrees with itself (`db check`).
+"""Moving a whole store between backends (`db copy`, `db backup`), and checking that a
+store agrees with itself (`db check`).
 
 A copy reads the source inside one snapshot (so it is consistent while others keep
 writing) and writes the destination inside one transaction (so it is all or nothing),
@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from . import rollups, store
-from .errors import StoreError
+from . import connect, display, rollups, same_store
+from .location import POSTGRES, locate
+from ..errors import StoreError
 
 # Tables that belong to the store's machinery, not its data (each backend's own).
 _MACHINERY = {"_sqlite_migrations", "claude_api_migrations", "claude_api_schema", "bulk_mode"}
@@ -22,47 +23,37 @@ _DATA = ("keys", "usage", "audit")  # a store holding any of these is not empty
 
 def tables(conn) -> list[str]:
     """The store's data tables, in a fixed order (keys first: others refer to them)."""
-    if conn.dialect == "sqlite":
-        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-    else:
-        sql = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-               "AND tablename NOT LIKE 'pg_%'")
-    names = sorted(r[0] for r in conn.execute(sql) if r[0] not in _MACHINERY)
+    names = sorted(n for n in conn.table_names() if n not in _MACHINERY)
     return sorted(names, key=lambda n: n != "keys")
-
-
-def columns(conn, table: str) -> list[str]:
-    if conn.dialect == "sqlite":
-        return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-    return [r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-        "AND table_name = ? ORDER BY ordinal_position", (table,))]
 
 
 def check_new_or_empty(target: str) -> None:
     """Refuse, touching nothing, a destination that already holds a store's data."""
-    if store.is_postgres(target):
-        from .backends import postgres
+    kind, where = locate(target)
+    if kind == POSTGRES:
+        from . import postgres
 
-        location = store.display(target)
-        raw = postgres.connect_raw(target, location)
+        location = display(target)
+        raw = postgres.connect_raw(where, location)
         try:
             if raw.execute("SELECT to_regclass('keys')").fetchone()[0] is None:
                 return
             held = [t for t in _DATA if raw.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]]
+        except Exception as e:
+            raise postgres.translate(e, location) or e from None
         finally:
             raw.close()
     else:
-        from .backends import sqlite as sqlite_backend
+        from . import sqlite
 
-        sqlite_backend.refuse_dangling_link(target)
-        if not os.path.lexists(target):
+        sqlite.refuse_dangling_link(where)
+        if not os.path.lexists(where):
             return
-        if os.path.isdir(target):
-            raise StoreError(f"{target} is a folder; give the path of a new file")
+        if os.path.isdir(where):
+            raise StoreError(f"{where} is a folder; give the path of a new file")
         import sqlite3
 
-        location = os.path.abspath(target)
+        location = os.path.abspath(where)
         try:
             raw = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
             try:
@@ -91,24 +82,18 @@ class Copied:
 
 def copy_store(source_target: str, dest_target: str, progress=None) -> Copied:
     """Copy the store at `source_target` into a new or empty store at `dest_target`."""
-    if _same(source_target, dest_target):
+    if same_store(source_target, dest_target):
         raise StoreError("the source and the destination are the same store")
     check_new_or_empty(dest_target)
-    source = store.connect(source_target, create=False, readonly=True)
+    source = connect(source_target, create=False, readonly=True)
     try:
-        dest = store.connect(dest_target)
+        dest = connect(dest_target)
         try:
             return _copy(source, dest, progress)
         finally:
             dest.close()
     finally:
         source.close()
-
-
-def _same(a: str, b: str) -> bool:
-    if store.is_postgres(a) or store.is_postgres(b):
-        return a == b
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _copy(source, dest, progress=None) -> Copied:
@@ -119,30 +104,30 @@ def _copy(source, dest, progress=None) -> Copied:
         if missing:
             raise StoreError(f"the two stores have different tables ({', '.join(sorted(missing))}): "
                              "open both with the same claude-api version first")
-        with dest.transaction():
-            if dest.dialect == "sqlite":
-                dest.execute("PRAGMA defer_foreign_keys = ON")
-                dest.execute("INSERT INTO bulk_mode VALUES (1)")  # roll-ups are copied, not re-added
+        with dest.transaction(), dest.bulk_load():  # roll-ups are copied, not re-added
             dest.execute("DELETE FROM settings")  # a new store's defaults give way to the source's
             for table in names:
-                cols = columns(source, table)
-                rows = _stream(source, f"SELECT {', '.join(cols)} FROM {table}")
-                counted = _Counter(rows, progress, table)
+                cols = source.column_names(table)
+                counted = _Counter(source.stream(f"SELECT {', '.join(cols)} FROM {table}"), progress, table)
                 dest.copy_in(table, cols, counted)
                 done.rows[table] = counted.n
-            if dest.dialect == "sqlite":
-                dest.execute("DELETE FROM bulk_mode")
-            else:  # the next audit entry numbers on from the copied ones
-                dest.execute("SELECT setval(pg_get_serial_sequence('audit', 'id'), "
-                             "coalesce(max(id), 0) + 1, false) FROM audit")
     return done
 
 
-def _stream(conn, sql: str):
-    """Rows of a big query without holding them all in memory."""
-    if conn.dialect == "sqlite":
-        return conn.execute(sql)
-    return conn.stream(sql)
+def backup(conn, target_path: str, source_target: str) -> None:
+    """Copy the open store `conn` (at `source_target`) to a new SQLite file: SQLite's
+    online backup, page by page; from a server, a snapshot copied table by table."""
+    from . import sqlite
+
+    sqlite.create_private_file(target_path, exist_ok=False)  # never through a link
+    try:
+        if not conn.backup_to(target_path):
+            os.unlink(target_path)
+            copy_store(source_target, target_path)
+    except BaseException:
+        if os.path.lexists(target_path):
+            os.unlink(target_path)
+        raise
 
 
 class _Counter:

@@ -1,7 +1,7 @@
 """The store's schema: one list of small named steps, each saying what it does on SQLite
 and on PostgreSQL.
 
-Imported only when a store's schema version is behind store.SCHEMA_VERSION; never on
+Imported only when a store's schema version is behind db.base.SCHEMA_VERSION; never on
 the hot path. Add a step by appending a function decorated with @step and bumping
 SCHEMA_VERSION (a test checks the two agree). Never edit a step that has shipped.
 
@@ -11,7 +11,7 @@ in one transaction under an advisory lock (so hosts starting together migrate on
 recorded in `claude_api_migrations`, their count cached in `claude_api_schema`.
 
 After the steps, the derived objects are installed from the code that defines them:
-the roll-up trigger on SQLite (claude_keys.rollups), the request-path functions on
+the roll-up trigger on SQLite (db.rollups), the request-path functions on
 PostgreSQL. They hold no data, so they are simply replaced.
 
 Units: `*_at` columns are epoch seconds, `*_ms` epoch milliseconds, `*_nanos`
@@ -23,7 +23,7 @@ sort and report alike.
 from __future__ import annotations
 
 from . import rollups
-from .store import SERVER_CLOCK_MS
+from .base import SERVER_CLOCK_MS
 
 STEPS: list = []
 T = 'TEXT COLLATE "C"'  # PostgreSQL text that sorts like SQLite's (by code point)
@@ -35,7 +35,7 @@ class Step:
 
     def __init__(self, conn):
         self.conn = conn
-        self.dialect = conn.dialect
+        self.dialect = conn.backend
 
     def run(self, *, sqlite: str = "", postgres: str = "") -> None:
         script = sqlite if self.dialect == "sqlite" else postgres

@@ -14,6 +14,7 @@ project, the model and the UTC hour. From that one definition come:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
             "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "unpriced")
@@ -133,6 +134,7 @@ def trigger_sql() -> str:
             f"WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN\n    {body}\nEND")
 
 
+@lru_cache(maxsize=64)
 def with_rollups(write: str, sign: int = 1) -> str:
     """PostgreSQL: `write` (an INSERT or DELETE on usage ending in RETURNING *) and its
     roll-ups as one statement, answering how many requests it wrote or removed."""

@@ -1,9 +1,11 @@
 """The SQLite backend: one local file, shared by every process on this machine.
 
-The connection is sqlite3's own (a subclass adding the backend interface), so the
-request path calls SQLite's C code directly. Opening an up-to-date store is: connect,
-set per-connection pragmas, read `PRAGMA user_version`. Writers take the single write
-lock up front (BEGIN IMMEDIATE), so concurrent writers wait their turn.
+The connection is sqlite3's own (a subclass adding the backend interface, see
+claude_keys.db), so the request path calls SQLite's C code directly. Opening an
+up-to-date store is: connect, set per-connection pragmas, read `PRAGMA user_version`.
+Writers take the single write lock up front (BEGIN IMMEDIATE), so concurrent writers
+wait their turn, for at most the store's wait bound (SQLite's busy timeout). The store's
+clock is this machine's.
 """
 from __future__ import annotations
 
@@ -11,21 +13,29 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 
+from .base import ADMIN_TIMEOUT_S
 from ..errors import StoreDamaged, StoreError, StoreMissing
 
-BUSY_TIMEOUT_S = 60.0
 # Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
 # dirties one page in each of four b-trees (usage and three roll-ups).
 PAGE_SIZE = 1024
 WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
 
 
-class Connection(sqlite3.Connection):
-    """sqlite3's connection with the backend interface (see claude_keys.store)."""
+class Features:
+    slot_function = False  # the rate-limit slot is taken by the library's own steps
+    stages_in_place = True  # an import stages its rows in the store connection's temp database
 
-    dialect = "sqlite"
+
+class Connection(sqlite3.Connection):
+    """sqlite3's connection with the backend interface (see claude_keys.db)."""
+
+    backend = "sqlite"
+    features = Features
     location = ""
+    wait = ADMIN_TIMEOUT_S
     for_update = ""  # SQLite's write lock covers the whole store
     broken = False
     IntegrityError = sqlite3.IntegrityError
@@ -35,6 +45,16 @@ class Connection(sqlite3.Connection):
         cur.row_factory = sqlite3.Row
         return cur.fetchall()
 
+    def row(self, sql: str, params=()):
+        cur = self.execute(sql, params)
+        cur.row_factory = sqlite3.Row
+        return cur.fetchone()
+
+    def stream(self, sql: str, params=()):
+        """Rows of a big query, as SQLite's cursor steps through them."""
+        return self.execute(sql, params)
+
+    # -- the clock ----------------------------------------------------------------------
     def now_ms(self) -> int:
         """The store's clock, in epoch milliseconds: this machine's, for a local file."""
         return time.time_ns() // 1_000_000
@@ -42,10 +62,34 @@ class Connection(sqlite3.Connection):
     def now_s(self) -> int:
         return self.now_ms() // 1000
 
-    def row(self, sql: str, params=()):
-        cur = self.execute(sql, params)
-        cur.row_factory = sqlite3.Row
-        return cur.fetchone()
+    def row_with_clock(self, sql: str, params=()):
+        """(the row of `sql`, whose select list ends in `{clock}`, and the store's time)."""
+        return self.row(_without_clock(sql), params), time.time_ns() // 1_000_000
+
+    def lock_scopes(self, scopes) -> int:
+        """Inside an admission's transaction: BEGIN IMMEDIATE already holds the only write
+        lock, so the rate windows of `scopes` are ours; the time, read after it."""
+        return time.time_ns() // 1_000_000
+
+    # -- writes -------------------------------------------------------------------------
+    def write_one(self, sql: str, params=()) -> int:
+        """One statement as its own write transaction (BEGIN IMMEDIATE: never a stale
+        snapshot in WAL); how many rows it changed."""
+        with self.transaction():
+            return self.execute(sql, params).rowcount
+
+    def write_usage(self, insert: str, params=()) -> int:
+        """An INSERT into usage; the roll-ups follow by trigger. How many rows it stored."""
+        return self.execute(insert, params).rowcount
+
+    def remove_usage(self, doomed: str) -> None:
+        """Take the requests of the table `doomed` (usage rows) out of every roll-up and
+        out of usage, inside the caller's write transaction."""
+        from .rollups import ROLLUPS, merge_sql
+
+        for table in ROLLUPS:
+            self.execute(merge_sql(table, doomed, -1))
+        self.execute(f"DELETE FROM usage WHERE request_id IN (SELECT request_id FROM {doomed})")
 
     def copy_in(self, table: str, columns, rows) -> None:
         """Insert many rows (an iterable of tuples) into `table`, inside the caller's
@@ -53,6 +97,45 @@ class Connection(sqlite3.Connection):
         marks = ", ".join("?" for _ in columns)
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
+    @contextmanager
+    def bulk_load(self):
+        """Inside a write transaction: rows are written with their roll-ups already
+        summed (an import's grouped merge, a copy), so the roll-up trigger stands aside
+        (a row in bulk_mode, which only this transaction sees); foreign keys are checked
+        at commit, so tables can be filled in any order."""
+        self.execute("PRAGMA defer_foreign_keys = ON")
+        self.execute("INSERT INTO bulk_mode VALUES (1)")
+        yield self
+        self.execute("DELETE FROM bulk_mode")
+
+    @contextmanager
+    def scratch_table(self, name: str, columns: dict | None = None, rows=None, *, query: str = "",
+                      params=()):
+        """A temporary table for the caller's transaction: of `columns` (name -> "text"
+        or "int") filled with `rows`, or made by `query`. Dropped afterwards."""
+        if query:
+            self.execute(f"CREATE TEMP TABLE {name} AS {query}", params)
+        else:
+            types = {"text": "TEXT", "int": "INTEGER"}
+            self.execute(f"CREATE TEMP TABLE {name} ("
+                         + ", ".join(f"{c} {types[t]}" for c, t in columns.items()) + ")")
+            if rows is not None:
+                self.copy_in(f"temp.{name}", list(columns), rows)
+        try:
+            yield name
+        finally:
+            self.execute(f"DROP TABLE IF EXISTS temp.{name}")
+
+    def tune_for_import(self) -> None:
+        """For an import staging its rows in this connection's temporary database."""
+        self.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB of staging, then it spills to disk
+        self.execute("PRAGMA main.cache_size = -16384")  # the pages a merge batch touches
+        # A merge batch writes megabytes: checkpoint every ~32 MB rather than every 4 MB,
+        # and trim the WAL back afterwards.
+        self.execute("PRAGMA wal_autocheckpoint = 32000")
+        self.execute("PRAGMA journal_size_limit = 67108864")
+
+    # -- transactions -------------------------------------------------------------------
     @contextmanager
     def write(self):
         """A write transaction, taken at once (BEGIN IMMEDIATE) so it never deadlocks
@@ -80,6 +163,45 @@ class Connection(sqlite3.Connection):
         finally:
             if self.in_transaction:
                 self.execute("ROLLBACK")
+
+    # -- looking at the store -----------------------------------------------------------
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+
+    def column_names(self, table: str) -> list[str]:
+        return [r[1] for r in self.execute(f"PRAGMA table_info({table})")]
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own check of every page, index and constraint."""
+        problems = [r[0] for r in self.execute("PRAGMA integrity_check")]
+        return [] if problems == ["ok"] else problems
+
+    def details(self) -> dict:
+        return {}
+
+    def schema_version(self) -> int:
+        return self.execute("PRAGMA user_version").fetchone()[0]
+
+    def applied_migrations(self) -> list[str]:
+        if not self.execute("SELECT 1 FROM sqlite_master WHERE name='_sqlite_migrations'").fetchone():
+            return []
+        return [r[0] for r in self.execute(
+            "SELECT name FROM _sqlite_migrations WHERE migration_set='claude_keys' ORDER BY id")]
+
+    def backup_to(self, target_path: str) -> bool:
+        """SQLite's online backup: a consistent copy, page by page, while others write."""
+        target = sqlite3.connect(target_path)
+        try:
+            self.backup(target)
+        finally:
+            target.close()
+        return True
+
+
+@lru_cache(maxsize=64)
+def _without_clock(sql: str) -> str:
+    return sql.format(clock="")
 
 
 def create_private_file(path: str, *, exist_ok: bool = True) -> None:
@@ -117,7 +239,7 @@ def missing(path: str) -> StoreError:
 
 
 def open_store(path: str, schema_version: int, *, create: bool = True,
-               readonly: bool = False) -> Connection:
+               readonly: bool = False, wait: float = ADMIN_TIMEOUT_S) -> Connection:
     """Open (creating and migrating if needed) the store at `path`. With create=False a
     missing or empty store is an error; readonly opens it without writing (listings and
     reports), so a user who may read the store but not write it can use them."""
@@ -128,14 +250,14 @@ def open_store(path: str, schema_version: int, *, create: bool = True,
                 raise missing(path)
             create_private_file(path)
         if readonly:
-            conn = _open_readonly(path, schema_version)
+            conn = _open_readonly(path, schema_version, wait)
             if conn is not None:
                 return conn
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+        conn = sqlite3.connect(path, timeout=wait, isolation_level=None,
                                check_same_thread=False, factory=Connection)
     except (OSError, sqlite3.Error) as e:
         raise _error_class(e)(f"cannot open the store {path}: {_reason(e)}") from None
-    conn.location = path
+    conn.location, conn.wait = path, wait
     try:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -160,7 +282,7 @@ def _not_set_up(path: str) -> StoreError:
                         "writes, such as `claude-api keys create`, sets it up")
 
 
-def _open_readonly(path: str, schema_version: int) -> Connection | None:
+def _open_readonly(path: str, schema_version: int, wait: float) -> Connection | None:
     """A read-only connection to an up-to-date store, or None when the store must first
     be upgraded (which needs a writing connection). Reading a WAL store takes its
     shared-memory file; a reader who cannot create that file (it is not in the folder
@@ -173,7 +295,7 @@ def _open_readonly(path: str, schema_version: int) -> Connection | None:
         if mode == "?immutable=1" and _wal_has_changes(path):
             break  # immutable would not see them
         try:
-            conn = sqlite3.connect(uri + mode, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+            conn = sqlite3.connect(uri + mode, uri=True, timeout=wait, isolation_level=None,
                                    check_same_thread=False, factory=Connection)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             break
@@ -184,7 +306,7 @@ def _open_readonly(path: str, schema_version: int) -> Connection | None:
             last = e
     if conn is None:
         raise StoreError(f"cannot read the store {path}: {_reason(last)}")
-    conn.location = path
+    conn.location, conn.wait = path, wait
     if version == schema_version:
         return conn
     try:
@@ -230,7 +352,7 @@ def _upgrade(conn: Connection | None, path: str, version: int, schema_version: i
     if version == 0:
         _refuse_foreign(conn, path)  # before changing anything in someone else's file
         _use_wal(conn)
-    from .. import migrations
+    from . import migrations
 
     with conn.write():
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
@@ -260,7 +382,7 @@ def _use_wal(conn: Connection) -> None:
     """Switch a new store to WAL (persistent). That needs the file to itself, and when
     several processes open a new store at once SQLite answers "locked" at once instead
     of waiting, so try again for as long as the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    deadline = time.monotonic() + conn.wait
     while True:
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
@@ -276,32 +398,6 @@ def _use_wal(conn: Connection) -> None:
         time.sleep(0.005)
 
 
-def schema_version(conn: Connection) -> int:
-    return conn.execute("PRAGMA user_version").fetchone()[0]
-
-
-def applied_migrations(conn: Connection) -> list[str]:
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='_sqlite_migrations'").fetchone():
-        return []
-    return [r[0] for r in conn.execute(
-        "SELECT name FROM _sqlite_migrations WHERE migration_set='claude_keys' ORDER BY id")]
-
-
-def integrity_problems(conn: Connection) -> list[str]:
-    """SQLite's own check of every page, index and constraint."""
-    problems = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-    return [] if problems == ["ok"] else problems
-
-
-def backup(conn: Connection, target_path: str) -> None:
-    """SQLite's online backup: a consistent copy, page by page, while others write."""
-    target = sqlite3.connect(target_path)
-    try:
-        conn.backup(target)
-    finally:
-        target.close()
-
-
 def translate(error: BaseException, location: str = ""):
     """A sqlite3 error as the one line the user sees (None: not a store error)."""
     if not isinstance(error, sqlite3.Error) or isinstance(error, (sqlite3.ProgrammingError,
@@ -314,7 +410,8 @@ def translate(error: BaseException, location: str = ""):
         return TooLarge()
     if isinstance(error, sqlite3.OperationalError):
         if "locked" in text or "busy" in text:
-            return StoreError("the store stayed busy for too long (other processes are writing); try again")
+            return StoreError("the store stayed busy past its wait bound (another process is writing "
+                              "or holds it; CLAUDE_API_TIMEOUT sets the bound); try again")
         if "disk is full" in text or "disk I/O" in text or "readonly" in text:
             return StoreError(f"the store {location} cannot be written: {text}".replace("  ", " "))
         return StoreError(f"the store could not be used: {text}")

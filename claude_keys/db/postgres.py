@@ -1,0 +1,642 @@
+"""The PostgreSQL backend: one database shared by every host of a service.
+
+Imported only when --db / CLAUDE_API_DB names a PostgreSQL database, so psycopg (200+
+ms to import) never loads for a SQLite store. The connection wraps psycopg's in
+autocommit mode and speaks the same interface as the SQLite backend (claude_keys.db):
+SQL is written once with `?` placeholders and translated here.
+
+Every wait ends (db.base.timeout): the server gives up a lock wait (lock_timeout) and
+ends a session left idle inside a transaction (so a stalled client's locks are freed);
+a connection attempt has a connect timeout and TCP keepalives; and a statement the
+server does not answer within the bound (a stopped or unreachable server) is ended by
+this process's watchdog, which shuts the connection's socket. Nothing outlives a
+transaction (no session advisory locks, temporary tables that drop at commit, no
+server-side prepared statements), so PgBouncer's transaction pooling works in front.
+
+Exactness across hosts comes from the server, not from this process:
+- `write()` transactions (key lifecycle, settings) take one transaction-level advisory
+  lock, so they are serialized exactly as SQLite's single writer serializes them;
+- the request path takes row locks only on what it decides about (a key lineage's
+  rate window, see claude_take_slot), and reads the server's clock after the lock;
+- usage and its roll-ups are written by single statements (upserts), which PostgreSQL
+  makes safe against every concurrent writer.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from time import monotonic
+import weakref
+from contextlib import contextmanager
+from functools import lru_cache
+
+from .base import ADMIN_TIMEOUT_S, SERVER_CLOCK_MS
+from .location import masked
+from ..errors import StoreError, StoreMissing
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.pq import TransactionStatus
+except ImportError:  # pragma: no cover - exercised by a test with psycopg hidden
+    raise StoreError("this store is a PostgreSQL URI, and PostgreSQL support is not installed: "
+                     "pip install 'claude-api[postgres]'") from None
+
+WRITE_LOCK = 0x636C61756465  # "claude": the advisory lock that serializes write() transactions
+MIGRATION_LOCK = WRITE_LOCK + 1
+WATCH_EVERY_S = 0.1  # how often the watchdog looks at the calls under way
+
+
+@lru_cache(maxsize=512)
+def translate_sql(sql: str) -> str:
+    """`?` placeholders -> `%s`, and a literal `%` -> `%%`, outside quoted text."""
+    out, quote = [], None
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        if ch == "%":
+            out.append("%%")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def _row_class(names: tuple) -> type:
+    """A tuple that also answers row["name"] and row.keys(), like sqlite3.Row."""
+    index = {name: i for i, name in enumerate(names)}
+
+    class Row(tuple):
+        __slots__ = ()
+
+        def __getitem__(self, key):
+            if isinstance(key, str):
+                key = index[key]
+            return tuple.__getitem__(self, key)
+
+        def keys(self):
+            return list(names)
+
+    return Row
+
+
+def _named_rows(cursor):
+    names = tuple(c.name for c in cursor.description or ())
+    return _row_class(names)
+
+
+class _IntNumericLoader(psycopg.adapt.Loader):
+    """sum() of bigint is numeric: exact, of any size; read it as a Python int (the store
+    keeps no fractional numbers)."""
+
+    def load(self, data):
+        text = bytes(data).decode()
+        if "." in text or "N" in text:  # NaN cannot happen: no numeric column holds one
+            from decimal import Decimal
+
+            return Decimal(text)
+        return int(text)
+
+
+class Features:
+    slot_function = True  # claude_take_slot: a key's rate-limit slot in one round trip
+    stages_in_place = False  # an import stages locally and sends batches to the server
+
+
+class Connection:
+    """A psycopg connection with the backend interface (see claude_keys.db)."""
+
+    backend = "postgresql"
+    features = Features
+    for_update = " FOR UPDATE"
+    IntegrityError = psycopg.IntegrityError
+
+    def __init__(self, raw, location: str, wait: float = ADMIN_TIMEOUT_S):
+        self.raw = raw
+        self.location = location
+        self.wait = wait
+        raw.adapters.register_loader("numeric", _IntNumericLoader)
+
+    # -- the clock ----------------------------------------------------------------------
+    def now_ms(self) -> int:
+        """The store's clock, in epoch milliseconds: the server's, which every host shares
+        (a revocation stamped by an admin's clock that runs ahead would start late)."""
+        return self.execute(f"SELECT {SERVER_CLOCK_MS}").fetchone()[0]
+
+    def now_s(self) -> int:
+        return self.now_ms() // 1000
+
+    def row_with_clock(self, sql: str, params=()):
+        """(the row of `sql`, whose select list ends in `{clock}`, and the store's time),
+        in one round trip."""
+        row = self.row(_with_clock(sql), params)
+        return row, (row["now_ms"] if row is not None else None)
+
+    def lock_scopes(self, scopes) -> int:
+        """Inside an admission's transaction: lock the rate windows of `scopes` (always in
+        the order given: a lineage, then its project, so two admissions never wait on each
+        other in a cycle), and answer with the server's clock, read after the locks."""
+        values = ", ".join("(?, 0)" for _ in scopes)
+        rows = self.execute(f"INSERT INTO rate_windows AS w (lineage, used) VALUES {values} "
+                            f"ON CONFLICT (lineage) DO UPDATE SET used = w.used RETURNING {SERVER_CLOCK_MS}",
+                            scopes).fetchall()
+        return max(r[0] for r in rows)
+
+    # -- statements -------------------------------------------------------------------
+    def execute(self, sql: str, params=()):
+        self.raw.deadline = time.monotonic() + self.wait
+        try:
+            return self.raw.execute(translate_sql(sql), params)
+        except psycopg.Error as e:
+            raise self._error(e) from None
+        finally:
+            self.raw.deadline = None
+
+    def executemany(self, sql: str, seq) -> None:
+        self.raw.deadline = time.monotonic() + self.wait
+        try:
+            with self.raw.cursor() as cur:
+                cur.executemany(translate_sql(sql), seq)
+        except psycopg.Error as e:
+            raise self._error(e) from None
+        finally:
+            self.raw.deadline = None
+
+    def copy_in(self, table: str, columns, rows) -> None:
+        """Insert many rows (an iterable of tuples) into `table` with COPY: one stream,
+        not a round trip a row."""
+        try:
+            with self.raw.cursor() as cur, \
+                    cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for n, row in enumerate(rows):
+                    if not n % 1000:  # the server reads as we write: it is answering
+                        self.raw.deadline = time.monotonic() + self.wait
+                    copy.write_row(row)
+                self.raw.deadline = time.monotonic() + self.wait
+        except psycopg.Error as e:
+            raise self._error(e) from None
+        finally:
+            self.raw.deadline = None
+
+    def stream(self, sql: str, params=(), size: int = 10_000):
+        """Rows of a big query, fetched `size` at a time by a server-side cursor (inside
+        the caller's transaction), so memory stays flat."""
+        try:
+            with self.raw.cursor(name="claude_api_stream") as cur:
+                cur.itersize = size
+                self.raw.deadline = time.monotonic() + self.wait
+                cur.execute(translate_sql(sql), params)
+                for n, row in enumerate(cur):
+                    if not n % size:
+                        self.raw.deadline = time.monotonic() + self.wait
+                    yield row
+        except psycopg.Error as e:
+            raise self._error(e) from None
+        finally:
+            self.raw.deadline = None
+
+    def rows(self, sql: str, params=()) -> list:
+        self.raw.deadline = time.monotonic() + self.wait
+        try:
+            with self.raw.cursor(row_factory=_named_rows) as cur:
+                cur.execute(translate_sql(sql), params)
+                return cur.fetchall()
+        except psycopg.Error as e:
+            raise self._error(e) from None
+        finally:
+            self.raw.deadline = None
+
+    def row(self, sql: str, params=()):
+        rows = self.rows(sql, params)
+        return rows[0] if rows else None
+
+    # -- writes -------------------------------------------------------------------------
+    def write_one(self, sql: str, params=()) -> int:
+        """One statement as its own transaction (autocommit: one round trip); how many
+        rows it changed."""
+        return self.execute(sql, params).rowcount
+
+    def write_usage(self, insert: str, params=()) -> int:
+        """An INSERT into usage and its roll-ups, as one statement (safe against every
+        concurrent writer). How many rows it stored."""
+        from .rollups import with_rollups
+
+        return self.execute(with_rollups(insert + " RETURNING *"), params).fetchone()[0]
+
+    def remove_usage(self, doomed: str) -> None:
+        """Take the requests of the table `doomed` (usage rows) out of usage and every
+        roll-up in one statement, like every other write of usage here: its roll-up rows
+        are then locked in the same order as a concurrent write_usage()'s, so the two
+        never deadlock."""
+        from .rollups import with_rollups
+
+        self.execute(with_rollups(f"DELETE FROM usage WHERE request_id IN (SELECT request_id FROM {doomed}) "
+                                  "RETURNING *", -1))
+
+    @contextmanager
+    def bulk_load(self):
+        """Inside a write transaction that writes rows with their roll-ups already summed
+        (a copy): no trigger to set aside; afterwards the audit numbers on from the
+        copied entries."""
+        yield self
+        self.execute("SELECT setval(pg_get_serial_sequence('audit', 'id'), "
+                     "coalesce(max(id), 0) + 1, false) FROM audit")
+
+    @contextmanager
+    def scratch_table(self, name: str, columns: dict | None = None, rows=None, *, query: str = "",
+                      params=()):
+        """A temporary table for the caller's transaction (dropped at its end: nothing
+        outlives it, as PgBouncer's transaction pooling needs): of `columns` (name ->
+        "text" or "int") filled with `rows` by COPY, or made by `query`."""
+        if query:
+            self.execute(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {query}", params)
+        else:
+            types = {"text": 'TEXT COLLATE "C"', "int": "BIGINT"}
+            self.execute(f"CREATE TEMP TABLE {name} ("
+                         + ", ".join(f"{c} {types[t]}" for c, t in columns.items()) + ") ON COMMIT DROP")
+            if rows is not None:
+                self.copy_in(name, list(columns), rows)
+        yield name
+
+    def tune_for_import(self) -> None:
+        pass
+
+    # -- transactions -----------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        """A plain transaction (READ COMMITTED): for writes that lock what they touch."""
+        try:
+            self.raw.deadline = time.monotonic() + self.wait
+            with self.raw.transaction():
+                self.raw.deadline = None
+                yield self
+                self.raw.deadline = time.monotonic() + self.wait  # COMMIT
+        except psycopg.Error as e:
+            raise self._error(e) from None
+        finally:
+            self.raw.deadline = None
+
+    @contextmanager
+    def write(self):
+        """A transaction serialized against every other write() on any host, like
+        SQLite's BEGIN IMMEDIATE: what it reads stays true until it commits."""
+        with self.transaction():
+            self.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            yield self
+
+    @contextmanager
+    def snapshot(self):
+        """A read-only transaction that sees one moment of the store throughout."""
+        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield self
+        finally:
+            if self.in_transaction and not self.broken:
+                self.execute("ROLLBACK")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != TransactionStatus.IDLE
+
+    @property
+    def broken(self) -> bool:
+        """True once the server went away: the caller opens a new connection."""
+        return self.raw.closed or self.raw.broken
+
+    def close(self) -> None:
+        self.raw.close()
+
+    # -- looking at the store -----------------------------------------------------------
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename NOT LIKE 'pg_%'")]
+
+    def column_names(self, table: str) -> list[str]:
+        return [r[0] for r in self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ? ORDER BY ordinal_position", (table,))]
+
+    def integrity_problems(self) -> list[str]:
+        return []  # the server keeps its own pages sound
+
+    def details(self) -> dict:
+        return {"server_version": self.execute("SHOW server_version").fetchone()[0]}
+
+    def schema_version(self) -> int:
+        return _version(self)
+
+    def applied_migrations(self) -> list[str]:
+        if self.execute("SELECT to_regclass('claude_api_migrations')").fetchone()[0] is None:
+            return []
+        return [r[0] for r in self.execute("SELECT name FROM claude_api_migrations ORDER BY id")]
+
+    def backup_to(self, target_path: str) -> bool:
+        return False  # no page copy from a server: db.transfer copies it table by table
+
+    def _error(self, e: BaseException) -> BaseException:
+        if isinstance(e, psycopg.IntegrityError):
+            return e  # the caller decides (e.g. "that token is already stored")
+        if self.raw.timed_out:
+            return StoreError(f"the store {self.location} did not answer within {self.wait:g} s "
+                              "(CLAUDE_API_TIMEOUT sets the bound); it is unavailable, try again")
+        if isinstance(e, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)):
+            return StoreError(f"the store {self.location} stayed busy past the {self.wait:g} s wait bound "
+                              "(another session holds what this needs; CLAUDE_API_TIMEOUT sets the bound); try again")
+        return translate(e, self.location) or e
+
+
+@lru_cache(maxsize=64)
+def _with_clock(sql: str) -> str:
+    return sql.format(clock=f", {SERVER_CLOCK_MS} AS now_ms")
+
+
+class _Watchdog:
+    """One thread per process (started with the first connection, again after a fork)
+    that ends every call still waiting on the server past its deadline."""
+
+    def __init__(self):
+        self.connections: "weakref.WeakSet[RawConnection]" = weakref.WeakSet()
+        self.pid = None
+        self.lock = threading.Lock()
+
+    def watch(self, conn: "RawConnection") -> None:
+        with self.lock:
+            self.connections.add(conn)
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(target=self._run, name="claude-api-watchdog", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCH_EVERY_S)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                deadline = conn.deadline
+                if deadline is not None and now > deadline and not conn.timed_out:
+                    conn.expire()
+
+
+_watchdog = _Watchdog()
+
+
+def translate(error: BaseException, location: str):
+    """A psycopg error as the one line the user sees (None: not a store error)."""
+    if not isinstance(error, psycopg.Error):
+        return None
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, pg_errors.NumericValueOutOfRange):  # a BIGINT sum past 2**63
+        from ..errors import TooLarge
+
+        return TooLarge()
+    if isinstance(error, (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)):
+        return StoreError("the store was busy (a concurrent change got in the way); try again")
+    if isinstance(error, psycopg.OperationalError):
+        return StoreError(f"the store {location} is unavailable: {text}")
+    return StoreError(f"the store {location} refused the change: {text}")
+
+
+def _without_passwords(text: str, uri: str, given: dict) -> str:
+    """A server's or libpq's message on one line, with no password of the URI in it: the
+    ones libpq read, and whatever a password with an unencoded `@` or `/` left in the
+    host name it quotes. A password too short to replace safely drops the message."""
+    text = " ".join(text.split())
+    where = uri.partition("://")[2].partition("?")[0]
+    raw = where[:where.rfind("@")].partition(":")[2] if "@" in where else ""
+    # Without an `@`, libpq reads `user:password/` as a host and a port, and quotes it.
+    ports = [] if "@" in where else [h.partition(":")[2] for h in where.partition("/")[0].split(",")
+                                     if not h.partition(":")[2].isdigit()]
+    secrets = [given.get(name) for name in ("password", "sslpassword")] + [raw] + ports
+    secrets += [piece for s in list(secrets) if s for piece in s.replace("/", "@").split("@")]
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if len(secret) < 4:
+            return "the server refused the connection or could not be reached"
+        text = text.replace(secret, "***")
+    return text
+
+
+class RawConnection(psycopg.Connection):
+    """psycopg's connection, as this backend opens it (directly or in a pool)."""
+
+    last_used = 0.0  # (monotonic) when it was opened or a pool last had it back: see _check
+    wrapper = None  # its Connection, made once
+    deadline = None  # while a call waits on the server: when the watchdog ends it
+    timed_out = False
+    failing: dict = {}  # location -> since when every attempt to connect failed (monotonic)
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs):
+        try:
+            try:
+                conn = super().connect(conninfo, **kwargs)
+            except psycopg.OperationalError as e:
+                if "options" not in kwargs or "unsupported startup parameter" not in str(e):
+                    raise
+                # PgBouncer without ignore_startup_parameters = options: connect without
+                # the server-side bounds (the watchdog still bounds every wait).
+                kwargs.pop("options")
+                conn = super().connect(conninfo, **kwargs)
+        except psycopg.Error:
+            cls.failing.setdefault(conninfo, monotonic())
+            raise
+        cls.failing.pop(conninfo, None)
+        conn.last_used = monotonic()
+        _watchdog.watch(conn)
+        return conn
+
+    def expire(self) -> None:
+        """The watchdog's: this call waited past its bound. Shut the socket (the fd stays
+        psycopg's), so the wait ends now with an error, whatever the server does."""
+        import socket
+
+        self.timed_out = True
+        try:
+            fd = self.pgconn.socket
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, psycopg.Error):
+            pass
+
+
+def _parameters(uri: str, location: str, wait: float, readonly: bool = False) -> tuple[dict, dict]:
+    """(what the location says, how to connect): autocommit, no server-side prepared
+    statements, and every wait bounded by `wait` seconds. The server-side bounds go in
+    the startup packet (nothing is SET on a session: behind PgBouncer it would leak to
+    other clients): lock waits end, and a session idle inside a transaction (a stalled
+    client) is ended, freeing its locks."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(uri)
+    except psycopg.Error:  # (libpq's reason quotes the URI, password and all)
+        raise StoreError(f"{location} is not a usable PostgreSQL location") from None
+    ms = max(1, int(wait * 1000))
+    settings = {"lock_timeout": max(1, ms - 100), "idle_in_transaction_session_timeout": max(1000, ms)}
+    if readonly:
+        settings["default_transaction_read_only"] = "on"
+    startup = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    kwargs = {"autocommit": True, "prepare_threshold": None,
+              "application_name": given.get("application_name", "claude-api"),
+              "options": f"{given['options']} {startup}" if given.get("options") else startup,
+              # libpq's bound on a whole connection attempt: whole seconds, at least 2
+              "connect_timeout": given.get("connect_timeout") or max(2, -int(-wait // 1)),
+              "keepalives": 1, "keepalives_idle": max(1, int(wait)), "keepalives_interval": 1,
+              "keepalives_count": 3, "tcp_user_timeout": ms}
+    return given, kwargs
+
+
+def connect_raw(uri: str, location: str, wait: float = ADMIN_TIMEOUT_S, readonly: bool = False):
+    """A bare psycopg connection (see _parameters), with one clear error if there is none."""
+    given, kwargs = _parameters(uri, location, wait, readonly)
+    try:
+        return RawConnection.connect(uri, **kwargs)
+    except psycopg.Error as e:
+        raise StoreError(f"cannot connect to the store {location}: {_without_passwords(str(e), uri, given)}") from None
+
+
+def wrap(raw: RawConnection, location: str, wait: float) -> Connection:
+    """The backend's Connection around a pool's psycopg connection (made once per one)."""
+    conn = raw.wrapper
+    if conn is None or conn.wait != wait:
+        conn = raw.wrapper = Connection(raw, location, wait)
+    return conn
+
+
+def unavailable(error: BaseException | None, location: str, wait: float) -> StoreError:
+    """No connection from the pool within `wait` seconds (0: none was tried, since the
+    server was unreachable moments ago)."""
+    if isinstance(error, StoreError):
+        return error
+    if not wait:
+        return StoreError(f"the store {location} is unavailable: it could not be reached moments ago; try again")
+    return StoreError(f"the store {location} is unavailable: no connection to it could be opened "
+                      f"within {wait:g} s; try again")
+
+
+IDLE_PROBE_S = 30.0  # a pooled connection idle this long is probed with a round trip
+# A pool keeps trying to reopen a lost connection (with backoff) for this long, then lets
+# it go; the next call that needs one tries again at once. So once the server is back,
+# the next call succeeds, and a server that stays down is not hammered.
+RECONNECT_S = 2.0
+
+
+def _check(raw: RawConnection, wait: float) -> None:
+    """Before a pool hands out a connection: one the server has closed (it restarted, or
+    ended an idle session) has something to read while idle, which costs no round trip
+    to see; one idle for long is probed. A failed check makes the pool open another."""
+    import select
+
+    if raw.broken or raw.closed or select.select([raw.pgconn.socket], [], [], 0)[0]:
+        raw.close()  # (closed, the pool lets it go and opens another)
+        raise psycopg.OperationalError("the server closed this connection")
+    if monotonic() - raw.last_used > IDLE_PROBE_S:
+        raw.deadline = monotonic() + wait
+        try:
+            raw.execute("")
+        finally:
+            raw.deadline = None
+
+
+def pool(uri: str, wait: float, size: int):
+    import logging
+
+    # The pool logs each failed reconnection: the service's logging decides where that
+    # goes; without any, it is not printed on the service's stderr.
+    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+    return _pool(uri, wait, size)
+
+
+def _pool(uri: str, wait: float, size: int):
+    """This process's pool of at most `size` connections to the store: connections
+    checked before use (_check), replaced after 30 minutes, reopened with backoff
+    when the server comes back. Waiting for a free connection is bounded too."""
+    try:
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        raise StoreError("this store is a PostgreSQL database, and PostgreSQL support is not installed: "
+                         "pip install 'claude-api[postgres]'") from None
+    location = masked(uri)
+    _, kwargs = _parameters(uri, location, wait)
+    return ConnectionPool(uri, connection_class=RawConnection, kwargs=kwargs, min_size=1,
+                          max_size=size, open=True, check=functools.partial(_check, wait=wait), timeout=wait, max_lifetime=1800,
+                          max_idle=300, reconnect_timeout=RECONNECT_S, name="claude-api")
+
+
+def open_store(uri: str, schema_version: int, *, create: bool = True, readonly: bool = False,
+               wait: float = ADMIN_TIMEOUT_S) -> Connection:
+    """Open the store, setting the database up on first use. With create=False a
+    database claude-api has not set up is an error (a command that only reads never
+    sets one up); readonly makes the session read-only (listings and reports)."""
+    location = masked(uri)
+    conn = Connection(connect_raw(uri, location, wait, readonly), location, wait)
+    conn.raw.wrapper = conn
+    try:
+        ready(conn, schema_version, create=create)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def ready(conn: Connection, schema_version: int, *, create: bool) -> None:
+    """Check (and with create, set up or upgrade) the schema of an open connection's store."""
+    version = _version(conn)
+    if version == 0 and not create:
+        _refuse_foreign(conn)
+        raise StoreMissing(f"the database {conn.location} has no claude-api store yet: a command that "
+                           "writes, such as `claude-api keys create`, sets it up")
+    if version != schema_version:
+        _upgrade(conn, version, schema_version)
+
+
+def _version(conn: Connection) -> int:
+    """The schema version; 0 for a database claude-api has not set up yet."""
+    conn.raw.deadline = time.monotonic() + conn.wait
+    try:
+        row = conn.raw.execute("SELECT version FROM claude_api_schema").fetchone()
+    except pg_errors.UndefinedTable:
+        return 0
+    except psycopg.Error as e:
+        raise conn._error(e) from None
+    finally:
+        conn.raw.deadline = None
+    return row[0] if row else 0
+
+
+def _upgrade(conn: Connection, version: int, schema_version: int) -> None:
+    if version > schema_version:
+        raise StoreError(
+            f"the store {conn.location} has schema version {version}, newer than this "
+            f"claude-api understands ({schema_version}); upgrade claude-api to use it")
+    from . import migrations
+
+    with conn.transaction():
+        # Hosts starting together: one migrates, the others wait here and then find
+        # the schema up to date. DDL is transactional, so a failed step leaves nothing.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        version = _version(conn) if _has_schema_table(conn) else 0
+        if version == schema_version:
+            return
+        if version > schema_version:
+            raise StoreError(f"the store {conn.location} was upgraded by a newer claude-api meanwhile")
+        if version == 0:
+            _refuse_foreign(conn)
+        migrations.apply_postgres(conn)
+
+
+def _refuse_foreign(conn: Connection) -> None:
+    """A database without our schema table but with a `keys` table is someone else's."""
+    if conn.execute("SELECT to_regclass('keys')").fetchone()[0] is not None:
+        raise StoreError(f"the database {conn.location} already has a table named keys that "
+                         "claude-api did not make; point --db or CLAUDE_API_DB at a database of its own")
+
+
+def _has_schema_table(conn: Connection) -> bool:
+    return conn.execute("SELECT to_regclass('claude_api_schema')").fetchone()[0] is not None

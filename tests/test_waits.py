@@ -1,0 +1,133 @@
+"""Every wait on the store ends: a held row lock, a held write lock, a stopped server
+process. Within the bound (CLAUDE_API_TIMEOUT / KeyStore(timeout=…)) plus a second,
+the CLI exits 1 with one line and `check` answers 503; nothing is admitted twice or
+lost, and once the stall ends everything works again."""
+import json
+import os
+import signal
+import sqlite3
+import time
+from contextlib import contextmanager
+
+import pytest
+from conftest import assert_consistent, cli, create, proc, sql
+
+from claude_keys import KeyStore
+
+BOUND = 2  # seconds
+ENV = {"CLAUDE_API_TIMEOUT": str(BOUND)}
+
+
+def one_line_within_the_bound(run, *args, code=1):
+    started = time.monotonic()
+    result = run(*args)
+    took = time.monotonic() - started
+    assert took < BOUND + 1, (took, result)
+    assert result.exit_code == code, result
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result
+    return result
+
+
+def decided_within_the_bound(store, key):
+    started = time.monotonic()
+    decision = store.check(key=key)
+    assert time.monotonic() - started < BOUND + 1
+    return decision
+
+
+@contextmanager
+def holding(uri, *statements):
+    """Another session, inside a transaction, holding what `statements` lock."""
+    import psycopg
+
+    with psycopg.connect(uri) as other:
+        for statement in statements:
+            other.execute(statement)
+        yield
+        other.rollback()
+
+
+@pytest.fixture
+def pg(isolated, store_backend):
+    if store_backend != "postgres":
+        pytest.skip("PostgreSQL's locks and server processes")
+    return isolated
+
+
+def test_a_held_rate_window_row_lock(pg):
+    key = create()
+    assert cli("projects", "set", "p", "--monthly-budget", "100").exit_code == 0
+    assert proc("keys", "verify", key["key"]).exit_code == 0  # the project's window row exists
+    store = KeyStore(timeout=BOUND)
+    with holding(pg, "SELECT 1 FROM rate_windows WHERE lineage = 'project:p' FOR UPDATE"):
+        result = one_line_within_the_bound(lambda: proc("keys", "verify", key["key"], "--json", env=ENV))
+        assert json.loads(result.stdout)["status"] == 503 and "busy" in result.stderr
+        decision = decided_within_the_bound(store, key["key"])
+        assert decision.status == 503 and decision.body["error"]["type"] == "api_error"
+    assert store.check(key=key["key"]).allowed and proc("keys", "verify", key["key"]).exit_code == 0
+    assert sql("SELECT count(*) FROM in_flight") == [(3,)]  # the three admitted, none of the refused
+    assert_consistent()
+
+
+def test_a_held_write_lock(pg):
+    from claude_keys.db.postgres import WRITE_LOCK
+
+    key = create()
+    with holding(pg, f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"):
+        one_line_within_the_bound(lambda: proc("keys", "create", "--project-id", "q", env=ENV))
+        one_line_within_the_bound(lambda: proc("keys", "revoke", key["id"], "--yes", env=ENV))
+    assert sql("SELECT count(*), count(revoked_at) FROM keys") == [(1, 0)]  # nothing half-done
+    assert proc("keys", "revoke", key["id"], "--yes", env=ENV).exit_code == 0
+
+
+@pytest.mark.sqlite_only
+def test_a_held_sqlite_write_lock(isolated):
+    key = create()
+    other = sqlite3.connect(isolated, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        result = one_line_within_the_bound(lambda: proc("keys", "create", "--project-id", "q", env=ENV))
+        assert "busy" in result.stderr
+        assert KeyStore(timeout=BOUND).check(key=key["key"], dry_run=True).allowed  # readers go on
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert proc("keys", "create", "--project-id", "q", env=ENV).exit_code == 0
+
+
+def _backends(uri, application="claude-api"):
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as admin:
+        return [pid for (pid,) in admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            (application,))]
+
+
+def test_a_stopped_server_process(pg, postgres):
+    key = create("--rate-limit", "100")
+    store = KeyStore(timeout=BOUND)
+    assert store.check(key=key["key"]).allowed
+    stopped = _backends(pg)
+    assert stopped
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        decision = decided_within_the_bound(store, key["key"])
+        assert decision.status == 503 and "did not answer" in decision.warnings[0]
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert store.check(key=key["key"]).allowed  # a new connection, without a restart
+    # The whole server stopped: a new connection is not answered either.
+    postmaster = int(open(postgres.data / "postmaster.pid").readline())
+    os.kill(postmaster, signal.SIGSTOP)
+    try:
+        one_line_within_the_bound(lambda: proc("keys", "verify", key["key"], env=ENV))
+    finally:
+        os.kill(postmaster, signal.SIGCONT)
+    assert proc("keys", "verify", key["key"]).exit_code == 0
+    used = sql("SELECT used FROM rate_windows")[0][0]
+    assert used <= 3  # never more slots than admissions (a refusal may hold none)
+    assert_consistent()
