@@ -22,7 +22,7 @@ from pathlib import Path
 
 from _common import report, verdict
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))  # pg_server: the tests' throwaway server
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.helpers.pg_server: the tests' throwaway server
 
 
 def ours(db: str, secret: str, seconds: float) -> float:
@@ -128,7 +128,7 @@ def _together(db: str, secrets: list[str], seconds: float) -> tuple[int, int]:
 def main(db: str | None = None, seconds: float = 6.0, processes: int = 8) -> list[tuple]:
     server = None
     if db is None:
-        import pg_server
+        from tests.helpers import pg_server
 
         reason = pg_server.missing_reason()
         if reason:

@@ -1,7 +1,8 @@
 """`keys import`: adopting plaintext tokens from API_KEYS / AUTH_TOKEN by digest only."""
 import json
 
-from conftest import cli, dump, proc
+from tests.helpers.run import cli, proc
+from tests.helpers.store import dump
 
 
 def test_tokens_from_stdin_work_and_are_never_stored(isolated, store_backend):

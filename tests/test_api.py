@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import cli, connection_of, create, sql
 
 from claude_keys import AuthManager, InvalidInput, KeyNotFound, KeyStore, PermissionManager
+from tests.helpers.run import cli, create
+from tests.helpers.store import connection_of, sql
 
 
 def test_check_reads_headers_like_the_seeds():

@@ -7,7 +7,6 @@ import math
 from decimal import Decimal
 
 import pytest
-from conftest import cli, connection_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +34,8 @@ hostile = st.one_of(
                               st.lists(st.text(max_size=5), max_size=2)), max_size=3),
     st.datetimes(timezones=st.none() | st.timezones()), st.timedeltas(),
 )
+from tests.helpers.run import cli
+from tests.helpers.store import connection_of
 
 
 @pytest.fixture

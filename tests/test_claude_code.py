@@ -2,8 +2,9 @@
 import json
 
 import pytest
-from claude_logs import write_logs
-from conftest import cli, create, proc
+
+from tests.helpers.claude_logs import write_logs
+from tests.helpers.run import cli, create, proc
 
 
 def summary(*args):

@@ -2,7 +2,8 @@
 import json
 
 import pytest
-from conftest import cli, create, proc
+
+from tests.helpers.run import cli, create, proc
 
 BAD_VALUES = [
     ("keys", "create", "--project-id", "p", "--rate-limit", "-1"),

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import EXE, assert_consistent, create, proc
+from tests.helpers.run import EXE, create, proc
+from tests.helpers.store import assert_consistent
 
 
 def write_records(path, key_id, n):

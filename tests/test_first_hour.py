@@ -5,9 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import cli, create, proc, sql
 
 from claude_keys import AuthManager, InvalidInput, KeyStore, PermissionManager
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import sql
 
 
 def one_error_line(r, code=1, *texts):

@@ -4,43 +4,18 @@ left exactly as it was when the command failed."""
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import create
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_keys.cli import cli as root
+from tests.helpers.commands import base_args, commands
+from tests.helpers.run import create
 
 HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan", "NaN", "∞", "٣",
            "9" * 40, "\x00", "a\x00b", "\x1b[31mred", "\r\n", "a" * 10_000, "'; DROP TABLE keys; --",
            "%s%n", "\u202egnp.exe", "😀", "\udcff", "null", "true", "2026-13-45", "9999-12-31T23:59:59Z",
            "0s", "1y", "../../../etc/passwd", "*", "@standard", "cc_" + "A" * 38,
            "a\x9b31mb", "a\u2066b\u2069", "9" * 5000, "Europe", "proj[/x]", " cc_" + "A" * 38 + "\n"]
-
-
-def commands(group=root, path=()):
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from commands(command, path + (name,))
-        else:
-            yield path + (name,), command
-
-
-def base_args(path, command, key_id, file):
-    """The command with valid values for its required arguments and options."""
-    args = list(path)
-    for param in command.params:
-        if isinstance(param, click.Argument) and param.required:
-            args.append({"key": key_id, "profile": "pro", "file": str(file)}.get(param.name, str(file)))
-        elif isinstance(param, click.Option) and param.required:
-            if param.name == "project_id":
-                args += [param.opts[0], "p"]
-            elif param.name == "key_ref":
-                args += [param.opts[0], key_id]
-            elif param.name == "fmt":
-                args += [param.opts[0], "jsonl"]
-    return args
 
 
 _open: dict = {}
@@ -189,7 +164,7 @@ def _with(path, value):
 def test_hostile_claude_code_log_fields(fuzz_env, tmp_path, path):
     import json
 
-    from conftest import assert_consistent, sql
+    from tests.helpers.store import assert_consistent, sql
 
     db, _, _ = fuzz_env
     folder = tmp_path / "logs" / "projects" / "p"

@@ -8,8 +8,10 @@ import subprocess
 import time
 
 import pytest
-from cc_lines import line, write
-from conftest import EXE, assert_consistent, cli, create, proc, sql
+
+from tests.helpers.cc_lines import line, write
+from tests.helpers.run import EXE, cli, create, proc
+from tests.helpers.store import assert_consistent, sql
 
 BAD_TEXT = {
     "lone surrogate": "claude-\udcff",

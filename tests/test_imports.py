@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import create
+
+from tests.helpers.run import create
 
 HEAVY = ("rich", "tabulate", "keyring", "sqlite_utils")
 PROBE = """

@@ -5,8 +5,10 @@ import json
 import socket
 
 import pytest
-from cc_lines import append, line, write
-from conftest import assert_consistent, cli, create, sql
+
+from tests.helpers.cc_lines import append, line, write
+from tests.helpers.run import cli, create
+from tests.helpers.store import assert_consistent, sql
 
 HAIKU = (1_000, 5_000)  # nano-dollars per input, output token ($1 / $5 per million)
 

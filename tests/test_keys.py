@@ -2,7 +2,9 @@
 import time
 
 import pytest
-from conftest import cli, create, dump
+
+from tests.helpers.run import cli, create
+from tests.helpers.store import dump
 
 CREATE_FIELDS = {"key", "id", "project_id", "name", "profile", "created_at", "expires_at",
                  "stored_in_keyring"}

@@ -1,8 +1,8 @@
 """The lifecycle gaps of issue 12: reversible suspension, editing a key, retiring keys
 shown as such, and switching profile without losing a key's own limits."""
-from conftest import cli, create, proc
 
 from claude_keys import AuthManager, KeyStore, PermissionManager
+from tests.helpers.run import cli, create, proc
 
 
 def verify(secret, *args):

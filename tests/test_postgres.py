@@ -9,12 +9,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pg_server
 import pytest
-from conftest import assert_consistent, cli, connection_of, create, proc, sql
 
 from claude_keys import KeyStore, StoreError
 from claude_keys import db as store
+from tests.helpers import pg_server
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import assert_consistent, connection_of, sql
 
 pytestmark = pytest.mark.one_backend  # each test sets up the stores it needs
 

@@ -3,7 +3,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from conftest import create
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from claude_keys.keys import find
 from claude_keys.values import (
     NANOS_PER_USD, iso_ms, parse_count, parse_duration, parse_money, parse_time,
 )
+from tests.helpers.run import create
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -3,8 +3,8 @@ import re
 from pathlib import Path
 
 import click
-
 import pytest
+
 from claude_keys.cli import cli as root
 
 pytestmark = pytest.mark.one_backend  # documentation

@@ -4,8 +4,9 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from cc_lines import line, write
-from conftest import cli, create
+
+from tests.helpers.cc_lines import line, write
+from tests.helpers.run import cli, create
 
 HOUR = 3_600_000
 

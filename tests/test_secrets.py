@@ -1,10 +1,11 @@
 """Secrets: never in the database, its WAL, or any command's output (every command,
 every format) except where showing it is the command's job: create, rotate, reveal."""
 import click
-from conftest import cli, create, dump
-from test_fuzz import base_args, commands
 
 from claude_keys import db as store
+from tests.helpers.commands import base_args, commands
+from tests.helpers.run import cli, create
+from tests.helpers.store import dump
 
 FORMATS = ["table", "json", "csv", "tsv", "plain", "github", "grid"]
 SHOWS_A_SECRET = {("keys", "create"), ("keys", "rotate"), ("keys", "reveal")}

@@ -8,7 +8,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXE, assert_consistent, create, sql
+
+from tests.helpers.run import EXE, create
+from tests.helpers.store import assert_consistent, sql
 
 SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "30"))
 SHARED_LIMIT = 50

@@ -6,9 +6,10 @@ import multiprocessing
 import time
 
 import pytest
-from conftest import assert_consistent, cli, create, proc, sql
 
 from claude_keys import AuthManager, InvalidInput, KeyStore, PermissionManager, TooLarge
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import assert_consistent, sql
 
 NANOS = 1_000_000_000
 

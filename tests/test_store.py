@@ -1,17 +1,17 @@
 """The store: where it is, its permissions, its schema, and sharing it between processes."""
 import os
 import sqlite3
-
-import pytest
 import stat
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import EXE, cli, create, proc, sql
+import pytest
 
 from claude_keys import db as store
 from claude_keys.db import migrations
+from tests.helpers.run import EXE, cli, create, proc
+from tests.helpers.store import sql
 
 
 @pytest.mark.one_backend
@@ -162,7 +162,7 @@ while time.time() < end:
 def test_backups_taken_while_others_write_are_consistent(isolated, tmp_path):
     import sys
 
-    from conftest import assert_consistent
+    from tests.helpers.store import assert_consistent
 
     key = create("--rate-limit", "1000000")
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, key["key"], f"w{i}", "4"], env=os.environ)

@@ -5,12 +5,12 @@ import sqlite3
 from unittest import mock
 
 import pytest
-from conftest import cli, proc
 
 from claude_keys import db as store
 from claude_keys.db import migrations, rollups
 from claude_keys.db import sqlite as sqlite_backend
 from claude_keys import secret as fmt
+from tests.helpers.run import cli, proc
 
 pytestmark = pytest.mark.sqlite_only  # stores made by earlier SQLite versions
 

@@ -6,11 +6,12 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import cli, create, sql
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_keys import KeyStore
+from tests.helpers.run import cli, create
+from tests.helpers.store import sql
 
 
 def record(key, at, cost=None, model="claude-sonnet-4-5", inp=100, out=10, read=0, write=0, rid=None):

@@ -3,8 +3,10 @@ audited, with every roll-up (and so every report and budget) exact afterwards.""
 import json
 
 import pytest
-from cc_lines import line, write
-from conftest import assert_consistent, cli, create, proc, sql
+
+from tests.helpers.cc_lines import line, write
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import assert_consistent, sql
 
 
 def record(key, at, cost, rid, model="claude-haiku-4-5"):

@@ -5,10 +5,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import cli, create, proc, sql
 
 from claude_keys import gate
 from claude_keys import db as store
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import sql
 
 
 def verify(key, *args, code=None):
