@@ -1,19 +1,30 @@
-"""A throwaway PostgreSQL server for the tests: its own data folder and Unix socket in a
-temporary folder, fsync off, started and stopped by the test session.
+"""A throwaway PostgreSQL server for the tests (and bench/): its own data folder and Unix
+socket in a temporary folder, fsync off, removed when it is closed.
 
-initdb refuses to run as root, so as root the server runs as the `postgres` user.
+The server is `postgres` itself (not `pg_ctl start`, which leaves a daemon), a child of
+this process with Linux's parent-death signal (SIGKILL): it dies with the process that
+started it, however that dies (kill -9 included), and its own children (backends,
+checkpointer, ...) exit when it does. A killed test run leaves no server behind. (The
+signal is tied to the thread that starts the server: start it from the main thread, or
+one that lives as long.)
+
+initdb and postgres refuse to run as root, so as root they run as the `postgres` user.
 """
 from __future__ import annotations
 
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers.processes import dies_with_this_process
+
 USER = "postgres"  # the database superuser the tests connect as
+STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 def binaries() -> Path | None:
@@ -41,50 +52,95 @@ def missing_reason() -> str | None:
 
 class Server:
     """`durable`: acknowledge a commit only once its WAL is written (PostgreSQL's default),
-    for tests that crash the server; otherwise commits are acknowledged sooner."""
+    for tests that crash the server; otherwise commits are acknowledged sooner.
+    `parent`: the folder to make the server's folder in (default: the system's /tmp)."""
 
-    def __init__(self, durable: bool = False):
+    def __init__(self, durable: bool = False, parent: str | Path | None = None):
         self.durable = durable
         self.bin = binaries()
-        # In the system's own temporary folder, not TMPDIR (tests point that into pytest's
-        # folders, which the `postgres` user may not enter, and a socket path must stay
-        # short); removed when the server stops.
-        system_tmp = "/tmp" if os.path.isdir("/tmp") else None
-        self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pg-", dir=system_tmp))
+        self.process: subprocess.Popen | None = None
+        # Not in TMPDIR (tests point that into pytest's folders, which the `postgres` user
+        # may not enter), and short: a socket's path has at most 107 bytes.
+        if parent is None:
+            parent = "/tmp" if os.path.isdir("/tmp") else None
+        self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pg-", dir=parent))
         self.data = self.folder / "data"
         self.socket = self.folder  # the socket lives beside the data
         self.log = self.folder / "log"
         self.as_root = os.geteuid() == 0
-        if self.as_root:
-            shutil.chown(self.folder, USER)
-            os.chmod(self.folder, 0o755)
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync",
-                  "-E", "UTF8", "--locale", "C")
-        self.start()
+        try:
+            if self.as_root:
+                shutil.chown(self.folder, USER)
+                os.chmod(self.folder, 0o755)
+            self._initdb()
+            self.start()
+        except BaseException:
+            self.close()
+            raise
 
-    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [str(self.bin / tool), *args]
-        if self.as_root:
-            command = ["runuser", "-u", USER, "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=self.folder)
-        if check and done.returncode:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"{tool} failed: {done.stderr}{done.stdout}\n{log[-2000:]}")
-        return done
+    def _child(self, *args: str, **popen) -> subprocess.Popen:
+        return subprocess.Popen([str(a) for a in args], cwd=self.folder,
+                                preexec_fn=dies_with_this_process(USER if self.as_root else None), **popen)
+
+    def _initdb(self) -> None:
+        child = self._child(self.bin / "initdb", "-D", self.data, "-A", "trust", "-U", USER, "--no-sync",
+                            "-E", "UTF8", "--locale", "C", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+        out, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"initdb failed: {out}")
 
     def start(self) -> None:
-        options = (f"-k {self.socket} -c listen_addresses='' -c fsync=off -c full_page_writes=off "
-                   f"-c synchronous_commit={'on' if self.durable else 'off'} -c max_connections=300 "
-                   "-c shared_buffers=64MB")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+        """Start the server and wait until it accepts connections."""
+        if self.running():
+            return
+        settings = {"listen_addresses": "", "fsync": "off", "full_page_writes": "off",
+                    "synchronous_commit": "on" if self.durable else "off", "max_connections": "300",
+                    "shared_buffers": "64MB"}
+        options = [x for name, value in settings.items() for x in ("-c", f"{name}={value}")]
+        with open(self.log, "ab") as log:
+            self.process = self._child(self.bin / "postgres", "-D", self.data, "-k", self.socket, *options,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + 60
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop("immediate")
+                log = self.log.read_text(errors="replace") if self.log.exists() else ""
+                raise RuntimeError(f"postgres did not start: {log[-2000:]}")
+            time.sleep(0.1)  # as `pg_ctl start -w` polls (tests of reconnecting after a restart count on it)
+
+    def _ready(self) -> bool:
+        """postmaster.pid names this server, and says it is ready (as pg_ctl -w reads it)."""
+        try:
+            lines = (self.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[0].strip() == str(self.process.pid) and lines[7].strip() == "ready"
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+        """Stop the server (smart, fast or immediate, as pg_ctl -m) and wait for it and
+        its children to exit. Stopping a stopped server does nothing."""
+        if not self.running():
+            return
+        self.process.send_signal(STOP_SIGNALS[mode])
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     def restart(self, down_for: float = 0.0) -> None:
         self.stop("immediate")
         time.sleep(down_for)
         self.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id, while it runs."""
+        return self.process.pid if self.running() else None
 
     def uri(self, database: str = "postgres", **extra: str) -> str:
         params = "&".join(f"{k}={v}" for k, v in {"host": str(self.socket), "user": USER, **extra}.items())
@@ -95,9 +151,10 @@ class Server:
 
         return psycopg.connect(self.uri(), autocommit=True)
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """A new database (a copy of `template`, when given); its URI."""
         with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self.uri(name)
 
     def drop_database(self, name: str) -> None:
