@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 import time
 from time import monotonic
@@ -347,7 +348,7 @@ class Connection:
         if self.raw.timed_out:
             return StoreError(f"the store {self.location} did not answer within {self.wait:g} s "
                               "(CLAUDE_API_TIMEOUT sets the bound); it is unavailable, try again")
-        if isinstance(e, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)):
+        if isinstance(e, pg_errors.LockNotAvailable):  # lock_timeout
             return StoreError(f"the store {self.location} stayed busy past the {self.wait:g} s wait bound "
                               "(another session holds what this needs; CLAUDE_API_TIMEOUT sets the bound); try again")
         return translate(e, self.location) or e
@@ -372,19 +373,34 @@ class _Watchdog:
             self.connections.add(conn)
             if self.pid != os.getpid():
                 self.pid = os.getpid()
-                threading.Thread(target=self._run, name="claude-api-watchdog", daemon=True).start()
+                thread = threading.Thread(target=self._run, name="claude-api-watchdog", daemon=True)
+                # Started with Ctrl-C and SIGTERM blocked, so they reach the main thread
+                # only: an import holds Ctrl-C back while it stores a batch.
+                held = getattr(signal, "pthread_sigmask", None)
+                saved = held(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if held else None
+                try:
+                    thread.start()
+                finally:
+                    if held:
+                        held(signal.SIG_SETMASK, saved)
 
     def _run(self) -> None:
         while True:
             time.sleep(WATCH_EVERY_S)
             now = time.monotonic()
-            for conn in list(self.connections):
+            with self.lock:  # (another thread may be adding one)
+                connections = list(self.connections)
+            for conn in connections:
                 deadline = conn.deadline
                 if deadline is not None and now > deadline and not conn.timed_out:
                     conn.expire()
 
 
 _watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    # A forked child's copies of its parent's connections are never its to end: shutting
+    # a shared socket would cut the parent's session.
+    os.register_at_fork(after_in_child=lambda: _watchdog.__init__())
 
 
 def translate(error: BaseException, location: str):
