@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from . import gate, keys, pricing, projects, usage
 from .db import as_store_error, resolve, timeout as wait_bound
 from .db.connections import Connections
-from .errors import ClaudeKeysError, InvalidInput, StoreError
+from .errors import ClaudeKeysError, InvalidInput, StoreError, TryAgain
 from .profiles import LIST_FIELDS, UNLIMITED
 from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds
 
@@ -35,8 +35,12 @@ def _store_call(*, writes: bool):
         @functools.wraps(method)
         def call(self, *args, **kwargs):
             try:
-                with self._connections.connection(create=writes) as conn:
-                    return method(self, conn, *args, **kwargs)
+                try:
+                    with self._connections.connection(create=writes) as conn:
+                        return method(self, conn, *args, **kwargs)
+                except TryAgain:  # nothing was done: once more
+                    with self._connections.connection(create=writes) as conn:
+                        return method(self, conn, *args, **kwargs)
             except ClaudeKeysError:
                 self._connections.forget_broken()
                 raise

@@ -38,6 +38,11 @@ class StoreError(ClaudeKeysError):
     """The store cannot be opened, read or upgraded."""
 
 
+class TryAgain(StoreError):
+    """Nothing of the call was done, and running it once more will work (the store's
+    connection changed how it runs statements). The Python API retries it itself."""
+
+
 class StoreDamaged(StoreError):
     """The store's file is damaged (or not a database at all): `db check` reports it."""
 

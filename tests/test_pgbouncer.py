@@ -1,8 +1,10 @@
 """Behind PgBouncer in transaction pooling: nothing claude-api does outlives a
-transaction (no session advisory locks, no server-side prepared statements, temporary
-tables that drop at commit, no session SETs), so the rate limit and budgets stay exact
-and imports work. A real PgBouncer (Debian's package), started by the test in front of
-the session's PostgreSQL server, refusing the `options` startup parameter."""
+transaction (no session advisory locks, temporary tables that drop at commit, no
+session SETs, and no prepared statements once a pooler is seen), so the rate limit and
+budgets stay exact and imports work. A real PgBouncer (Debian's package), started by
+the test in front of the session's PostgreSQL server: as configured by default
+(refusing the `options` startup parameter), and told to ignore `options` (so the
+pooler is only seen when a prepared statement goes missing)."""
 import os
 import shutil
 import signal
@@ -28,7 +30,7 @@ class Bouncer:
     """PgBouncer on a Unix socket of its own (port 6432), in front of `server`; it dies
     with the test process, however that dies (the parent-death signal)."""
 
-    def __init__(self, server):
+    def __init__(self, server, ignore_options: bool = False):
         self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pgb-", dir="/tmp"))
         (self.folder / "users.txt").write_text('"postgres" ""\n')
         (self.folder / "pgbouncer.ini").write_text(f"""[databases]
@@ -43,6 +45,7 @@ pool_mode = transaction
 default_pool_size = 4
 max_client_conn = 400
 logfile = {self.folder}/log
+{"ignore_startup_parameters = options" if ignore_options else ""}
 """)
         user = None
         if os.geteuid() == 0:  # PgBouncer will not run as root
@@ -82,13 +85,13 @@ logfile = {self.folder}/log
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def bouncer(postgres):
+@pytest.fixture(scope="module", params=["refusing options", "ignoring options"])
+def bouncer(postgres, request):
     if not os.path.exists(PGBOUNCER):
         if IN_CI:
             pytest.fail("CI needs pgbouncer for these tests: apt-get install pgbouncer")
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
-    found = Bouncer(postgres)
+    found = Bouncer(postgres, ignore_options=request.param == "ignoring options")
     yield found
     found.close()
 
@@ -116,13 +119,17 @@ def test_the_rate_limit_stays_exact(behind):
     assert sql("SELECT used FROM rate_windows") == [(23,)]
 
 
-def test_budgets_stay_exact(behind):
+def test_budgets_stay_exact(behind, monkeypatch):
+    from claude_keys.db.postgres import RawConnection
+
+    monkeypatch.setattr(RawConnection, "unprepared", set())
     key = create("--monthly-budget", "1", "--max-concurrent", "100")
     store = KeyStore(pool_size=6)
-    with ThreadPoolExecutor(16) as pool:
-        decisions = list(pool.map(lambda _: store.check(key=key["key"], cost="0.40"), range(32)))
+    with ThreadPoolExecutor(16) as pool:  # (each statement runs often enough to be prepared)
+        decisions = list(pool.map(lambda _: store.check(key=key["key"], cost="0.40"), range(64)))
     allowed = [d for d in decisions if d.allowed]
     assert len(allowed) == 2 and all(d.status == 429 for d in decisions if not d.allowed)
+    assert RawConnection.unprepared  # the pooler was seen: by its refusal, or a missing statement
     for d in allowed:
         assert store.record_usage(key["id"], cost="0.40", request_id=d.request_id).recorded
     assert not store.check(key=key["key"], cost="0.40").allowed

@@ -132,3 +132,14 @@ def test_the_python_api_reads_never_create_a_store(store_backend, isolated, tmp_
     assert not tables()
     key = create()
     assert store.check(key=key["key"]).status == 200  # the same object, once a write set it up
+
+
+@pytest.mark.sqlite_only
+def test_verify_json_answers_503_when_there_is_no_store(tmp_path):
+    missing = tmp_path / "nowhere" / "keys.db"
+    for run in (cli, proc):
+        result = run("--db", missing, "keys", "verify", "cc_x", "--json")
+        assert result.exit_code == 1 and "there is no store" in result.stderr
+        assert result.json() == {"allowed": False, "status": 503, "headers": {},
+                                 "error": {"type": "api_error", "message": "the key store is unavailable"}}
+    assert not missing.parent.exists()

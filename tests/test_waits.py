@@ -50,12 +50,16 @@ def holding(uri, *statements):
 
 
 @pytest.fixture
-def pg(isolated, store_backend):
-    if store_backend != "postgres":
-        pytest.skip("PostgreSQL's locks and server processes")
-    return isolated
+def pg(postgres, monkeypatch):
+    """A new PostgreSQL database as the store (CLAUDE_API_DB), dropped afterwards."""
+    name = f"waits_{os.getpid()}_{time.monotonic_ns()}"
+    uri = postgres.create_database(name)
+    monkeypatch.setenv("CLAUDE_API_DB", uri)
+    yield uri
+    postgres.drop_database(name)
 
 
+@pytest.mark.one_backend
 def test_a_held_rate_window_row_lock(pg):
     key = create()
     assert cli("projects", "set", "p", "--monthly-budget", "100").exit_code == 0
@@ -71,6 +75,7 @@ def test_a_held_rate_window_row_lock(pg):
     assert_consistent()
 
 
+@pytest.mark.one_backend
 def test_a_held_write_lock(pg):
     from claude_keys.db.postgres import WRITE_LOCK
 
@@ -106,6 +111,7 @@ def _backends(uri, application="claude-api"):
             (application,))]
 
 
+@pytest.mark.one_backend
 def test_a_stopped_server_process(pg, postgres):
     key = create("--rate-limit", "100")
     store = KeyStore(timeout=BOUND)

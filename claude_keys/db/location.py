@@ -11,11 +11,11 @@ does not repeat what was given.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from ..errors import InvalidInput
 
 POSTGRES = "postgresql"
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2",
                      "postgres+psycopg", "postgres+psycopg2"}
 # libpq's connection keywords: a string that starts with one of them and `=` is a
@@ -24,8 +24,14 @@ _KEYWORDS = ("host", "hostaddr", "port", "dbname", "user", "password", "passfile
              "sslmode", "sslcert", "sslkey", "sslrootcert", "sslpassword", "application_name",
              "connect_timeout", "options", "target_session_attrs", "require_auth", "channel_binding",
              "gssencmode", "keepalives", "client_encoding", "load_balance_hosts")
-_KEYWORD_STRING = re.compile(r"(?:%s)\s*=" % "|".join(_KEYWORDS), re.I)
 _SECRET_PARAMETERS = ("password", "sslpassword")
+
+
+@lru_cache(maxsize=None)
+def _pattern(name: str) -> re.Pattern:
+    """Compiled on first use: a plain file path (the request path's case) needs none."""
+    return re.compile({"scheme": r"([A-Za-z][A-Za-z0-9+.\-]*):",
+                       "keywords": r"(?:%s)\s*=" % "|".join(_KEYWORDS)}[name], re.I)
 
 
 def locate(value: str) -> tuple[str, str]:
@@ -33,7 +39,9 @@ def locate(value: str) -> tuple[str, str]:
     normalized for libpq (the scheme lower-cased, a driver suffix dropped). Bad input
     (a URI of another kind) is InvalidInput that does not repeat the value."""
     text = value.strip()
-    scheme = _SCHEME.match(text)
+    if ":" not in text and "=" not in text:
+        return "sqlite", value
+    scheme = _pattern("scheme").match(text)
     if scheme:
         name = scheme.group(1).lower()
         if name in _POSTGRES_SCHEMES:
@@ -41,7 +49,7 @@ def locate(value: str) -> tuple[str, str]:
         if text[scheme.end():].startswith("//"):
             raise InvalidInput("the store must be a SQLite file path or a PostgreSQL URI "
                                "(postgresql://…); that URI is of another kind")
-    if _KEYWORD_STRING.match(text):
+    if _pattern("keywords").match(text):
         return POSTGRES, text
     return "sqlite", value
 
@@ -64,8 +72,9 @@ def masked(location: str) -> str:
     text = location.strip()
     scheme, sep, rest = text.partition("://")
     if not sep:
-        if _SCHEME.match(text):  # `postgresql:/…` or `postgresql:x`: libpq will refuse it
-            return f"{_SCHEME.match(text).group(1)}:***"
+        scheme = _pattern("scheme").match(text)
+        if scheme:  # `postgresql:/…` or `postgresql:x`: libpq will refuse it
+            return f"{scheme.group(1)}:***"
         return re.sub(r"((?:%s)\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)" % "|".join(_SECRET_PARAMETERS),
                       r"\1***", text, flags=re.I)
 

@@ -11,7 +11,8 @@ a connection attempt has a connect timeout and TCP keepalives; and a statement t
 server does not answer within the bound (a stopped or unreachable server) is ended by
 this process's watchdog, which shuts the connection's socket. Nothing outlives a
 transaction (no session advisory locks, temporary tables that drop at commit, no
-server-side prepared statements), so PgBouncer's transaction pooling works in front.
+server-side prepared statements where a pooler is detected: see RawConnection), so
+PgBouncer's transaction pooling works in front.
 
 Exactness across hosts comes from the server, not from this process:
 - `write()` transactions (key lifecycle, settings) take one transaction-level advisory
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 import time
 from time import monotonic
@@ -34,7 +36,7 @@ from functools import lru_cache
 
 from .base import ADMIN_TIMEOUT_S, SERVER_CLOCK_MS
 from .location import masked
-from ..errors import StoreError, StoreMissing
+from ..errors import StoreError, StoreMissing, TryAgain
 
 try:
     import psycopg
@@ -156,6 +158,8 @@ class Connection:
         try:
             return self.raw.execute(translate_sql(sql), params)
         except psycopg.Error as e:
+            if self._unprepared(e):  # (nothing ran: run it once more, unprepared)
+                return self.execute(sql, params)
             raise self._error(e) from None
         finally:
             self.raw.deadline = None
@@ -210,6 +214,8 @@ class Connection:
                 cur.execute(translate_sql(sql), params)
                 return cur.fetchall()
         except psycopg.Error as e:
+            if self._unprepared(e):
+                return self.rows(sql, params)
             raise self._error(e) from None
         finally:
             self.raw.deadline = None
@@ -341,13 +347,27 @@ class Connection:
     def backup_to(self, target_path: str) -> bool:
         return False  # no page copy from a server: db.transfer copies it table by table
 
+    def _unprepared(self, e: BaseException) -> bool:
+        """A prepared statement the server session does not know (or knows already): a
+        pooler in transaction mode (PgBouncer before 1.21) hands each transaction another
+        session. From now on this process prepares nothing on this store, and a statement
+        outside a transaction (nothing of it ran) may run again."""
+        if not isinstance(e, (pg_errors.InvalidSqlStatementName, pg_errors.DuplicatePreparedStatement)):
+            return False
+        RawConnection.unprepared.add(self.raw.info.dsn)
+        self.raw.prepare_threshold = None
+        return not self.in_transaction
+
     def _error(self, e: BaseException) -> BaseException:
+        if isinstance(e, (pg_errors.InvalidSqlStatementName, pg_errors.DuplicatePreparedStatement)):
+            return TryAgain(f"the store {self.location} is behind a connection pooler that does not keep "
+                            "prepared statements; claude-api stopped preparing them: try again")
         if isinstance(e, psycopg.IntegrityError):
             return e  # the caller decides (e.g. "that token is already stored")
         if self.raw.timed_out:
             return StoreError(f"the store {self.location} did not answer within {self.wait:g} s "
                               "(CLAUDE_API_TIMEOUT sets the bound); it is unavailable, try again")
-        if isinstance(e, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)):
+        if isinstance(e, pg_errors.LockNotAvailable):  # lock_timeout
             return StoreError(f"the store {self.location} stayed busy past the {self.wait:g} s wait bound "
                               "(another session holds what this needs; CLAUDE_API_TIMEOUT sets the bound); try again")
         return translate(e, self.location) or e
@@ -372,19 +392,34 @@ class _Watchdog:
             self.connections.add(conn)
             if self.pid != os.getpid():
                 self.pid = os.getpid()
-                threading.Thread(target=self._run, name="claude-api-watchdog", daemon=True).start()
+                thread = threading.Thread(target=self._run, name="claude-api-watchdog", daemon=True)
+                # Started with Ctrl-C and SIGTERM blocked, so they reach the main thread
+                # only: an import holds Ctrl-C back while it stores a batch.
+                held = getattr(signal, "pthread_sigmask", None)
+                saved = held(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if held else None
+                try:
+                    thread.start()
+                finally:
+                    if held:
+                        held(signal.SIG_SETMASK, saved)
 
     def _run(self) -> None:
         while True:
             time.sleep(WATCH_EVERY_S)
             now = time.monotonic()
-            for conn in list(self.connections):
+            with self.lock:  # (another thread may be adding one)
+                connections = list(self.connections)
+            for conn in connections:
                 deadline = conn.deadline
                 if deadline is not None and now > deadline and not conn.timed_out:
                     conn.expire()
 
 
 _watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    # A forked child's copies of its parent's connections are never its to end: shutting
+    # a shared socket would cut the parent's session.
+    os.register_at_fork(after_in_child=lambda: _watchdog.__init__())
 
 
 def translate(error: BaseException, location: str):
@@ -423,13 +458,20 @@ def _without_passwords(text: str, uri: str, given: dict) -> str:
 
 
 class RawConnection(psycopg.Connection):
-    """psycopg's connection, as this backend opens it (directly or in a pool)."""
+    """psycopg's connection, as this backend opens it (directly or in a pool). A
+    statement run 5 times on it is prepared on the server (psycopg's default: planning
+    the request path's statements costs more than running them), except behind a pooler
+    in transaction mode, where the next transaction may run in another server session:
+    a pooler that refuses the startup `options` (PgBouncer's default), or one that
+    answers a prepared statement with "does not exist", turns preparing off for the
+    store in this process."""
 
     last_used = 0.0  # (monotonic) when it was opened or a pool last had it back: see _check
     wrapper = None  # its Connection, made once
     deadline = None  # while a call waits on the server: when the watchdog ends it
     timed_out = False
     failing: dict = {}  # location -> since when every attempt to connect failed (monotonic)
+    unprepared: set = set()  # servers (libpq dsn) where statements are not prepared: see _unprepared
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs):
@@ -440,13 +482,17 @@ class RawConnection(psycopg.Connection):
                 if "options" not in kwargs or "unsupported startup parameter" not in str(e):
                     raise
                 # PgBouncer without ignore_startup_parameters = options: connect without
-                # the server-side bounds (the watchdog still bounds every wait).
-                kwargs.pop("options")
+                # the server-side bounds (the watchdog still bounds every wait), and
+                # prepare no statement (each transaction may get another server session).
+                kwargs = {k: v for k, v in kwargs.items() if k != "options"}
                 conn = super().connect(conninfo, **kwargs)
+                cls.unprepared.add(conn.info.dsn)
         except psycopg.Error:
             cls.failing.setdefault(conninfo, monotonic())
             raise
         cls.failing.pop(conninfo, None)
+        if conn.info.dsn in cls.unprepared:
+            conn.prepare_threshold = None
         conn.last_used = monotonic()
         _watchdog.watch(conn)
         return conn
@@ -465,9 +511,11 @@ class RawConnection(psycopg.Connection):
             pass
 
 
-def _parameters(uri: str, location: str, wait: float, readonly: bool = False) -> tuple[dict, dict]:
-    """(what the location says, how to connect): autocommit, no server-side prepared
-    statements, and every wait bounded by `wait` seconds. The server-side bounds go in
+def _parameters(uri: str, location: str, wait: float, readonly: bool = False,
+                prepare: bool = False) -> tuple[dict, dict]:
+    """(what the location says, how to connect): autocommit; statements prepared only
+    for a long-lived connection (`prepare`: a pool's); every wait bounded by `wait`
+    seconds. The server-side bounds go in
     the startup packet (nothing is SET on a session: behind PgBouncer it would leak to
     other clients): lock waits end, and a session idle inside a transaction (a stalled
     client) is ended, freeing its locks."""
@@ -482,7 +530,7 @@ def _parameters(uri: str, location: str, wait: float, readonly: bool = False) ->
     if readonly:
         settings["default_transaction_read_only"] = "on"
     startup = " ".join(f"-c {name}={value}" for name, value in settings.items())
-    kwargs = {"autocommit": True, "prepare_threshold": None,
+    kwargs = {"autocommit": True, **({} if prepare else {"prepare_threshold": None}),
               "application_name": given.get("application_name", "claude-api"),
               "options": f"{given['options']} {startup}" if given.get("options") else startup,
               # libpq's bound on a whole connection attempt: whole seconds, at least 2
@@ -533,6 +581,8 @@ def _check(raw: RawConnection, wait: float) -> None:
     to see; one idle for long is probed. A failed check makes the pool open another."""
     import select
 
+    if RawConnection.unprepared and raw.prepare_threshold is not None and raw.info.dsn in RawConnection.unprepared:
+        raw.prepare_threshold = None  # another connection to this store met a pooler
     if raw.broken or raw.closed or select.select([raw.pgconn.socket], [], [], 0)[0]:
         raw.close()  # (closed, the pool lets it go and opens another)
         raise psycopg.OperationalError("the server closed this connection")
@@ -563,7 +613,7 @@ def _pool(uri: str, wait: float, size: int):
         raise StoreError("this store is a PostgreSQL database, and PostgreSQL support is not installed: "
                          "pip install 'claude-api[postgres]'") from None
     location = masked(uri)
-    _, kwargs = _parameters(uri, location, wait)
+    _, kwargs = _parameters(uri, location, wait, prepare=True)
     return ConnectionPool(uri, connection_class=RawConnection, kwargs=kwargs, min_size=1,
                           max_size=size, open=True, check=functools.partial(_check, wait=wait), timeout=wait, max_lifetime=1800,
                           max_idle=300, reconnect_timeout=RECONNECT_S, name="claude-api")
