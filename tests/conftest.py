@@ -1,4 +1,5 @@
-"""Test isolation: a temporary store, a test keyring, plain output.
+"""Test isolation: a temporary root per run, a temporary store per test, a test keyring,
+plain output.
 
 Every test that touches the store runs twice: on a SQLite file (`[sqlite]`) and on a
 fresh database of a PostgreSQL server that the session starts itself (`[postgres]`).
@@ -6,10 +7,16 @@ Without PostgreSQL those runs skip with the reason; in CI (CI=true) they fail in
 Tests about SQLite's own files are marked `sqlite_only`; tests that do not touch the
 store at all, `one_backend`.
 
+Each run has a root folder of its own (pytest's temporary folders, the PostgreSQL
+server's), so runs at the same time on one machine never touch each other's; it is
+removed when the run ends, and a later run removes those of runs that were killed.
+
 The helpers tests share are in tests/helpers/ (`from tests.helpers.run import cli`).
 """
 import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import keyring
@@ -21,6 +28,7 @@ from tests.helpers.ci import missing
 from tests.helpers.keyring_backends import MemoryKeyring
 
 CHECKOUT = Path(__file__).resolve().parent.parent  # on the PYTHONPATH of the programs tests start
+RUN_ROOT_PREFIX = "claude-api-tests-"
 
 settings.register_profile("claude-api", database=None)  # no .hypothesis folder in the checkout
 settings.load_profile("claude-api")
@@ -28,9 +36,43 @@ settings.load_profile("claude-api")
 _databases = itertools.count()
 
 
+def _remove_roots_of_killed_runs(parent: str) -> None:
+    """Roots whose run is gone (its process no longer exists) and that are ours."""
+    for root in Path(parent).glob(RUN_ROOT_PREFIX + "*"):
+        try:
+            if root.stat().st_uid != os.getuid():
+                continue
+            pid = int((root / "pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(root, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own tmp_path plugin reads --basetemp
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own files; runs on SQLite only")
     config.addinivalue_line("markers", "one_backend: does not touch the store; runs once")
+    # The run's own root: pytest rotates its default /tmp/pytest-of-USER/pytest-N folders,
+    # removing older runs' folders while they may still be running.
+    parent = tempfile.gettempdir()
+    _remove_roots_of_killed_runs(parent)
+    root = Path(tempfile.mkdtemp(prefix=RUN_ROOT_PREFIX, dir=parent))
+    (root / "pid").write_text(str(os.getpid()))
+    os.chmod(root, 0o711)  # the `postgres` user (when tests run as root) reaches its server's folder
+    config.claude_api_root = root
+    if not config.option.basetemp:
+        config.option.basetemp = str(root / "pytest")
+
+
+def pytest_unconfigure(config):
+    root = getattr(config, "claude_api_root", None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_generate_tests(metafunc):
@@ -49,12 +91,14 @@ def store_backend():
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres(request):
     """The session's PostgreSQL server (started on first use, stopped at the end)."""
     reason = pg_server.missing_reason()
     if reason:
         missing(f"PostgreSQL for the [postgres] tests: {reason}")
-    server = pg_server.Server()
+    root = request.config.claude_api_root
+    # Its socket's path must stay short, and the `postgres` user must reach it.
+    server = pg_server.Server(parent=root if str(root).startswith("/tmp/") else None)
     yield server
     server.close()
 
