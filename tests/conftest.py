@@ -4,8 +4,8 @@ plain output.
 Every test that touches the store runs twice: on a SQLite file (`[sqlite]`) and on a
 fresh database of a PostgreSQL server that the session starts itself (`[postgres]`).
 Without PostgreSQL those runs skip with the reason; in CI (CI=true) they fail instead.
-Tests about SQLite's own files are marked `sqlite_only`; tests that do not touch the
-store at all, `one_backend`.
+Tests about SQLite's own files are marked `sqlite_only`, tests about PostgreSQL's own
+behaviour `postgres_only`; tests that do not touch the store at all, `one_backend`.
 
 Each run has a root folder of its own (pytest's temporary folders, the PostgreSQL
 server's), so runs at the same time on one machine never touch each other's; it is
@@ -56,6 +56,7 @@ def _remove_roots_of_killed_runs(parent: str) -> None:
 @pytest.hookimpl(tryfirst=True)  # before pytest's own tmp_path plugin reads --basetemp
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own files; runs on SQLite only")
+    config.addinivalue_line("markers", "postgres_only: about PostgreSQL's own behaviour; runs on PostgreSQL only")
     config.addinivalue_line("markers", "one_backend: does not touch the store; runs once")
     # The run's own root: pytest rotates its default /tmp/pytest-of-USER/pytest-N folders,
     # removing older runs' folders while they may still be running.
@@ -80,6 +81,8 @@ def pytest_generate_tests(metafunc):
         marks = {m.name for m in metafunc.definition.iter_markers()}
         if "sqlite_only" in marks:
             metafunc.parametrize("store_backend", ["sqlite"])
+        elif "postgres_only" in marks:
+            metafunc.parametrize("store_backend", ["postgres"])
         elif "one_backend" not in marks:
             metafunc.parametrize("store_backend", ["sqlite", "postgres"])
 
@@ -136,6 +139,13 @@ def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch):
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
     yield db
+
+
+@pytest.fixture
+def pg(isolated, store_backend):
+    """The test's store, a PostgreSQL database (its URI), for tests marked postgres_only."""
+    assert store_backend == "postgres", "a test using `pg` is marked postgres_only"
+    return isolated
 
 
 @pytest.fixture

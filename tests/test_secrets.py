@@ -59,6 +59,24 @@ def test_no_secret_anywhere_it_should_not_be(isolated, tmp_path, store_backend):
     assert all(s != new["key"] for s in secrets)
 
 
+def test_the_secret_is_never_stored_or_listed(isolated, store_backend):
+    keys = [create(), create("--profile", "free"), create("--no-keyring")]
+    outputs = []
+    for fmt in ("table", "json", "csv", "tsv", "github", "grid"):
+        outputs.append(cli("keys", "list", "--format", fmt).stdout)
+        for k in keys:
+            outputs.append(cli("keys", "show", k["id"], "--format", fmt).stdout)
+            outputs.append(cli("keys", "permissions", k["id"], "--format", fmt).stdout)
+    outputs.append(cli("db", "check").stdout)
+    blob = b"".join(p.read_bytes() for p in isolated.parent.iterdir()) if store_backend == "sqlite" else b""
+    for k in keys:
+        assert k["key"].encode() not in blob
+        assert all(k["key"] not in out for out in outputs)
+        assert all(k["key"][3:20] not in out for out in outputs)
+    stored = dump()
+    assert all(k["key"] not in stored for k in keys)
+
+
 def test_secrets_are_compared_in_constant_time(monkeypatch, memory_keyring):
     """The one place a secret is compared in Python (reading it back from the keyring)
     uses hmac.compare_digest; everywhere else only SHA-256 digests are looked up."""

@@ -49,3 +49,72 @@ def create(*args, **kwargs) -> dict:
     result = cli("keys", "create", *args, "--json", **kwargs)
     assert result.exit_code == 0, result
     return result.json()
+
+
+def one_error_line(r, code=1, *texts) -> str:
+    """The command failed with `code` and said so in one line, `Error: ...` (no
+    traceback, no escaped line break) naming each of `texts`; returns the line."""
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == code and len(lines) == 1 and lines[0].startswith("Error: "), r
+    assert "\\n" not in lines[0] and "Traceback" not in r.stderr, r
+    for text in texts:
+        assert text in lines[0], r
+    return lines[0]
+
+
+# -- keys verify ---------------------------------------------------------------------
+
+def verify(key, *args, code=None) -> dict:
+    """`keys verify KEY --json`'s answer (and its exit code is `code`, if given)."""
+    r = cli("keys", "verify", key, "--json", *args)
+    answer = r.json()
+    if code is not None:
+        assert r.exit_code == code, r
+    assert answer["allowed"] == (r.exit_code == 0)
+    return answer
+
+
+def error(answer) -> tuple:
+    return answer["error"]["type"], answer["error"]["message"]
+
+
+def verdict(secret, *args) -> tuple:
+    """`keys verify SECRET --json`: (its exit code, its answer)."""
+    r = cli("keys", "verify", secret, "--json", *args)
+    return r.exit_code, r.json()
+
+
+# -- usage -----------------------------------------------------------------------------
+
+def record_at(key, at, cost=None, model="claude-sonnet-4-5", inp=100, out=10, read=0, write=0, rid=None):
+    """`usage record` of one request at `at`."""
+    args = ["usage", "record", "--key", key, "--at", at, "--model", model, "--input-tokens", inp,
+            "--output-tokens", out, "--cache-read-tokens", read, "--cache-write-tokens", write]
+    if cost is not None:
+        args += ["--cost", cost]
+    if rid:
+        args += ["--request-id", rid]
+    r = cli(*args)
+    assert r.exit_code == 0, r
+
+
+def report(*args):
+    """A `usage` report's --json answer."""
+    r = cli("usage", *args, "--json")
+    assert r.exit_code == 0, r
+    return r.json()
+
+
+def imported(*args, code=0):
+    """`usage import ... --json`: its answer, or (when `code` is not 0) the result."""
+    r = cli("usage", "import", *args, "--json")
+    assert r.exit_code == code, r
+    return r.json() if code == 0 else r
+
+
+def total():
+    """All recorded usage: (requests, input tokens, output tokens, cost in nano-dollars)."""
+    r = cli("usage", "summary", "--period", "all", "--json")
+    assert r.exit_code == 0, r
+    t = r.json()
+    return t["requests"], t["input_tokens"], t["output_tokens"], round(t["cost_usd"] * 1e9)

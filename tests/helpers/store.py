@@ -1,5 +1,11 @@
 """Reading the test's store back (either backend): rows, every row, and whether it is
 consistent."""
+import os
+
+USAGE_TABLES = ("usage", "usage_daily", "usage_hourly", "usage_project_daily")
+NANOS = 1_000_000_000  # nano-dollars in a dollar
+LIVE = ("SELECT count(*) FROM in_flight WHERE NOT EXISTS "
+        "(SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id)")  # unsettled
 
 
 def sql(query: str, params=(), db=None) -> list[tuple]:
@@ -56,3 +62,28 @@ def connection_of(api_object):
     """The connection a Python API object's next call on this thread uses."""
     with api_object._connections.connection(create=False) as conn:
         return conn
+
+
+def empty_usage():
+    """Take every request out of the store, roll-ups included."""
+    from claude_keys import db as store
+
+    conn = store.connect()
+    with conn.transaction():
+        for table in USAGE_TABLES:
+            conn.execute(f"DELETE FROM {table}")
+    conn.close()
+
+
+def store_is_absent(store_backend, target) -> bool:
+    """No store at `target`: no file (nor its folder), or a database claude-api has not set up."""
+    if store_backend == "sqlite":
+        return not os.path.lexists(target) and not os.path.lexists(os.path.dirname(target))
+    from claude_keys import db as store
+    from claude_keys.errors import StoreMissing
+
+    try:
+        store.connect(target, create=False).close()
+    except StoreMissing:
+        return True
+    return False
