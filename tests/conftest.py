@@ -2,7 +2,9 @@
 plain output.
 
 Every test that touches the store runs twice: on a SQLite file (`[sqlite]`) and on a
-fresh database of a PostgreSQL server that the session starts itself (`[postgres]`).
+database of its own on a PostgreSQL server that the session starts itself (`[postgres]`;
+databases are emptied back to new and handed to a later test, which is much faster than
+making one).
 Without PostgreSQL those runs skip with the reason; in CI (CI=true) they fail instead.
 Tests about SQLite's own files are marked `sqlite_only`, tests about PostgreSQL's own
 behaviour `postgres_only`; tests that do not touch the store at all, `one_backend`.
@@ -114,9 +116,9 @@ def store_target(store_backend, tmp_path, request):
         return
     server = request.getfixturevalue("postgres")
     name = f"test_{os.getpid()}_{next(_databases)}"
-    uri = server.create_database(name)
+    uri = server.fresh_database(name)
     yield uri
-    server.drop_database(name)
+    server.recycle_database(name)  # emptied to be as new, for a later test
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """The test harness itself: a test run killed with SIGKILL leaves no PostgreSQL server,
-PgBouncer or backend behind (they die with the run: Linux's parent-death signal)."""
+PgBouncer or backend behind (they die with the run: Linux's parent-death signal); a
+test's PostgreSQL database, recycled for a later test, is as new."""
 import json
 import os
 import select
@@ -79,3 +80,35 @@ def test_a_killed_run_leaves_no_server_behind(request):
                 os.kill(pid, 9)
         for folder in started["folders"]:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_recycled_database_is_as_new(postgres):
+    import psycopg
+
+    from claude_keys import AuthManager
+    from claude_keys.errors import StoreMissing
+    from claude_keys import db as store
+
+    def looks(uri):
+        with psycopg.connect(uri) as conn:
+            return conn.execute(pg_server.FINGERPRINT).fetchone()
+
+    uri = postgres.fresh_database("harness_new")
+    new = looks(uri)
+    AuthManager(uri).generate_key("p", use_keyring=False)  # a claude-api store, with a key
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE scratch (x int)")
+        conn.execute("CREATE TABLE public.mine (x int)")
+    postgres.recycle_database("harness_new")
+    uri = postgres.fresh_database("harness_again")
+    assert uri.startswith("postgresql:///harness_again?") and looks(uri) == new
+    with pytest.raises(StoreMissing):  # not set up, as a new database
+        store.connect(uri, create=False)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA elsewhere")  # more than the public schema knows
+    postgres.recycle_database("harness_again")  # so it is dropped, not recycled
+    with postgres.admin() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_database WHERE datname = 'harness_again'").fetchone() == (0,)
+    uri = postgres.fresh_database("harness_third")
+    assert looks(uri) == new
+    postgres.drop_database("harness_third")
