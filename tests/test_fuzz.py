@@ -19,6 +19,7 @@ HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan
 
 
 _open: dict = {}
+_unchanged: dict = {}  # store -> its snapshot, while nothing has changed it since
 
 
 def snapshot(db) -> str:
@@ -35,7 +36,8 @@ def snapshot(db) -> str:
 
 
 def run_and_check(args, db, stdin=""):
-    before = snapshot(db)
+    # After a failure the store was found unchanged: that snapshot is still the store's.
+    before = _unchanged.pop(str(db), None) or snapshot(db)
     result = CliRunner().invoke(root, args, input=stdin, catch_exceptions=False)
     code, err = result.exit_code, result.stderr
     shown = [a[:40] for a in args]
@@ -45,6 +47,8 @@ def run_and_check(args, db, stdin=""):
         lines = [line for line in err.splitlines() if line.strip() and not line.rstrip().endswith("[y/N]:")]
         assert len(lines) == 1 and lines[0].startswith("Error: "), (shown, err)
         assert snapshot(db) == before, f"{shown} failed but changed the store"
+        _unchanged.clear()
+        _unchanged[str(db)] = before
     return code
 
 
@@ -61,14 +65,21 @@ def fuzz_env(isolated, tmp_path, monkeypatch):
     return isolated, key["id"], record
 
 
-def test_every_option_with_hostile_values(fuzz_env):
+def test_every_option_with_hostile_values(fuzz_env, store_backend):
     db, key_id, record = fuzz_env
     tried = 0
+    options = 0
     for path, command in commands():
         for param in command.params:
             if not isinstance(param, click.Option) or param.is_flag or param.name in ("help",):
                 continue
-            for value in HOSTILE:
+            options += 1
+            for i, value in enumerate(HOSTILE):
+                # Every option gets every value on SQLite. On PostgreSQL each option gets a
+                # third of them, the next option the next third: every value still reaches
+                # PostgreSQL, through most commands.
+                if store_backend == "postgres" and (i + options) % 3:
+                    continue
                 args = base_args(path, command, key_id, record)
                 if param.name == "project_id" and "--project-id" in args:
                     args = args[:args.index("--project-id")] + args[args.index("--project-id") + 2:]
@@ -78,7 +89,7 @@ def test_every_option_with_hostile_values(fuzz_env):
                     args = args[:args.index("--format")] + args[args.index("--format") + 2:]
                 run_and_check(args + [param.opts[0], value], db)
                 tried += 1
-    assert tried > 1000
+    assert tried > 2000 if store_backend == "sqlite" else tried > 1000
 
 
 def test_every_argument_with_hostile_values(fuzz_env):
