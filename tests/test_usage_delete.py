@@ -150,7 +150,7 @@ def test_deleting_usage_while_it_is_recorded_never_deadlocks(pg):
     """usage delete takes the same roll-up rows as concurrent records, in the same order."""
     key = create()
     with multiprocessing.get_context("spawn").Pool(3) as pool:
-        busy = pool.map_async(_record_for, [(pg, key["id"], 8)] * 3)
+        busy = pool.map_async(_record_for, [(pg, key["id"], 5)] * 3)
         deletes = []
         while not busy.ready():
             deletes.append(cli("usage", "delete", "--key", key["id"], "--since", "2026-01-05",
