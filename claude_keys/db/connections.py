@@ -58,12 +58,17 @@ class Connections:
 
     def __init__(self, target: str, wait: float, size: int | None = None):
         self.kind, self.where = locate(target)
+        self.location = masked(self.where)  # for messages
         self.wait = wait
         self.size = pool_size(size) if self.kind == POSTGRES else None
         self.ready = False  # the store's schema has been checked (and set up if need be)
         self._local = threading.local()
         self._pool_key = self._pid = None
-        if self.kind != POSTGRES:
+        if self.kind == POSTGRES:
+            from . import postgres  # (psycopg: only for a PostgreSQL store)
+
+            self._postgres = postgres
+        else:
             with _lock:
                 _per_thread.add(self)
 
@@ -71,8 +76,23 @@ class Connections:
     def connection(self, *, create: bool):
         """A connection for one call; `create`: the call may set up a missing store."""
         if self.kind == POSTGRES:
-            with self._pooled(create) as conn:
+            postgres = self._postgres
+            if self.where in postgres.RawConnection.failing:
+                self._after_an_outage()
+            pool = self._pool()
+            try:
+                raw = pool.getconn(timeout=self.wait)
+            except Exception as e:
+                raise postgres.unavailable(e, self.location, self.wait) from None
+            try:
+                conn = postgres.wrap(raw, self.location, self.wait)
+                if not self.ready:
+                    postgres.ready(conn, SCHEMA_VERSION, create=create)
+                    self.ready = True
                 yield conn
+                raw.last_used = postgres.monotonic()
+            finally:
+                pool.putconn(raw)  # (one the server dropped is let go by the pool)
             return
         conn = self._local.__dict__.get("conn")
         if conn is None:
@@ -82,32 +102,6 @@ class Connections:
                                                         wait=self.wait)
         yield conn
 
-    @contextmanager
-    def _pooled(self, create: bool):
-        from . import postgres
-
-        if self.where in postgres.RawConnection.failing:
-            self._after_an_outage()
-        pool = self._pool()
-        wait = self.wait
-        try:
-            lease = pool.connection(timeout=wait)
-            raw = lease.__enter__()
-        except Exception as e:
-            raise postgres.unavailable(e, masked(self.where), wait) from None
-        try:
-            conn = postgres.wrap(raw, masked(self.where), self.wait)
-            if not self.ready:
-                postgres.ready(conn, SCHEMA_VERSION, create=create)
-                self.ready = True
-            yield conn
-        except BaseException as e:
-            lease.__exit__(type(e), e, e.__traceback__)
-            raise
-        else:
-            raw.last_used = postgres.monotonic()
-            lease.__exit__(None, None, None)
-
     def _after_an_outage(self) -> None:
         """Every connection attempt to the store failed since the last success: rather
         than wait out the bound while the pool backs off, try one connection now (one
@@ -116,7 +110,7 @@ class Connections:
         the call goes ahead at once."""
         from . import postgres
 
-        location = masked(self.where)
+        location = self.location
         now = postgres.monotonic()
         with _lock:
             probing = now - _probed.get(self.where, 0.0) >= PROBE_EVERY_S
