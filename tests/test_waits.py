@@ -137,3 +137,13 @@ def test_a_stopped_server_process(pg, postgres):
     used = sql("SELECT used FROM rate_windows")[0][0]
     assert used <= 3  # never more slots than admissions (a refusal may hold none)
     assert_consistent()
+
+
+@pytest.mark.one_backend
+def test_db_check_of_a_busy_store_says_busy(pg):
+    """A lock held on a roll-up is a wait past the bound, not damage."""
+    create()
+    with holding(pg, "LOCK TABLE usage_hourly"):
+        result = one_line_within_the_bound(lambda: proc("db", "check", env=ENV))
+    assert "busy" in result.stderr and "integrity" not in result.stdout + result.stderr
+    assert proc("db", "check").exit_code == 0

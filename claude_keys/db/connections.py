@@ -18,10 +18,11 @@ from .location import POSTGRES, locate, masked
 
 _pools: dict = {}  # (location, wait, size) -> [this process's pool for it, how many objects use it]
 _per_thread: "weakref.WeakSet[Connections]" = weakref.WeakSet()  # every SQLite Connections
-_lock = threading.Lock()
+_lock = threading.RLock()  # (reentrant: a collected API object's finalizer may run under it)
 _inherited: list = []  # a forked child's copies of its parent's: never used, never closed
 _probed: dict = {}  # location -> when a call last tried to connect after an outage
 PROBE_EVERY_S = 0.1
+PROBE_WAIT_S = 0.2  # while connecting fails: how long a call waits for a pooled connection
 POOL_SIZE = 10  # default most connections a process opens to one store
 ENV_POOL_SIZE = "CLAUDE_API_POOL_SIZE"
 
@@ -30,6 +31,8 @@ def _after_fork_in_child() -> None:
     """A connection must not cross a fork (the parent's session would be shared): the
     child drops every pool and per-thread connection, keeping them unclosed (closing
     one would end the parent's session too)."""
+    global _lock
+    _lock = threading.RLock()  # (a thread of the parent may have held it)
     _inherited.append(dict(_pools))
     _pools.clear()
     for client in list(_per_thread):
@@ -77,13 +80,7 @@ class Connections:
         """A connection for one call; `create`: the call may set up a missing store."""
         if self.kind == POSTGRES:
             postgres = self._postgres
-            if self.where in postgres.RawConnection.failing:
-                self._after_an_outage()
-            pool = self._pool()
-            try:
-                raw = pool.getconn(timeout=self.wait)
-            except Exception as e:
-                raise postgres.unavailable(e, self.location, self.wait) from None
+            pool, raw = self._getconn(postgres)
             try:
                 conn = postgres.wrap(raw, self.location, self.wait)
                 if not self.ready:
@@ -102,12 +99,30 @@ class Connections:
                                                         wait=self.wait)
         yield conn
 
+    def _getconn(self, postgres):
+        """(the pool, a connection from it), within the bound. While attempts to open one fail
+        (an outage, or the server's connection limit), a call waits only a moment for a
+        connection the pool holds; if none comes, see _after_an_outage."""
+        pool = self._pool()
+        failing = self.where in postgres.RawConnection.failing
+        try:
+            return pool, pool.getconn(timeout=min(PROBE_WAIT_S, self.wait) if failing else self.wait)
+        except Exception as e:
+            if not failing:
+                raise postgres.unavailable(e, self.location, self.wait) from None
+        self._after_an_outage()
+        pool = self._pool()
+        try:
+            return pool, pool.getconn(timeout=self.wait)
+        except Exception as e:
+            raise postgres.unavailable(e, self.location, self.wait) from None
+
     def _after_an_outage(self) -> None:
-        """Every connection attempt to the store failed since the last success: rather
-        than wait out the bound while the pool backs off, try one connection now (one
-        try at a time, at most every PROBE_EVERY_S, in this process; other calls meanwhile
-        answer unavailable at once). If it opens, the server is back: the pool is replaced by a fresh one, so
-        the call goes ahead at once."""
+        """Every attempt to open a connection failed since the last success, and the
+        pool had none to give: rather than wait out the bound while the pool backs off,
+        try one connection now (one try at a time, at most every PROBE_EVERY_S, in this
+        process; other calls meanwhile answer unavailable at once). If it opens, the
+        server is back: the pool is replaced by a fresh one, and the call goes ahead."""
         from . import postgres
 
         location = self.location
