@@ -126,8 +126,8 @@ def main(base: str = BASE, seconds: float = 6.0, runs: int = 31, postgres: bool 
     rows = cold_verify(sides, str(folder / "cold.db"), runs)
     rows += request_path(sides, lambda kind: str(folder / f"{kind}.db"), seconds, 6, "SQLite")
     if postgres:
-        sys.path.insert(0, str(ROOT / "tests"))
-        import pg_server
+        sys.path.insert(0, str(ROOT))
+        from tests.helpers import pg_server
 
         if pg_server.missing_reason() is None:
             server = pg_server.Server(durable=True)

@@ -51,7 +51,7 @@ def run(db, secrets, seconds: float) -> tuple[int, int, float]:
     return sum(r[0] for r in results), sum(r[1] for r in results), seconds
 
 
-def main(processes: int = 8, seconds: float = 10.0) -> list[tuple]:
+def main(processes: int = 8, seconds: float = 10.0, rounds: int = 3) -> list[tuple]:
     from claude_keys import AuthManager
 
     folder = scratch("concurrency")
@@ -61,8 +61,7 @@ def main(processes: int = 8, seconds: float = 10.0) -> list[tuple]:
     auth.close()
     alone = together = alone_errors = errors = 0
     singles, groups = [], []
-    rounds = 3  # alternate, so drift on a shared machine hits both alike
-    for _ in range(rounds):
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits both alike
         n, e, _ = run(db, secrets[:1], seconds / rounds)
         alone, alone_errors = alone + n, alone_errors + e
         singles.append(n)

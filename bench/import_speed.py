@@ -2,7 +2,7 @@
 
 - jsonl: records as `usage export` writes them (time-ordered, 200 keys, 20 projects);
   the figure is records per second.
-- Claude Code logs (tests/claude_logs.py: repeated content-block lines, user lines,
+- Claude Code logs (tests/helpers/claude_logs.py: repeated content-block lines, user lines,
   subagent logs); the figure is log lines read per second.
 Each is run at two sizes to show that peak memory does not grow with the input.
 Target: >= 150,000 records (lines) per second.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from _common import EXE, env_for, inputs_folder, report, scratch, verdict
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.helpers.claude_logs
 
 MODELS = ["claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5", "claude-opus-4-1", "claude-sonnet-4"]
 
@@ -46,7 +46,7 @@ def write_jsonl(path: Path, records: int, seed: int = 9) -> None:
 
 def write_logs(root: Path, megabytes: int) -> None:
     """Claude Code logs of about `megabytes`, in batches of generated projects."""
-    from claude_logs import write_logs as generate
+    from tests.helpers.claude_logs import write_logs as generate
 
     size, seed = 0, 0
     while size < megabytes * 1_000_000:

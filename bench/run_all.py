@@ -31,8 +31,8 @@ def main(smoke: bool) -> None:
         keys_scale.main(many=300, runs=2, seconds=0.4)
         reports_scale.main(sizes=(300, 3000), runs=1)
         import_speed.main(records=3000, log_mb=(1,))
-        concurrency.main(processes=2, seconds=1.5)
-        postgres.main(seconds=0.6, processes=2)
+        concurrency.main(processes=2, seconds=0.5, rounds=1)
+        postgres.main(seconds=0.6, processes=2, rounds=3)
     else:
         cold_cli.main()
         request_path.main()

@@ -1,6 +1,6 @@
 """claude-api against ccusage on the same Claude Code logs: totals and time, in one run.
 
-On a copy of generated logs (tests/claude_logs.py):
+On a copy of generated logs (tests/helpers/claude_logs.py):
 1. the first import (`usage import LOGS`) against ccusage's one pass
    (`ccusage claude daily --json --offline`, CLAUDE_CONFIG_DIR=LOGS, TZ=UTC), and
    every day's input, output, cache-write and cache-read tokens and cost compared;
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from _common import EXE, env_for, inputs_folder, report, scratch, verdict
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # tests.helpers.claude_logs
 FLOOR_WALK = [sys.executable, "-c", "import os, sys\n"
               "for root, dirs, files in os.walk(sys.argv[1]):\n"
               "    for f in files:\n"
@@ -83,7 +83,7 @@ def compare(mine: dict, cc: dict) -> list[str]:
 def append_lines(logs: Path, lines: int, seed: int = 77) -> int:
     """Claude Code going on: new responses at the end of existing sessions, `lines` lines
     in all (spread over about one session in ten). Returns the lines written."""
-    from claude_logs import Truth, _Writer
+    from tests.helpers.claude_logs import Truth, _Writer
     from datetime import datetime, timedelta, timezone
 
     rng = random.Random(seed)

@@ -1,48 +1,81 @@
-"""Test isolation: a temporary store, a test keyring, plain output.
+"""Test isolation: a temporary root per run, a temporary store per test, a test keyring,
+plain output.
 
 Every test that touches the store runs twice: on a SQLite file (`[sqlite]`) and on a
-fresh database of a PostgreSQL server that the session starts itself (`[postgres]`).
+database of its own on a PostgreSQL server that the session starts itself (`[postgres]`;
+databases are emptied back to new and handed to a later test, which is much faster than
+making one).
 Without PostgreSQL those runs skip with the reason; in CI (CI=true) they fail instead.
-Tests about SQLite's own files are marked `sqlite_only`; tests that do not touch the
-store at all, `one_backend`.
+Tests about SQLite's own files are marked `sqlite_only`, tests about PostgreSQL's own
+behaviour `postgres_only`; tests that do not touch the store at all, `one_backend`.
 
-`cli(...)` runs a command in-process through CliRunner; `proc(...)` runs the
-installed `claude-api` executable as a real subprocess with the same isolation.
+Each run has a root folder of its own (pytest's temporary folders, the PostgreSQL
+server's), so runs at the same time on one machine never touch each other's; it is
+removed when the run ends, and a later run removes those of runs that were killed.
+
+The helpers tests share are in tests/helpers/ (`from tests.helpers.run import cli`).
 """
 import itertools
-import json
 import os
 import shutil
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import keyring
 import pytest
-from click.testing import CliRunner
+from hypothesis import settings
 
-from claude_keys.cli import cli as root
+from tests.helpers import pg_server
+from tests.helpers.ci import missing
+from tests.helpers.keyring_backends import MemoryKeyring
 
-TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
-from keyring_backends import MemoryKeyring  # noqa: E402
-
-EXE = shutil.which("claude-api", path=os.path.dirname(sys.executable)) or shutil.which("claude-api")
-
-
-import pg_server  # noqa: E402
-from hypothesis import settings  # noqa: E402
+CHECKOUT = Path(__file__).resolve().parent.parent  # on the PYTHONPATH of the programs tests start
+RUN_ROOT_PREFIX = "claude-api-tests-"
 
 settings.register_profile("claude-api", database=None)  # no .hypothesis folder in the checkout
 settings.load_profile("claude-api")
 
-IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 _databases = itertools.count()
 
 
+def _remove_roots_of_killed_runs(parent: str) -> None:
+    """Roots whose run is gone (its process no longer exists) and that are ours."""
+    for root in Path(parent).glob(RUN_ROOT_PREFIX + "*"):
+        try:
+            if root.stat().st_uid != os.getuid():
+                continue
+            pid = int((root / "pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(root, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own tmp_path plugin reads --basetemp
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own files; runs on SQLite only")
+    config.addinivalue_line("markers", "postgres_only: about PostgreSQL's own behaviour; runs on PostgreSQL only")
     config.addinivalue_line("markers", "one_backend: does not touch the store; runs once")
+    # The run's own root: pytest rotates its default /tmp/pytest-of-USER/pytest-N folders,
+    # removing older runs' folders while they may still be running.
+    parent = tempfile.gettempdir()
+    _remove_roots_of_killed_runs(parent)
+    root = Path(tempfile.mkdtemp(prefix=RUN_ROOT_PREFIX, dir=parent))
+    (root / "pid").write_text(str(os.getpid()))
+    os.chmod(root, 0o711)  # the `postgres` user (when tests run as root) reaches its server's folder
+    config.claude_api_root = root
+    if not config.option.basetemp:
+        config.option.basetemp = str(root / "pytest")
+
+
+def pytest_unconfigure(config):
+    root = getattr(config, "claude_api_root", None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_generate_tests(metafunc):
@@ -50,6 +83,8 @@ def pytest_generate_tests(metafunc):
         marks = {m.name for m in metafunc.definition.iter_markers()}
         if "sqlite_only" in marks:
             metafunc.parametrize("store_backend", ["sqlite"])
+        elif "postgres_only" in marks:
+            metafunc.parametrize("store_backend", ["postgres"])
         elif "one_backend" not in marks:
             metafunc.parametrize("store_backend", ["sqlite", "postgres"])
 
@@ -61,14 +96,14 @@ def store_backend():
 
 
 @pytest.fixture(scope="session")
-def postgres():
+def postgres(request):
     """The session's PostgreSQL server (started on first use, stopped at the end)."""
     reason = pg_server.missing_reason()
     if reason:
-        if IN_CI:
-            pytest.fail(f"CI needs PostgreSQL for the [postgres] tests: {reason}")
-        pytest.skip(reason)
-    server = pg_server.Server()
+        missing(f"PostgreSQL for the [postgres] tests: {reason}")
+    root = request.config.claude_api_root
+    # Its socket's path must stay short, and the `postgres` user must reach it.
+    server = pg_server.Server(parent=root if str(root).startswith("/tmp/") else None)
     yield server
     server.close()
 
@@ -81,9 +116,9 @@ def store_target(store_backend, tmp_path, request):
         return
     server = request.getfixturevalue("postgres")
     name = f"test_{os.getpid()}_{next(_databases)}"
-    uri = server.create_database(name)
+    uri = server.fresh_database(name)
     yield uri
-    server.drop_database(name)
+    server.recycle_database(name)  # emptied to be as new, for a later test
 
 
 @pytest.fixture(autouse=True)
@@ -92,8 +127,8 @@ def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch):
     db = store_target
     monkeypatch.setenv("CLAUDE_API_DB", str(db))
     monkeypatch.setenv("CLAUDE_API_TEST_KEYRING", str(tmp_path / "keyring.json"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring_backends.FileKeyring")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.helpers.keyring_backends.FileKeyring")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     # `usage import` without FILE reads Claude Code's logs: never the real ones in a test.
@@ -109,95 +144,12 @@ def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def pg(isolated, store_backend):
+    """The test's store, a PostgreSQL database (its URI), for tests marked postgres_only."""
+    assert store_backend == "postgres", "a test using `pg` is marked postgres_only"
+    return isolated
+
+
+@pytest.fixture
 def memory_keyring():
     return keyring.get_keyring()
-
-
-class Result:
-    def __init__(self, code, stdout, stderr):
-        self.exit_code, self.stdout, self.stderr = code, stdout, stderr
-
-    def json(self):
-        return json.loads(self.stdout)
-
-    def __repr__(self):
-        return f"<exit {self.exit_code}\nstdout: {self.stdout}\nstderr: {self.stderr}>"
-
-
-def cli(*args, input=None, env=None) -> Result:
-    result = CliRunner().invoke(root, [str(a) for a in args], input=input, env=env,
-                                catch_exceptions=False)
-    return Result(result.exit_code, result.stdout, result.stderr)
-
-
-def proc(*args, input=None, env=None, timeout=60) -> Result:
-    assert EXE, "the claude-api executable is not installed next to this Python"
-    full_env = {**os.environ, **(env or {})}
-    done = subprocess.run([EXE, *map(str, args)], input=input, capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-def create(*args, **kwargs) -> dict:
-    """Create a key (project 'p' unless given) and return its --json answer."""
-    if "--project-id" not in args:
-        args = ("--project-id", "p", *args)
-    result = cli("keys", "create", *args, "--json", **kwargs)
-    assert result.exit_code == 0, result
-    return result.json()
-
-
-def sql(query: str, params=(), db=None) -> list[tuple]:
-    """Rows of a query on the test's store (either backend), as plain tuples; a
-    statement that returns none ([]) is committed."""
-    from claude_keys import db as store
-
-    conn = store.connect(db)
-    try:
-        cur = conn.execute(query, params)
-        return [] if cur.description is None else [tuple(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
-
-
-def dump(db=None) -> str:
-    """Every row of every table of the store, as text (to search for what must not be there)."""
-    from claude_keys import db as store
-    from claude_keys.db import transfer
-
-    conn = store.connect(db)
-    try:
-        return "\n".join(repr(tuple(r)) for t in transfer.tables(conn)
-                         for r in conn.execute(f"SELECT * FROM {t}"))
-    finally:
-        conn.close()
-
-
-def assert_consistent(db=None) -> tuple:
-    """The store passes its integrity checks (SQLite's own on SQLite), every roll-up
-    agrees with the usage rows, and every rate-limit window count agrees with its slots.
-    Returns the usage sums."""
-    from claude_keys import db as store
-    from claude_keys.db import transfer
-
-    conn = store.connect(db)
-    try:
-        if conn.backend == "sqlite":
-            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-            assert conn.execute("SELECT count(*) FROM bulk_mode").fetchone() == (0,)
-        assert transfer.disagreements(conn) == []
-        windows = dict(conn.execute("SELECT lineage, used FROM rate_windows WHERE used > 0").fetchall())
-        slots = dict(conn.execute("SELECT lineage, sum(n) FROM rate_slots GROUP BY lineage").fetchall())
-        assert windows == slots
-        from claude_keys.db.rollups import combine, exact_sums
-
-        sums = exact_sums(["1", "input_tokens", "output_tokens", "cost_nanos"])  # exact past 2**63
-        return combine(conn.execute(f"SELECT {sums} FROM usage").fetchone())
-    finally:
-        conn.close()
-
-
-def connection_of(api_object):
-    """The connection a Python API object's next call on this thread uses."""
-    with api_object._connections.connection(create=False) as conn:
-        return conn

@@ -1,7 +1,8 @@
 """`keys import`: adopting plaintext tokens from API_KEYS / AUTH_TOKEN by digest only."""
 import json
 
-from conftest import cli, dump, proc
+from tests.helpers.run import cli, proc
+from tests.helpers.store import dump
 
 
 def test_tokens_from_stdin_work_and_are_never_stored(isolated, store_backend):
@@ -57,3 +58,14 @@ def test_hints_of_adopted_tokens_give_little_away():
     rows = cli("keys", "import", "--project-id", "x", "--json", "--allow-weak",
                input=f"{short}\n{long}\n").json()
     assert [r["hint"] for r in rows] == ["…", "…tail"]
+
+
+def test_the_import_summary_speaks_proper_english():
+    r = cli("keys", "import", "--project-id", "legacy", input="legacy-token-000000000001\n")
+    assert r.stderr.strip().endswith("Adopted 1 token."), r
+    r = cli("keys", "import", "--project-id", "legacy",
+            input="legacy-token-000000000001\nlegacy-token-000000000002\nlegacy-token-000000000003\n")
+    assert r.stderr.strip().endswith("Adopted 2 tokens; 1 was already stored."), r
+    r = cli("keys", "import", "--project-id", "legacy",
+            input="legacy-token-000000000001\nlegacy-token-000000000002\n")
+    assert r.stderr.strip().endswith("Adopted 0 tokens; 2 were already stored."), r

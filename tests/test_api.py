@@ -2,17 +2,17 @@
 seed-compatible AuthManager and PermissionManager."""
 import multiprocessing
 import os
-import re
 import subprocess
 import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from conftest import cli, connection_of, create, sql
 
 from claude_keys import AuthManager, InvalidInput, KeyNotFound, KeyStore, PermissionManager
+from tests.helpers.run import cli, create, report
+from tests.helpers.store import connection_of, sql
+from tests.helpers.workers import record_many
 
 
 def test_check_reads_headers_like_the_seeds():
@@ -86,6 +86,17 @@ def test_processes_share_limits_and_lose_no_usage(isolated):
     assert sql("SELECT count(*), sum(input_tokens), sum(cost_nanos) FROM usage") == [(160, 320, 1_600_000_000)]
 
 
+def test_many_processes_recording_lose_nothing(isolated):
+    key = create()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(6) as pool:
+        done = sum(pool.map(record_many, [(str(isolated), key["id"], f"w{i}", 150) for i in range(6)]))
+    total = report("summary", "--period", "all")
+    assert total["requests"] == done == 900 and total["input_tokens"] == 2700 and total["cost_usd"] == 0.9
+    days = report("summary", "--by", "day", "--period", "all")
+    assert [d["requests"] for d in days] == [300, 300, 300]
+
+
 def test_used_from_a_separate_python_process():
     key = create("--profile", "pro")
     code = textwrap.dedent(f"""
@@ -134,16 +145,6 @@ def test_permission_manager_set_profile_with_the_seeds_keys():
     assert KeyStore().check(key=api_key, agent="company-workflow-analyst", tool="Bash").allowed
     with pytest.raises(InvalidInput):
         perm.set_profile(api_key, {"allowed_toolz": []})
-
-
-@pytest.mark.sqlite_only  # the example runs against a SQLite file of its own
-def test_readme_example_runs(tmp_path):
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    code = re.search(r"<!-- example: request handler -->\n```python\n(.*?)```", readme, re.S).group(1)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "CLAUDE_API_DB": str(tmp_path / "example.db")})
-    assert done.returncode == 0, done.stderr
-    assert "200" in done.stdout and "403" in done.stdout
 
 
 def test_a_forked_child_opens_its_own_connection(isolated):

@@ -2,7 +2,8 @@
 import os
 import pwd
 
-from conftest import cli, create, dump, proc
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import dump
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 

@@ -3,7 +3,8 @@ and profile names complete from live data."""
 from pathlib import Path
 
 import pytest
-from conftest import cli, create, proc
+
+from tests.helpers.run import cli, create, proc
 
 COMPLETIONS = Path(__file__).parent.parent / "completions"
 

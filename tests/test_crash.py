@@ -1,6 +1,7 @@
 """Crash safety: processes killed with SIGKILL at random points leave a store that
 passes `db check`, with roll-ups that agree with the rows; re-running an import ends
-with exactly the file's records."""
+with exactly the file's records; a PostgreSQL server stopped at once while workers
+write loses nothing acknowledged and counts nothing twice."""
 import json
 import os
 import random
@@ -8,8 +9,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
-from conftest import EXE, assert_consistent, create, proc
+import pytest
+
+from tests.helpers import pg_server
+from tests.helpers.run import EXE, create, one_error_line, proc
+from tests.helpers.store import assert_consistent, sql
+from tests.helpers.workers import RESTART_WORKER
 
 
 def write_records(path, key_id, n):
@@ -79,3 +86,38 @@ def test_bursts_of_writes_killed_at_random_points(isolated):
         assert proc("db", "check").exit_code == 0
         assert_consistent(isolated)
     assert proc("keys", "verify", key["key"]).exit_code == 0
+
+
+@pytest.mark.one_backend
+def test_a_server_restart_loses_nothing_and_counts_nothing_twice(tmp_path):
+    reason = pg_server.missing_reason()
+    if reason:
+        pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
+    server = pg_server.Server(durable=True)  # its own server, which this test crashes
+    try:
+        uri = server.create_database("restart")
+        done = proc("--db", uri, "keys", "create", "--project-id", "p", "--no-keyring", "--json")
+        key = json.loads(done.stdout)
+        workers = [subprocess.Popen([sys.executable, "-c", RESTART_WORKER, uri, key["key"], f"w{i}", "6"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for i in range(4)]
+        time.sleep(2)
+        server.stop("immediate")
+        outage = proc("--db", uri, "keys", "list")
+        time.sleep(1.5)
+        server.start()
+        results = []
+        for w in workers:
+            out, err = w.communicate(timeout=90)
+            assert w.returncode == 0, err
+            results.append(json.loads(out))
+        one_error_line(outage, 1, "cannot connect to the store")
+        acknowledged = [r for result in results for r in result["acknowledged"]]
+        stored = {r for (r,) in sql("SELECT request_id FROM usage", db=uri)}
+        assert stored == set(acknowledged) and len(acknowledged) == len(set(acknowledged))
+        assert sum(r["errors"] for r in results) > 0  # the outage was felt...
+        assert all(len(m) < 120 for r in results for m in r["messages"])
+        assert_consistent(uri)  # ...and nothing was lost or counted twice
+        assert len(acknowledged) > 20
+    finally:
+        server.close()

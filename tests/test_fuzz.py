@@ -4,11 +4,12 @@ left exactly as it was when the command failed."""
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import create
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_keys.cli import cli as root
+from tests.helpers.commands import base_args, commands
+from tests.helpers.run import create
 
 HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan", "NaN", "∞", "٣",
            "9" * 40, "\x00", "a\x00b", "\x1b[31mred", "\r\n", "a" * 10_000, "'; DROP TABLE keys; --",
@@ -17,33 +18,8 @@ HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan
            "a\x9b31mb", "a\u2066b\u2069", "9" * 5000, "Europe", "proj[/x]", " cc_" + "A" * 38 + "\n"]
 
 
-def commands(group=root, path=()):
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if isinstance(command, click.Group):
-            yield from commands(command, path + (name,))
-        else:
-            yield path + (name,), command
-
-
-def base_args(path, command, key_id, file):
-    """The command with valid values for its required arguments and options."""
-    args = list(path)
-    for param in command.params:
-        if isinstance(param, click.Argument) and param.required:
-            args.append({"key": key_id, "profile": "pro", "file": str(file)}.get(param.name, str(file)))
-        elif isinstance(param, click.Option) and param.required:
-            if param.name == "project_id":
-                args += [param.opts[0], "p"]
-            elif param.name == "key_ref":
-                args += [param.opts[0], key_id]
-            elif param.name == "fmt":
-                args += [param.opts[0], "jsonl"]
-    return args
-
-
 _open: dict = {}
+_unchanged: dict = {}  # store -> its snapshot, while nothing has changed it since
 
 
 def snapshot(db) -> str:
@@ -60,7 +36,8 @@ def snapshot(db) -> str:
 
 
 def run_and_check(args, db, stdin=""):
-    before = snapshot(db)
+    # After a failure the store was found unchanged: that snapshot is still the store's.
+    before = _unchanged.pop(str(db), None) or snapshot(db)
     result = CliRunner().invoke(root, args, input=stdin, catch_exceptions=False)
     code, err = result.exit_code, result.stderr
     shown = [a[:40] for a in args]
@@ -70,6 +47,8 @@ def run_and_check(args, db, stdin=""):
         lines = [line for line in err.splitlines() if line.strip() and not line.rstrip().endswith("[y/N]:")]
         assert len(lines) == 1 and lines[0].startswith("Error: "), (shown, err)
         assert snapshot(db) == before, f"{shown} failed but changed the store"
+        _unchanged.clear()
+        _unchanged[str(db)] = before
     return code
 
 
@@ -86,14 +65,21 @@ def fuzz_env(isolated, tmp_path, monkeypatch):
     return isolated, key["id"], record
 
 
-def test_every_option_with_hostile_values(fuzz_env):
+def test_every_option_with_hostile_values(fuzz_env, store_backend):
     db, key_id, record = fuzz_env
     tried = 0
+    options = 0
     for path, command in commands():
         for param in command.params:
             if not isinstance(param, click.Option) or param.is_flag or param.name in ("help",):
                 continue
-            for value in HOSTILE:
+            options += 1
+            for i, value in enumerate(HOSTILE):
+                # Every option gets every value on SQLite. On PostgreSQL each option gets a
+                # third of them, the next option the next third: every value still reaches
+                # PostgreSQL, through most commands.
+                if store_backend == "postgres" and (i + options) % 3:
+                    continue
                 args = base_args(path, command, key_id, record)
                 if param.name == "project_id" and "--project-id" in args:
                     args = args[:args.index("--project-id")] + args[args.index("--project-id") + 2:]
@@ -103,7 +89,7 @@ def test_every_option_with_hostile_values(fuzz_env):
                     args = args[:args.index("--format")] + args[args.index("--format") + 2:]
                 run_and_check(args + [param.opts[0], value], db)
                 tried += 1
-    assert tried > 1000
+    assert tried > 2000 if store_backend == "sqlite" else tried > 1000
 
 
 def test_every_argument_with_hostile_values(fuzz_env):
@@ -189,7 +175,7 @@ def _with(path, value):
 def test_hostile_claude_code_log_fields(fuzz_env, tmp_path, path):
     import json
 
-    from conftest import assert_consistent, sql
+    from tests.helpers.store import assert_consistent, sql
 
     db, _, _ = fuzz_env
     folder = tmp_path / "logs" / "projects" / "p"

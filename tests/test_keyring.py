@@ -4,8 +4,9 @@ import json
 
 import keyring
 import pytest
-from conftest import cli, proc
-from keyring_backends import BrokenKeyring, LockedKeyring
+
+from tests.helpers.keyring_backends import BrokenKeyring, LockedKeyring
+from tests.helpers.run import cli, proc
 
 NO_BACKEND = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 

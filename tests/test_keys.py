@@ -1,13 +1,21 @@
-"""The key lifecycle through the CLI: create, list, show, permissions, revoke, rotate, reveal."""
+"""The key lifecycle through the CLI: create, list, show (with what it uses now), reveal,
+revoke, disable and enable, edit and expiry. (Rotation: test_rotation.py; references:
+test_key_references.py; permissions: test_profiles.py.)"""
 import time
 
 import pytest
-from conftest import cli, create, dump
+
+from claude_keys import KeyStore
+from tests.helpers.run import cli, create, proc, verdict
 
 CREATE_FIELDS = {"key", "id", "project_id", "name", "profile", "created_at", "expires_at",
                  "stored_in_keyring"}
 LIST_FIELDS = {"id", "name", "project_id", "profile", "status", "hint", "created_at",
                "last_used_at", "expires_at"}
+
+
+def audit_actions():
+    return [e["action"] for e in cli("audit", "--format", "json").json()]
 
 
 def test_seed_commands_work_as_written(isolated):
@@ -86,91 +94,6 @@ def test_hostile_project_ids_round_trip(project):
     assert [k["project_id"] for k in listed] == [project] and listed[0]["name"] == project
 
 
-def test_key_reference_by_secret_id_and_prefix():
-    key = create()
-    for ref in (key["key"], key["id"], key["id"][:4], key["id"][:8]):
-        r = cli("keys", "show", ref, "--json")
-        assert r.exit_code == 0 and r.json()["id"] == key["id"], ref
-
-
-def test_bad_key_references_fail_without_guessing_or_echoing_secrets():
-    key = create()
-    tampered = key["key"][:-1] + ("A" if key["key"][-1] != "A" else "B")
-    for ref, expected in [("", "empty"), ("ffffffffffff", "no key"), ("zzzz", "no key"),
-                          (key["id"][:2], "at least 4"), (tampered, "checksum")]:
-        r = cli("keys", "show", ref)
-        assert r.exit_code == 1, (ref, r)
-        assert expected in r.stderr and len(r.stderr.strip().splitlines()) == 1
-        assert key["key"] not in r.stderr and (tampered not in r.stderr)
-
-
-def test_ambiguous_prefix_is_an_error(monkeypatch):
-    import claude_keys.keys as keys_lib
-
-    ids = iter(["abcd00000001", "abcd00000002"])
-    monkeypatch.setattr(keys_lib, "_new_id", lambda conn: next(ids))
-    create()
-    create()
-    r = cli("keys", "show", "abcd")
-    assert r.exit_code == 1 and "more than one key" in r.stderr
-    assert cli("keys", "show", "abcd00000002").exit_code == 0
-
-
-def test_permissions_overrides_and_reprofiling():
-    key = create("--profile", "free")
-    kid = key["id"]
-
-    def perms(*args):
-        r = cli("keys", "permissions", kid, "--json", *args)
-        assert r.exit_code == 0, r
-        return r.json()
-
-    p = perms("--allow-tool", "Bash", "--block-tool", "Grep", "--rate-limit", "5", "--timeout", "2m")
-    assert p["allowed_tools"] == ["Read", "Grep", "Bash"] and p["blocked_tools"] == ["Grep"]
-    assert p["rate_limit"] == 5 and p["timeout"] == 120
-    p = perms("--disallow-tool", "Read", "--unblock-tool", "Grep")
-    assert p["allowed_tools"] == ["Grep", "Bash"] and p["blocked_tools"] == []
-    p = perms("--rate-limit", "unlimited", "--tokens-per-day", "1000", "--monthly-budget", "3")
-    assert p["rate_limit"] is None and p["tokens_per_day"] == 1000 and p["monthly_budget"] == 3.0
-    p = perms("--rate-limit", "default")
-    assert p["rate_limit"] == 10
-    p = perms("--set-profile", "pro", "--keep-overrides")
-    assert p["profile"] == "pro" and p["tokens_per_day"] == 1000 and p["allowed_tools"] == ["Grep", "Bash"]
-    # Switching profile takes the preset's allow-lists and keeps the key's own limits and blocks.
-    p = perms("--set-profile", "pro")
-    assert p["allowed_tools"] == ["Read", "Grep", "Bash", "Edit", "Write"]
-    assert p["allowed_agents"] == ["code-reviewer", "security-auditor"] and p["rate_limit"] == 100
-    assert (p["tokens_per_day"], p["monthly_budget"], p["timeout"]) == (1000, 3.0, 120)
-    assert p["kept"] == ["tokens_per_day", "monthly_budget", "timeout"]
-    p = perms("--set-profile", "pro", "--reset")
-    assert (p["tokens_per_day"], p["monthly_budget"], p["timeout"]) == (None, None, 300) and "kept" not in p
-    p = perms("--allow-agent", "planner", "--allow-skill", "pdf")
-    assert p["allowed_agents"] == ["code-reviewer", "security-auditor", "planner"]
-    assert p["allowed_skills"] == ["pdf"]
-    p = perms("--disallow-agent", "code-reviewer")
-    assert p["allowed_agents"] == ["security-auditor", "planner"]
-    p = perms("--reset")
-    assert p == perms()  # idempotent
-    assert p["allowed_skills"] == [] and p["allowed_agents"] == ["code-reviewer", "security-auditor"]
-
-
-def test_pro_keys_follow_the_standard_agents_list():
-    key = create("--profile", "pro")
-    r = cli("profiles", "standard-agents", "--add", "planner", "--remove", "code-reviewer", "--json")
-    assert r.exit_code == 0 and [a["agent"] for a in r.json()] == ["security-auditor", "planner"]
-    perms = cli("keys", "permissions", key["id"], "--json").json()
-    assert perms["allowed_agents"] == ["security-auditor", "planner"]
-    assert cli("profiles", "show", "pro", "--json").json()["allowed_agents"] == ["security-auditor", "planner"]
-
-
-def test_cannot_take_one_tool_out_of_all():
-    key = create()
-    r = cli("keys", "permissions", key["id"], "--disallow-tool", "Bash")
-    assert r.exit_code == 2 and "--block-tool Bash" in r.stderr
-    p = cli("keys", "permissions", key["id"], "--block-tool", "Bash", "--json").json()
-    assert p["allowed_tools"] == ["*"] and p["blocked_tools"] == ["Bash"]
-
-
 def test_revoke_asks_and_no_answer_revokes_nothing():
     key = create()
     r = cli("keys", "revoke", key["id"], input="")
@@ -195,54 +118,71 @@ def test_revoke_removes_the_secret_from_the_keyring(memory_keyring):
     assert r.exit_code == 1 and "is revoked" in r.stderr
 
 
-def test_rotate_keeps_settings_and_links_lineage(memory_keyring):
-    key = create("--profile", "free", "--name", "bot", "--expires-in", "30d", "--rate-limit", "3")
-    cli("keys", "permissions", key["id"], "--block-tool", "Grep")
-    r = cli("keys", "rotate", key["id"], "--grace", "1h", "--json")
-    assert r.exit_code == 0, r
-    new = r.json()
-    assert new["key"] != key["key"] and new["rotated_from"] == key["id"]
-    assert (new["project_id"], new["name"], new["profile"], new["expires_at"]) == (
-        key["project_id"], key["name"], key["profile"], key["expires_at"])
-    assert cli("keys", "permissions", new["id"], "--json").json() == {
-        **cli("keys", "permissions", key["id"], "--json").json(), "id": new["id"]}
-    old = cli("keys", "show", key["id"], "--json").json()
-    assert old["status"] == "retiring" and old["rotated_to"] == new["id"] and old["revoked_at"] is None
-    assert old["expires_at"] == new["old_key_valid_until"]  # when its grace ends
-    assert cli("keys", "show", new["id"], "--json").json()["rotated_from"] == key["id"]
-    assert memory_keyring.get_password("claude-api", key["id"]) is None
-    assert memory_keyring.get_password("claude-api", new["id"]) == new["key"]
-    r = cli("keys", "rotate", key["id"])
-    assert r.exit_code == 1 and "successor" in r.stderr
-
-
-def test_rotate_without_grace_ends_the_old_key_now():
+@pytest.mark.postgres_only
+def test_a_revocation_starts_at_once_whatever_the_admins_clock(pg, monkeypatch):
+    """The gate reads the server's clock; a revocation stamped by an admin's clock that
+    runs ahead would only start when the server caught up."""
     key = create()
-    new = cli("keys", "rotate", key["id"], "-q")
-    assert new.exit_code == 0 and new.stdout.startswith("cc_")
-    assert cli("keys", "show", key["id"], "--json").json()["status"] == "revoked"
-    assert cli("keys", "rotate", key["id"]).exit_code == 1
+    real_time, real_time_ns = time.time, time.time_ns  # this machine's clock, an hour ahead:
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + 3600 * 10**9)
+    assert cli("keys", "revoke", key["id"], "--yes").exit_code == 0
+    assert proc("keys", "verify", key["key"]).exit_code == 3
 
 
-def test_rotate_grace_never_outlives_expiry():
-    key = create("--expires-in", "1h")
-    new = cli("keys", "rotate", key["id"], "--grace", "2d", "--json").json()
-    assert new["old_key_valid_until"] == key["expires_at"]
+def test_revocation_stays_final():
+    key = create()
+    cli("keys", "revoke", key["id"], "--force")
+    for args in (["disable"], ["enable"], ["edit", "--name", "x"], ["edit", "--no-expiry"]):
+        r = cli("keys", *args[:1], key["id"], *args[1:])
+        assert r.exit_code == 1 and "revoked" in r.stderr, (args, r)
+    assert verdict(key["key"])[0] == 3
 
 
-def test_the_secret_is_never_stored_or_listed(isolated, store_backend):
-    keys = [create(), create("--profile", "free"), create("--no-keyring")]
-    outputs = []
-    for fmt in ("table", "json", "csv", "tsv", "github", "grid"):
-        outputs.append(cli("keys", "list", "--format", fmt).stdout)
-        for k in keys:
-            outputs.append(cli("keys", "show", k["id"], "--format", fmt).stdout)
-            outputs.append(cli("keys", "permissions", k["id"], "--format", fmt).stdout)
-    outputs.append(cli("db", "check").stdout)
-    blob = b"".join(p.read_bytes() for p in isolated.parent.iterdir()) if store_backend == "sqlite" else b""
-    for k in keys:
-        assert k["key"].encode() not in blob
-        assert all(k["key"] not in out for out in outputs)
-        assert all(k["key"][3:20] not in out for out in outputs)
-    stored = dump()
-    assert all(k["key"] not in stored for k in keys)
+def test_disable_and_enable_a_key():
+    key = create("--name", "bot")
+    r = proc("keys", "disable", key["id"], "--reason", "suspicious traffic")
+    assert r.exit_code == 0 and "Disabled" in r.stderr
+    code, answer = verdict(key["key"])
+    assert code == 3 and answer["error"]["message"] == "Invalid API key"  # nothing more for the caller
+    shown = cli("keys", "show", key["id"], "--json").json()
+    assert shown["status"] == "disabled" and shown["disabled_reason"] == "suspicious traffic"
+    assert [k["status"] for k in cli("keys", "list", "--status", "disabled", "--json").json()] == ["disabled"]
+    assert cli("keys", "disable", key["id"]).stderr.startswith("Key")  # already: nothing changes
+    assert KeyStore().check(key=key["key"]).status == 401
+    assert cli("keys", "rotate", key["id"]).exit_code == 1  # a suspended key is not rotated
+    r = cli("keys", "enable", key["id"])
+    assert r.exit_code == 0 and "Enabled" in r.stderr
+    assert verdict(key["key"])[0] == 0
+    assert audit_actions()[-2:] == ["disable", "enable"]
+
+
+def test_edit_a_keys_name_and_expiry():
+    key = create("--name", "old-name", "--expires-in", "1d")
+    r = cli("keys", "edit", key["id"], "--name", "webshop-prod", "--json")
+    assert r.exit_code == 0 and r.json()["name"] == "webshop-prod"
+    r = cli("keys", "edit", key["id"], "--expires-in", "30d", "--json")
+    expires = r.json()["expires_at"]
+    assert expires > key["expires_at"]
+    r = cli("keys", "edit", key["id"], "--no-expiry", "--json")
+    assert r.json()["expires_at"] is None
+    r = cli("keys", "edit", key["id"], "--expires-in", "0s")
+    assert r.exit_code == 0 and verdict(key["key"])[0] == 3  # expired now
+    assert cli("keys", "edit", key["id"]).exit_code == 2  # nothing to change
+    assert cli("keys", "edit", key["id"], "--no-expiry", "--expires-in", "1d").exit_code == 2
+    assert audit_actions().count("edit") == 4
+    changes = [e["changes"] for e in cli("audit", "--format", "json").json() if e["action"] == "edit"]
+    assert changes[0]["name"] == ["old-name", "webshop-prod"]
+
+
+def test_in_flight_requests_are_shown_on_the_key():
+    key = create("--max-concurrent", "2", "--rate-limit", "9")
+    store = KeyStore()
+    decision = store.check(key=key["key"], cost="0.05")
+    shown = cli("keys", "show", key["id"], "--json").json()["current"]
+    assert shown["in_flight"] == 1 and shown["reserved_usd"] == 0.05 and shown["requests_last_minute"] == 1
+    human = cli("keys", "show", key["id"]).stdout
+    assert "1 of 2 (reserving $0.05)" in human and "1 of 9" in human
+    store.record_usage(key["id"], input_tokens=40, cost="0.04", request_id=decision.request_id)
+    shown = cli("keys", "show", key["id"], "--json").json()["current"]
+    assert (shown["in_flight"], shown["month_cost_usd"], shown["tokens_today"]) == (0, 0.04, 40)

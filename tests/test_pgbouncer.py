@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, assert_consistent, create, proc, sql
 
 from claude_keys import KeyStore
+from tests.helpers.ci import IN_CI
+from tests.helpers.run import create, proc
+from tests.helpers.store import assert_consistent, sql
 
 pytestmark = pytest.mark.one_backend
 

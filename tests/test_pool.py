@@ -4,11 +4,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pg_server
 import pytest
-from conftest import IN_CI, create, proc, sql
 
 from claude_keys import InvalidInput, KeyStore
+from tests.helpers import pg_server
+from tests.helpers.ci import IN_CI
+from tests.helpers.run import create, proc
+from tests.helpers.store import sql
 
 pytestmark = pytest.mark.one_backend
 

@@ -1,10 +1,11 @@
 """Secrets: never in the database, its WAL, or any command's output (every command,
 every format) except where showing it is the command's job: create, rotate, reveal."""
 import click
-from conftest import cli, create, dump
-from test_fuzz import base_args, commands
 
 from claude_keys import db as store
+from tests.helpers.commands import base_args, commands
+from tests.helpers.run import cli, create
+from tests.helpers.store import dump
 
 FORMATS = ["table", "json", "csv", "tsv", "plain", "github", "grid"]
 SHOWS_A_SECRET = {("keys", "create"), ("keys", "rotate"), ("keys", "reveal")}
@@ -56,6 +57,24 @@ def test_no_secret_anywhere_it_should_not_be(isolated, tmp_path, store_backend):
     assert keys[0]["key"] in shown and all(s not in shown for s in secrets[1:])
     new = cli("keys", "rotate", keys[0]["id"], "--json").json()
     assert all(s != new["key"] for s in secrets)
+
+
+def test_the_secret_is_never_stored_or_listed(isolated, store_backend):
+    keys = [create(), create("--profile", "free"), create("--no-keyring")]
+    outputs = []
+    for fmt in ("table", "json", "csv", "tsv", "github", "grid"):
+        outputs.append(cli("keys", "list", "--format", fmt).stdout)
+        for k in keys:
+            outputs.append(cli("keys", "show", k["id"], "--format", fmt).stdout)
+            outputs.append(cli("keys", "permissions", k["id"], "--format", fmt).stdout)
+    outputs.append(cli("db", "check").stdout)
+    blob = b"".join(p.read_bytes() for p in isolated.parent.iterdir()) if store_backend == "sqlite" else b""
+    for k in keys:
+        assert k["key"].encode() not in blob
+        assert all(k["key"] not in out for out in outputs)
+        assert all(k["key"][3:20] not in out for out in outputs)
+    stored = dump()
+    assert all(k["key"] not in stored for k in keys)
 
 
 def test_secrets_are_compared_in_constant_time(monkeypatch, memory_keyring):

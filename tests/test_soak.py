@@ -1,5 +1,6 @@
 """Concurrency soak: 8 processes mixing create / verify / record / revoke / rotate / list on
-one store for 30 s. Zero errors, every count exact, rate limits never exceeded."""
+one store for 10 s (CLAUDE_API_SOAK_SECONDS=50 soaks longer; the shared key's limit is a
+minute's). Zero errors, every count exact, rate limits never exceeded."""
 import json
 import multiprocessing
 import os
@@ -8,9 +9,11 @@ import subprocess
 import time
 
 import pytest
-from conftest import EXE, assert_consistent, create, sql
 
-SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "30"))
+from tests.helpers.run import EXE, create
+from tests.helpers.store import assert_consistent, sql
+
+SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "10"))
 SHARED_LIMIT = 50
 
 
@@ -81,7 +84,7 @@ def soak_worker(args):
 
 
 @pytest.mark.slow
-def test_eight_processes_for_thirty_seconds(isolated):
+def test_eight_processes_mixing_every_operation(isolated):
     shared = create("--rate-limit", str(SHARED_LIMIT))
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(8) as pool:
@@ -90,7 +93,7 @@ def test_eight_processes_for_thirty_seconds(isolated):
     print("soak:", total)
     assert total["errors"] == 0
     assert total["ops"] > 1000 and total["cli"] >= 8
-    # A 30-second soak sits inside one 60-second window: exactly the limit, never more.
+    # A soak of under a minute sits inside one 60-second window: exactly the limit, never more.
     assert total["shared_allowed"] == SHARED_LIMIT
     count = lambda query: sql(query)[0][0]  # noqa: E731
     assert count("SELECT count(*) FROM keys") == 1 + total["created"] + total["rotated"]

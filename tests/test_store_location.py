@@ -4,10 +4,10 @@ CLI and in the Python API alike."""
 import os
 
 import pytest
-from conftest import cli, create, proc
 
 from claude_keys import AuthManager, InvalidInput, KeyStore, StoreError
 from claude_keys.db import display, location
+from tests.helpers.run import cli, create, proc
 
 SPELLINGS = [
     "postgresql://claude:hunter22@db.internal:5432/claude",

@@ -11,9 +11,9 @@ import termios
 import time
 
 import pytest
-from conftest import EXE, cli, create
 
 from claude_keys.render import usd
+from tests.helpers.run import EXE, cli, create
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -177,7 +177,7 @@ def spending(realistic, tmp_path):
     flight, and Claude Code sessions (one block still active)."""
     from datetime import datetime, timedelta, timezone
 
-    from claude_logs import write_logs
+    from tests.helpers.claude_logs import write_logs
 
     for project, limits in ((LONG_PROJECT, ("--monthly-budget", "250", "--total-budget", "10000", "--rate-limit",
                                             "600", "--tokens-per-day", "50000000000", "--max-concurrent", "16")),

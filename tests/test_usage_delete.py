@@ -1,10 +1,15 @@
 """`usage delete`: a mistaken import or record can be taken back, after a question,
 audited, with every roll-up (and so every report and budget) exact afterwards."""
 import json
+import multiprocessing
+import time
 
 import pytest
-from cc_lines import line, write
-from conftest import assert_consistent, cli, create, proc, sql
+
+from claude_keys import KeyStore, StoreError
+from tests.helpers.cc_lines import line, write
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import assert_consistent, sql
 
 
 def record(key, at, cost, rid, model="claude-haiku-4-5"):
@@ -126,4 +131,30 @@ def test_a_deleted_import_comes_back_with_full(tmp_path):
     assert json.loads(cli("usage", "import", tmp_path, "--json").stdout)["lines"] == 0
     assert json.loads(cli("usage", "import", tmp_path, "--full", "--json").stdout)["imported"] == 2
     assert spend()[0] == 2
+    assert_consistent()
+
+
+def _record_for(args):
+    db, key_id, seconds = args
+    keys, errors, end = KeyStore(db), 0, time.time() + seconds
+    while time.time() < end:
+        try:
+            keys.record_usage(key_id, cost="0.001", at="2026-01-05T12:00:00Z")
+        except StoreError:
+            errors += 1
+    return errors
+
+
+@pytest.mark.postgres_only
+def test_deleting_usage_while_it_is_recorded_never_deadlocks(pg):
+    """usage delete takes the same roll-up rows as concurrent records, in the same order."""
+    key = create()
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        busy = pool.map_async(_record_for, [(pg, key["id"], 5)] * 3)
+        deletes = []
+        while not busy.ready():
+            deletes.append(cli("usage", "delete", "--key", key["id"], "--since", "2026-01-05",
+                               "--until", "2026-01-06", "--yes"))
+        assert busy.get() == [0, 0, 0]
+    assert len(deletes) > 20 and [r.stderr for r in deletes if r.exit_code] == []
     assert_consistent()

@@ -10,9 +10,10 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import assert_consistent, cli, create, proc, sql
 
 from claude_keys import KeyStore
+from tests.helpers.run import cli, create, proc
+from tests.helpers.store import assert_consistent, sql
 
 BOUND = 2  # seconds
 ENV = {"CLAUDE_API_TIMEOUT": str(BOUND)}

@@ -1,7 +1,8 @@
 """Keyring backends for tests, so no test ever touches the user's real keyring.
 
 In-process tests install MemoryKeyring with keyring.set_keyring(); subprocesses get
-FileKeyring through PYTHON_KEYRING_BACKEND (this folder is put on their PYTHONPATH).
+FileKeyring through PYTHON_KEYRING_BACKEND=tests.helpers.keyring_backends.FileKeyring
+(conftest puts the checkout on their PYTHONPATH).
 LockedKeyring and BrokenKeyring stand in for a locked and a failing backend.
 """
 import json

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from claude_keys import secret as fmt
 
-pytestmark = pytest.mark.one_backend  # the secret format
+pytestmark = pytest.mark.one_backend
 
 
 def test_shape_and_entropy():

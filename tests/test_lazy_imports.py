@@ -1,11 +1,13 @@
 """Hot paths import only what they use: rich, tabulate, keyring and sqlite-utils each
-cost 30-150 ms, so the verification and JSON paths must not load them."""
+cost 30-150 ms, so the verification and JSON paths must not load them; and a SQLite
+store never loads psycopg."""
 import json
 import subprocess
 import sys
 
 import pytest
-from conftest import create
+
+from tests.helpers.run import create, proc
 
 HEAVY = ("rich", "tabulate", "keyring", "sqlite_utils")
 PROBE = """
@@ -61,3 +63,16 @@ def test_usage_record_stays_light():
 def test_usage_reports_stay_light(args):
     create()
     assert loaded_heavy_modules(*args) == []
+
+
+@pytest.mark.one_backend
+def test_the_sqlite_path_never_imports_psycopg(tmp_path):
+    db = tmp_path / "keys.db"
+    assert proc("--db", db, "keys", "create", "--project-id", "p", "--no-keyring").exit_code == 0
+    code = ("import sys; from claude_keys.cli import cli\n"
+            "try: cli.main(sys.argv[1:])\nexcept SystemExit: pass\n"
+            "print('psycopg' in sys.modules)")
+    for args in (["keys", "list", "--json"], ["keys", "verify", "cc_x"], ["usage", "summary", "--json"]):
+        done = subprocess.run([sys.executable, "-c", code, "--db", str(db), *args],
+                              capture_output=True, text=True)
+        assert done.stdout.strip().splitlines()[-1] == "False", (args, done.stderr)

@@ -1,18 +1,26 @@
-"""Schema upgrades: stores made by earlier schema versions migrate forward with nothing
-lost (and a store from a newer claude-api is refused untouched: see test_store)."""
+"""Schema migrations (db/migrations.py): stores made by earlier versions migrate forward
+with nothing lost; processes and hosts starting together on a new store migrate it
+once; a store from a newer claude-api, or a database that is not a claude-api store,
+is refused untouched."""
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import pytest
-from conftest import cli, proc
 
+from claude_keys import KeyStore, StoreError
 from claude_keys import db as store
+from claude_keys import secret as fmt
 from claude_keys.db import migrations, rollups
 from claude_keys.db import sqlite as sqlite_backend
-from claude_keys import secret as fmt
+from tests.helpers.run import cli, create, one_error_line, proc
+from tests.helpers.store import sql
 
-pytestmark = pytest.mark.sqlite_only  # stores made by earlier SQLite versions
+
+@pytest.mark.one_backend
+def test_schema_version_matches_migrations():
+    assert store.SCHEMA_VERSION == migrations.count()
 
 
 def old_store(path, stop_before: str, version: int) -> sqlite3.Connection:
@@ -38,6 +46,7 @@ def add_key(conn, key_id, secret, project, profile="pro", **columns):
                  tuple(values.values()))
 
 
+@pytest.mark.sqlite_only
 def test_a_first_version_store_migrates_with_nothing_lost(tmp_path):
     db = tmp_path / "v1.db"
     conn = old_store(db, "m002_usage_and_rate_limits", 1)
@@ -69,6 +78,7 @@ def test_a_first_version_store_migrates_with_nothing_lost(tmp_path):
     assert check["ok"] and check["schema_version"] == store.SCHEMA_VERSION == len(check["migrations"])
 
 
+@pytest.mark.sqlite_only
 def test_a_second_version_store_gets_its_project_rollup(tmp_path):
     db = tmp_path / "v2.db"
     conn = old_store(db, "m003_project_rollup_and_bulk_imports", 2)
@@ -93,6 +103,7 @@ def test_a_second_version_store_gets_its_project_rollup(tmp_path):
     assert proc("--db", db, "db", "check").exit_code == 0
 
 
+@pytest.mark.sqlite_only
 def test_a_fourth_version_store_gets_spend_control_with_nothing_lost(tmp_path):
     """v4 -> v5: an old secret in its grace period had kept its own permissions; now it
     takes the current key's, and the roll-ups (rebuilt to refuse inexact sums) keep
@@ -119,3 +130,92 @@ def test_a_fourth_version_store_gets_spend_control_with_nothing_lost(tmp_path):
     assert "fits_exactly" in raw.execute("SELECT sql FROM sqlite_master WHERE name = 'usage_daily'").fetchone()[0]
     raw.close()
     assert proc("--db", db, "db", "check").exit_code == 0
+
+
+def test_many_processes_share_a_fresh_store():
+    """Eight processes at once on a store that does not exist yet: one migrates, all succeed."""
+    def make(i):
+        return proc("keys", "create", "--project-id", f"p{i}", "--no-keyring", "--json")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(make, range(16)))
+    assert all(r.exit_code == 0 for r in results), [r for r in results if r.exit_code]
+    assert all(r.stderr == "" for r in results)
+    assert len(cli("keys", "list", "--json").json()) == 16
+
+
+@pytest.mark.postgres_only
+def test_hosts_starting_together_migrate_once(pg):
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: proc("keys", "create", "--project-id", f"p{i}", "--no-keyring",
+                                               "--json"), range(4)))
+    assert all(r.exit_code == 0 and r.stderr == "" for r in results), results
+    from claude_keys.db import migrations
+
+    names = [name for (name,) in sql("SELECT name FROM claude_api_migrations ORDER BY id")]
+    assert names == [step.__name__ for step in migrations.STEPS]
+    assert sql("SELECT version FROM claude_api_schema") == [(store.SCHEMA_VERSION,)]
+    assert len(cli("keys", "list", "--json").json()) == 4
+
+
+@pytest.mark.sqlite_only
+def test_a_newer_store_is_refused_untouched(isolated):
+    create()
+    conn = sqlite3.connect(isolated)
+    conn.execute("PRAGMA user_version=99")
+    conn.commit()
+    conn.close()
+    before = isolated.read_bytes()
+    one_error_line(cli("keys", "list"), 1, "newer than this claude-api")
+    assert isolated.read_bytes() == before
+
+
+@pytest.mark.sqlite_only
+def test_a_foreign_database_is_refused(tmp_path):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE customers (id)")
+    conn.commit()
+    conn.close()
+    one_error_line(cli("--db", other, "keys", "list"), 1, "not a claude-api store")
+    conn = sqlite3.connect(other)
+    assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["customers"]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not even switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def raw_dump(uri) -> list:
+    """Every row of every table, read without claude-api (which would refuse the store)."""
+    import psycopg
+
+    with psycopg.connect(uri) as raw:
+        tables = [t for (t,) in raw.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                            "ORDER BY 1")]
+        return [(t, sorted(map(repr, raw.execute(f"SELECT * FROM {t}").fetchall()))) for t in tables]
+
+
+@pytest.mark.postgres_only
+def test_a_newer_schema_is_refused_untouched(pg):
+    create()
+    conn = store.connect()
+    conn.execute("UPDATE claude_api_schema SET version = 99")
+    conn.close()
+    before = raw_dump(pg)
+    one_error_line(cli("keys", "list"), 1, "newer than this claude-api")
+    one_error_line(proc("keys", "verify", "cc_x"), 1, "newer than this claude-api")
+    decision = KeyStore().check(key="whatever")  # the service fails closed, as unavailable
+    assert decision.status == 503 and "newer than this claude-api" in decision.warnings[0]
+    with pytest.raises(StoreError, match="newer than this claude-api"):
+        KeyStore().record_usage("k", cost=1)
+    assert raw_dump(pg) == before
+
+
+@pytest.mark.postgres_only
+def test_a_database_with_someone_elses_keys_table_is_refused(pg):
+    import psycopg
+
+    with psycopg.connect(pg, autocommit=True) as raw:
+        raw.execute("CREATE TABLE keys (id int)")
+    one_error_line(cli("keys", "list"), 1, "did not make")
+    with psycopg.connect(pg, autocommit=True) as raw:
+        assert raw.execute("SELECT to_regclass('claude_api_schema')").fetchone()[0] is None

@@ -1,0 +1,93 @@
+"""Processes that die with the process that started them, and looking processes up by id
+(from /proc: Linux only, like the parent-death signal itself).
+
+A test run killed with SIGKILL cannot clean up after itself: what it started must end
+by itself. Children started here get Linux's parent-death signal (SIGKILL): the kernel
+kills them when their parent dies, however it dies.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def dies_with_this_process(user: str | None = None):
+    """A `preexec_fn` for a child that must not outlive this process (this thread, to be
+    exact: start it from one that lives as long): it becomes `user` (when given; as
+    root), then asks for SIGKILL when its parent dies.
+
+    The order matters: changing user clears the parent-death signal. Everything the
+    child needs is looked up here, in the parent: after setuid, root's files (this
+    Python's libraries among them) may be out of reach."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    ids = None
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        ids = entry.pw_uid, entry.pw_gid, os.getgrouplist(user, entry.pw_gid)
+
+    def in_the_child():
+        if ids is not None:
+            uid, gid, groups = ids
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os._exit(1)
+
+    return in_the_child
+
+
+def die_with_parent(parent: int) -> None:
+    """A multiprocessing initializer (Pool(initializer=die_with_parent,
+    initargs=(os.getpid(),))): the worker dies with the process that started it. A
+    pool's workers otherwise wait for work forever once that process is gone."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, now (its children, theirs, ...)."""
+    found, todo = [], children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children(child)
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""

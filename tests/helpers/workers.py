@@ -1,0 +1,51 @@
+"""Processes that several tests start: pool workers (picklable by name, for the `spawn`
+start method) and scripts for `python -c`."""
+import multiprocessing
+
+
+def spawn_pool(n):
+    """A pool of `n` fresh Python processes (spawned, not forked: nothing inherited)."""
+    return multiprocessing.get_context("spawn").Pool(n)
+
+
+def record_many(args):
+    """Record `n` requests through the Python API (a pool worker)."""
+    from claude_keys import KeyStore
+
+    db, key_id, tag, n = args
+    store = KeyStore(db)
+    for i in range(n):
+        store.record_usage(key_id, input_tokens=3, output_tokens=1, cost="0.001", request_id=f"{tag}-{i}",
+                           at=f"2026-02-0{1 + i % 3}T12:00:00Z")
+    return n
+
+
+# Checks and records for `seconds` (argv: db, secret, tag, seconds), retrying each request
+# id until the store acknowledges it; prints what was acknowledged and the errors it met.
+RESTART_WORKER = """
+import json, sys, time
+from claude_keys import KeyStore, StoreError
+db, secret, tag, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+keys = KeyStore(db)
+acknowledged, errors, messages = [], 0, set()
+end = time.time() + seconds
+i = 0
+while time.time() < end:
+    request_id = f"{tag}-{i}"
+    while True:  # retry the same request id until the store acknowledges it
+        try:
+            decision = keys.check(key=secret)
+            if decision.status == 503:  # the store is unavailable: the service fails closed
+                raise StoreError(decision.warnings[0])
+            keys.record_usage(decision.key_id, input_tokens=1, cost="0.001", request_id=request_id)
+            break
+        except StoreError as e:
+            errors += 1
+            messages.add(str(e).split(":")[0])
+            if time.time() > end + 30:
+                raise
+            time.sleep(0.05)
+    acknowledged.append(request_id)
+    i += 1
+print(json.dumps({"acknowledged": acknowledged, "errors": errors, "messages": sorted(messages)}))
+"""

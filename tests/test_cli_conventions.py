@@ -1,0 +1,85 @@
+"""The command line's conventions (claude_keys/cli/): help for every command and group,
+-V/--version, `python -m claude_keys`, exit codes through the real executable, --db
+before or after the command, -y/--yes/--force alike."""
+import json
+
+import pytest
+
+from tests.helpers.run import cli, create, one_error_line, proc
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("group", [[], ["keys"], ["usage"], ["db"], ["profiles"]])
+def test_a_command_alone_prints_its_help(group):
+    r = proc(*group)
+    assert r.exit_code == 0 and r.stderr == "", r
+    assert r.stdout.startswith(f"Usage: claude-api {' '.join(group)}".rstrip() + " [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in r.stdout and "\\n" not in r.stdout
+
+
+@pytest.mark.one_backend
+def test_short_version_flag():
+    assert proc("-V").stdout == proc("--version").stdout == "claude-api, version 0.1.0\n"
+
+
+def test_every_command_has_help():
+    from claude_keys.cli import cli as root
+
+    import click
+
+    def walk(group, path):
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            yield path + [name]
+            if isinstance(command, click.Group):
+                yield from walk(command, path + [name])
+
+    for path in walk(root, []):
+        r = cli(*path, "--help")
+        assert r.exit_code == 0 and "Usage:" in r.stdout, path
+
+
+def test_python_m_entry_point():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "claude_keys", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and "claude-api" in done.stdout
+
+
+def test_exit_codes_through_the_real_executable():
+    key = proc("keys", "create", "--project-id", "p", "--json")
+    assert key.exit_code == 0, key
+    kid = json.loads(key.stdout)["id"]
+    assert proc("keys", "show", kid).exit_code == 0
+    assert proc("keys", "show", "ffffffffffff").exit_code == 1
+    assert proc("keys", "create").exit_code == 2
+    assert proc("keys", "create", "--project-id", "p", "--rate-limit", "-4").exit_code == 2
+    r = proc("keys", "revoke", kid, input="")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert json.loads(proc("keys", "show", kid, "--json").stdout)["status"] == "active"
+
+
+def test_db_after_the_subcommand(tmp_path, store_target, monkeypatch):
+    monkeypatch.delenv("CLAUDE_API_DB")
+    target = str(store_target)
+    key = json.loads(proc("keys", "create", "--project-id", "p", "--json", "--db", target).stdout)
+    assert [k["id"] for k in json.loads(proc("keys", "list", "--json", "--db", target).stdout)] == [key["id"]]
+    assert proc("keys", "verify", key["key"], "--db", target).exit_code == 0
+    assert proc("usage", "record", "--key", key["id"], "--cost", "1", "--db", target).exit_code == 0
+    assert json.loads(proc("usage", "summary", "--json", "--db", target).stdout)["requests"] == 1
+    assert proc("db", "check", "--db", target).exit_code == 0
+    # Either place works, the later one wins, and an empty one is refused.
+    other = tmp_path / "other.db"
+    assert proc("--db", target, "keys", "list", "--db", str(other)).exit_code == 1  # no store there
+    one_error_line(proc("keys", "list", "--db", ""), 2, "--db", "empty")
+    assert not other.exists()
+
+
+def test_yes_is_accepted_where_force_is():
+    a, b, c = create(), create(), create()
+    for key, flag in ((a, "-y"), (b, "--yes"), (c, "--force")):
+        r = cli("keys", "revoke", key["id"], flag)
+        assert r.exit_code == 0 and "Revoked" in r.stderr, r
+    assert {k["status"] for k in cli("keys", "list", "--json").json()} == {"revoked"}

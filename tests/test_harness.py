@@ -1,0 +1,114 @@
+"""The test harness itself: a test run killed with SIGKILL leaves no PostgreSQL server,
+PgBouncer or backend behind (they die with the run: Linux's parent-death signal); a
+test's PostgreSQL database, recycled for a later test, is as new."""
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests.helpers import pg_server
+from tests.helpers.ci import IN_CI, missing
+from tests.helpers.processes import alive
+
+pytestmark = pytest.mark.one_backend  # the test starts its own server
+
+# A stand-in for a test run: starts a server (and PgBouncer in front of it), opens a
+# connection through each, says which processes that made, and waits to be killed.
+RUN = textwrap.dedent("""
+    import json, os, sys, time
+    import psycopg
+    from tests.helpers import pg_server
+    from tests.helpers.processes import descendants
+    from tests.test_pgbouncer import PGBOUNCER, Bouncer
+
+    server = pg_server.Server(parent=sys.argv[1] or None)
+    direct = psycopg.connect(server.uri(), autocommit=True)
+    direct.execute("SELECT 1")
+    started = {"pids": {"postgres": [server.pid]}, "folders": [str(server.folder)]}
+    if os.path.exists(PGBOUNCER):
+        bouncer = Bouncer(server)
+        started["folders"].append(str(bouncer.folder))
+        through = psycopg.connect(bouncer.uri("postgres"), autocommit=True)
+        through.execute("SELECT 1")  # PgBouncer opens a connection to the server
+        started["pids"]["pgbouncer"] = [bouncer.process.pid]
+    started["pids"]["postgres"] += descendants(server.pid)  # its backends and helpers
+    print(json.dumps(started), flush=True)
+    time.sleep(600)
+""")
+
+
+def _read_line(stream, timeout: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""
+
+
+def test_a_killed_run_leaves_no_server_behind(request):
+    reason = pg_server.missing_reason()
+    if reason:
+        missing(reason)
+    root = getattr(request.config, "claude_api_root", None)
+    run = subprocess.Popen([sys.executable, "-c", RUN, str(root) if root else ""], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    started = {"pids": {}, "folders": []}
+    try:
+        line = _read_line(run.stdout, 60)
+        assert line, run.stderr.read() if run.poll() is not None else "nothing started within 60 s"
+        started = json.loads(line)
+        pids = [pid for group in started["pids"].values() for pid in group]
+        assert len(started["pids"]["postgres"]) >= 4, started  # the postmaster, its helpers, a backend
+        assert all(alive(pid) for pid in pids), started
+        if IN_CI:
+            assert "pgbouncer" in started["pids"], "CI needs pgbouncer: apt-get install pgbouncer"
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in pids if alive(pid)] == [], started
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        for pid in [p for group in started["pids"].values() for p in group]:
+            if alive(pid):  # (only if the test failed: what it started, nothing else)
+                os.kill(pid, 9)
+        for folder in started["folders"]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_recycled_database_is_as_new(postgres):
+    import psycopg
+
+    from claude_keys import AuthManager
+    from claude_keys.errors import StoreMissing
+    from claude_keys import db as store
+
+    def looks(uri):
+        with psycopg.connect(uri) as conn:
+            return conn.execute(pg_server.FINGERPRINT).fetchone()
+
+    uri = postgres.fresh_database("harness_new")
+    new = looks(uri)
+    AuthManager(uri).generate_key("p", use_keyring=False)  # a claude-api store, with a key
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE scratch (x int)")
+        conn.execute("CREATE TABLE public.mine (x int)")
+    postgres.recycle_database("harness_new")
+    uri = postgres.fresh_database("harness_again")
+    assert uri.startswith("postgresql:///harness_again?") and looks(uri) == new
+    with pytest.raises(StoreMissing):  # not set up, as a new database
+        store.connect(uri, create=False)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA elsewhere")  # more than the public schema knows
+    postgres.recycle_database("harness_again")  # so it is dropped, not recycled
+    with postgres.admin() as admin:
+        assert admin.execute("SELECT count(*) FROM pg_database WHERE datname = 'harness_again'").fetchone() == (0,)
+    uri = postgres.fresh_database("harness_third")
+    assert looks(uri) == new
+    postgres.drop_database("harness_third")
