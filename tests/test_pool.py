@@ -12,16 +12,7 @@ from tests.helpers.ci import IN_CI
 from tests.helpers.run import create, proc
 from tests.helpers.store import sql
 
-pytestmark = pytest.mark.one_backend
-
-
-@pytest.fixture
-def pg(postgres, monkeypatch):
-    name = f"pool_{os.getpid()}_{time.monotonic_ns()}"
-    uri = postgres.create_database(name)
-    monkeypatch.setenv("CLAUDE_API_DB", uri)
-    yield uri
-    postgres.drop_database(name)
+pytestmark = pytest.mark.postgres_only
 
 
 def _connections(uri) -> int:
