@@ -1,6 +1,5 @@
 """The Python API on PostgreSQL: one bounded pool of connections per process, checked
 before use, that outlives a server restart without restarting the service."""
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
