@@ -1,6 +1,5 @@
 """The Python API: KeyStore.check / record_usage from threads and processes, and the
 seed-compatible AuthManager and PermissionManager."""
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 from claude_keys import AuthManager, InvalidInput, KeyNotFound, KeyStore, PermissionManager
 from tests.helpers.run import cli, create, report
 from tests.helpers.store import connection_of, sql
-from tests.helpers.workers import record_many
+from tests.helpers.workers import record_many, spawn_pool
 
 
 def test_check_reads_headers_like_the_seeds():
@@ -79,8 +78,7 @@ def _hammer(args):
 
 def test_processes_share_limits_and_lose_no_usage(isolated):
     key = create("--rate-limit", "50")
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
+    with spawn_pool(4) as pool:
         allowed = pool.map(_hammer, [(str(isolated), key["key"], key["id"], 40, f"p{i}") for i in range(4)])
     assert sum(allowed) == 50
     assert sql("SELECT count(*), sum(input_tokens), sum(cost_nanos) FROM usage") == [(160, 320, 1_600_000_000)]
@@ -88,8 +86,7 @@ def test_processes_share_limits_and_lose_no_usage(isolated):
 
 def test_many_processes_recording_lose_nothing(isolated):
     key = create()
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(6) as pool:
+    with spawn_pool(6) as pool:
         done = sum(pool.map(record_many, [(str(isolated), key["id"], f"w{i}", 150) for i in range(6)]))
     total = report("summary", "--period", "all")
     assert total["requests"] == done == 900 and total["input_tokens"] == 2700 and total["cost_usd"] == 0.9

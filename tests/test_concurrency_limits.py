@@ -1,13 +1,12 @@
 """Concurrency limits: a request in flight holds its place until its usage is recorded,
 it is released, or its key's timeout passes; never more in flight than the limit,
 across 16 processes."""
-import multiprocessing
 import time
 
 from claude_keys import KeyStore
 from tests.helpers.run import cli, create, proc, verdict
 from tests.helpers.store import LIVE, sql
-from tests.helpers.workers import spawn_pool
+from tests.helpers.workers import spawn_manager, spawn_pool
 
 
 def test_keys_release_frees_a_place():
@@ -72,7 +71,7 @@ def _hold(args):
 
 def test_16_processes_never_exceed_the_concurrency_limit(isolated):
     key = create("--max-concurrent", "3")
-    manager = multiprocessing.get_context("spawn").Manager()
+    manager = spawn_manager()
     counter, peak, lock = manager.Value("i", 0), manager.Value("i", 0), manager.Lock()
     start_at = time.time() + 3
     with spawn_pool(16) as pool:

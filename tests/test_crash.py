@@ -1,7 +1,8 @@
 """Crash safety: processes killed with SIGKILL at random points leave a store that
-passes `db check`, with roll-ups that agree with the rows; re-running an import ends
-with exactly the file's records; a PostgreSQL server stopped at once while workers
-write loses nothing acknowledged and counts nothing twice."""
+passes `db check`, with roll-ups that agree with the rows, and no process of theirs
+behind; re-running an import ends with exactly the file's records; a PostgreSQL server
+stopped at once while workers write loses nothing acknowledged and counts nothing
+twice."""
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from tests.helpers import pg_server
+from tests.helpers.processes import alive, command_line, descendants, dies_with_this_process
 from tests.helpers.run import EXE, create, one_error_line, proc
 from tests.helpers.store import assert_consistent, sql
 from tests.helpers.workers import RESTART_WORKER
@@ -28,9 +30,10 @@ def write_records(path, key_id, n):
 
 
 def killed_after(args, delay, env=None):
-    """Start a process, SIGKILL it after `delay` seconds (if still running)."""
+    """Start a process, SIGKILL it after `delay` seconds (if still running). (It dies
+    with the test run too: the write bursts never end by themselves.)"""
     child = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL, preexec_fn=dies_with_this_process())
     try:
         child.wait(timeout=delay)
         return False  # it finished first
@@ -38,6 +41,39 @@ def killed_after(args, delay, env=None):
         child.send_signal(signal.SIGKILL)
         child.wait()
         return True
+
+
+def test_a_killed_import_leaves_no_process_behind(isolated, tmp_path):
+    """A big import parses in worker processes (with multiprocessing's resource tracker
+    beside them); killed with SIGKILL, it takes every one of them with it."""
+    key = create()
+    path = tmp_path / "usage.jsonl"
+    write_records(path, key["id"], 120_000)  # ~18 MB: parsed by workers from 8 MB on
+    child = subprocess.Popen([EXE, "usage", "import", str(path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    seen = {}  # pid -> command line, of everything the import started
+    try:
+        deadline = time.monotonic() + 60
+        while child.poll() is None and time.monotonic() < deadline:
+            # (read again each time: until it execs, a new child shows its parent's command line)
+            seen.update((pid, command_line(pid) or seen.get(pid, "")) for pid in descendants(child.pid))
+            workers = [pid for pid, line in seen.items() if "spawn_main" in line and alive(pid)]
+            if len(workers) >= min(os.cpu_count() or 1, 2) and any("resource_tracker" in line for line in seen.values()):
+                break
+            time.sleep(0.01)
+        time.sleep(0.3)  # the workers at work, each on its part of the file
+        assert child.poll() is None, f"the import ended before its workers were seen: {seen}"
+        child.kill()
+        child.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert {pid: line for pid, line in seen.items() if alive(pid)} == {}
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert proc("db", "check").exit_code == 0
 
 
 def test_an_import_killed_at_random_points(isolated, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import pg_server
 from tests.helpers.ci import IN_CI, missing
-from tests.helpers.processes import alive
+from tests.helpers.processes import alive, dies_with_this_process
 
 pytestmark = pytest.mark.one_backend  # the test starts its own server
 
@@ -54,7 +54,7 @@ def test_a_killed_run_leaves_no_server_behind(request):
         missing(reason)
     root = getattr(request.config, "claude_api_root", None)
     run = subprocess.Popen([sys.executable, "-c", RUN, str(root) if root else ""], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=dies_with_this_process())
     started = {"pids": {}, "folders": []}
     try:
         line = _read_line(run.stdout, 60)

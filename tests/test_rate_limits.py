@@ -1,7 +1,6 @@
 """Rate limits: one sliding 60-second window per lineage (and per project), kept on the
 store's clock; exact under threads and processes, on SQLite and on PostgreSQL, where
 taking a slot is one round trip."""
-import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +10,7 @@ from claude_keys import KeyStore
 from claude_keys import db as store
 from tests.helpers.run import cli, create, error, proc, verdict, verify
 from tests.helpers.store import assert_consistent, sql
+from tests.helpers.workers import spawn_pool
 
 
 def test_rate_limit_counts_down_and_says_when_it_resets():
@@ -127,7 +127,7 @@ def _check_and_record(args):
 @pytest.mark.postgres_only
 def test_processes_share_one_window_and_lose_no_usage(pg):
     key = create("--rate-limit", "37")
-    with multiprocessing.get_context("spawn").Pool(8) as pool:
+    with spawn_pool(8) as pool:
         allowed = pool.map(_check_and_record, [(pg, key["key"], f"w{i}", 25) for i in range(8)])
     assert sum(allowed) == 37
     assert sql("SELECT count(*), sum(input_tokens), sum(cost_nanos) FROM usage") == [(200, 600, 200_000_000)]

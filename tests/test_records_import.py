@@ -4,7 +4,6 @@ copy of a request id stays, big files are parsed by worker processes with the sa
 result, imports beside recorders lose nothing; the progress bar, and Ctrl-C, which
 says what was stored."""
 import json
-import multiprocessing
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ from tests.helpers.cc_lines import line, write
 from tests.helpers.hostile import BAD_TEXT
 from tests.helpers.run import EXE, cli, create, imported, proc, report, total
 from tests.helpers.store import USAGE_TABLES, assert_consistent, empty_usage, sql
-from tests.helpers.workers import record_many
+from tests.helpers.workers import record_many, spawn_pool
 
 BAD_LINES = [
     ('{"key": "KEY", "at": "2026-02-01T00:00:00Z"}\n{"key": "KEY", "at": "nope"}\n', "2:", "not a time"),
@@ -194,8 +193,7 @@ def test_imports_and_recorders_at_once_lose_nothing(isolated, tmp_path):
             f'"input_tokens": 10, "cost_usd": 0.01, "request_id": "imp-{i}"}}\n'
             for i in range(f * 500, f * 500 + 1500)))
         files.append(str(path))
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(6) as pool:
+    with spawn_pool(6) as pool:
         imports = pool.map_async(_import_file, [(str(isolated), p) for p in files])
         recorded = pool.map_async(record_many, [(str(isolated), key["id"], f"w{i}", 100) for i in range(4)])
         assert imports.get() == [0, 0] and sum(recorded.get()) == 400

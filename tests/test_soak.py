@@ -2,7 +2,6 @@
 one store for 10 s (CLAUDE_API_SOAK_SECONDS=50 soaks longer; the shared key's limit is a
 minute's). Zero errors, every count exact, rate limits never exceeded."""
 import json
-import multiprocessing
 import os
 import random
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 
 from tests.helpers.run import EXE, create
 from tests.helpers.store import assert_consistent, sql
+from tests.helpers.workers import spawn_pool
 
 SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "10"))
 SHARED_LIMIT = 50
@@ -86,8 +86,7 @@ def soak_worker(args):
 @pytest.mark.slow
 def test_eight_processes_mixing_every_operation(isolated):
     shared = create("--rate-limit", str(SHARED_LIMIT))
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(8) as pool:
+    with spawn_pool(8) as pool:
         results = pool.map(soak_worker, [(str(isolated), shared["key"], w, SECONDS) for w in range(8)])
     total = {k: sum(r[k] for r in results) for k in results[0]}
     print("soak:", total)

@@ -1,7 +1,6 @@
 """`usage delete`: a mistaken import or record can be taken back, after a question,
 audited, with every roll-up (and so every report and budget) exact afterwards."""
 import json
-import multiprocessing
 import time
 
 import pytest
@@ -10,6 +9,7 @@ from claude_keys import KeyStore, StoreError
 from tests.helpers.cc_lines import line, write
 from tests.helpers.run import cli, create, proc
 from tests.helpers.store import assert_consistent, sql
+from tests.helpers.workers import spawn_pool
 
 
 def record(key, at, cost, rid, model="claude-haiku-4-5"):
@@ -149,7 +149,7 @@ def _record_for(args):
 def test_deleting_usage_while_it_is_recorded_never_deadlocks(pg):
     """usage delete takes the same roll-up rows as concurrent records, in the same order."""
     key = create()
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
+    with spawn_pool(3) as pool:
         busy = pool.map_async(_record_for, [(pg, key["id"], 5)] * 3)
         deletes = []
         while not busy.ready():

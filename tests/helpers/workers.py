@@ -1,11 +1,24 @@
 """Processes that several tests start: pool workers (picklable by name, for the `spawn`
 start method) and scripts for `python -c`."""
 import multiprocessing
+import os
+
+from tests.helpers.processes import die_with_parent
 
 
 def spawn_pool(n):
-    """A pool of `n` fresh Python processes (spawned, not forked: nothing inherited)."""
-    return multiprocessing.get_context("spawn").Pool(n)
+    """A pool of `n` fresh Python processes (spawned, not forked: nothing inherited) that
+    die with this one (else a killed test run leaves them waiting for work forever)."""
+    return multiprocessing.get_context("spawn").Pool(n, initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+def spawn_manager():
+    """A started multiprocessing manager (shared values and locks) that dies with this process."""
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
+    manager.start(initializer=die_with_parent, initargs=(os.getpid(),))
+    return manager
 
 
 def record_many(args):
