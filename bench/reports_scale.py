@@ -32,7 +32,7 @@ def build(path: Path, records: int, seed: int = 5) -> None:
     sys.path.insert(0, str(Path(__file__).parent.parent))
     from claude_keys import AuthManager
     from claude_keys import db as store
-    from claude_keys.importers.staging import Staging
+    from claude_keys.db.staging import Staging
     from claude_keys.pricing import Pricer
 
     tmp = path.with_suffix(".building")

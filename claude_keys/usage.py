@@ -1,7 +1,8 @@
 """Recording usage: one row per request, priced exactly, deduplicated by request id.
 
 The roll-ups (db.rollups) change with the usage row, in the same statement
-(conn.write_usage), so every writer keeps them right. Bulk imports add to them set-wise instead (importers/staging.py).
+(conn.write_usage), so every writer keeps them right. Bulk imports add to them set-wise
+instead (db/staging.py).
 Reports live in claude_keys.reports.
 """
 from __future__ import annotations
@@ -11,18 +12,15 @@ from functools import lru_cache
 
 from . import pricing
 from .db import rollups
+from .db.rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 from .errors import InvalidInput, KeyNotFound
 from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, new_request_id,
                      now_ms, parse_cost, parse_count)
 
-COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
-           "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-           "cache_write_1h_tokens", "cost_nanos", "priced", "session_id")
+
 FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
 _INSERT = (f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
            "ON CONFLICT (request_id) DO NOTHING")
-TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-                "cache_write_1h_tokens")
 
 
 @dataclass
@@ -136,19 +134,6 @@ def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
                "cache_write_tokens": writes, "cache_write_1h_tokens": hour_writes,
                "cost_usd": cost / 1_000_000_000 if priced else None, "request_id": request_id,
                "session_id": session}
-
-
-def remove_rows(conn, doomed: str) -> int:
-    """Take the requests copied into the table `doomed` (usage rows) out of the store:
-    out of every roll-up (sign -1, then the emptied roll-up rows pruned) and out of
-    usage, inside the caller's write transaction. Returns how many."""
-    count = conn.execute(f"SELECT count(*) FROM {doomed}").fetchone()[0]
-    if not count:
-        return 0
-    conn.remove_usage(doomed)
-    for table in rollups.ROLLUPS:
-        conn.execute(rollups.prune_sql(table, doomed))
-    return count
 
 
 @dataclass

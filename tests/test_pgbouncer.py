@@ -66,15 +66,21 @@ logfile = {self.folder}/log
                 os.setuid(user.pw_uid)
             prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, after setuid (which clears it)
 
-        self.process = subprocess.Popen([PGBOUNCER, str(self.folder / "pgbouncer.ini")],
-                                        preexec_fn=start_as_child, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not (self.folder / ".s.PGSQL.6432").exists():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                log = (self.folder / "log").read_text() if (self.folder / "log").exists() else ""
-                raise RuntimeError(f"pgbouncer did not start: {log[-2000:]}")
-            time.sleep(0.05)
+        try:
+            self.process = subprocess.Popen([PGBOUNCER, str(self.folder / "pgbouncer.ini")],
+                                            preexec_fn=start_as_child, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while not (self.folder / ".s.PGSQL.6432").exists():
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    log = (self.folder / "log").read_text() if (self.folder / "log").exists() else ""
+                    raise RuntimeError(f"pgbouncer did not start: {log[-2000:]}")
+                time.sleep(0.05)
+        except BaseException:
+            if getattr(self, "process", None) is not None:
+                self.process.kill()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def uri(self, database: str) -> str:
         return f"postgresql:///{database}?host={self.folder}&port=6432&user=postgres"

@@ -1,6 +1,5 @@
 """The Python API on PostgreSQL: one bounded pool of connections per process, checked
 before use, that outlives a server restart without restarting the service."""
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,16 +11,7 @@ from tests.helpers.ci import IN_CI
 from tests.helpers.run import create, proc
 from tests.helpers.store import sql
 
-pytestmark = pytest.mark.one_backend
-
-
-@pytest.fixture
-def pg(postgres, monkeypatch):
-    name = f"pool_{os.getpid()}_{time.monotonic_ns()}"
-    uri = postgres.create_database(name)
-    monkeypatch.setenv("CLAUDE_API_DB", uri)
-    yield uri
-    postgres.drop_database(name)
+pytestmark = pytest.mark.postgres_only
 
 
 def _connections(uri) -> int:
@@ -83,3 +73,47 @@ def test_a_live_keystore_survives_a_server_restart():
         store.close()
     finally:
         server.close()
+
+
+def test_a_failed_connection_attempt_does_not_shut_out_the_pool(pg):
+    """Opening a new connection failed once (the server's connection limit, a blip):
+    the pool's own connections still serve every call."""
+    from claude_keys.db.postgres import RawConnection
+
+    key = create("--rate-limit", "1000")
+    store = KeyStore(timeout=2)
+    assert store.check(key=key["key"]).allowed
+    RawConnection.failing[store._connections.where] = time.monotonic()
+    try:
+        assert [store.check(key=key["key"]).status for _ in range(30)] == [200] * 30
+    finally:
+        RawConnection.failing.pop(store._connections.where, None)
+
+
+def test_a_process_with_many_open_files(pg, tmp_path):
+    """A connection's socket numbered past 1024 (select() cannot watch it) is checked too."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if min(soft, hard) < 1300:
+        pytest.skip(f"this process may open only {soft} files")
+    key = create()
+    files = [open(tmp_path / "f", "a") for _ in range(1100)]
+    try:
+        store = KeyStore(timeout=2)
+        assert [store.check(key=key["key"]).status for _ in range(5)] == [200] * 5
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_the_pools_log_never_holds_a_password(caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    store = KeyStore("postgresql://claude:hunter22@secret@127.0.0.1:9/claude", timeout=1)
+    assert store.check(key="cc_x").status == 503
+    time.sleep(0.5)  # (the pool's workers log their attempts)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "hunter22" not in logged and "secret" not in logged
+    store.close()

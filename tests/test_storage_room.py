@@ -12,9 +12,7 @@ pytestmark = pytest.mark.one_backend
 
 PACKAGE = Path(__file__).resolve().parent.parent / "claude_keys"
 ROOM = PACKAGE / "db"
-# The import staging keeps its rows in a private scratch SQLite database of its own
-# (not the store): its docstring says why it may use sqlite3 itself.
-SCRATCH = {PACKAGE / "importers" / "staging.py"}
+SCRATCH: set = set()  # modules above the room allowed a private SQLite file of their own: none
 DRIVERS = {"sqlite3", "psycopg", "psycopg_pool"}
 VENDOR_MODULES = {"sqlite", "postgres"}  # claude_keys.db's backends: only the room picks one
 DIALECT_NAMES = {"sqlite", "postgres", "postgresql"}

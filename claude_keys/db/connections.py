@@ -18,10 +18,11 @@ from .location import POSTGRES, locate, masked
 
 _pools: dict = {}  # (location, wait, size) -> [this process's pool for it, how many objects use it]
 _per_thread: "weakref.WeakSet[Connections]" = weakref.WeakSet()  # every SQLite Connections
-_lock = threading.Lock()
+_lock = threading.RLock()  # (reentrant: a collected API object's finalizer may run under it)
 _inherited: list = []  # a forked child's copies of its parent's: never used, never closed
 _probed: dict = {}  # location -> when a call last tried to connect after an outage
 PROBE_EVERY_S = 0.1
+PROBE_WAIT_S = 0.2  # while connecting fails: how long a call waits for a pooled connection
 POOL_SIZE = 10  # default most connections a process opens to one store
 ENV_POOL_SIZE = "CLAUDE_API_POOL_SIZE"
 
@@ -30,6 +31,8 @@ def _after_fork_in_child() -> None:
     """A connection must not cross a fork (the parent's session would be shared): the
     child drops every pool and per-thread connection, keeping them unclosed (closing
     one would end the parent's session too)."""
+    global _lock
+    _lock = threading.RLock()  # (a thread of the parent may have held it)
     _inherited.append(dict(_pools))
     _pools.clear()
     for client in list(_per_thread):
@@ -58,12 +61,17 @@ class Connections:
 
     def __init__(self, target: str, wait: float, size: int | None = None):
         self.kind, self.where = locate(target)
+        self.location = masked(self.where)  # for messages
         self.wait = wait
         self.size = pool_size(size) if self.kind == POSTGRES else None
         self.ready = False  # the store's schema has been checked (and set up if need be)
         self._local = threading.local()
         self._pool_key = self._pid = None
-        if self.kind != POSTGRES:
+        if self.kind == POSTGRES:
+            from . import postgres  # (psycopg: only for a PostgreSQL store)
+
+            self._postgres = postgres
+        else:
             with _lock:
                 _per_thread.add(self)
 
@@ -71,8 +79,17 @@ class Connections:
     def connection(self, *, create: bool):
         """A connection for one call; `create`: the call may set up a missing store."""
         if self.kind == POSTGRES:
-            with self._pooled(create) as conn:
+            postgres = self._postgres
+            pool, raw = self._getconn(postgres)
+            try:
+                conn = postgres.wrap(raw, self.location, self.wait)
+                if not self.ready:
+                    postgres.ready(conn, SCHEMA_VERSION, create=create)
+                    self.ready = True
                 yield conn
+                raw.last_used = postgres.monotonic()
+            finally:
+                pool.putconn(raw)  # (one the server dropped is let go by the pool)
             return
         conn = self._local.__dict__.get("conn")
         if conn is None:
@@ -82,41 +99,33 @@ class Connections:
                                                         wait=self.wait)
         yield conn
 
-    @contextmanager
-    def _pooled(self, create: bool):
-        from . import postgres
-
-        if self.where in postgres.RawConnection.failing:
-            self._after_an_outage()
+    def _getconn(self, postgres):
+        """(the pool, a connection from it), within the bound. While attempts to open one fail
+        (an outage, or the server's connection limit), a call waits only a moment for a
+        connection the pool holds; if none comes, see _after_an_outage."""
         pool = self._pool()
-        wait = self.wait
+        failing = self.where in postgres.RawConnection.failing
         try:
-            lease = pool.connection(timeout=wait)
-            raw = lease.__enter__()
+            return pool, pool.getconn(timeout=min(PROBE_WAIT_S, self.wait) if failing else self.wait)
         except Exception as e:
-            raise postgres.unavailable(e, masked(self.where), wait) from None
+            if not failing:
+                raise postgres.unavailable(e, self.location, self.wait) from None
+        self._after_an_outage()
+        pool = self._pool()
         try:
-            conn = postgres.wrap(raw, masked(self.where), self.wait)
-            if not self.ready:
-                postgres.ready(conn, SCHEMA_VERSION, create=create)
-                self.ready = True
-            yield conn
-        except BaseException as e:
-            lease.__exit__(type(e), e, e.__traceback__)
-            raise
-        else:
-            raw.last_used = postgres.monotonic()
-            lease.__exit__(None, None, None)
+            return pool, pool.getconn(timeout=self.wait)
+        except Exception as e:
+            raise postgres.unavailable(e, self.location, self.wait) from None
 
     def _after_an_outage(self) -> None:
-        """Every connection attempt to the store failed since the last success: rather
-        than wait out the bound while the pool backs off, try one connection now (one
-        try at a time, at most every PROBE_EVERY_S, in this process; other calls meanwhile
-        answer unavailable at once). If it opens, the server is back: the pool is replaced by a fresh one, so
-        the call goes ahead at once."""
+        """Every attempt to open a connection failed since the last success, and the
+        pool had none to give: rather than wait out the bound while the pool backs off,
+        try one connection now (one try at a time, at most every PROBE_EVERY_S, in this
+        process; other calls meanwhile answer unavailable at once). If it opens, the
+        server is back: the pool is replaced by a fresh one, and the call goes ahead."""
         from . import postgres
 
-        location = masked(self.where)
+        location = self.location
         now = postgres.monotonic()
         with _lock:
             probing = now - _probed.get(self.where, 0.0) >= PROBE_EVERY_S

@@ -25,6 +25,7 @@ Exactness across hosts comes from the server, not from this process:
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import threading
@@ -177,6 +178,7 @@ class Connection:
     def copy_in(self, table: str, columns, rows) -> None:
         """Insert many rows (an iterable of tuples) into `table` with COPY: one stream,
         not a round trip a row."""
+        self.raw.deadline = time.monotonic() + self.wait  # (COPY starts with a round trip)
         try:
             with self.raw.cursor() as cur, \
                     cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -283,8 +285,10 @@ class Connection:
             self.raw.deadline = time.monotonic() + self.wait
             with self.raw.transaction():
                 self.raw.deadline = None
-                yield self
-                self.raw.deadline = time.monotonic() + self.wait  # COMMIT
+                try:
+                    yield self
+                finally:
+                    self.raw.deadline = time.monotonic() + self.wait  # the COMMIT or ROLLBACK
         except psycopg.Error as e:
             raise self._error(e) from None
         finally:
@@ -412,7 +416,7 @@ class _Watchdog:
             for conn in connections:
                 deadline = conn.deadline
                 if deadline is not None and now > deadline and not conn.timed_out:
-                    conn.expire()
+                    conn.expire(deadline)
 
 
 _watchdog = _Watchdog()
@@ -497,11 +501,14 @@ class RawConnection(psycopg.Connection):
         _watchdog.watch(conn)
         return conn
 
-    def expire(self) -> None:
-        """The watchdog's: this call waited past its bound. Shut the socket (the fd stays
-        psycopg's), so the wait ends now with an error, whatever the server does."""
+    def expire(self, deadline: float) -> None:
+        """The watchdog's: the call with this deadline waited past it. Shut the socket
+        (the fd stays psycopg's), so the wait ends now with an error, whatever the
+        server does; unless that call has ended meanwhile."""
         import socket
 
+        if self.deadline is not deadline:
+            return
         self.timed_out = True
         try:
             fd = self.pgconn.socket
@@ -569,6 +576,7 @@ def unavailable(error: BaseException | None, location: str, wait: float) -> Stor
 
 
 IDLE_PROBE_S = 30.0  # a pooled connection idle this long is probed with a round trip
+IDLE_PROBE_BOUND_S = 5.0  # how long a new or idle pooled connection's first round trip may take
 # A pool keeps trying to reopen a lost connection (with backoff) for this long, then lets
 # it go; the next call that needs one tries again at once. So once the server is back,
 # the next call succeeds, and a server that stays down is not hammered.
@@ -583,7 +591,7 @@ def _check(raw: RawConnection, wait: float) -> None:
 
     if RawConnection.unprepared and raw.prepare_threshold is not None and raw.info.dsn in RawConnection.unprepared:
         raw.prepare_threshold = None  # another connection to this store met a pooler
-    if raw.broken or raw.closed or select.select([raw.pgconn.socket], [], [], 0)[0]:
+    if raw.broken or raw.closed or _readable(raw.pgconn.socket):
         raw.close()  # (closed, the pool lets it go and opens another)
         raise psycopg.OperationalError("the server closed this connection")
     if monotonic() - raw.last_used > IDLE_PROBE_S:
@@ -594,12 +602,61 @@ def _check(raw: RawConnection, wait: float) -> None:
             raw.deadline = None
 
 
-def pool(uri: str, wait: float, size: int):
-    import logging
+def _readable(fd: int) -> bool:
+    """Whether a socket has something to read now (poll: any descriptor number)."""
+    import select
 
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _configure(raw: RawConnection) -> None:
+    """A new pooled connection prepares statements only when it speaks to the server
+    itself: behind a pooler in transaction mode (the server's port, address or socket
+    folder is not the one connected to), another client's statement of the same name
+    could run in its place. A proxy passing sessions through is treated the same way."""
+    if raw.prepare_threshold is None:
+        return
+    raw.deadline = monotonic() + IDLE_PROBE_BOUND_S
+    try:
+        port, address, folders = raw.execute(
+            "SELECT current_setting('port'), host(inet_server_addr()), current_setting('unix_socket_directories')"
+        ).fetchone()
+    finally:
+        raw.deadline = None
+    info = raw.info
+    if info.host.startswith("/"):
+        here = os.path.realpath(info.host)
+        direct = address is None and here in [os.path.realpath(f.strip()) for f in folders.split(",")]
+    else:
+        direct = address is not None and info.hostaddr == address
+    if not (direct and str(info.port) == port):
+        raw.prepare_threshold = None
+        RawConnection.unprepared.add(info.dsn)
+
+
+class _Unmasked(logging.Filter):
+    """The pool logs each failed connection attempt with libpq's reason, which may quote
+    a host name that holds part of a password: each pool scrubs its own store's."""
+
+    def __init__(self, uri: str, given: dict):
+        super().__init__()
+        self.uri, self.given = uri, given
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = _without_passwords(record.getMessage(), self.uri, self.given), ()
+        return True
+
+
+def pool(uri: str, wait: float, size: int):
     # The pool logs each failed reconnection: the service's logging decides where that
-    # goes; without any, it is not printed on the service's stderr.
-    logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+    # goes (without any, it is not printed on its stderr), always without a password.
+    log = logging.getLogger("psycopg.pool")
+    log.addHandler(logging.NullHandler())
+    given, _ = _parameters(uri, masked(uri), wait)
+    if not any(isinstance(f, _Unmasked) and f.uri == uri for f in log.filters):
+        log.addFilter(_Unmasked(uri, given))
     return _pool(uri, wait, size)
 
 
@@ -615,7 +672,8 @@ def _pool(uri: str, wait: float, size: int):
     location = masked(uri)
     _, kwargs = _parameters(uri, location, wait, prepare=True)
     return ConnectionPool(uri, connection_class=RawConnection, kwargs=kwargs, min_size=1,
-                          max_size=size, open=True, check=functools.partial(_check, wait=wait), timeout=wait, max_lifetime=1800,
+                          max_size=size, open=True, configure=_configure,
+                          check=functools.partial(_check, wait=wait), timeout=wait, max_lifetime=1800,
                           max_idle=300, reconnect_timeout=RECONNECT_S, name="claude-api")
 
 

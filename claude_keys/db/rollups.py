@@ -16,6 +16,12 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+# The usage table's columns (one row per request), and its token counts.
+USAGE_COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
+                 "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                 "cache_write_1h_tokens", "cost_nanos", "priced", "session_id")
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                "cache_write_1h_tokens")
 COUNTERS = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
             "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "unpriced")
 
@@ -141,6 +147,19 @@ def with_rollups(write: str, sign: int = 1) -> str:
     merges = ",\n".join(f"r{i} AS ({merge_sql(table, 'changed', sign)})"
                         for i, table in enumerate(ROLLUPS))
     return f"WITH changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
+
+
+def remove_requests(conn, doomed: str) -> int:
+    """Take the requests copied into the table `doomed` (usage rows) out of the store:
+    out of every roll-up (sign -1, then the emptied roll-up rows pruned) and out of
+    usage, inside the caller's write transaction. Returns how many."""
+    count = conn.execute(f"SELECT count(*) FROM {doomed}").fetchone()[0]
+    if not count:
+        return 0
+    conn.remove_usage(doomed)
+    for table in ROLLUPS:
+        conn.execute(prune_sql(table, doomed))
+    return count
 
 
 def exact_sums(expressions) -> str:

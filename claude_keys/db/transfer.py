@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from . import connect, display, rollups, same_store
+from . import as_store_error, connect, display, rollups, same_store
 from .location import POSTGRES, locate
-from ..errors import StoreError
+from ..errors import StoreError, TooLarge
 
 # Tables that belong to the store's machinery, not its data (each backend's own).
 _MACHINERY = {"_sqlite_migrations", "claude_api_migrations", "claude_api_schema", "bulk_mode"}
@@ -159,9 +159,11 @@ def disagreements(conn) -> list[str]:
                 "coalesce(sum(CASE WHEN side < 0 THEN 1 ELSE 0 END), 0) "
                 f"FROM (SELECT sum(side) AS side FROM ({both}) AS u GROUP BY {columns} "
                 "HAVING sum(side) <> 0) AS d").fetchone()
-        except Exception as e:  # e.g. a sum past what the database holds: not sound either
+        except Exception as e:  # a sum past what the database holds: not sound either
+            if not isinstance(as_store_error(e), TooLarge):
+                raise  # (busy, unavailable: not the store's damage)
             problems.append(f"the roll-up {table} could not be checked against the requests "
-                            f"({type(e).__name__}: {e})")
+                            f"(a sum past what the store holds)")
             continue
         if extra or missing:
             problems.append(f"the roll-up {table} disagrees with the requests: {extra:,} of its rows "

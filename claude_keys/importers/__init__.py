@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..errors import ClaudeKeysError, InvalidInput
 from .lines import shown, text_field
 from .result import ImportResult
-from .staging import Staging
+from ..db.staging import Staging
 from .units import PARALLEL_FROM, pack, read, read_in_worker, split
 
 FORMATS = ("auto", "jsonl", "csv", "claude-code")

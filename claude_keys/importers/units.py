@@ -100,7 +100,7 @@ def read_in_worker(unit: list[Part], db_path: str, key, prices: dict, scratch_di
     skipped, unpriced models, how far each file was read, warnings); a malformed line
     raises BadLine."""
     from ..db import connect
-    from .staging import Scratch
+    from ..db.staging import Scratch
 
     fd, scratch = tempfile.mkstemp(suffix=".db", dir=scratch_dir)
     os.close(fd)

@@ -24,17 +24,17 @@ copy is taken out of the roll-ups and replaced, in the same transaction.
 Where the store can hold the staging table itself (a local file: its connection's
 temporary database), staging lives there and a batch is stored by SQL across the two.
 Otherwise (a database server) staging is a private scratch SQLite database of this
-process: that is why this module, alone above claude_keys.db, uses sqlite3 itself. Each
-batch is then copied into a scratch table of the store and stored, with its roll-ups,
-under the write lock (so two imports replacing the same request agree).
+process; each batch is then copied into a scratch table of the store and stored, with
+its roll-ups, under the write lock (so two imports replacing the same request agree).
+Either way the staging speaks SQLite: that is why it lives in the storage package.
 """
 from __future__ import annotations
 
 import os
 import sqlite3
 
-from ..db import rollups, write
-from ..usage import COLUMNS, TOKEN_FIELDS, remove_rows
+from . import rollups, write
+from .rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 
 BATCH = 50_000  # requests per merge transaction: long enough to be fast, short enough
 #                 that verifiers waiting on the write lock are not held up for long
