@@ -17,6 +17,7 @@ _LAZY = {
     "InvalidInput": "errors",
     "TooLarge": "errors",
     "KeyNotFound": "errors",
+    "RequestIdConflict": "errors",
     "AmbiguousKey": "errors",
     "StoreError": "errors",
     "KeyringFailure": "errors",

@@ -96,7 +96,7 @@ class KeyStore(_StoreClient):
 
     def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
         super().__init__(db, timeout=timeout, pool_size=pool_size)
-        self._projects: dict[str, str] = {}  # key id -> project id; never changes
+        self._owners: dict[str, tuple] = {}  # key id -> (project id, lineage); never changes
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
@@ -132,16 +132,19 @@ class KeyStore(_StoreClient):
         already stored changes nothing (`.recorded` is then False). Give the `model`
         (priced from the price table; `speed="fast"` at fast-mode rates) or the `cost`.
         The request id of a check settles that request: its reserved cost gives way to
-        this one."""
+        this one, whichever key of its lineage records it (a rotation in between
+        changes nothing). Spend above what the check reserved is recorded and flagged
+        (`.warning`); a request id that another key's lineage owns raises
+        RequestIdConflict, and nothing is written."""
         check_text(key_id, "key_id", max_len=512)
-        project = self._projects.get(key_id)
-        if project is None:
-            project = self._projects[key_id] = usage.project_of(conn, key_id)
+        owner = self._owners.get(key_id)
+        if owner is None:
+            owner = self._owners[key_id] = usage.owner_of(conn, key_id)
         tokens = usage.check_tokens(
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens)
-        return usage.record(conn, key_id, project, pricer=self._pricer, model=model, tokens=tokens,
+        return usage.record(conn, key_id, *owner, pricer=self._pricer, model=model, tokens=tokens,
                             cost_nanos=None if cost is None else parse_cost(cost),
                             request_id=request_id, at_ms=moment_ms(at), speed=speed)
 
@@ -208,7 +211,7 @@ class AuthManager(_StoreClient):
 _MONEY_SETTINGS = {"max_cost_per_task": "max_cost_nanos", "monthly_budget": "monthly_budget_nanos",
                    "total_budget": "total_budget_nanos"}
 _COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day", "timeout": "timeout",
-                   "max_concurrent": "max_concurrent"}
+                   "max_concurrent": "max_concurrent", "hold": "hold"}
 
 
 class PermissionManager(_StoreClient):

@@ -26,6 +26,11 @@ class TooLarge(InvalidInput):
             "($9,223,372,036.854775807, or as many tokens); nothing was recorded"))
 
 
+class RequestIdConflict(ClaudeKeysError):
+    """Usage recorded with a request id that another key's lineage owns (in flight or
+    stored): nothing was written (exit 1)."""
+
+
 class KeyNotFound(ClaudeKeysError, LookupError):
     """A KEY reference matches no key."""
 

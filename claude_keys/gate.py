@@ -6,32 +6,32 @@ per day (429) -> requests in flight (429) -> rate limits (429). Every limit is c
 for the key (over its whole rotation lineage) and then for its project (shared by all
 the project's keys); a refusal says which.
 
-An allowed request is *in flight* until its usage is recorded with its request id, it is
-released, or its key's timeout passes. While in flight it reserves its cost (the cost
-given to the check, else the key's max cost per task), and every budget check counts
-recorded spend plus live reservations plus its own, inside the same serialized
-transaction that admits it: so with a budget, N processes can never together admit more
-than the budget holds. Requests are kept in flight only where a limit needs them (a
-budget or a concurrency limit, on the key or its project); otherwise nothing is stored
-and the request path stays one read and, for a rate-limited key, one slot.
+An allowed request that a budget or a concurrency limit must count is put *in flight*
+(inflight.py: what that is and how it ends), reserving its cost (the cost given to the
+check, else the key's max cost per task); every budget check counts recorded spend plus
+held reservations plus its own, inside the same serialized transaction that admits it:
+so with a budget, N processes can never together admit more than the budget holds.
+Otherwise nothing is stored and the request path stays one read and, for a
+rate-limited key, one slot (db/windows.py).
 
 Admission is written once for both backends. It runs in one transaction that is
 serialized where it matters: the connection locks the lineage's (and project's) rate
 windows and reads the store's clock after the locks (conn.lock_scopes), so hosts whose
 clocks disagree share one window. A key whose only limit is its rate limit takes its
-slot in one call of the store's slot function where it has one (one round trip). With
-limit N, never N+1 in any 60 s. A dry run decides without writing.
+slot in one call (conn.take_slot: one round trip on PostgreSQL). With limit N, never
+N+1 in any 60 s. A dry run decides without writing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import limits, profiles
+from . import inflight, limits, profiles
 from . import secret as fmt
+from .db import windows
+from .db.windows import WINDOW_MS
 from .errors import InvalidInput
 from .values import new_request_id, usd_text
 
-WINDOW_MS = 60_000
 _EXIT = {200: 0, 401: 3, 403: 4, 429: 5, 503: 1}
 _TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error", 503: "api_error"}
 UNAVAILABLE = "the key store is unavailable"
@@ -43,7 +43,6 @@ _OVERRIDES = slice(len(_STATE), len(_STATE) + len(profiles.OVERRIDE_FIELDS))
 _PROJECT = slice(_OVERRIDES.stop, _OVERRIDES.stop + len(limits.ProjectLimits.FIELDS))
 # The key of a presented token (with its project's limits), and the store's clock.
 _LOOKUP = f"SELECT {_KEY_COLUMNS}{{clock}} FROM keys k LEFT JOIN projects p ON p.project_id = k.project_id WHERE k.digest = ?"
-_NO_PROJECT_LIMITS = (None,) * len(limits.ProjectLimits.FIELDS)
 _MALFORMED = "\x00"  # an Authorization header that is not "Bearer …": an invalid key, not a missing one
 
 
@@ -182,19 +181,16 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
         return _deny(401, "Invalid API key")
     values = tuple(row)
     perms = profiles.resolve_overrides(row["profile"], *values[_OVERRIDES])
-    project_limits = values[_PROJECT]
+    project = limits.project_limits(row["project_id"], *values[_PROJECT])
     standard = standard_agents or (lambda: profiles.standard_agents(conn))
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
     if refusal:
-        project = limits.project_limits(row["project_id"], *project_limits)
         return _deny(403, refusal, _peek(conn, row, perms, project, now), row)
-    if project_limits == _NO_PROJECT_LIMITS and not perms.counts_usage:
+    if not project.any and not perms.counts_usage:
         # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
         return _rate_only(conn, row, perms, now, dry_run)
-    project = limits.project_limits(row["project_id"], *project_limits)
-    reserve = cost_nanos if cost_nanos is not None else (perms.max_cost_nanos or 0)
-    request = _Request(row, perms, project, reserve, cost_nanos)
+    request = _Request(row, perms, project, cost_nanos)
     if dry_run:
         return request.decide(conn, now, write=False)
     with conn.transaction():
@@ -233,69 +229,18 @@ def _rate_only(conn, row, perms, now: int, dry_run: bool) -> Decision:
     if limit is None:
         headers = {}
         if not dry_run and (row["last_used_at"] or 0) < now_s:
-            conn.write_one(_TOUCH, (now_s, row["id"], now_s))  # one statement, its own transaction
+            conn.write_one(windows.TOUCH, (now_s, row["id"], now_s))  # one statement, its own transaction
     elif dry_run:
-        count, oldest = limits.window(conn, row["lineage"], now)
+        count, oldest = windows.window(conn, row["lineage"], now)
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now, "")
         headers = _headers(limit, count, oldest, now)
     else:
-        count, oldest, now = _take_slot(conn, row, limit)
+        count, oldest, now = conn.take_slot(row["lineage"], limit, row["id"], row["last_used_at"])
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now, "")
         headers = _headers(limit, count + 1, oldest, now)
     return _allowed(row, perms, now, headers, [], None if dry_run else new_request_id())
-
-
-def _take_slot(conn, row, limit: int) -> tuple[int, int | None, int]:
-    """Take a rate-limit slot for the key's lineage if fewer than `limit` are in the
-    window. Returns (slots in the window before this request, the oldest slot's time,
-    the time of the decision)."""
-    if conn.features.slot_function:
-        return conn.execute("SELECT * FROM claude_take_slot(?, ?, ?)",
-                            (row["lineage"], limit, row["id"])).fetchone()
-    with conn.write():
-        # The window is measured from when the lock was ours: a request that waited
-        # must not be counted as earlier than it was admitted.
-        now = conn.lock_scopes([row["lineage"]])
-        count, pruned = _prune(conn, row["lineage"], now)
-        if count < limit:
-            _add_slot(conn, row["lineage"], now, count)
-            _touch(conn, row, now // 1000)
-        elif pruned:
-            _set_window(conn, row["lineage"], count)
-        oldest = _oldest(conn, row["lineage"])
-    return count, oldest, now
-
-
-# -- rate windows: a sliding log of the last minute's requests per scope ----------------
-# The count in rate_windows always equals the scope's rows in rate_slots, and every prune
-# happens inside a serialized admission, so after it all rows are in the window: taking a
-# slot costs the same whatever the limit. claude_take_slot (db/migrations.py) is the same
-# steps in one call, where the store has it.
-
-def _prune(conn, scope: str, now: int) -> tuple[int, int]:
-    """Drop the slots that left the window; (slots left in it, slots dropped)."""
-    pruned = sum(n for (n,) in conn.execute(
-        "DELETE FROM rate_slots WHERE lineage = ? AND at_ms <= ? RETURNING n",
-        (scope, now - WINDOW_MS)).fetchall())
-    stored = conn.execute("SELECT used FROM rate_windows WHERE lineage = ?", (scope,)).fetchone()
-    return (stored[0] if stored else 0) - pruned, pruned
-
-
-def _add_slot(conn, scope: str, now: int, count: int) -> None:
-    conn.execute("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT (lineage, at_ms) "
-                 "DO UPDATE SET n = rate_slots.n + 1", (scope, now))
-    _set_window(conn, scope, count + 1)
-
-
-def _set_window(conn, scope: str, count: int) -> None:
-    conn.execute("INSERT INTO rate_windows VALUES (?, ?) ON CONFLICT (lineage) DO UPDATE "
-                 "SET used = excluded.used", (scope, count))
-
-
-def _oldest(conn, scope: str) -> int | None:
-    return conn.execute("SELECT min(at_ms) FROM rate_slots WHERE lineage = ?", (scope,)).fetchone()[0]
 
 
 def _headers(limit: int, used: int, oldest: int | None, now: int) -> dict:
@@ -318,7 +263,7 @@ def _peek(conn, row, perms, project, now: int) -> dict:
     scope, limit = _header_scope(row, perms, project)
     if limit is None:
         return {}
-    count, oldest = limits.window(conn, scope, now)
+    count, oldest = windows.window(conn, scope, now)
     return _headers(limit, count, oldest, now)
 
 
@@ -334,23 +279,18 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
     return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", headers, row)
 
 
-def _touch(conn, row, now_s: int) -> None:
-    """last_used_at, to the second: at most one write per key per second."""
-    if (row["last_used_at"] or 0) < now_s:
-        conn.execute(_TOUCH, (now_s, row["id"], now_s))
-
-
-_TOUCH = "UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
-
-
 # -- the full admission: budgets, concurrency and rate limits of a key and its project ---
 
 class _Request:
     """One request against its key's and its project's limits."""
 
-    def __init__(self, row, perms, project, reserve: int, cost_nanos: int | None):
+    def __init__(self, row, perms, project, cost_nanos: int | None):
         self.row, self.perms, self.project = row, perms, project
-        self.reserve, self.cost_nanos = reserve, cost_nanos
+        self.cost_nanos = cost_nanos
+        # What it reserves: the cost given, else the key's maximum per task, else nothing
+        # (None: nothing was promised, so no settle can be "above" it).
+        self.reserved = cost_nanos if cost_nanos is not None else perms.max_cost_nanos
+        self.reserve = self.reserved or 0
         self.tracked = perms.tracks_requests or project.tracks_requests
         self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
 
@@ -363,9 +303,9 @@ class _Request:
                               total=project.total_budget_nanos is not None, tracked=self.tracked)
                   if project.any else None)
         if write:
-            for kind, subject, used in (("lineage", row["lineage"], key), ("project", row["project_id"], shared)):
-                if used is not None and used.stale >= limits.CLEAR_AT:
-                    limits.clear(conn, kind, subject, now)
+            for column, subject, used in (("lineage", row["lineage"], key), ("project_id", row["project_id"], shared)):
+                if used is not None and used.stale >= inflight.CLEAR_AT:
+                    inflight.clear(conn, column, subject, now)
         warnings: list[str] = []
         over = (self._spend(key, perms.monthly_budget_nanos, perms.total_budget_nanos, perms.tokens_per_day,
                             month, "", warnings)
@@ -376,46 +316,44 @@ class _Request:
         if over:
             return _deny(429, over, _peek(conn, row, perms, project, now), row)
 
-        windows = []  # (scope, limit, count, whose, slots pruned) for every rate limit that applies
+        taken_windows = []  # (scope, limit, count, whose, slots pruned): every rate limit that applies
         for scope, limit, whose in ((row["lineage"], perms.rate_limit, ""),
                                     (limits.project_scope(row["project_id"]), project.rate_limit, "project")):
             if limit is None:
                 continue
             if write:
-                count, pruned = _prune(conn, scope, now)
+                count, pruned = windows.prune(conn, scope, now)
             else:
-                count, pruned = limits.window(conn, scope, now)[0], 0
-            windows.append((scope, limit, count, whose, pruned))
+                count, pruned = windows.window(conn, scope, now)[0], 0
+            taken_windows.append((scope, limit, count, whose, pruned))
         header_scope, _ = _header_scope(row, perms, project)
-        for scope, limit, count, whose, _ in windows:
+        for scope, limit, count, whose, _ in taken_windows:
             if count >= limit:
                 # A refusal commits too: every window pruned keeps its count true.
-                for other, _, left, _, pruned in windows:
+                for other, _, left, _, pruned in taken_windows:
                     if pruned:
-                        _set_window(conn, other, left)
-                oldest = _oldest(conn, scope) if write else limits.window(conn, scope, now)[1]
+                        windows.set_count(conn, other, left)
+                oldest = windows.oldest(conn, scope) if write else windows.window(conn, scope, now)[1]
                 return _rate_limited(row, limit, count, oldest, now, whose,
-                                     self._headers(conn, windows, header_scope, now, taken=False))
+                                     self._headers(conn, taken_windows, header_scope, now, taken=False))
         request_id = None
         if write:
-            for scope, _, count, _, _ in windows:
-                _add_slot(conn, scope, now, count)
+            for scope, _, count, _, _ in taken_windows:
+                windows.add(conn, scope, now, count)
             request_id = new_request_id()
             if self.tracked:
-                timeout_s = perms.timeout or limits.DEFAULT_TIMEOUT_S  # (a timeout of 0 would hold nothing)
-                conn.execute("INSERT INTO in_flight (lineage, request_id, key_id, project_id, started_ms, "
-                             "expires_ms, reserved_nanos) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (row["lineage"], request_id, row["id"], row["project_id"], now,
-                              now + timeout_s * 1000, self.reserve))
-            _touch(conn, row, now // 1000)
-        headers = self._headers(conn, windows, header_scope, now, taken=write)
+                inflight.open_request(conn, row, request_id, now, timeout_s=perms.timeout,
+                                      hold_s=perms.hold if perms.hold is not None else project.hold,
+                                      reserved=self.reserved)
+            windows.touch(conn, row["id"], row["last_used_at"], now // 1000)
+        headers = self._headers(conn, taken_windows, header_scope, now, taken=write)
         return _allowed(row, perms, now, headers, warnings, request_id)
 
-    def _headers(self, conn, windows, header_scope, now: int, *, taken: bool) -> dict:
-        for scope, limit, count, _, _ in windows:
+    def _headers(self, conn, taken_windows, header_scope, now: int, *, taken: bool) -> dict:
+        for scope, limit, count, _, _ in taken_windows:
             if scope == header_scope:
-                return _headers(limit, count + taken, _oldest(conn, scope) if taken else
-                                limits.window(conn, scope, now)[1], now)
+                return _headers(limit, count + taken, windows.oldest(conn, scope) if taken else
+                                windows.window(conn, scope, now)[1], now)
         return {}
 
     def _spend(self, used: limits.Used, monthly, total, tokens_per_day, month: limits.Month,

@@ -350,6 +350,7 @@ def current(conn, row, perms, now: int) -> dict:
     month, tokens used, cost to date, rate limit status") at `now`, in ms by the store's
     clock (the one the gate wrote the windows and requests in flight by)."""
     from . import limits
+    from .inflight import over_reservations
 
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
     used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
@@ -360,6 +361,7 @@ def current(conn, row, perms, now: int) -> dict:
         "in_flight": used.in_flight, "reserved_usd": in_usd(used.reserved_nanos),
         "max_concurrent": perms.max_concurrent,
         "requests_last_minute": used.window, "rate_limit": perms.rate_limit,
+        "settled_above_reservation": over_reservations(conn, row["lineage"]),
     }
 
 
@@ -514,34 +516,53 @@ def revoke(conn, key_id: str, reason: str | None = None) -> Revoked:
 
 
 def disable(conn, key_id: str, reason: str | None = None) -> tuple:
-    """Suspend a key's whole lineage (reversible: `enable`). Returns (row, changed)."""
+    """Suspend a key (reversible: `enable`). The current key of a lineage suspends the
+    whole lineage; a retiring key suspends itself and the older secrets only, never a
+    newer one. Returns (row, the ids of the keys it suspended: none if already)."""
     if reason is not None:
         check_text(reason, "reason", max_len=1000, allow_empty=True)
     with _changing(conn, key_id) as (row, now, state):
         if state in ("revoked", "expired"):
             raise ClaudeKeysError(f"key {key_id} is {state}; there is nothing to disable")
         if state == "disabled":
-            return row, False
-        conn.execute("UPDATE keys SET disabled_at = ?, disabled_reason = ? WHERE lineage = ?",
-                     (now, reason or None, row["lineage"]))
+            return row, []
+        family = {r["id"]: r for r in conn.rows("SELECT id, rotated_from, disabled_at FROM keys "
+                                                "WHERE lineage = ?", (row["lineage"],))}
+        if successor(conn, key_id) is None:
+            reach = list(family)
+        else:  # itself and its ancestors: the secrets it replaced
+            reach, at = [], key_id
+            while at is not None and at in family:
+                reach.append(at)
+                at = family[at]["rotated_from"]
+        targets = sorted(k for k in reach if family[k]["disabled_at"] is None)
+        marks = ", ".join("?" * len(targets))
+        conn.execute(f"UPDATE keys SET disabled_at = ?, disabled_reason = ?, disabled_by = ? WHERE id IN ({marks})",
+                     (now, reason or None, key_id, *targets))
         audit.record(conn, "disable", key_id, {"disabled_at": None},
-                     {"disabled_at": now, "disabled_reason": reason or None})
-        return get(conn, key_id), True
+                     {"disabled_at": now, "disabled_reason": reason or None, "keys": targets})
+        return get(conn, key_id), targets
 
 
 def enable(conn, key_id: str) -> tuple:
-    """Lift a suspension (of the whole lineage). Returns (row, changed)."""
+    """Undo exactly the `disable` that suspended this key: every key it suspended, and
+    no other (a secret disabled on its own stays disabled). Returns (row, the ids of the
+    keys it re-enabled: none if the key was not disabled)."""
     with _changing(conn, key_id) as (row, _, state):
         if state in ("revoked", "expired") and row["disabled_at"] is None:
             raise ClaudeKeysError(f"key {key_id} is {state}; only a disabled key can be enabled")
         if row["disabled_at"] is None:
-            return row, False
-        conn.execute("UPDATE keys SET disabled_at = NULL, disabled_reason = NULL WHERE lineage = ?",
-                     (row["lineage"],))
+            return row, []
+        by = row["disabled_by"] or key_id
+        targets = sorted(r[0] for r in conn.execute(
+            "SELECT id FROM keys WHERE disabled_by = ? OR id = ?", (by, key_id)).fetchall())
+        marks = ", ".join("?" * len(targets))
+        conn.execute(f"UPDATE keys SET disabled_at = NULL, disabled_reason = NULL, disabled_by = NULL "
+                     f"WHERE id IN ({marks})", targets)
         audit.record(conn, "enable", key_id,
                      {"disabled_at": row["disabled_at"], "disabled_reason": row["disabled_reason"]},
-                     {"disabled_at": None, "disabled_reason": None})
-        return get(conn, key_id), True
+                     {"disabled_at": None, "disabled_reason": None, "keys": targets})
+        return get(conn, key_id), targets
 
 
 NO_EXPIRY = -1  # edit(expires_in=NO_EXPIRY): the key never expires

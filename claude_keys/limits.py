@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
+from . import inflight
+from .db import windows
 from .db.rollups import combine, exact_sums
 
 DAY_MS = 86_400_000
-DEFAULT_TIMEOUT_S = 600  # how long an unsettled request holds its place, for a key without a timeout
 _TOKENS = ("input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens "
            "+ cache_write_1h_tokens")
 
@@ -25,21 +26,25 @@ def project_scope(project_id: str) -> str:
 
 
 class ProjectLimits:
-    """A project's own limits (None: no limit), shared by all its keys. (Plain classes
-    here, not dataclasses: this module is on `keys verify`'s cold path, and making a
-    dataclass costs ~0.4 ms of import each.)"""
+    """A project's own limits (None: no limit), shared by all its keys, and its hold
+    limit (inflight.py; None: the default). (Plain classes here, not dataclasses: this
+    module is on `keys verify`'s cold path, and making a dataclass costs ~0.4 ms of
+    import each.)"""
 
-    FIELDS = ("monthly_budget_nanos", "total_budget_nanos", "rate_limit", "tokens_per_day",
+    LIMITS = ("monthly_budget_nanos", "total_budget_nanos", "rate_limit", "tokens_per_day",
               "max_concurrent")
+    FIELDS = LIMITS + ("hold",)
     __slots__ = ("project_id", *FIELDS, "any", "tracks_requests")
 
     def __init__(self, project_id: str, monthly_budget_nanos: int | None = None,
                  total_budget_nanos: int | None = None, rate_limit: int | None = None,
-                 tokens_per_day: int | None = None, max_concurrent: int | None = None):
+                 tokens_per_day: int | None = None, max_concurrent: int | None = None,
+                 hold: int | None = None):
         self.project_id = project_id
         self.monthly_budget_nanos, self.total_budget_nanos = monthly_budget_nanos, total_budget_nanos
         self.rate_limit, self.tokens_per_day, self.max_concurrent = rate_limit, tokens_per_day, max_concurrent
-        self.any = any(getattr(self, f) is not None for f in self.FIELDS)
+        self.hold = hold
+        self.any = any(getattr(self, f) is not None for f in self.LIMITS)
         self.tracks_requests = (max_concurrent is not None or monthly_budget_nanos is not None
                                 or total_budget_nanos is not None)
 
@@ -95,7 +100,7 @@ class Used:
         self.tokens_today = 0
         self.in_flight = 0
         self.reserved_nanos = 0
-        self.stale = 0  # rows of requests settled or expired, not yet cleared
+        self.stale = 0  # rows of requests past their hold, not yet cleared
         self.window: int | None = None  # requests in the last minute; None: not read
         self.oldest_ms: int | None = None
 
@@ -105,15 +110,6 @@ _SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a te
     "lineage": ("keys k JOIN usage_daily d ON d.key_id = k.id", "k.lineage = ?"),
     "project": ("usage_project_daily", "project_id = ?"),
 }
-
-
-# A request is settled once usage with its request id is stored for its key: so recording
-# it stays the one insert it always was, and the request's row goes at its lineage's next
-# admission. (Usage recorded for another key does not settle it: its reservation stays
-# until it expires, rather than being charged to a key that did not make it.)
-SETTLED = ("EXISTS (SELECT 1 FROM usage WHERE usage.request_id = in_flight.request_id "
-           "AND usage.key_id = in_flight.key_id)")
-CLEAR_AT = 4  # settled or expired rows a lineage (or project) keeps before an admission clears them
 
 
 @lru_cache(maxsize=32)
@@ -129,20 +125,8 @@ def _used_sql(kind: str, today: int, total: bool, tracked: bool) -> str:
     if total:
         parts.append(f"(SELECT {exact_sums(['cost_nanos'])} FROM {table} WHERE {where}) AS t")
     if tracked:
-        column = "lineage" if kind == "lineage" else "project_id"
-        parts.append(f"(SELECT coalesce(sum(CASE WHEN live THEN 1 ELSE 0 END), 0) AS live, "
-                     f"{exact_sums(['CASE WHEN live THEN reserved_nanos END'])}, count(*) AS all_rows "
-                     f"FROM (SELECT reserved_nanos, expires_ms > ? AND NOT {SETTLED} AS live FROM in_flight "
-                     f"WHERE {column} = ?) AS r) AS f")
+        parts.append(inflight.used_sql("lineage" if kind == "lineage" else "project_id") + " AS f")
     return "SELECT * FROM " + " CROSS JOIN ".join(parts)
-
-
-def window(conn, scope: str, now_ms: int, window_ms: int = 60_000) -> tuple[int, int | None]:
-    """Requests in the rate window of a scope, and the oldest one's time (a read)."""
-    count, oldest = conn.execute(
-        "SELECT coalesce(sum(n), 0), min(at_ms) FROM rate_slots WHERE lineage = ? AND at_ms > ?",
-        (scope, now_ms - window_ms)).fetchone()
-    return count, oldest
 
 
 def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None, *, total: bool = True,
@@ -151,7 +135,7 @@ def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None,
     month = month or Month.of(now_ms)
     params = [subject, month.first_day, month.next_first_day]
     params += [subject] if total else []
-    params += [now_ms, subject] if tracked else []
+    params += [now_ms, now_ms, now_ms, subject] if tracked else []
     row = conn.execute(_used_sql(kind, month.today, total, tracked), params).fetchone()
     used = Used()
     used.month_nanos, used.tokens_today = combine(row[0:4])
@@ -159,16 +143,7 @@ def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None,
     if total:
         used.total_nanos, rest = combine(rest[0:2])[0], rest[2:]
     if tracked:
-        used.in_flight, used.reserved_nanos, used.stale = rest[0], combine(rest[1:3])[0], rest[3] - rest[0]
+        used.in_flight, used.reserved_nanos, used.stale = rest[0], combine(rest[1:3])[0], rest[3]
     if scope is not None:
-        used.window, used.oldest_ms = window(conn, scope, now_ms)
+        used.window, used.oldest_ms = windows.window(conn, scope, now_ms)
     return used
-
-
-def clear(conn, kind: str, subject: str, now_ms: int) -> None:
-    """Inside an admission: delete a lineage's (or project's) rows of requests settled, or
-    never settled and whose time is up. They count for nothing already (in_flight skips
-    them); clearing them CLEAR_AT at a time keeps the table small at a fraction of a
-    write per request."""
-    column = "lineage" if kind == "lineage" else "project_id"
-    conn.execute(f"DELETE FROM in_flight WHERE {column} = ? AND (expires_ms <= ? OR {SETTLED})", (subject, now_ms))

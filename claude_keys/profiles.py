@@ -31,6 +31,7 @@ PRESETS: dict[str, dict] = {
         "total_budget_nanos": None,
         "max_concurrent": None,
         "timeout": 60,
+        "hold": None,
     },
     "pro": {
         "allowed_tools": ["Read", "Grep", "Bash", "Edit", "Write"],
@@ -44,6 +45,7 @@ PRESETS: dict[str, dict] = {
         "total_budget_nanos": None,
         "max_concurrent": None,
         "timeout": 300,
+        "hold": None,
     },
     "enterprise": {
         "allowed_tools": [ALL],
@@ -57,12 +59,13 @@ PRESETS: dict[str, dict] = {
         "total_budget_nanos": None,
         "max_concurrent": None,
         "timeout": None,
+        "hold": None,
     },
 }
 NAMES = tuple(PRESETS)
 LIST_FIELDS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills")
 LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout",
-                "total_budget_nanos", "max_concurrent")
+                "total_budget_nanos", "max_concurrent", "hold")
 OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS
 DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
 
@@ -102,6 +105,7 @@ class Permissions:
     timeout: int | None
     total_budget_nanos: int | None  # over the key's whole lineage; never resets
     max_concurrent: int | None  # requests in flight at once
+    hold: int | None  # seconds an unsettled request's reservation counts (None: the default, 24 h)
 
     @cached_property
     def counts_usage(self) -> bool:
@@ -145,6 +149,7 @@ class Permissions:
             "total_budget": in_usd(self.total_budget_nanos),
             "max_concurrent": self.max_concurrent,
             "timeout": self.timeout,
+            "hold": self.hold,
         }
 
 

@@ -19,6 +19,7 @@ SETTINGS = {
     "rate_limit": ("rate_limit", False),
     "tokens_per_day": ("tokens_per_day", False),
     "max_concurrent": ("max_concurrent", False),
+    "hold": ("hold", False),  # not a limit: how long an unsettled request's reservation counts (inflight.py)
 }
 FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
           *SETTINGS)
@@ -79,8 +80,8 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
         month_nanos, total_nanos = combine(row[1:])
         item["month_cost_usd"], item["total_cost_usd"] = in_usd(month_nanos), in_usd(total_nanos)
     flight_where = " AND project_id = ?" if project_id is not None else ""
-    for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ? "
-                                   f"AND NOT {limits.SETTLED}{flight_where} GROUP BY project_id",
+    for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ?"
+                                   f"{flight_where} GROUP BY project_id",
                                    (now, *params)).fetchall():
         entry(pid)["in_flight"] = count
     columns = ", ".join(column for column, _ in SETTINGS.values())

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import pricing
+from . import inflight, pricing
 from .db import rollups
 from .db.rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 from .errors import InvalidInput, KeyNotFound
 from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, new_request_id,
-                     now_ms, parse_cost, parse_count)
+                     now_ms, parse_cost, parse_count, usd_text)
 
 
 FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
@@ -29,6 +29,19 @@ class Recorded:
     request_id: str
     cost_nanos: int
     priced: bool  # False: unknown model and no cost given (recorded at $0, flagged)
+    reserved_nanos: int | None = None  # what its check reserved, when it settled one that did
+
+    @property
+    def reserved_usd(self) -> float | None:
+        return None if self.reserved_nanos is None else self.reserved_nanos / 1_000_000_000
+
+    @property
+    def warning(self) -> str | None:
+        """Set when the request cost more than its check reserved (inflight.py)."""
+        if self.reserved_nanos is None or self.cost_nanos <= self.reserved_nanos:
+            return None
+        return (f"request {self.request_id} cost {usd_text(self.cost_nanos)}, more than the "
+                f"{usd_text(self.reserved_nanos)} its check reserved: recorded, and flagged in the audit log")
 
     @property
     def cost_usd(self) -> float:
@@ -42,14 +55,15 @@ def check_tokens(**counts) -> dict:
     return counts
 
 
-def project_of(conn, key_id: str) -> str:
-    row = conn.execute("SELECT project_id FROM keys WHERE id = ?", (key_id,)).fetchone()
+def owner_of(conn, key_id: str) -> tuple[str, str]:
+    """A key's (project id, lineage)."""
+    row = conn.execute("SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         from .keys import looks_like_id
 
         raise KeyNotFound(f"no key has the id {key_id!r}" if looks_like_id(key_id)
                           else "no key has that id (record_usage takes a key's id, not its secret)")
-    return row[0]
+    return row[0], row[1]
 
 
 @lru_cache(maxsize=1024)
@@ -69,19 +83,20 @@ def check_time(at_ms: int, now: int | None = None) -> int:
     return at_ms
 
 
-def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
+def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
            model: str | None = None, tokens: dict, cost_nanos: int | None = None,
            request_id: str | None = None, at_ms: int | None = None, speed=None) -> Recorded:
     """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
     missing cost comes from `pricer` (at fast-mode rates for speed "fast"), and an
     unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
-    such a request could never be priced. A request in flight with that request id is
-    settled by it (see limits.SETTLED)."""
+    such a request could never be priced. A request id given is checked and settles the
+    request in flight with it (inflight.settle)."""
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
     if not model and cost_nanos is None:
         raise InvalidInput("give the request's model (to price it) or its cost")
     fast = pricing.is_fast(speed)
-    request_id = new_request_id() if request_id is None else check_text(request_id, "request id")
+    fresh = request_id is None  # a new id: nothing can hold it, so one plain insert
+    request_id = new_request_id() if fresh else check_text(request_id, "request id")
     at_ms = now_ms() if at_ms is None else check_time(at_ms)
     counts = [tokens[f] for f in TOKEN_FIELDS]
     if cost_nanos is not None and not 0 <= cost_nanos <= MAX_REQUEST_NANOS:
@@ -90,17 +105,16 @@ def record(conn, key_id: str, project_id: str, *, pricer: pricing.Pricer,
     priced = cost is not None
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
-    inserted = conn.write_usage(_INSERT, row)  # one statement, its own transaction: 1 row, or 0
-    return Recorded(inserted == 1, request_id, cost, priced)
+    if fresh:
+        return Recorded(conn.write_usage(_INSERT, row) == 1, request_id, cost, priced)
+    stored, reserved = inflight.settle(conn, row, lineage, cost)
+    return Recorded(stored, request_id, cost, priced, reserved)
 
 
 def release(conn, request_id: str) -> bool:
     """End a request in flight without usage (its work failed). False if it was not in
     flight (settled, released or expired already)."""
-    request_id = check_text(request_id, "request id")
-    from .limits import SETTLED
-
-    return conn.write_one(f"DELETE FROM in_flight WHERE request_id = ? AND NOT {SETTLED}", (request_id,)) == 1
+    return inflight.release(conn, check_text(request_id, "request id"))
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
@@ -204,10 +218,6 @@ def delete(conn, selection: Selection) -> dict:
             found = {r[0] for r in conn.execute("SELECT request_id FROM doomed")}
             missing = [r for r in selection.request_ids if r not in found]
         remove_rows(conn, "doomed")
-        # A request that settled a reservation: without its usage the reservation would
-        # count again until it expires.
-        conn.execute("DELETE FROM in_flight WHERE EXISTS (SELECT 1 FROM doomed WHERE doomed.request_id = "
-                     "in_flight.request_id AND doomed.key_id = in_flight.key_id)")  # (as limits.SETTLED)
         conn.execute("DROP TABLE doomed")
         if totals["requests"]:
             audit.record(conn, "usage delete", selection.key_id,

@@ -3,6 +3,8 @@ whole lineage's), and the cost a request in flight reserves until its usage sett
 it or it is released; exact when 32 processes race for the last dollar."""
 import time
 
+import pytest
+
 from claude_keys import KeyStore
 from tests.helpers.run import cli, create, error, proc, verdict, verify
 from tests.helpers.store import LIVE, NANOS, sql
@@ -122,13 +124,17 @@ def test_verify_json_request_ids_are_settled_by_usage_record():
     assert shown["month_cost_usd"] == 0.25 and shown["in_flight"] == 1 and shown["max_concurrent"] == 1
 
 
-def test_usage_recorded_for_another_key_does_not_settle_a_request():
-    """A reservation is settled by usage of the key that made the request, not by any
-    usage with the same request id (a service mixing up its keys)."""
+def test_usage_recorded_for_another_key_is_refused_and_the_request_stays_reserved():
+    """A reservation is settled by usage of its own lineage; another key recording with
+    its request id (a service mixing up its keys) is refused, and nothing is written."""
+    from claude_keys import RequestIdConflict
+
     key, other = create("--monthly-budget", "1"), create()
     store = KeyStore()
     admitted = store.check(key=key["key"], cost="0.75")
-    store.record_usage(other["id"], cost="0.01", request_id=admitted.request_id)
+    with pytest.raises(RequestIdConflict, match=admitted.request_id):
+        store.record_usage(other["id"], cost="0.01", request_id=admitted.request_id)
+    assert sql("SELECT count(*) FROM usage") == [(0,)]
     assert not store.check(key=key["key"], cost="0.50").allowed  # the 0.75 is still reserved
     assert store.release(admitted.request_id)
     assert store.check(key=key["key"], cost="0.50").allowed

@@ -29,7 +29,7 @@ def test_project_limits_each_refuse_and_say_so():
     rows = cli("projects", "list", "--json").json()
     assert [r["project_id"] for r in rows] == ["p"] and set(rows[0]) == {
         "project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
-        "monthly_budget", "total_budget", "rate_limit", "tokens_per_day", "max_concurrent"}
+        "monthly_budget", "total_budget", "rate_limit", "tokens_per_day", "max_concurrent", "hold"}
 
 
 def test_the_python_api_reads_and_sets_project_limits():

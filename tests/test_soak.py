@@ -48,7 +48,7 @@ def soak_worker(args):
                 counts["verified"] += 1
             elif op == "record":
                 key_id, _ = rng.choice(mine)
-                done = usage.record(conn, key_id, f"soak-{worker}", pricer=pricer, model="claude-haiku-4-5",
+                done = usage.record(conn, key_id, *usage.owner_of(conn, key_id), pricer=pricer, model="claude-haiku-4-5",
                                     tokens={"input_tokens": 10, "output_tokens": 1, "cache_read_tokens": 0,
                                             "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0},
                                     request_id=f"soak-{worker}-{counts['recorded']}")

@@ -13,7 +13,7 @@ import click
 from ..values import iso_s
 from . import warn
 from .options import (
-    FOLLOW_PROFILE, Cost, Count, Duration, Limit, Money, Profile, Project, Seconds, Text, json_option,
+    FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, Money, Profile, Project, Seconds, Text, json_option,
     key_argument, live_key_argument, output_options,
 )
 
@@ -187,6 +187,9 @@ def _current_lines(now: dict) -> dict:
                      + (f" (reserving {money(now['reserved_usd'])})" if now["reserved_usd"] else ""),
         "requests last minute": "-" if window is None and now["rate_limit"] is None
                                 else of(f"{window or 0:,}", now["rate_limit"]),
+        **({"above reservation": f"{now['settled_above_reservation']:,} requests cost more than their "
+                                 "check reserved (see `claude-api audit`)"}
+           if now["settled_above_reservation"] else {}),
     }
 
 
@@ -198,6 +201,7 @@ _LIMIT_OPTIONS = {
     "tokens_per_day": "tokens_per_day",
     "total_budget": "total_budget_nanos",
     "max_concurrent": "max_concurrent",
+    "hold": "hold",
 }
 
 
@@ -216,6 +220,8 @@ _LIMIT_OPTIONS = {
 @click.option("--tokens-per-day", type=Limit(Count()), help="Tokens per UTC day, unlimited, or default.")
 @click.option("--total-budget", type=Limit(Money()), help="USD over the key's whole life, unlimited, or default.")
 @click.option("--max-concurrent", type=Limit(Count()), help="Requests in flight at once, unlimited, or default.")
+@click.option("--hold", type=Hold(),
+              help="How long an unsettled request's cost stays reserved (default 24h; at least the timeout).")
 @click.option("--allow-tool", type=NAME, multiple=True, metavar="TOOL", help="Allow a tool ('*' for all).")
 @click.option("--disallow-tool", type=NAME, multiple=True, metavar="TOOL", help="Take a tool off the allowed list.")
 @click.option("--block-tool", type=NAME, multiple=True, metavar="TOOL", help="Block a tool (a block always wins).")
@@ -299,13 +305,14 @@ def revoke(ctx, key, force, reason) -> None:
 @click.option("--reason", type=Text("the reason", max_len=1000), help="Why; shown by `keys show`.")
 @click.pass_context
 def disable(ctx, key, reason) -> None:
-    """Suspend a key (and the older secrets of its lineage): it is refused as an invalid
-    key until `keys enable`. Unlike revoke, this can be undone."""
+    """Suspend a key: it is refused as an invalid key until `keys enable`. The current
+    key suspends its whole lineage; a retiring key (after a rotation) only itself and
+    the older secrets. Unlike revoke, this can be undone."""
     from .. import keys as lib
 
     conn = _app(ctx).existing
     row, changed = lib.disable(conn, lib.find(conn, key)["id"], reason)
-    click.echo(f"Disabled key {row['id']}." if changed else f"Key {row['id']} was already disabled.",
+    click.echo(f"Disabled {_listed(changed)}." if changed else f"Key {row['id']} was already disabled.",
                err=True)
 
 
@@ -313,12 +320,17 @@ def disable(ctx, key, reason) -> None:
 @key_argument
 @click.pass_context
 def enable(ctx, key) -> None:
-    """Lift a key's suspension (`keys disable`)."""
+    """Lift a suspension: re-enables exactly the keys that the `keys disable` which
+    suspended this one did."""
     from .. import keys as lib
 
     conn = _app(ctx).existing
     row, changed = lib.enable(conn, lib.find(conn, key)["id"])
-    click.echo(f"Enabled key {row['id']}." if changed else f"Key {row['id']} was not disabled.", err=True)
+    click.echo(f"Enabled {_listed(changed)}." if changed else f"Key {row['id']} was not disabled.", err=True)
+
+
+def _listed(ids: list) -> str:
+    return f"key {ids[0]}" if len(ids) == 1 else f"{len(ids)} keys: {', '.join(ids)}"
 
 
 @keys.command()

@@ -81,6 +81,20 @@ class Limit(click.ParamType):
         return self.inner.convert(value, param, ctx)
 
 
+class Hold(click.ParamType):
+    """A hold limit (claude_keys/inflight.py): a duration, or `default` (24 h)."""
+
+    name = "DURATION|default"
+
+    def __init__(self, default=FOLLOW_PROFILE):
+        self.default = default  # what `default` stands for where the option is read
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "default":
+            return self.default
+        return Seconds().convert(value, param, ctx)
+
+
 class ProjectLimit(click.ParamType):
     """A project limit: a value, or `unlimited` (none)."""
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 import click
 
 from ..profiles import UNLIMITED
-from .options import Count, Money, Project, ProjectLimit, output_options
+from .options import Count, Hold, Money, Project, ProjectLimit, output_options
 
 MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget")
 HEADERS = {"project_id": "project", "active_keys": "active", "month_cost_usd": "this month",
            "total_cost_usd": "in total", "in_flight": "in flight", "monthly_budget": "monthly budget",
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
-           "max_concurrent": "concurrent"}
+           "max_concurrent": "concurrent", "hold": "hold"}
 
 # What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
 # `keys`, and the budgets (beside the spend) more than the other limits.
-OPTIONAL = ["keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight", "total_budget"]
+OPTIONAL = ["hold", "keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight", "total_budget"]
 
 
 def _app(ctx):
@@ -30,7 +30,8 @@ def projects() -> None:
 def _readable(row: dict) -> dict:
     from ..projects import SETTINGS
 
-    return {k: ("unlimited" if k in SETTINGS and v is None else v) for k, v in row.items()}
+    return {k: (("default" if k == "hold" else "unlimited") if k in SETTINGS and v is None else v)
+            for k, v in row.items()}
 
 
 @projects.command("list")
@@ -73,6 +74,8 @@ def show(ctx, project_id, fmt) -> None:
               help="Requests per minute, one window shared by all its keys, or unlimited.")
 @click.option("--tokens-per-day", type=ProjectLimit(Count()), help="Tokens per UTC day, or unlimited.")
 @click.option("--max-concurrent", type=ProjectLimit(Count()), help="Requests in flight at once, or unlimited.")
+@click.option("--hold", type=Hold(default=UNLIMITED),
+              help="How long an unsettled request's cost stays reserved for keys without their own (default 24h).")
 @output_options
 @click.pass_context
 def set_(ctx, project_id, fmt, **options) -> None:
@@ -85,7 +88,7 @@ def set_(ctx, project_id, fmt, **options) -> None:
                for name, value in options.items() if value is not None}
     if not changes:
         raise click.UsageError("nothing to set: give --monthly-budget, --total-budget, --rate-limit, "
-                               "--tokens-per-day or --max-concurrent", ctx)
+                               "--tokens-per-day, --max-concurrent or --hold", ctx)
     conn = _app(ctx).conn
     lib.set_limits(conn, project_id, changes)
     row = lib.rows(conn, project_id)[0]

@@ -60,18 +60,21 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,
               "cache_write_1h_tokens": cache_write_1h_tokens}
     pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)))
-    done = lib.record(app.existing, row["id"], row["project_id"], pricer=pricer, model=model,
+    done = lib.record(app.existing, row["id"], row["project_id"], row["lineage"], pricer=pricer, model=model,
                       tokens=tokens, cost_nanos=cost, request_id=request_id,
                       at_ms=None if at is None else parse_time(at), speed=speed)
     if not done.priced:
         what = "fast-mode prices" if speed == "fast" else "a price"
         warn(f"the model {model or '(none)'!r} has no {what} in the price table: recorded at $0 "
              "and marked unpriced (pass --cost, or add the model to a prices.json)")
+    if done.warning:
+        warn(done.warning)
     if fmt == "json":
         from ..render import write_json
 
         write_json({"recorded": done.recorded, "request_id": done.request_id, "key_id": row["id"],
-                    "project_id": row["project_id"], "cost_usd": done.cost_usd, "priced": done.priced})
+                    "project_id": row["project_id"], "cost_usd": done.cost_usd, "priced": done.priced,
+                    "warnings": [done.warning] if done.warning else []})
     elif done.recorded:
         click.echo(f"Recorded {done.request_id} for key {row['id']}: {usd_text(done.cost_nanos)}.",
                    err=True)

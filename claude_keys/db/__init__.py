@@ -13,12 +13,12 @@ hand the library a connection with one interface, so the library is written once
   write transaction, for writes that are safe concurrently; `write_one(sql)`: a single
   statement as its own transaction; `snapshot()`: a read transaction that sees one moment;
 - operations where the backends differ: `now_ms()` and `row_with_clock()` (the store's
-  clock), `lock_scopes()` (an admission's rate windows), `write_usage()` /
-  `remove_usage()` (usage with its roll-ups), `bulk_load()`, `scratch_table()`,
+  clock), `lock_scopes()` (an admission's rate windows), `take_slot()` (a key's rate
+  slot, db/windows.py), `write_usage()` / `remove_usage()` (usage with its roll-ups),
+  `record_request()` (one request stored, settling its in-flight row), `bulk_load()`, `scratch_table()`,
   `copy_in()`, `tune_for_import()`, `table_names()` / `column_names()`,
   `integrity_problems()`, `details()`;
-- capabilities, as `features`: whether the rate-limit slot is taken by a server-side
-  function, whether an import can stage its rows inside the store itself;
+- capabilities, as `features`: whether an import can stage its rows inside the store itself;
 - `location` (for messages: a PostgreSQL password is masked), `IntegrityError`, `broken`.
 
 The fast path (every command, `KeyStore.check`) is: connect, read the schema version.

@@ -22,7 +22,7 @@ sort and report alike.
 """
 from __future__ import annotations
 
-from . import rollups
+from . import rollups, windows
 from .base import SERVER_CLOCK_MS
 
 STEPS: list = []
@@ -529,6 +529,77 @@ def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
         """,
     )
 
+@step
+def m007_a_requests_life(m: Step) -> None:
+    """A request's life in one place (issue 16; claude_keys/inflight.py says what it is):
+
+    - in_flight is keyed by request id (a request id has one owner) and a request is
+      settled by deleting its row when its usage is recorded under any key of its lineage,
+      so admissions read only live rows. `expires_ms` ends its place (concurrency);
+      `held_ms` ends its reservation (the hold limit, at least the timeout): until then
+      its reserved cost counts against budgets, settled or not. `reserved_nanos` is NULL
+      when the check promised nothing (no cost given, no maximum per task). Rows of the
+      old design already settled (usage with their id from their key) are dropped; the
+      others keep their place and are held 24 hours from their start.
+    - keys.disabled_by: the key whose `disable` suspended this one, so `enable` undoes
+      exactly that disable. Keys disabled before this step were disabled with their whole
+      lineage: they are marked as disabled by their lineage's current key.
+    - keys.hold / projects.hold: the hold limit in seconds (NULL: the default)."""
+    settled = ("EXISTS (SELECT 1 FROM usage WHERE usage.request_id = old.request_id "
+               "AND usage.key_id = old.key_id)")
+    copy = ("INSERT INTO in_flight (request_id, lineage, key_id, project_id, started_ms, expires_ms, held_ms, "
+            "reserved_nanos) SELECT old.request_id, old.lineage, old.key_id, old.project_id, old.started_ms, "
+            "old.expires_ms, max(old.expires_ms, old.started_ms + 86400000), nullif(old.reserved_nanos, 0) "
+            f"FROM in_flight_old old WHERE NOT {settled} ON CONFLICT (request_id) DO NOTHING;")
+    current = ("UPDATE keys SET disabled_by = (SELECT c.id FROM keys c WHERE c.lineage = keys.lineage "
+               "AND NOT EXISTS (SELECT 1 FROM keys s WHERE s.rotated_from = c.id)) WHERE disabled_at IS NOT NULL;")
+    m.run(
+        sqlite=f"""
+        ALTER TABLE in_flight RENAME TO in_flight_old;
+        CREATE TABLE in_flight (
+            request_id TEXT PRIMARY KEY,
+            lineage TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            project_id TEXT NOT NULL,
+            started_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            held_ms INTEGER NOT NULL,
+            reserved_nanos INTEGER
+        ) WITHOUT ROWID;
+        {copy}
+        DROP TABLE in_flight_old;
+        CREATE INDEX in_flight_by_lineage ON in_flight(lineage);
+        ALTER TABLE keys ADD COLUMN disabled_by TEXT;
+        ALTER TABLE keys ADD COLUMN hold INTEGER;
+        ALTER TABLE projects ADD COLUMN hold INTEGER;
+        {current}
+        """,
+        postgres=f"""
+        ALTER TABLE in_flight RENAME TO in_flight_old;
+        ALTER INDEX in_flight_by_project RENAME TO in_flight_old_by_project;
+        ALTER TABLE in_flight_old RENAME CONSTRAINT in_flight_pkey TO in_flight_old_pkey;
+        CREATE TABLE in_flight (
+            request_id {T} PRIMARY KEY,
+            lineage {T} NOT NULL,
+            key_id {T} NOT NULL,
+            project_id {T} NOT NULL,
+            started_ms BIGINT NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            held_ms BIGINT NOT NULL,
+            reserved_nanos BIGINT
+        );
+        {copy.replace("max(old.expires_ms", "greatest(old.expires_ms")}
+        DROP TABLE in_flight_old;
+        CREATE INDEX in_flight_by_lineage ON in_flight(lineage);
+        CREATE INDEX in_flight_by_project ON in_flight(project_id);
+        ALTER TABLE keys ADD COLUMN disabled_by {T};
+        ALTER TABLE keys ADD COLUMN hold BIGINT;
+        ALTER TABLE projects ADD COLUMN hold BIGINT;
+        {current}
+        """,
+    )
+
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:
@@ -536,42 +607,10 @@ def _install_sqlite(conn) -> None:
     conn.execute(rollups.trigger_sql())
 
 
-TAKE_SLOT = f"""
-CREATE OR REPLACE FUNCTION claude_take_slot(p_lineage text, p_limit bigint, p_key text)
-RETURNS TABLE (used bigint, oldest bigint, now_ms bigint) LANGUAGE plpgsql AS $$
--- One request's rate-limit slot, in one round trip: lock the lineage's window, read the
--- server's clock (after the lock: a request that waited is not counted as earlier than
--- it was admitted), prune what left the window, and take a slot if fewer than the limit
--- remain. The same steps as gate._take_slot on SQLite.
-DECLARE
-    v_now bigint;
-    v_used bigint;
-    v_pruned bigint;
-BEGIN
-    INSERT INTO rate_windows AS w (lineage, used) VALUES (p_lineage, 0)
-        ON CONFLICT (lineage) DO UPDATE SET used = w.used
-        RETURNING w.used INTO v_used;
-    v_now := {SERVER_CLOCK_MS};
-    WITH gone AS (DELETE FROM rate_slots WHERE lineage = p_lineage AND at_ms <= v_now - 60000
-                  RETURNING n)
-        SELECT coalesce(sum(n), 0) INTO v_pruned FROM gone;
-    v_used := v_used - v_pruned;
-    IF v_used < p_limit THEN
-        INSERT INTO rate_slots AS s (lineage, at_ms, n) VALUES (p_lineage, v_now, 1)
-            ON CONFLICT (lineage, at_ms) DO UPDATE SET n = s.n + 1;
-        UPDATE rate_windows SET used = v_used + 1 WHERE lineage = p_lineage;
-        UPDATE keys SET last_used_at = v_now / 1000
-            WHERE id = p_key AND (last_used_at IS NULL OR last_used_at < v_now / 1000);
-    ELSIF v_pruned > 0 THEN
-        UPDATE rate_windows SET used = v_used WHERE lineage = p_lineage;
-    END IF;
-    RETURN QUERY SELECT v_used, (SELECT min(at_ms) FROM rate_slots WHERE lineage = p_lineage), v_now;
-END $$;
-"""
 
 
 def _install_postgres(conn) -> None:
-    for statement in _statements(TAKE_SLOT, "postgres"):
+    for statement in _statements(windows.TAKE_SLOT_FUNCTION, "postgres"):
         conn.execute(statement)
 
 

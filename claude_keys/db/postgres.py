@@ -109,8 +109,22 @@ class _IntNumericLoader(psycopg.adapt.Loader):
         return int(text)
 
 
+@functools.lru_cache(maxsize=1)
+def _record_request_sql() -> str:
+    from .rollups import ROLLUPS, USAGE_COLUMNS, merge_sql
+
+    merges = "".join(f",\nr{i} AS ({merge_sql(table, 'changed')})" for i, table in enumerate(ROLLUPS))
+    return (f"WITH held AS (SELECT lineage, reserved_nanos FROM in_flight WHERE request_id = ?),\n"
+            f"changed AS (INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) "
+            f"SELECT {', '.join('?' * len(USAGE_COLUMNS))} "
+            "WHERE NOT EXISTS (SELECT 1 FROM held WHERE lineage IS DISTINCT FROM ?) "
+            "ON CONFLICT (request_id) DO NOTHING RETURNING *),\n"
+            "settled AS (DELETE FROM in_flight WHERE request_id = ? AND EXISTS (SELECT 1 FROM changed))"
+            f"{merges}\n"
+            "SELECT (SELECT count(*) FROM changed), (SELECT lineage FROM held), (SELECT reserved_nanos FROM held)")
+
+
 class Features:
-    slot_function = True  # claude_take_slot: a key's rate-limit slot in one round trip
     stages_in_place = False  # an import stages locally and sends batches to the server
 
 
@@ -152,6 +166,10 @@ class Connection:
                             f"ON CONFLICT (lineage) DO UPDATE SET used = w.used RETURNING {SERVER_CLOCK_MS}",
                             scopes).fetchall()
         return max(r[0] for r in rows)
+
+    def take_slot(self, lineage: str, limit: int, key_id: str, last_used_at=None):
+        """A rate-limited key's slot in one round trip: claude_take_slot (db/windows.py)."""
+        return self.execute("SELECT * FROM claude_take_slot(?, ?, ?)", (lineage, limit, key_id)).fetchone()
 
     # -- statements -------------------------------------------------------------------
     def execute(self, sql: str, params=()):
@@ -238,6 +256,14 @@ class Connection:
         from .rollups import with_rollups
 
         return self.execute(with_rollups(insert + " RETURNING *"), params).fetchone()[0]
+
+    def record_request(self, row: tuple, lineage: str | None) -> tuple:
+        """Store one request (a usage row, USAGE_COLUMNS) with its roll-ups for a key of
+        `lineage`, and settle it if it is in flight there (claude_keys/inflight.py): one
+        statement, one round trip. Nothing is written when another lineage holds that
+        request id in flight. Returns (rows stored: 1 or 0, the lineage holding it in
+        flight or None, the cost it reserved)."""
+        return self.execute(_record_request_sql(), (row[0], *row, lineage, row[0])).fetchone()
 
     def remove_usage(self, doomed: str) -> None:
         """Take the requests of the table `doomed` (usage rows) out of usage and every

@@ -24,8 +24,11 @@ PAGE_SIZE = 1024
 WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
 
 
+class _NotOurs(Exception):
+    """record_request: roll its transaction back."""
+
+
 class Features:
-    slot_function = False  # the rate-limit slot is taken by the library's own steps
     stages_in_place = True  # an import stages its rows in the store connection's temp database
 
 
@@ -71,6 +74,13 @@ class Connection(sqlite3.Connection):
         lock, so the rate windows of `scopes` are ours; the time, read after it."""
         return time.time_ns() // 1_000_000
 
+    def take_slot(self, lineage: str, limit: int, key_id: str, last_used_at=None):
+        """A rate-limited key's slot: the library's steps under the single writer
+        (db/windows.py)."""
+        from .windows import take_slot_steps
+
+        return take_slot_steps(self, lineage, limit, key_id, last_used_at)
+
     # -- writes -------------------------------------------------------------------------
     def write_one(self, sql: str, params=()) -> int:
         """One statement as its own write transaction (BEGIN IMMEDIATE: never a stale
@@ -81,6 +91,30 @@ class Connection(sqlite3.Connection):
     def write_usage(self, insert: str, params=()) -> int:
         """An INSERT into usage; the roll-ups follow by trigger. How many rows it stored."""
         return self.execute(insert, params).rowcount
+
+    def record_request(self, row: tuple, lineage: str | None) -> tuple:
+        """Store one request (a usage row, USAGE_COLUMNS) for a key of `lineage` and
+        settle it if it is in flight there (claude_keys/inflight.py), in one write
+        transaction. Nothing is written when another lineage holds that request id in
+        flight. Returns (rows stored: 1 or 0, the lineage holding it in flight or None,
+        the cost it reserved)."""
+        from .rollups import USAGE_COLUMNS
+
+        try:
+            with self.transaction():
+                # Settle first (one statement; undone below in the rare case it was not ours).
+                held = self.execute("DELETE FROM in_flight WHERE request_id = ? RETURNING lineage, reserved_nanos",
+                                    (row[0],)).fetchone()
+                if held is not None and held[0] != lineage:
+                    raise _NotOurs(held[0])
+                stored = self.execute(f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES "
+                                      f"({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING",
+                                      row).rowcount
+                if held is not None and not stored:
+                    raise _NotOurs(None)  # (stored already: leave its row as it was)
+        except _NotOurs as e:
+            return 0, e.args[0], None
+        return stored, held and held[0], held and held[1]
 
     def remove_usage(self, doomed: str) -> None:
         """Take the requests of the table `doomed` (usage rows) out of every roll-up and
