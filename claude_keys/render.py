@@ -352,11 +352,14 @@ LIMITS = ("rate_limit", "tokens_per_day", "max_cost_per_task", "monthly_budget",
 
 
 def readable_permissions(item: dict) -> dict:
-    """For human formats: no limit reads "unlimited", a list of just "*" reads "all"."""
+    """For human formats: no limit reads "unlimited", a list of just "*" reads "all",
+    no hold limit of its own reads as the default's."""
     out = dict(item)
     for k, v in item.items():
         if k in LIMITS and v is None:
             out[k] = "unlimited"
+        elif k == "hold" and v is None:
+            out[k] = "default (24h)"
         elif isinstance(v, list) and v == ["*"]:
             out[k] = "all"
     return out

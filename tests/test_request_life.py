@@ -177,3 +177,26 @@ def test_racing_checks_and_settles_across_a_rotation_never_pass_the_budget(isola
     assert sql(LIVE) == [(0,)]
     assert verdict(rotated["key"], "--cost", "0.05")[0] == (0 if spent[1] < NANOS else 5)
     assert_consistent()
+
+
+def test_an_import_of_records_respects_request_id_owners_and_settles(isolated, tmp_path):
+    a, b = create("--monthly-budget", "1"), create()
+    code, admitted = verdict(a["key"], "--cost", "0.60")
+    rid = admitted["request_id"]
+
+    def records(key_id, *extra):
+        path = tmp_path / "records.jsonl"
+        lines = [{"key": key_id, "at": "2026-01-02T00:00:00Z", "cost_usd": 0.5, "model": "m",
+                  "request_id": rid}, *extra]
+        path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        return path
+
+    other = {"key": b["id"], "at": "2026-01-02T00:00:00Z", "cost_usd": 0.1, "model": "m", "request_id": "fine"}
+    r = proc("usage", "import", records(b["id"], other))  # in flight for A
+    assert rid in one_error_line(r, 1, "another key")
+    assert sql("SELECT count(*) FROM usage") == [(0,)]  # nothing of it, not even the fine line
+    assert proc("usage", "import", records(a["id"])).exit_code == 0  # A's own record settles it
+    assert sql(LIVE) == [(0,)] and sql("SELECT count(*) FROM in_flight") == [(0,)]
+    r = proc("usage", "import", records(b["id"]))  # stored for A now
+    assert rid in one_error_line(r, 1, "another key")
+    assert_consistent()

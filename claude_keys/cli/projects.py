@@ -30,7 +30,7 @@ def projects() -> None:
 def _readable(row: dict) -> dict:
     from ..projects import SETTINGS
 
-    return {k: (("default" if k == "hold" else "unlimited") if k in SETTINGS and v is None else v)
+    return {k: (("default (24h)" if k == "hold" else "unlimited") if k in SETTINGS and v is None else v)
             for k, v in row.items()}
 
 

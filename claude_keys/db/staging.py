@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
+from ..errors import RequestIdConflict
 from . import rollups, write
 from .rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 
@@ -193,6 +194,33 @@ class Staging(_Rows):
                     table="replay_ids")).fetchall()
         return [(m, c) for m, c in rows if c is not None]
 
+    def _refuse_ids_of_others(self) -> None:
+        """A record (JSONL/CSV) whose request id another key's lineage owns, in flight or
+        stored, stops the import before anything is stored (claude_keys/inflight.py: a
+        request id has one owner). Claude Code requests have ids of their own."""
+        owner = "(SELECT lineage FROM keys WHERE id = {key})"
+        clash = (f"SELECT o.request_id FROM {{ours}} o WHERE o.replaceable = 0 AND ("
+                 f"EXISTS (SELECT 1 FROM usage u WHERE u.request_id = o.request_id "
+                 f"AND coalesce({owner.format(key='u.key_id')}, '') <> coalesce({owner.format(key='o.key_id')}, '')) "
+                 f"OR EXISTS (SELECT 1 FROM in_flight f WHERE f.request_id = o.request_id "
+                 f"AND f.lineage <> coalesce({owner.format(key='o.key_id')}, ''))) LIMIT 1")
+        if self.in_place:
+            found = self.conn.execute(clash.format(ours="temp.staging")).fetchone()
+        else:
+            store = self.store
+            ours = self.conn.execute("SELECT request_id, key_id, replaceable FROM staging WHERE replaceable = 0")
+            with store.transaction(), store.scratch_table(
+                    "ours", {"request_id": "text", "key_id": "text", "replaceable": "int"}, ours):
+                found = store.execute(clash.format(ours="ours")).fetchone()
+        if found:
+            raise RequestIdConflict(f"the request id {found[0]!r} belongs to another key's request; nothing was "
+                                    "imported (import it with that key, or give the record another id)")
+
+    def _settle(self, source: str, params=()) -> None:
+        """Requests in flight that these records settle (their ids, already checked to
+        be of the same lineage): they end, as a `usage record` would end them."""
+        self.store.execute(f"DELETE FROM in_flight WHERE request_id IN (SELECT request_id FROM {source})", params)
+
     def _keep_best_copies(self) -> None:
         """Drop all but the best copy of each request id."""
         conn = self.conn
@@ -213,6 +241,7 @@ class Staging(_Rows):
         conn.execute(f"CREATE INDEX temp.staging_order ON staging ({_INDEX})")
         self._resolve_replays()
         self._keep_best_copies()
+        self._refuse_ids_of_others()
         self.total = total = conn.execute("SELECT count(*) FROM staging").fetchone()[0]
         seen = 0
         last = ""
@@ -267,6 +296,7 @@ class Staging(_Rows):
                 conn.execute(rollups.merge_sql(table, "temp.grain", canonical=True))
             conn.execute("DROP TABLE temp.grain")
         conn.execute("DROP TABLE IF EXISTS temp.fresh")
+        self._settle("temp.staging WHERE replaceable = 0 AND request_id > ? AND request_id <= ?", (lo, hi))
         return count - replaced, replaced
 
     def _send_batch(self, lo: str, hi: str) -> tuple[int, int]:
@@ -284,6 +314,7 @@ class Staging(_Rows):
             replaced = remove_rows(store, "replaced")
             added = store.write_usage(f"INSERT INTO usage ({columns}) SELECT {columns} FROM incoming "
                                       "ORDER BY request_id ON CONFLICT (request_id) DO NOTHING")
+            self._settle("incoming WHERE replaceable = 0")
         return added - replaced, replaced
 
     def drop(self) -> None:
