@@ -22,8 +22,10 @@ LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: every stored time is bef
 MAX_COUNT = 10**12  # tokens of one request: a million times any real one, and sums stay in int64
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION_S = 100 * 365 * 86400
-_DURATION_RE = re.compile(r"(\d{1,12})([smhdw])")
-_MONEY_RE = re.compile(r"\$?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?")
+# re.ASCII: without it \d is any script's digit ('١٠٠', '１２', '𝟗'), and int() reads them all.
+_DURATION_RE = re.compile(r"(\d{1,12})([smhdw])", re.ASCII)
+_MONEY_RE = re.compile(r"\$?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?", re.ASCII)
+_COUNT_RE = re.compile(r"\d{1,16}", re.ASCII)
 
 
 def now_s() -> int:
@@ -48,9 +50,20 @@ def new_request_id() -> str:
     return f"req_{time.time_ns():016x}{_random_bits(32):08x}"
 
 
+def ascii_number(value, what: str) -> str:
+    """The text of a number, time or duration, stripped: ASCII only. int(), float(),
+    Decimal(), datetime.fromisoformat() and str.strip() all take other scripts' digits,
+    signs and spaces ('١٠٠', '１２', '𝟗d', '\u2212', '\u3000'); a number here means one
+    a person reads the same in any terminal."""
+    text = str(value)
+    if not text.isascii():
+        raise InvalidInput(f"{what} must be written with the ASCII digits 0-9, not {_shown(text)}")
+    return text.strip()
+
+
 def parse_duration(text: str) -> int:
     """'90s', '12h', '30d', '2w' -> seconds. '0s' is zero (now)."""
-    m = _DURATION_RE.fullmatch(str(text).strip())
+    m = _DURATION_RE.fullmatch(ascii_number(text, "the duration"))
     if not m:
         raise InvalidInput(
             f"{text!r} is not a duration: use a whole number and a unit s, m, h, d or w (e.g. 30d)"
@@ -76,7 +89,7 @@ def parse_money(value) -> int:
         if value > MAX_USD:
             raise InvalidInput(f"{_shown(value)} is too large: at most ${MAX_USD:,}")
         return value * NANOS_PER_USD
-    text = repr(value) if isinstance(value, float) else str(value).strip()
+    text = repr(value) if isinstance(value, float) else ascii_number(value, "the amount")
     m = _MONEY_RE.fullmatch(text)
     if not m or not (m.group(1) or m.group(2)):
         raise InvalidInput(
@@ -142,8 +155,8 @@ def parse_count(value, what: str = "value") -> int:
     if isinstance(value, int):
         n = value
     else:
-        text = str(value).strip()
-        if not re.fullmatch(r"\d{1,16}", text):
+        text = ascii_number(value, what)
+        if not _COUNT_RE.fullmatch(text):
             raise InvalidInput(f"{what} must be a non-negative whole number, not {text!r}")
         n = int(text)
     if n < 0:
@@ -153,7 +166,7 @@ def parse_count(value, what: str = "value") -> int:
     return n
 
 
-_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
@@ -161,7 +174,7 @@ _MS = timedelta(milliseconds=1)
 def time_ms(text) -> int | None:
     """An ISO-8601 datetime -> epoch milliseconds, or None when it is not one. Without a
     zone it is UTC. Exact (no float), and cheap enough for the imports' hot loop."""
-    if type(text) is not str or len(text) < 10:
+    if type(text) is not str or len(text) < 10 or not text.isascii():  # fromisoformat reads '٢٠٢٦'
         return None
     try:
         moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
@@ -180,7 +193,7 @@ def parse_time(text: str, *, end: bool = False, tz=None) -> int:
     with end=True a bare date means the end of that day (exclusive), so `--until
     2026-01-31` includes all of the 31st.
     """
-    raw = str(text).strip()
+    raw = ascii_number(text, "the time")
     ms = None
     if _DURATION_RE.fullmatch(raw):
         return max(0, now_ms() - parse_duration(raw) * 1000)
