@@ -656,6 +656,7 @@ class Adopted:
 
 
 MIN_TOKEN_LEN = 20  # shorter "tokens" are passwords or typos, not secrets worth a key
+MAX_IMPORT_TOKENS = 100_000  # one import: far more than any service's keys, and one transaction
 
 
 def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "enterprise",
@@ -672,6 +673,9 @@ def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "e
     if not tokens:
         raise InvalidInput("no tokens given: pipe them in, one per line or comma-separated, "
                            "or name an environment variable with --from-env")
+    if len(tokens) > MAX_IMPORT_TOKENS:
+        raise InvalidInput(f"{len(tokens):,} tokens given: at most {MAX_IMPORT_TOKENS:,} at a time "
+                           "(import them in parts)")
     warnings = []
     for n, token in enumerate(tokens, 1):
         if len(token) > fmt.MAX_TOKEN_LEN or not token.isprintable():

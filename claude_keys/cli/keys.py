@@ -75,7 +75,7 @@ def _confirm(question: str) -> bool:
     """Ask once on stderr; only "y" or "yes" goes ahead (no answer, no terminal: no)."""
     click.echo(f"{question} [y/N]: ", nl=False, err=True)
     try:
-        answer = sys.stdin.readline()
+        answer = sys.stdin.readline(MAX_ANSWER)  # bounded: `< /dev/zero` is no answer, not a hang
     except UnicodeDecodeError:
         answer = ""
     if not sys.stdin.isatty():
@@ -83,9 +83,22 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _stdin(read) -> str:
+# Bounds on what is read from standard input, so `< /dev/zero` is refused at once rather
+# than growing until memory runs out (README, "Limits").
+MAX_ANSWER = 256  # characters of a y/N answer
+MAX_SECRET_INPUT = 4 * 1024  # bytes: the line of `keys verify -` (a key is under 100 characters)
+MAX_IMPORT_INPUT = 10 * 1024 * 1024  # bytes: the tokens of `keys import`
+
+
+def _stdin(limit: int, what: str, *, line: bool = False) -> str:
+    """At most `limit` bytes of standard input (its first line, with `line`), as text;
+    more is refused after reading one byte beyond the limit, never buffered whole."""
+    stream = sys.stdin.buffer
+    data = stream.readline(limit + 1) if line else stream.read(limit + 1)
+    if len(data) > limit:
+        raise click.BadParameter(f"standard input is over {limit:,} bytes: too long for {what}")
     try:
-        return read(sys.stdin)
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise click.BadParameter("standard input is not UTF-8 text") from None
 
@@ -93,7 +106,7 @@ def _stdin(read) -> str:
 def _secret_from_stdin() -> str:
     """The key of `keys verify -`: piped in, or typed at a prompt that does not echo it."""
     if not sys.stdin.isatty():
-        return _stdin(lambda f: f.readline()).strip()
+        return _stdin(MAX_SECRET_INPUT, "a key", line=True).strip()
     return _hidden("API key: ").strip()
 
 
@@ -493,7 +506,7 @@ def import_(ctx, project_id, profile, name, from_env, allow_weak, fmt) -> None:
         click.echo("Paste each token and press Enter (nothing is shown); an empty line ends.", err=True)
         text = "\n".join(iter(lambda: _hidden("token: ").strip(), ""))
     else:
-        text = _stdin(lambda f: f.read())
+        text = _stdin(MAX_IMPORT_INPUT, "one import (import the tokens in parts)")
     conn = _app(ctx).conn
     adopted, warnings = lib.import_tokens(conn, lib.split_tokens(text), project_id,
                                           profile=profile, name=name, allow_weak=allow_weak)
