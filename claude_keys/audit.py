@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from .values import iso_ms, iso_s, now_ms
+from .values import Usd, iso_ms, iso_s, now_ms
 
 _actor: str | None = None
 
@@ -79,7 +79,7 @@ def entries(conn, *, key_id: str | None = None, since_ms: int | None = None,
 
 
 # Storage names -> the names the CLI and `keys permissions --json` use.
-_NAMES = {"max_cost_nanos": "max_cost_per_task", "in_keyring": "stored_in_keyring"}
+_NAMES = {"max_cost_nanos": "max_cost_per_task", "in_keyring": "stored_in_keyring", "cost_nanos": "cost_usd"}
 _LISTS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills", "standard_agents")
 UNLIMITED = -1
 
@@ -100,7 +100,7 @@ def present(stored: dict | None) -> dict | None:
         if name.endswith("_nanos"):
             name = _NAMES.get(name, name[:-len("_nanos")])
             if isinstance(value, int) and value != UNLIMITED:
-                value = value / 1_000_000_000
+                value = Usd(value)
         elif name in _NAMES:
             name = _NAMES[name]
             value = bool(value) if value is not None else None

@@ -62,8 +62,8 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
     found: dict[str, dict] = {}
 
     def entry(pid):
-        return found.setdefault(pid, {"project_id": pid, "keys": 0, "active_keys": 0, "month_cost_usd": 0.0,
-                                      "total_cost_usd": 0.0, "in_flight": 0, **dict.fromkeys(SETTINGS)})
+        return found.setdefault(pid, {"project_id": pid, "keys": 0, "active_keys": 0, "month_cost_usd": in_usd(0),
+                                      "total_cost_usd": in_usd(0), "in_flight": 0, **dict.fromkeys(SETTINGS)})
 
     if project_id is not None:
         entry(project_id)

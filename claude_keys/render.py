@@ -11,6 +11,9 @@ import json
 import sys
 
 from .errors import InvalidInput
+from .values import Usd
+
+_encode_str = json.encoder.encode_basestring  # a str as a JSON string, non-ASCII kept
 
 BASIC_FORMATS = ("table", "json", "csv", "tsv")
 
@@ -31,18 +34,72 @@ def check_format(name: str) -> str:
 
 
 def write_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(data, indent=2) + "\n")
+
+
+def json_text(value, indent: int | None = None) -> str:
+    """json.dumps(value, indent=indent, ensure_ascii=False), the one way our JSON is
+    written, except that money (values.Usd) is its exact literal: json writes any float,
+    subclasses too, through float's repr, so $100,000,000.000000001 would read 100000000.0."""
+    out: list[str] = []
+    _json(value, indent, 0, out)
+    return "".join(out)
+
+
+def _json(value, indent, level, out) -> None:
+    if isinstance(value, Usd):
+        out.append(value.literal)
+    elif isinstance(value, dict) and value:
+        inner, end, item_sep = _layout(indent, level)
+        out.append("{" + inner)
+        for n, (k, v) in enumerate(value.items()):
+            if n:
+                out.append(item_sep)
+            out.append(_scalar(k if isinstance(k, str) else json.dumps(k)) + ": ")  # as json: 1 -> "1"
+            _json(v, indent, level + 1, out)
+        out.append(end + "}")
+    elif isinstance(value, (list, tuple)) and value:
+        inner, end, item_sep = _layout(indent, level)
+        out.append("[" + inner)
+        for n, v in enumerate(value):
+            if n:
+                out.append(item_sep)
+            _json(v, indent, level + 1, out)
+        out.append(end + "]")
+    else:
+        out.append(_scalar(value))
+
+
+def _layout(indent, level) -> tuple[str, str, str]:
+    """What opens a container's items, closes them and separates them (json's own layout)."""
+    if indent is None:
+        return "", "", ", "
+    inner = "\n" + " " * (indent * (level + 1))
+    return inner, "\n" + " " * (indent * level), "," + inner
+
+
+def _scalar(value) -> str:
+    if type(value) is str:
+        return _encode_str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _cell(value, column: str, money: frozenset, human: bool):
     if human:
         return human_value(value, money=column in money)
-    if value is None:
-        return ""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
+    return csv_value(value)
+
+
+def csv_value(value):
+    """A value as a CSV cell: none is empty, money its exact literal (see values.Usd)."""
+    if value is None:
+        return ""
+    if isinstance(value, Usd):
+        return value.literal
     return value
 
 
@@ -82,7 +139,7 @@ def shown_text(text: str) -> str:
 def usd(value: float) -> str:
     """Dollars to the cent ($24.98); an amount below a cent keeps two significant
     digits ($0.0042), so it never reads as $0.00."""
-    nanos = round(value * 1_000_000_000)
+    nanos = value.nanos if isinstance(value, Usd) else round(value * 1_000_000_000)
     sign, nanos = ("-", -nanos) if nanos < 0 else ("", nanos)
     if 0 < nanos < 10_000_000:
         places = min(9, 11 - len(str(nanos)))  # up to the second significant digit

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from .errors import InvalidInput
 from .db.rollups import combine, exact_sums
-from .values import LAST_MS, NANOS_PER_USD, iso_ms, parse_time
+from .values import LAST_MS, Usd, iso_ms, parse_time
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -371,7 +371,7 @@ def row(counters) -> dict:
         "cache_read_tokens": read,
         "cache_write_tokens": write,
         "total_tokens": inp + out + read + write,
-        "cost_usd": cost / NANOS_PER_USD,
+        "cost_usd": Usd(cost),
         "unpriced_requests": unpriced,
     }
 

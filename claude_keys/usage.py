@@ -14,8 +14,8 @@ from . import inflight, pricing
 from .db import rollups
 from .db.rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 from .errors import InvalidInput, KeyNotFound
-from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, check_text, iso_ms, new_request_id,
-                     now_ms, parse_cost, parse_count, usd_text)
+from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, Usd, check_text, iso_ms,
+                     new_request_id, now_ms, parse_cost, parse_count, usd_text)
 
 
 FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
@@ -32,8 +32,8 @@ class Recorded:
     reserved_nanos: int | None = None  # what its check reserved, when it settled one that did
 
     @property
-    def reserved_usd(self) -> float | None:
-        return None if self.reserved_nanos is None else self.reserved_nanos / 1_000_000_000
+    def reserved_usd(self) -> Usd | None:
+        return None if self.reserved_nanos is None else Usd(self.reserved_nanos)
 
     @property
     def warning(self) -> str | None:
@@ -44,8 +44,8 @@ class Recorded:
                 f"{usd_text(self.reserved_nanos)} its check reserved: recorded, and flagged in the audit log")
 
     @property
-    def cost_usd(self) -> float:
-        return self.cost_nanos / 1_000_000_000
+    def cost_usd(self) -> Usd:
+        return Usd(self.cost_nanos)
 
 
 def check_tokens(**counts) -> dict:
@@ -146,7 +146,7 @@ def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
         yield {"key": key, "project_id": project, "at": iso_ms(at), "model": model or None,
                "input_tokens": inp, "output_tokens": out, "cache_read_tokens": read,
                "cache_write_tokens": writes, "cache_write_1h_tokens": hour_writes,
-               "cost_usd": cost / 1_000_000_000 if priced else None, "request_id": request_id,
+               "cost_usd": Usd(cost) if priced else None, "request_id": request_id,
                "session_id": session}
 
 
@@ -221,7 +221,7 @@ def delete(conn, selection: Selection) -> dict:
         conn.execute("DROP TABLE doomed")
         if totals["requests"]:
             audit.record(conn, "usage delete", selection.key_id,
-                         {"requests": totals["requests"], "cost_usd": totals["cost_nanos"] / 1e9},
+                         {"requests": totals["requests"], "cost_nanos": totals["cost_nanos"]},
                          {"requests": 0, "cost_usd": 0, "deleted": selection.describe()})
     return {**totals, "missing": missing}
 

@@ -132,9 +132,40 @@ def _shown(value) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "…")
 
 
-def in_usd(nanos: int | None) -> float | None:
+class Usd(float):
+    """An amount in USD made from exact nano-dollars: a float to the code that computes
+    with it (the Python API returns these wherever it returns dollars), and exact where it
+    is written out: `.nanos`, and `.literal`, the decimal text JSON and CSV carry
+    (render.json_text), since a float has only 15-17 significant digits
+    (100000000.000000001 would print as 100000000.0)."""
+
+    __slots__ = ("nanos",)
+
+    def __new__(cls, nanos: int):
+        nanos = int(nanos)  # PostgreSQL's sums arrive as Decimal
+        self = super().__new__(cls, nanos / NANOS_PER_USD)
+        self.nanos = nanos
+        return self
+
+    @property
+    def literal(self) -> str:
+        """'100000000.000000001', '0.5', '3.0': never an exponent, never rounded."""
+        sign = "-" if self.nanos < 0 else ""
+        whole, frac = divmod(abs(self.nanos), NANOS_PER_USD)
+        return f"{sign}{whole}.{f'{frac:09d}'.rstrip('0') or '0'}"
+
+    def __repr__(self) -> str:
+        return self.literal
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # pickle and copy by the exact amount
+        return Usd, (self.nanos,)
+
+
+def in_usd(nanos: int | None) -> Usd | None:
     """Nano-dollars as the dollars JSON shows (None, no limit, stays None)."""
-    return None if nanos is None else nanos / NANOS_PER_USD
+    return None if nanos is None else Usd(nanos)
 
 
 def usd_text(nanos: int | None, places: int = 2) -> str:

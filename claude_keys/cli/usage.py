@@ -9,7 +9,7 @@ import click
 
 from .. import usage as lib
 from ..render import BAR
-from ..values import usd_text
+from ..values import Usd, usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
 
@@ -121,7 +121,7 @@ def _total(rows, label_columns):
     total = {**dict.fromkeys(label_columns, ""), label_columns[0]: "total"}
     for column in COLUMNS + ["unpriced_requests"]:
         total[column] = sum(r[column] for r in rows)
-    total["cost_usd"] = round(total["cost_usd"], 9)
+    total["cost_usd"] = Usd(sum(r["cost_usd"].nanos for r in rows))  # exact, not a float sum
     return total
 
 
@@ -290,9 +290,9 @@ def blocks(report, fmt) -> None:
             "start": iso_ms(b["start_ms"]), "end": iso_ms(b["end_ms"]), "active": b["active"],
             **reports.row(b["counters"]),
             "tokens_per_minute": None if rate is None else round(rate, 1),
-            "cost_usd_per_hour": None if rate is None else round(b["cost_nanos_per_hour"] / 1e9, 6),
+            "cost_usd_per_hour": None if rate is None else Usd(round(b["cost_nanos_per_hour"])),
             "projected_total_tokens": b.get("projected_tokens"),
-            "projected_cost_usd": None if rate is None else b["projected_cost_nanos"] / 1e9,
+            "projected_cost_usd": None if rate is None else Usd(round(b["projected_cost_nanos"])),
         })
     if fmt not in ("json", "csv", "tsv"):
         for r in rows:  # people read the start in the report's zone, and whole tokens
@@ -380,7 +380,7 @@ def _write_deleted(totals: dict, missing: list) -> None:
                 "output_tokens": totals["output_tokens"],
                 "cache_read_tokens": totals["cache_read_tokens"],
                 "cache_write_tokens": totals["cache_write_tokens"], "total_tokens": _tokens(totals),
-                "cost_usd": totals["cost_nanos"] / 1e9, "missing_request_ids": missing})
+                "cost_usd": Usd(totals["cost_nanos"]), "missing_request_ids": missing})
 
 
 @usage.command("export")
@@ -402,12 +402,12 @@ def export(report, fmt, output) -> None:
 
 
 def _write_export(rows, fmt, out) -> None:
-    import json
+    from ..render import csv_value, json_text
 
     count = 0
     if fmt == "jsonl":
         for r in rows:
-            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+            out.write(json_text(r) + "\n")
             count += 1
     else:
         import csv
@@ -415,7 +415,7 @@ def _write_export(rows, fmt, out) -> None:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(lib.EXPORT_FIELDS)
         for r in rows:
-            writer.writerow(["" if r[f] is None else r[f] for f in lib.EXPORT_FIELDS])
+            writer.writerow([csv_value(r[f]) for f in lib.EXPORT_FIELDS])
             count += 1
     out.count = count
 
