@@ -28,6 +28,36 @@ def test_default_store_is_created_private_under_umask_000(tmp_path):
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
 
 
+def _modes(top: Path) -> dict:
+    return {str(p.relative_to(top)): stat.S_IMODE(p.stat().st_mode) for p in [top, *top.rglob("*")]}
+
+
+@pytest.mark.one_backend
+def test_every_folder_made_above_the_default_store_is_0700_under_umask_022(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CLAUDE_API_DB"}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "home" / "config" / "deeper"), HOME=str(tmp_path / "home"))
+    (tmp_path / "home").mkdir(mode=0o755)
+    done = subprocess.run(["sh", "-c", f"umask 022 && '{EXE}' keys create --project-id p -q"],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    modes = _modes(tmp_path / "home")
+    assert modes.pop(".") == 0o755  # it was there before: left as it was
+    folders = {p: m for p, m in modes.items() if (tmp_path / "home" / p).is_dir()}
+    assert set(folders) == {"config", "config/deeper", "config/deeper/claude-api"}
+    assert set(folders.values()) == {0o700}, folders
+
+
+@pytest.mark.sqlite_only
+def test_every_folder_made_above_a_given_store_is_0700_under_umask_022(tmp_path):
+    top = tmp_path / "top"
+    done = subprocess.run(["sh", "-c", f"umask 022 && '{EXE}' --db '{top}/a/b/keys.db' keys create "
+                           "--project-id p -q"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    folders = {p: m for p, m in _modes(top).items() if (top / p).is_dir()}
+    assert set(folders) == {".", "a", "a/b"}
+    assert set(folders.values()) == {0o700}, folders
+
+
 @pytest.mark.sqlite_only
 def test_wal_files_stay_private_while_open(isolated):
     create()

@@ -242,10 +242,7 @@ def create_private_file(path: str, *, exist_ok: bool = True) -> None:
     """Create the folder (0700) and an empty file (0600) whatever the umask. Never
     through a symbolic link: O_EXCL refuses one, even one pointing nowhere, which
     SQLite would otherwise follow to create a file with the umask's mode elsewhere."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)
+    make_private_folders(os.path.dirname(os.path.abspath(path)))
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError:
@@ -257,6 +254,24 @@ def create_private_file(path: str, *, exist_ok: bool = True) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def make_private_folders(folder: str) -> None:
+    """Every missing folder down to `folder`, each 0700 whatever the umask: os.makedirs
+    gives its mode to the last folder only (the others got 0755 under umask 022). A
+    folder that already exists, or that another process makes meanwhile, is left as it is."""
+    missing = []
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            continue
+        os.chmod(path, 0o700)  # a umask such as 0277 would take the owner's bits too
 
 
 def refuse_dangling_link(path: str) -> None:
