@@ -27,7 +27,8 @@ TIMES = ["٢٠٢٦-01-01", "２０２６-01-01", "𝟕d", "2026-01-01T１２:00:
          "2026-01-01T12:00:00\u221205:00"]
 
 KINDS = ((options.Cost, AMOUNTS), (options.Money, AMOUNTS), (options.Count, COUNTS),
-         (options.Duration, DURATIONS), (options.Seconds, SECONDS), (options.Time, TIMES))
+         (options.Duration, DURATIONS), (options.Seconds, SECONDS), (options.Hold, SECONDS),
+         (options.Time, TIMES))
 # click's own numeric and time types: int()/float()/strptime() on the text, so a new
 # option of one of these must be listed with spellings above (none is used today).
 CLICK_NUMBERS = (click.types.IntParamType, click.types.FloatParamType, click.DateTime)
@@ -57,7 +58,8 @@ def test_the_walk_finds_every_kind_of_number():
                      ("projects set", "--total-budget"), ("usage record", "--input-tokens"),
                      ("usage record", "--cost"), ("usage record", "--at"),
                      ("usage summary", "--since"), ("usage export", "--until"),
-                     ("usage delete", "--since"), ("audit", "--until")]:
+                     ("usage delete", "--since"), ("audit", "--until"),
+                     ("keys permissions", "--hold"), ("projects set", "--hold")]:
         assert expected in found
     assert len(found) >= 40
 
@@ -112,10 +114,10 @@ API_CALLS = {
     ("PermissionManager", "set_profile"): {"max_cost_per_task": AMOUNTS, "monthly_budget": AMOUNTS,
                                            "total_budget": AMOUNTS, "rate_limit": COUNTS,
                                            "tokens_per_day": COUNTS, "max_concurrent": COUNTS,
-                                           "timeout": COUNTS},
+                                           "timeout": COUNTS, "hold": COUNTS},
     ("PermissionManager", "set_project"): {"monthly_budget": AMOUNTS, "total_budget": AMOUNTS,
                                            "rate_limit": COUNTS, "tokens_per_day": COUNTS,
-                                           "max_concurrent": COUNTS},
+                                           "max_concurrent": COUNTS, "hold": COUNTS},
 }
 CLASSES = {"KeyStore": KeyStore, "AuthManager": AuthManager, "PermissionManager": PermissionManager}
 NUMERIC_NAME = re.compile(r"tokens|cost|budget|limit|concurrent|timeout|expires|grace|seconds|^at$")
