@@ -84,7 +84,7 @@ def _confirm(question: str) -> bool:
 
 
 # Bounds on what is read from standard input, so `< /dev/zero` is refused at once rather
-# than growing until memory runs out (README, "Limits").
+# than growing until memory runs out (README: keys verify, keys import).
 MAX_ANSWER = 256  # characters of a y/N answer
 MAX_SECRET_INPUT = 4 * 1024  # bytes: the line of `keys verify -` (a key is under 100 characters)
 MAX_IMPORT_INPUT = 10 * 1024 * 1024  # bytes: the tokens of `keys import`
