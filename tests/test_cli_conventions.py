@@ -83,3 +83,26 @@ def test_yes_is_accepted_where_force_is():
         r = cli("keys", "revoke", key["id"], flag)
         assert r.exit_code == 0 and "Revoked" in r.stderr, r
     assert {k["status"] for k in cli("keys", "list", "--json").json()} == {"revoked"}
+
+
+def test_ctrl_c_at_a_prompt_exits_130_with_one_line():
+    """An interrupt before a command's own handling (here, at its y/N prompt) is an
+    interrupt, not an abort: exit 130, like every other Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers.run import EXE
+
+    key = create()
+    child = subprocess.Popen([EXE, "keys", "revoke", key["id"]], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    seen, deadline = "", time.monotonic() + 30
+    while "[y/N]" not in seen and time.monotonic() < deadline:  # at the prompt: Python's handlers are in place
+        seen += child.stderr.read(1)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert child.returncode == 130 and lines == ["Error: interrupted; nothing was changed"], err
+    assert cli("keys", "show", key["id"], "--json").json()["status"] == "active"

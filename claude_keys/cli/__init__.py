@@ -95,7 +95,10 @@ def run_reporting_errors(call) -> int:
         # `claude-api` or `claude-api keys` alone: the help a newcomer asked for, not an error.
         click.echo(e.ctx.get_help())
         return 0
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C before a command's own handling
+            error("interrupted; nothing was changed")
+            return 130
         error("aborted; nothing was changed")
         return 1
     except click.UsageError as e:
