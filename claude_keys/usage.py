@@ -106,7 +106,7 @@ def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
     if fresh:
-        return Recorded(conn.write_usage(_INSERT, row) == 1, request_id, cost, priced)
+        return Recorded(conn.write_usage(_INSERT, row, one=True) == 1, request_id, cost, priced)
     stored, reserved = inflight.settle(conn, row, lineage, cost)
     return Recorded(stored, request_id, cost, priced, reserved)
 

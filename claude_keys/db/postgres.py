@@ -42,6 +42,7 @@ from ..errors import StoreError, StoreMissing, TryAgain
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import RawCursor
     from psycopg.pq import TransactionStatus
 except ImportError:  # pragma: no cover - exercised by a test with psycopg hidden
     raise StoreError("this store is a PostgreSQL URI, and PostgreSQL support is not installed: "
@@ -72,9 +73,30 @@ def translate_sql(sql: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=512)
+def translate_raw(sql: str) -> str:
+    """`?` placeholders -> `$1`, `$2`, ... outside quoted text: the statement as the server
+    takes it, for psycopg's RawCursor (which sends it as it is, where psycopg's own `%s`
+    queries are parsed on every call once longer than 4 kB, as the record statement is)."""
+    out, quote, n = [], None, 0
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "?":
+            n += 1
+            out.append(f"${n}")
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
 @lru_cache(maxsize=256)
-def _row_class(names: tuple) -> type:
+def _row_class(fields: tuple, encoding: str = "utf-8") -> type:
     """A tuple that also answers row["name"] and row.keys(), like sqlite3.Row."""
+    names = tuple(f.decode(encoding) if isinstance(f, bytes) else f for f in fields)
     index = {name: i for i, name in enumerate(names)}
 
     class Row(tuple):
@@ -92,8 +114,13 @@ def _row_class(names: tuple) -> type:
 
 
 def _named_rows(cursor):
-    names = tuple(c.name for c in cursor.description or ())
-    return _row_class(names)
+    """psycopg's row factory for rows(): the names read from the result itself (cursor.description
+    would make a Column object a column, on every call)."""
+    res = cursor.pgresult
+    if res is None:
+        return _row_class(())
+    fname = res.fname
+    return _row_class(tuple(fname(i) for i in range(res.nfields)), cursor.connection.info.encoding)
 
 
 class _IntNumericLoader(psycopg.adapt.Loader):
@@ -111,9 +138,9 @@ class _IntNumericLoader(psycopg.adapt.Loader):
 
 @functools.lru_cache(maxsize=1)
 def _record_request_sql() -> str:
-    from .rollups import ROLLUPS, USAGE_COLUMNS, merge_sql
+    from .rollups import USAGE_COLUMNS, rollup_ctes
 
-    merges = "".join(f",\nr{i} AS ({merge_sql(table, 'changed')})" for i, table in enumerate(ROLLUPS))
+    merges = ",\n" + rollup_ctes("changed", one=True)  # (one row at most: the insert of one)
     return (f"WITH held AS (SELECT lineage, reserved_nanos FROM in_flight WHERE request_id = ?),\n"
             f"changed AS (INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) "
             f"SELECT {', '.join('?' * len(USAGE_COLUMNS))} "
@@ -175,7 +202,7 @@ class Connection:
     def execute(self, sql: str, params=()):
         self.raw.deadline = time.monotonic() + self.wait
         try:
-            return self.raw.execute(translate_sql(sql), params)
+            return RawCursor(self.raw).execute(translate_raw(sql), params)
         except psycopg.Error as e:
             if self._unprepared(e):  # (nothing ran: run it once more, unprepared)
                 return self.execute(sql, params)
@@ -230,8 +257,8 @@ class Connection:
     def rows(self, sql: str, params=()) -> list:
         self.raw.deadline = time.monotonic() + self.wait
         try:
-            with self.raw.cursor(row_factory=_named_rows) as cur:
-                cur.execute(translate_sql(sql), params)
+            with RawCursor(self.raw, row_factory=_named_rows) as cur:
+                cur.execute(translate_raw(sql), params)
                 return cur.fetchall()
         except psycopg.Error as e:
             if self._unprepared(e):
@@ -250,12 +277,12 @@ class Connection:
         rows it changed."""
         return self.execute(sql, params).rowcount
 
-    def write_usage(self, insert: str, params=()) -> int:
+    def write_usage(self, insert: str, params=(), *, one: bool = False) -> int:
         """An INSERT into usage and its roll-ups, as one statement (safe against every
-        concurrent writer). How many rows it stored."""
+        concurrent writer). How many rows it stored. `one`: it inserts one row at most."""
         from .rollups import with_rollups
 
-        return self.execute(with_rollups(insert + " RETURNING *"), params).fetchone()[0]
+        return self.execute(with_rollups(insert + " RETURNING *", one=one), params).fetchone()[0]
 
     def record_request(self, row: tuple, lineage: str | None) -> tuple:
         """Store one request (a usage row, USAGE_COLUMNS) with its roll-ups for a key of

@@ -140,12 +140,29 @@ def trigger_sql() -> str:
             f"WHEN NOT EXISTS (SELECT 1 FROM bulk_mode) BEGIN\n    {body}\nEND")
 
 
+def add_one_sql(table: str, source: str) -> str:
+    """Add the one request of `source` (usage rows: at most one) to `table`: merge_sql
+    without the grouping and sorting, which one row does not need (the request path's
+    write on PostgreSQL: a shorter statement, less work for the server)."""
+    keys = ROLLUPS[table]
+    values = [_over_row(expr, "") for expr in keys.values()] + [CANONICAL[c].format(r="") for c in COUNTERS]
+    return (f"INSERT INTO {table} ({', '.join(keys)}, {', '.join(COUNTERS)}) SELECT {', '.join(values)} "
+            f"FROM {source} WHERE {only_sql(table)} {_upsert_tail(table)}")
+
+
+def rollup_ctes(source: str, sign: int = 1, *, one: bool = False) -> str:
+    """The CTEs r0, r1, ... adding (or taking away) the requests of `source` to every
+    roll-up, in one order (`one`: `source` holds at most one request)."""
+    return ",\n".join(f"r{i} AS ({add_one_sql(table, source) if one else merge_sql(table, source, sign)})"
+                       for i, table in enumerate(ROLLUPS))
+
+
 @lru_cache(maxsize=64)
-def with_rollups(write: str, sign: int = 1) -> str:
+def with_rollups(write: str, sign: int = 1, *, one: bool = False) -> str:
     """PostgreSQL: `write` (an INSERT or DELETE on usage ending in RETURNING *) and its
-    roll-ups as one statement, answering how many requests it wrote or removed."""
-    merges = ",\n".join(f"r{i} AS ({merge_sql(table, 'changed', sign)})"
-                        for i, table in enumerate(ROLLUPS))
+    roll-ups as one statement, answering how many requests it wrote or removed (`one`:
+    the write touches at most one request)."""
+    merges = rollup_ctes("changed", sign, one=one)
     return f"WITH changed AS ({write}),\n{merges}\nSELECT count(*) FROM changed"
 
 

@@ -88,8 +88,9 @@ class Connection(sqlite3.Connection):
         with self.transaction():
             return self.execute(sql, params).rowcount
 
-    def write_usage(self, insert: str, params=()) -> int:
-        """An INSERT into usage; the roll-ups follow by trigger. How many rows it stored."""
+    def write_usage(self, insert: str, params=(), *, one: bool = False) -> int:
+        """An INSERT into usage; the roll-ups follow by trigger. How many rows it stored.
+        (`one`: it inserts one row at most; the same here.)"""
         return self.execute(insert, params).rowcount
 
     def record_request(self, row: tuple, lineage: str | None) -> tuple:
