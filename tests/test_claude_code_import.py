@@ -150,7 +150,8 @@ def test_implausible_lines_are_skipped_not_fatal(tmp_path):
     bad = [dict(good, requestId="req_2", costUSD=1e300),
            dict(good, requestId="req_3", message=dict(good["message"], usage={"input_tokens": 10**20, "output_tokens": 1})),
            dict(good, requestId="req_4", timestamp="2025-10-30T09:00:40+01:00Z"),
-           dict(good, requestId="req_5", timestamp="2025-10-30T09:00:40+01:00")]
+           dict(good, requestId="req_5", timestamp="2025-10-30T09:00:40+01:00",
+                message=dict(good["message"], id="msg_5"))]  # another message: counted apart
     (folder / "s.jsonl").write_text("\n".join(json.dumps(x) for x in [good, *bad]) + "\n")
     r = cli("usage", "import", tmp_path, "--json")
     assert r.exit_code == 0, r
@@ -203,6 +204,50 @@ def test_a_replay_in_a_subagent_log_counts_once(log):
     write(agent2, line("msg_B", "req_77", out=40, sidechain=True))
     assert imported(log.parent)["imported"] == 0
     assert total() == want
+    assert_consistent()
+
+
+# Where each copy of message msg_A is, and the runs that bring them (each run: the files
+# it is given, in that order). Every order counts the message once.
+REPLAY_RUNS = {
+    "subagent alone, then the main log": [["agent"], ["main"]],
+    "main log alone, then the subagent": [["main"], ["agent"]],
+    "one run, subagent first": [["agent", "main"]],
+    "one run, main log first": [["main", "agent"]],
+    "subagent, then both again": [["agent"], ["agent", "main"]],
+    "two replays in two runs, then the main log": [["agent"], ["agent2"], ["main"]],
+    "a main-conversation copy under another id, then the main log": [["resumed"], ["main"]],
+}
+
+
+@pytest.mark.parametrize("runs", REPLAY_RUNS.values(), ids=REPLAY_RUNS.keys())
+def test_a_message_under_two_request_ids_counts_once_in_any_order(log, runs):
+    files = {"main": log, "agent": log.parent / "s1" / "subagents" / "agent-1.jsonl",
+             "agent2": log.parent / "s1" / "subagents" / "agent-2.jsonl",
+             "resumed": log.parent / "s2.jsonl"}
+    write(files["main"], line("msg_A", "req_1", out=300, read=1000), line("msg_B", "req_2", out=40))
+    write(files["agent"], line("msg_A", "req_9", out=300, read=1000, sidechain=True))
+    write(files["agent2"], line("msg_A", "req_8", out=300, read=1000, sidechain=True))
+    write(files["resumed"], line("msg_A", "req_5", out=300, read=1000, session="s2"))
+    for run in runs:
+        imported(*(files[name] for name in run))
+    # msg_A once ($0.0018: 10 in, 300 out, 1000 cache reads at Haiku 4.5's prices), msg_B once.
+    assert total() == (2, 20, 340, 20 * HAIKU[0] + 340 * HAIKU[1] + 1000 * 100)
+    assert sql("SELECT count(*) FROM usage WHERE request_id LIKE 'cc:msg_A:%'") == [(1,)]
+    assert_consistent()
+    # And a full re-read of everything changes nothing.
+    again = imported(*files.values(), "--full")
+    assert (again["imported"], again["replaced"]) == (0, 0)
+    assert total() == (2, 20, 340, 20 * HAIKU[0] + 340 * HAIKU[1] + 1000 * 100)
+
+
+def test_the_biggest_copy_of_a_replayed_message_wins_across_runs(log):
+    agent = log.parent / "s1" / "subagents" / "agent-1.jsonl"
+    write(agent, line("msg_A", "req_9", out=30, sidechain=True))  # imported mid-write
+    imported(agent)
+    write(log, line("msg_A", "req_1", out=300))  # the main log's final copy
+    assert imported(log)["replaced"] == 1
+    assert total() == (1, 10, 300, 10 * HAIKU[0] + 300 * HAIKU[1])
     assert_consistent()
 
 

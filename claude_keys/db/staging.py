@@ -6,9 +6,10 @@ rank. Once everything has been read (so a malformed line has stopped the import
 before anything was stored):
 
 1. one index sorts them by request id;
-2. replays are resolved: a sidechain or subagent copy of a Claude Code message whose
-   message id is already stored, or read in this import, under another request id
-   becomes that request (the stored one first, then a main-conversation copy);
+2. replays are resolved: every copy of a Claude Code message (its message id) under
+   another request id than one already stored, or read in this import, becomes that
+   request (the stored one first, then a main-conversation copy), whichever copy came
+   first;
 3. where a request id was read more than once only its best copy stays: the most
    tokens (Claude Code writes a response once per content block, and the copy with
    the most tokens is the final one), then a main-conversation copy, then the first
@@ -154,44 +155,39 @@ class Staging(_Rows):
         os.unlink(scratch)
 
     def _resolve_replays(self) -> None:
-        """A sidechain copy of a message known under another request id is that request:
-        the stored one (lowest id), else a main-conversation copy read now, else the
-        first sidechain id (in id order). Message ids are found by the request id's
-        prefix `cc:<message id>:` in the index."""
+        """Copies of one Claude Code message under different request ids (a subagent or
+        sidechain replaying its parent's message, in whatever order files and runs bring
+        them) are one request: the stored one (lowest id), else a main-conversation copy
+        read now (lowest id), else the lowest id read now. Whichever file comes first,
+        in one run or across runs, the message is counted once. A message's request ids
+        all start `cc:<message id>:`, so its copies are one range of the index."""
         conn = self.conn
         conn.execute("DROP TABLE IF EXISTS temp.replays")
-        conn.execute("CREATE TEMP TABLE replays (message_id TEXT PRIMARY KEY, lo TEXT, hi TEXT, "
-                     "canonical TEXT)")
-        conn.execute("INSERT INTO replays SELECT message_id, 'cc:' || message_id || ':', "
-                     "'cc:' || message_id || ';', NULL FROM staging "
-                     "WHERE rank_main = 0 AND message_id IS NOT NULL GROUP BY message_id")
+        conn.execute("CREATE TEMP TABLE replays (message_id TEXT PRIMARY KEY, main TEXT, low TEXT, "
+                     "high TEXT, stored TEXT)")
+        conn.execute("INSERT INTO replays SELECT message_id, min(CASE WHEN rank_main = 1 THEN request_id END), "
+                     "min(request_id), max(request_id), NULL FROM staging WHERE message_id IS NOT NULL "
+                     "GROUP BY message_id")
         if not conn.execute("SELECT 1 FROM replays LIMIT 1").fetchone():
             return
-        for message_id, canonical in self._stored_ids():
-            conn.execute("UPDATE replays SET canonical = ? WHERE message_id = ?", (canonical, message_id))
-        in_range = "request_id >= replays.lo AND request_id < replays.hi"
-        conn.execute("UPDATE replays SET canonical = coalesce(canonical, (SELECT min(request_id) "
-                     f"FROM staging WHERE {in_range} AND rank_main = 1), (SELECT min(request_id) "
-                     f"FROM staging WHERE {in_range}))")
-        conn.execute("UPDATE staging SET request_id = (SELECT canonical FROM replays r WHERE "
-                     "r.message_id = staging.message_id) WHERE rank_main = 0 AND message_id IS NOT NULL "
-                     "AND request_id <> (SELECT canonical FROM replays r WHERE r.message_id = staging.message_id)")
-        conn.execute("DROP TABLE temp.replays")
-
-    def _stored_ids(self):
-        """(message id, the lowest stored request id with its prefix) for the replays."""
-        lookup = ("SELECT r.message_id, (SELECT min(request_id) FROM usage u WHERE u.request_id >= "
-                  "{lo} AND u.request_id < {hi}) FROM {table} r")
+        first = ("(SELECT min(request_id) FROM usage u WHERE u.request_id >= 'cc:' || {m} || ':' "
+                 "AND u.request_id < 'cc:' || {m} || ';')")  # the lowest stored id of message {m}
         if self.in_place:
-            rows = self.conn.execute(lookup.format(lo="r.lo", hi="r.hi", table="temp.replays")).fetchall()
+            conn.execute(f"UPDATE replays SET stored = {first.format(m='replays.message_id')}")
         else:
             store = self.store
             with store.transaction(), store.scratch_table(
-                    "replay_ids", {"message_id": "text"}, self.conn.execute("SELECT message_id FROM replays")):
-                rows = store.execute(lookup.format(
-                    lo="'cc:' || r.message_id || ':'", hi="'cc:' || r.message_id || ';'",
-                    table="replay_ids")).fetchall()
-        return [(m, c) for m, c in rows if c is not None]
+                    "replay_ids", {"message_id": "text"}, conn.execute("SELECT message_id FROM replays")):
+                found = store.execute(f"SELECT * FROM (SELECT message_id, {first.format(m='r.message_id')} "
+                                      "AS stored FROM replay_ids r) AS f WHERE stored IS NOT NULL").fetchall()
+            conn.executemany("UPDATE replays SET stored = ? WHERE message_id = ?", [(c, m) for m, c in found])
+        # Only messages read under two ids, or stored under another id, change.
+        moves = conn.execute("SELECT coalesce(stored, main, low), 'cc:' || message_id || ':', "
+                             "'cc:' || message_id || ';', message_id FROM replays "
+                             "WHERE low <> high OR coalesce(stored, low) <> low").fetchall()
+        conn.executemany("UPDATE staging SET request_id = ?1 WHERE request_id >= ?2 AND request_id < ?3 "
+                         "AND message_id = ?4 AND request_id <> ?1", moves)
+        conn.execute("DROP TABLE temp.replays")
 
     def _keep_best_copies(self) -> None:
         """Drop all but the best copy of each request id."""
