@@ -292,6 +292,73 @@ def test_a_file_truncated_and_rewritten_is_read_whole_again(log):
     assert_consistent()
 
 
+def _rewritten_in_the_middle(log, old: str, new: str) -> None:
+    """Rewrite `old` as `new` (same length) in place, keeping the size and the first and
+    last 4 KB, with a later modification time."""
+    data = log.read_bytes()
+    at = data.index(old.encode())
+    assert 4096 < at < len(data) - 4096 and len(old) == len(new)
+    with open(log, "r+b") as f:
+        f.seek(at)
+        f.write(new.encode())
+    stamp = log.stat().st_mtime_ns + 1_000_000_000
+    os.utime(log, ns=(stamp, stamp))
+
+
+def test_a_log_rewritten_in_the_middle_is_read_again(log):
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(120)))
+    assert imported(log.parent)["imported"] == 120
+    size = log.stat().st_size
+    # The same size, the same first and last 4 KB: only the middle says it was rewritten.
+    _rewritten_in_the_middle(log, '"m060"', '"z060"')
+    assert log.stat().st_size == size
+    again = imported(log.parent)
+    assert (again["lines"], again["imported"], again["already_stored"]) == (120, 1, 119)
+    assert total()[0] == 121
+    # An untouched log (same size and modification time) is not read at all.
+    assert imported(log.parent)["lines"] == 0
+    assert_consistent()
+
+
+def test_an_append_reads_only_the_appended_lines(log):
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(120)))
+    imported(log.parent)
+    append(log, line("n1", "q1"), line("n2", "q2"))
+    again = imported(log.parent)
+    assert (again["lines"], again["imported"], again["already_stored"]) == (2, 2, 0)
+    # The appended lines extend the checksum: the next append is checked the same way.
+    append(log, line("n3", "q3"))
+    assert imported(log.parent)["lines"] == 1
+    _rewritten_in_the_middle(log, '"m050"', '"z050"')
+    assert imported(log.parent)["lines"] == 123  # a rewrite after appends: read whole
+    assert total()[0] == 124
+
+
+def test_a_log_read_in_many_parts_keeps_its_checksum(log, monkeypatch):
+    from claude_keys.importers import units
+
+    monkeypatch.setattr(units, "CHUNK", 2000)  # every log cut into parts of 2 KB
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(120)))
+    assert imported(log.parent)["lines"] == 120
+    append(log, *(line(f"n{i:03d}", f"q{i:03d}") for i in range(30)))  # appended: several parts too
+    assert imported(log.parent)["lines"] == 30
+    _rewritten_in_the_middle(log, '"m060"', '"z060"')
+    assert imported(log.parent)["lines"] == 150
+    assert total()[0] == 151
+
+
+def test_offsets_saved_by_an_older_version_are_read_whole_once(log):
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(10)))
+    imported(log.parent)
+    sql("UPDATE import_files SET fingerprint = '0123456789abcdef0123456789abcdef'")  # the old form
+    append(log, line("n1", "q1"))
+    again = imported(log.parent)
+    assert (again["lines"], again["imported"], again["already_stored"]) == (11, 1, 10)
+    append(log, line("n2", "q2"))
+    assert imported(log.parent)["lines"] == 1  # then incremental again
+    assert total()[0] == 12
+
+
 def test_offsets_are_kept_per_host(log, monkeypatch):
     here = socket.gethostname()
     write(log, line("m1", "r1"))

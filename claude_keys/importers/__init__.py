@@ -64,6 +64,7 @@ class _File:
     project: str | None
     start: int  # where this run reads from (an earlier import read up to there)
     size: int
+    seed: tuple  # the checksum of the bytes before `start` (offsets.py)
 
 
 def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=None,
@@ -102,7 +103,7 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
             progress(total_bytes=total, phase="reading")
         prices = prices if prices is not None else table()
         staging = Staging(conn)
-        parts = [p for f in todo for p in split(f.path, f.kind, f.project, f.start, f.size)]
+        parts = [p for f in todo for p in split(f.path, f.kind, f.project, f.start, f.size, f.seed)]
         if workers is None:
             workers = min(os.cpu_count() or 1, 8) if total >= PARALLEL_FROM and db_path else 1
         if workers > 1:
@@ -144,7 +145,7 @@ def _files(plan, offsets, result):
 
     for path, kind in plan:
         if kind != "claude-code":
-            yield _File(path, kind, None, 0, os.path.getsize(path))
+            yield _File(path, kind, None, 0, os.path.getsize(path), ())
             continue
         for file, project, st in claude_code.log_files(path, problem):
             try:
@@ -152,7 +153,8 @@ def _files(plan, offsets, result):
             except InvalidInput as e:
                 problem(file, str(e))
                 continue
-            yield _File(file, kind, project, offsets.start(file, st), st.st_size)
+            start, seed = offsets.start(file, st)
+            yield _File(file, kind, project, start, st.st_size, seed)
 
 
 def _read_in_workers(units, staging, result, key, prices, db_path, workers, progress) -> None:

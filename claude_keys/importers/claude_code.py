@@ -27,7 +27,7 @@ from ..errors import InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
 from ..values import LAST_MS, MAX_COUNT, now_ms, parse_cost, time_ms
-from .offsets import identity
+from .offsets import EMPTY, identity
 from .lines import json_line, lines, shown, text_field
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
@@ -197,7 +197,7 @@ def read(part, staging, result, *, key=None, prices=None) -> None:
                     continue
             skipped[why] = skipped.get(why, 0) + 1
         if part.last:
-            result.read_to[part.path] = identity(f, done)
+            result.read_to[part.path] = identity(f, done, part.seed or EMPTY)
     result.lines += count
     _hand_over(held, staging)
 
