@@ -289,7 +289,14 @@ class Staging(_Rows):
         for table in ("staging", "fresh", "grain", "replaced", "replays"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
-    def close(self) -> None:
-        self.drop()
-        if self.conn is not self.store:
-            self.conn.close()
+    def close(self, quietly: bool = False) -> None:
+        """Drop the staging. `quietly`: after an error, which a failure here (a statement
+        still reading the staging holds its table) must not replace."""
+        try:
+            if self.conn is self.store:
+                self.drop()
+            else:
+                self.conn.close()  # a private database: closing it is dropping it
+        except Exception:
+            if not quietly:
+                raise

@@ -19,7 +19,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from ..errors import ClaudeKeysError, InvalidInput
+from ..errors import ClaudeKeysError, ConnectionLost, InvalidInput
 from .lines import shown, text_field
 from .result import ImportResult
 from ..db.staging import Staging
@@ -116,12 +116,23 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
         result.imported, result.replaced, result.already_stored = staging.merge(progress)
         result.staged = result.imported + result.replaced + result.already_stored
         offsets.save(conn, result.read_to)
-    except KeyboardInterrupt:
-        raise _interrupted(staging) from None
-    finally:
+    except BaseException as e:
         if staging is not None:
-            staging.close()
+            staging.close(quietly=True)  # the error to tell is this one, not a clean-up's
+        if isinstance(e, KeyboardInterrupt):
+            raise _interrupted(staging) from None
+        if isinstance(e, ConnectionLost):
+            raise _lost(staging, conn) from None
+        raise
+    staging.close()
     return result
+
+
+def _stored_so_far(staging: Staging | None) -> str:
+    if staging is None or not staging.total:
+        return "nothing was stored"
+    return (f"{staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before, "
+            "the rest were not")
 
 
 def _interrupted(staging: Staging | None) -> ImportInterrupted:
@@ -129,9 +140,14 @@ def _interrupted(staging: Staging | None) -> ImportInterrupted:
         return ImportInterrupted("interrupted while reading the input: nothing was stored; "
                                  "run the same import again")
     return ImportInterrupted(
-        f"interrupted: {staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before the "
-        f"interruption, the rest were not; run the same import again to finish it (what is "
+        f"interrupted: {_stored_so_far(staging)}; run the same import again to finish it (what is "
         "stored already is not counted twice)")
+
+
+def _lost(staging: Staging | None, conn) -> ConnectionLost:
+    return ConnectionLost(
+        f"the connection to the store {conn.location} was lost during the import: {_stored_so_far(staging)}; "
+        "run the same import again to finish it (what is stored already is not counted twice)")
 
 
 def _files(plan, offsets, result):
