@@ -59,6 +59,13 @@ _TEXT = {"request_id", "key_id", "project_id", "model", "session_id", "message_i
 _KINDS = {name: "text" if name in _TEXT else "int" for name in _NAMES}  # for scratch tables
 
 
+def _message(alias: str, s: str) -> str:
+    """SQL: the row `alias` holds a copy of the message of row `s` (its request id is in
+    the message's range; see Staging._resolve_replays)."""
+    return (f"{alias}.request_id >= 'cc:' || {s}.message_id || ':' "
+            f"AND {alias}.request_id < 'cc:' || {s}.message_id || ';'")
+
+
 def bigger(new: str, old: str) -> str:
     """SQL: the staged copy `new` replaces the stored copy `old` (both qualifiers): it
     is a Claude Code request with more tokens, or as many and a session the stored
@@ -156,38 +163,41 @@ class Staging(_Rows):
 
     def _resolve_replays(self) -> None:
         """Copies of one Claude Code message under different request ids (a subagent or
-        sidechain replaying its parent's message, in whatever order files and runs bring
-        them) are one request: the stored one (lowest id), else a main-conversation copy
-        read now (lowest id), else the lowest id read now. Whichever file comes first,
-        in one run or across runs, the message is counted once. A message's request ids
-        all start `cc:<message id>:`, so its copies are one range of the index."""
+        sidechain replaying its parent's message, a resumed session's copy, in whatever
+        order files and runs bring them) are one request: the stored one (lowest id),
+        else a main-conversation copy read now (lowest id), else the lowest id read now.
+        A message's request ids all start `cc:<message id>:`, so its copies are one range
+        of an index; each staged copy costs one seek there, and only the few messages
+        found under another id are rewritten."""
         conn = self.conn
-        conn.execute("DROP TABLE IF EXISTS temp.replays")
-        conn.execute("CREATE TEMP TABLE replays (message_id TEXT PRIMARY KEY, main TEXT, low TEXT, "
-                     "high TEXT, stored TEXT)")
-        conn.execute("INSERT INTO replays SELECT message_id, min(CASE WHEN rank_main = 1 THEN request_id END), "
-                     "min(request_id), max(request_id), NULL FROM staging WHERE message_id IS NOT NULL "
-                     "GROUP BY message_id")
-        if not conn.execute("SELECT 1 FROM replays LIMIT 1").fetchone():
-            return
-        first = ("(SELECT min(request_id) FROM usage u WHERE u.request_id >= 'cc:' || {m} || ':' "
-                 "AND u.request_id < 'cc:' || {m} || ';')")  # the lowest stored id of message {m}
+
+        def another(table: str, s: str) -> str:  # a copy of s's message under another id in table
+            return (f"EXISTS (SELECT 1 FROM {table} o WHERE {_message('o', s)} AND o.request_id <> {s}.request_id)")
+
+        lowest_stored = f"(SELECT min(u.request_id) FROM usage u WHERE {_message('u', 's')})"
+        found = (f"SELECT s.message_id, {lowest_stored} FROM {{table}} s WHERE s.message_id IS NOT NULL "
+                 f"AND {another('usage', 's')}")
         if self.in_place:
-            conn.execute(f"UPDATE replays SET stored = {first.format(m='replays.message_id')}")
+            stored = dict(conn.execute(found.format(table="staging")))
         else:
             store = self.store
             with store.transaction(), store.scratch_table(
-                    "replay_ids", {"message_id": "text"}, conn.execute("SELECT message_id FROM replays")):
-                found = store.execute(f"SELECT * FROM (SELECT message_id, {first.format(m='r.message_id')} "
-                                      "AS stored FROM replay_ids r) AS f WHERE stored IS NOT NULL").fetchall()
-            conn.executemany("UPDATE replays SET stored = ? WHERE message_id = ?", [(c, m) for m, c in found])
-        # Only messages read under two ids, or stored under another id, change.
-        moves = conn.execute("SELECT coalesce(stored, main, low), 'cc:' || message_id || ':', "
-                             "'cc:' || message_id || ';', message_id FROM replays "
-                             "WHERE low <> high OR coalesce(stored, low) <> low").fetchall()
-        conn.executemany("UPDATE staging SET request_id = ?1 WHERE request_id >= ?2 AND request_id < ?3 "
-                         "AND message_id = ?4 AND request_id <> ?1", moves)
-        conn.execute("DROP TABLE temp.replays")
+                    "replay_ids", {"message_id": "text", "request_id": "text"},
+                    conn.execute("SELECT message_id, request_id FROM staging WHERE message_id IS NOT NULL")):
+                stored = dict(store.execute(found.format(table="replay_ids")))
+        twice = [m for (m,) in conn.execute("SELECT DISTINCT s.message_id FROM staging s WHERE s.message_id "
+                                            f"IS NOT NULL AND {another('staging', 's')}")]
+        if not stored and not twice:
+            return
+        conn.execute("BEGIN")
+        for message_id in dict.fromkeys([*stored, *twice]):
+            mine = "request_id >= 'cc:' || ?1 || ':' AND request_id < 'cc:' || ?1 || ';' AND message_id = ?1"
+            canonical = stored.get(message_id) or conn.execute(
+                "SELECT coalesce(min(CASE WHEN rank_main = 1 THEN request_id END), min(request_id)) "
+                f"FROM staging WHERE {mine}", (message_id,)).fetchone()[0]
+            conn.execute(f"UPDATE staging SET request_id = ?2 WHERE {mine} AND request_id <> ?2",
+                         (message_id, canonical))
+        conn.execute("COMMIT")
 
     def _keep_best_copies(self) -> None:
         """Drop all but the best copy of each request id."""
@@ -286,7 +296,7 @@ class Staging(_Rows):
         self._pending = []
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        for table in ("staging", "fresh", "grain", "replaced", "replays"):
+        for table in ("staging", "fresh", "grain", "replaced"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
     def close(self, quietly: bool = False) -> None:

@@ -128,10 +128,10 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
     return result
 
 
-def _stored_so_far(staging: Staging | None) -> str:
+def _stored_so_far(staging: Staging | None, before: str) -> str:
     if staging is None or not staging.total:
         return "nothing was stored"
-    return (f"{staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before, "
+    return (f"{staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before {before}, "
             "the rest were not")
 
 
@@ -140,14 +140,15 @@ def _interrupted(staging: Staging | None) -> ImportInterrupted:
         return ImportInterrupted("interrupted while reading the input: nothing was stored; "
                                  "run the same import again")
     return ImportInterrupted(
-        f"interrupted: {_stored_so_far(staging)}; run the same import again to finish it (what is "
-        "stored already is not counted twice)")
+        f"interrupted: {_stored_so_far(staging, 'the interruption')}; run the same import again to finish it "
+        "(what is stored already is not counted twice)")
 
 
 def _lost(staging: Staging | None, conn) -> ConnectionLost:
     return ConnectionLost(
-        f"the connection to the store {conn.location} was lost during the import: {_stored_so_far(staging)}; "
-        "run the same import again to finish it (what is stored already is not counted twice)")
+        f"the connection to the store {conn.location} was lost during the import: "
+        f"{_stored_so_far(staging, 'it was lost')}; run the same import again to finish it (what is stored "
+        "already is not counted twice)")
 
 
 def _files(plan, offsets, result):

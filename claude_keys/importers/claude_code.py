@@ -3,9 +3,10 @@ subagent logs below the session (`<session>/subagents/*.jsonl`).
 
 One request per message.id + requestId. Claude Code writes a response once per
 content block, each line carrying the usage so far, so the copy with the most tokens
-is kept (on a tie, a main-conversation copy over a sidechain one). A sidechain or
-subagent line whose message.id is known under another requestId replays a request of
-its parent conversation: it is that request, not a new one (see staging.py). Skipped,
+is kept (on a tie, a main-conversation copy over a sidechain one). A line whose
+message.id is known under another requestId (a subagent replaying its parent's message,
+a resumed session's copy) is that request, not a new one, whichever was read first
+(see staging.py). Skipped,
 and counted: lines without usage, `<synthetic>` messages, lines that do not parse, an
 unfinished last line (read again by the next import, once complete), implausible
 tokens or times, and text that fails the text gate (a lone surrogate, a control or
