@@ -48,6 +48,12 @@ class TryAgain(StoreError):
     connection changed how it runs statements). The Python API retries it itself."""
 
 
+class ConnectionLost(StoreError):
+    """The connection to a database server broke in the middle of a call (the server
+    restarted, ended the session, or the network went): what the call's transaction
+    had done is undone; running it again is the remedy."""
+
+
 class StoreDamaged(StoreError):
     """The store's file is damaged (or not a database at all): `db check` reports it."""
 

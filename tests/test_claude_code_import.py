@@ -150,7 +150,8 @@ def test_implausible_lines_are_skipped_not_fatal(tmp_path):
     bad = [dict(good, requestId="req_2", costUSD=1e300),
            dict(good, requestId="req_3", message=dict(good["message"], usage={"input_tokens": 10**20, "output_tokens": 1})),
            dict(good, requestId="req_4", timestamp="2025-10-30T09:00:40+01:00Z"),
-           dict(good, requestId="req_5", timestamp="2025-10-30T09:00:40+01:00")]
+           dict(good, requestId="req_5", timestamp="2025-10-30T09:00:40+01:00",
+                message=dict(good["message"], id="msg_5"))]  # another message: counted apart
     (folder / "s.jsonl").write_text("\n".join(json.dumps(x) for x in [good, *bad]) + "\n")
     r = cli("usage", "import", tmp_path, "--json")
     assert r.exit_code == 0, r
@@ -206,6 +207,50 @@ def test_a_replay_in_a_subagent_log_counts_once(log):
     assert_consistent()
 
 
+# Where each copy of message msg_A is, and the runs that bring them (each run: the files
+# it is given, in that order). Every order counts the message once.
+REPLAY_RUNS = {
+    "subagent alone, then the main log": [["agent"], ["main"]],
+    "main log alone, then the subagent": [["main"], ["agent"]],
+    "one run, subagent first": [["agent", "main"]],
+    "one run, main log first": [["main", "agent"]],
+    "subagent, then both again": [["agent"], ["agent", "main"]],
+    "two replays in two runs, then the main log": [["agent"], ["agent2"], ["main"]],
+    "a main-conversation copy under another id, then the main log": [["resumed"], ["main"]],
+}
+
+
+@pytest.mark.parametrize("runs", REPLAY_RUNS.values(), ids=REPLAY_RUNS.keys())
+def test_a_message_under_two_request_ids_counts_once_in_any_order(log, runs):
+    files = {"main": log, "agent": log.parent / "s1" / "subagents" / "agent-1.jsonl",
+             "agent2": log.parent / "s1" / "subagents" / "agent-2.jsonl",
+             "resumed": log.parent / "s2.jsonl"}
+    write(files["main"], line("msg_A", "req_1", out=300, read=1000), line("msg_B", "req_2", out=40))
+    write(files["agent"], line("msg_A", "req_9", out=300, read=1000, sidechain=True))
+    write(files["agent2"], line("msg_A", "req_8", out=300, read=1000, sidechain=True))
+    write(files["resumed"], line("msg_A", "req_5", out=300, read=1000, session="s2"))
+    for run in runs:
+        imported(*(files[name] for name in run))
+    # msg_A once ($0.0018: 10 in, 300 out, 1000 cache reads at Haiku 4.5's prices), msg_B once.
+    assert total() == (2, 20, 340, 20 * HAIKU[0] + 340 * HAIKU[1] + 1000 * 100)
+    assert sql("SELECT count(*) FROM usage WHERE request_id LIKE 'cc:msg_A:%'") == [(1,)]
+    assert_consistent()
+    # And a full re-read of everything changes nothing.
+    again = imported(*files.values(), "--full")
+    assert (again["imported"], again["replaced"]) == (0, 0)
+    assert total() == (2, 20, 340, 20 * HAIKU[0] + 340 * HAIKU[1] + 1000 * 100)
+
+
+def test_the_biggest_copy_of_a_replayed_message_wins_across_runs(log):
+    agent = log.parent / "s1" / "subagents" / "agent-1.jsonl"
+    write(agent, line("msg_A", "req_9", out=30, sidechain=True))  # imported mid-write
+    imported(agent)
+    write(log, line("msg_A", "req_1", out=300))  # the main log's final copy
+    assert imported(log)["replaced"] == 1
+    assert total() == (1, 10, 300, 10 * HAIKU[0] + 300 * HAIKU[1])
+    assert_consistent()
+
+
 def test_a_torn_last_line_is_read_again_once_complete(log):
     full = line("m1", "r1", out=700)
     write(log, line("m0", "r0", out=9), full[:40], end="")  # Claude Code is mid-way through a line
@@ -245,6 +290,73 @@ def test_a_file_truncated_and_rewritten_is_read_whole_again(log):
     assert imported(log.parent)["imported"] == 1
     assert total()[0] == 7
     assert_consistent()
+
+
+def _rewritten_in_the_middle(log, old: str, new: str) -> None:
+    """Rewrite `old` as `new` (same length) in place, keeping the size and the first and
+    last 4 KB, with a later modification time."""
+    data = log.read_bytes()
+    at = data.index(old.encode())
+    assert 4096 < at < len(data) - 4096 and len(old) == len(new)
+    with open(log, "r+b") as f:
+        f.seek(at)
+        f.write(new.encode())
+    stamp = log.stat().st_mtime_ns + 1_000_000_000
+    os.utime(log, ns=(stamp, stamp))
+
+
+def test_a_log_rewritten_in_the_middle_is_read_again(log):
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(120)))
+    assert imported(log.parent)["imported"] == 120
+    size = log.stat().st_size
+    # The same size, the same first and last 4 KB: only the middle says it was rewritten.
+    _rewritten_in_the_middle(log, '"m060"', '"z060"')
+    assert log.stat().st_size == size
+    again = imported(log.parent)
+    assert (again["lines"], again["imported"], again["already_stored"]) == (120, 1, 119)
+    assert total()[0] == 121
+    # An untouched log (same size and modification time) is not read at all.
+    assert imported(log.parent)["lines"] == 0
+    assert_consistent()
+
+
+def test_an_append_reads_only_the_appended_lines(log):
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(120)))
+    imported(log.parent)
+    append(log, line("n1", "q1"), line("n2", "q2"))
+    again = imported(log.parent)
+    assert (again["lines"], again["imported"], again["already_stored"]) == (2, 2, 0)
+    # The appended lines extend the checksum: the next append is checked the same way.
+    append(log, line("n3", "q3"))
+    assert imported(log.parent)["lines"] == 1
+    _rewritten_in_the_middle(log, '"m050"', '"z050"')
+    assert imported(log.parent)["lines"] == 123  # a rewrite after appends: read whole
+    assert total()[0] == 124
+
+
+def test_a_log_read_in_many_parts_keeps_its_checksum(log, monkeypatch):
+    from claude_keys.importers import units
+
+    monkeypatch.setattr(units, "CHUNK", 2000)  # every log cut into parts of 2 KB
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(120)))
+    assert imported(log.parent)["lines"] == 120
+    append(log, *(line(f"n{i:03d}", f"q{i:03d}") for i in range(30)))  # appended: several parts too
+    assert imported(log.parent)["lines"] == 30
+    _rewritten_in_the_middle(log, '"m060"', '"z060"')
+    assert imported(log.parent)["lines"] == 150
+    assert total()[0] == 151
+
+
+def test_offsets_saved_by_an_older_version_are_read_whole_once(log):
+    write(log, *(line(f"m{i:03d}", f"r{i:03d}", out=100) for i in range(10)))
+    imported(log.parent)
+    sql("UPDATE import_files SET fingerprint = '0123456789abcdef0123456789abcdef'")  # the old form
+    append(log, line("n1", "q1"))
+    again = imported(log.parent)
+    assert (again["lines"], again["imported"], again["already_stored"]) == (11, 1, 10)
+    append(log, line("n2", "q2"))
+    assert imported(log.parent)["lines"] == 1  # then incremental again
+    assert total()[0] == 12
 
 
 def test_offsets_are_kept_per_host(log, monkeypatch):

@@ -185,8 +185,11 @@ def test_hostile_claude_code_log_fields(fuzz_env, tmp_path, path):
         hostile = _with(path, value)
         if isinstance(hostile, dict) and path[:1] != ("requestId",):
             hostile["requestId"] = f"h{i}"  # its own request, unless the id is what is fuzzed
+        if isinstance(hostile, dict) and path not in (("message",), ("message", "id")) \
+                and isinstance(hostile.get("message"), dict):
+            hostile["message"]["id"] = f"msg-h{i}"  # and its own message (one message is one request)
         lines.append(json.dumps(hostile))
-    lines.append(json.dumps(dict(_LINE, requestId="good-2")))
+    lines.append(json.dumps(dict(_LINE, requestId="good-2", message=dict(_LINE["message"], id="msg-2"))))
     lines.append('{"message": {"usage": ' + "[" * 3000)  # deep, and unfinished
     (folder / "s.jsonl").write_text("\n".join(lines) + "\n")
     result = CliRunner().invoke(root, ["usage", "import", str(tmp_path / "logs"), "--json"], catch_exceptions=False)
@@ -195,8 +198,8 @@ def test_hostile_claude_code_log_fields(fuzz_env, tmp_path, path):
     assert answer["lines"] == len(lines)
     assert sum(answer["skipped"].values()) + answer["requests"] <= len(lines)
     good = sql("SELECT request_id, input_tokens, output_tokens, cost_nanos FROM usage "
-               "WHERE request_id IN ('cc:msg:good-1', 'cc:msg:good-2') ORDER BY 1")
-    assert good == [("cc:msg:good-1", 10, 5, 37_600), ("cc:msg:good-2", 10, 5, 37_600)]
+               "WHERE request_id IN ('cc:msg:good-1', 'cc:msg-2:good-2') ORDER BY 1")
+    assert good == [("cc:msg-2:good-2", 10, 5, 37_600), ("cc:msg:good-1", 10, 5, 37_600)]
     assert_consistent(db)
     for args in (["summary", "--by", "model"], ["summary", "--by", "session,model"], ["by-project"], ["blocks"]):
         shown = CliRunner().invoke(root, ["usage", *args, "--period", "all"], catch_exceptions=False)

@@ -37,7 +37,7 @@ from functools import lru_cache
 
 from .base import ADMIN_TIMEOUT_S, SERVER_CLOCK_MS
 from .location import masked
-from ..errors import StoreError, StoreMissing, TryAgain
+from ..errors import ConnectionLost, StoreError, StoreMissing, TryAgain
 
 try:
     import psycopg
@@ -47,6 +47,11 @@ try:
 except ImportError:  # pragma: no cover - exercised by a test with psycopg hidden
     raise StoreError("this store is a PostgreSQL URI, and PostgreSQL support is not installed: "
                      "pip install 'claude-api[postgres]'") from None
+
+# psycopg logs what it ignores while cleaning up after an error (a COPY it cannot end
+# on a lost connection): without a handler of the service's, Python would print it on
+# stderr beside the error itself, which says all there is to say.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 WRITE_LOCK = 0x636C61756465  # "claude": the advisory lock that serializes write() transactions
 MIGRATION_LOCK = WRITE_LOCK + 1
@@ -427,6 +432,8 @@ class Connection:
         if isinstance(e, pg_errors.LockNotAvailable):  # lock_timeout
             return StoreError(f"the store {self.location} stayed busy past the {self.wait:g} s wait bound "
                               "(another session holds what this needs; CLAUDE_API_TIMEOUT sets the bound); try again")
+        if self.broken:
+            return lost(e, self.location)
         return translate(e, self.location) or e
 
 
@@ -477,6 +484,15 @@ if hasattr(os, "register_at_fork"):
     # A forked child's copies of its parent's connections are never its to end: shutting
     # a shared socket would cut the parent's session.
     os.register_at_fork(after_in_child=lambda: _watchdog.__init__())
+
+
+def lost(error: BaseException, location: str) -> ConnectionLost:
+    """The connection broke under a call: one line, with the server's first reason."""
+    diag = getattr(error, "diag", None)
+    reason = (diag.message_primary if diag is not None else None) or str(error).strip().partition("\n")[0]
+    reason = " ".join(reason.split())
+    return ConnectionLost(f"the connection to the store {location} was lost"
+                          f"{f' ({reason})' if reason else ''}; try again")
 
 
 def translate(error: BaseException, location: str):

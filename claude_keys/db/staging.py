@@ -6,9 +6,10 @@ rank. Once everything has been read (so a malformed line has stopped the import
 before anything was stored):
 
 1. one index sorts them by request id;
-2. replays are resolved: a sidechain or subagent copy of a Claude Code message whose
-   message id is already stored, or read in this import, under another request id
-   becomes that request (the stored one first, then a main-conversation copy);
+2. replays are resolved: every copy of a Claude Code message (its message id) under
+   another request id than one already stored, or read in this import, becomes that
+   request (the stored one first, then a main-conversation copy), whichever copy came
+   first;
 3. where a request id was read more than once only its best copy stays: the most
    tokens (Claude Code writes a response once per content block, and the copy with
    the most tokens is the final one), then a main-conversation copy, then the first
@@ -57,6 +58,13 @@ _NAMES = COLUMNS + _RANK
 _NO_RANK = (0, 0, 0, None)  # records: the first copy wins, a stored one is never replaced
 _TEXT = {"request_id", "key_id", "project_id", "model", "session_id", "message_id"}
 _KINDS = {name: "text" if name in _TEXT else "int" for name in _NAMES}  # for scratch tables
+
+
+def _message(alias: str, s: str) -> str:
+    """SQL: the row `alias` holds a copy of the message of row `s` (its request id is in
+    the message's range; see Staging._resolve_replays)."""
+    return (f"{alias}.request_id >= 'cc:' || {s}.message_id || ':' "
+            f"AND {alias}.request_id < 'cc:' || {s}.message_id || ';'")
 
 
 def bigger(new: str, old: str) -> str:
@@ -155,44 +163,42 @@ class Staging(_Rows):
         os.unlink(scratch)
 
     def _resolve_replays(self) -> None:
-        """A sidechain copy of a message known under another request id is that request:
-        the stored one (lowest id), else a main-conversation copy read now, else the
-        first sidechain id (in id order). Message ids are found by the request id's
-        prefix `cc:<message id>:` in the index."""
+        """Copies of one Claude Code message under different request ids (a subagent or
+        sidechain replaying its parent's message, a resumed session's copy, in whatever
+        order files and runs bring them) are one request: the stored one (lowest id),
+        else a main-conversation copy read now (lowest id), else the lowest id read now.
+        A message's request ids all start `cc:<message id>:`, so its copies are one range
+        of an index; each staged copy costs one seek there, and only the few messages
+        found under another id are rewritten."""
         conn = self.conn
-        conn.execute("DROP TABLE IF EXISTS temp.replays")
-        conn.execute("CREATE TEMP TABLE replays (message_id TEXT PRIMARY KEY, lo TEXT, hi TEXT, "
-                     "canonical TEXT)")
-        conn.execute("INSERT INTO replays SELECT message_id, 'cc:' || message_id || ':', "
-                     "'cc:' || message_id || ';', NULL FROM staging "
-                     "WHERE rank_main = 0 AND message_id IS NOT NULL GROUP BY message_id")
-        if not conn.execute("SELECT 1 FROM replays LIMIT 1").fetchone():
-            return
-        for message_id, canonical in self._stored_ids():
-            conn.execute("UPDATE replays SET canonical = ? WHERE message_id = ?", (canonical, message_id))
-        in_range = "request_id >= replays.lo AND request_id < replays.hi"
-        conn.execute("UPDATE replays SET canonical = coalesce(canonical, (SELECT min(request_id) "
-                     f"FROM staging WHERE {in_range} AND rank_main = 1), (SELECT min(request_id) "
-                     f"FROM staging WHERE {in_range}))")
-        conn.execute("UPDATE staging SET request_id = (SELECT canonical FROM replays r WHERE "
-                     "r.message_id = staging.message_id) WHERE rank_main = 0 AND message_id IS NOT NULL "
-                     "AND request_id <> (SELECT canonical FROM replays r WHERE r.message_id = staging.message_id)")
-        conn.execute("DROP TABLE temp.replays")
 
-    def _stored_ids(self):
-        """(message id, the lowest stored request id with its prefix) for the replays."""
-        lookup = ("SELECT r.message_id, (SELECT min(request_id) FROM usage u WHERE u.request_id >= "
-                  "{lo} AND u.request_id < {hi}) FROM {table} r")
+        def another(table: str, s: str) -> str:  # a copy of s's message under another id in table
+            return (f"EXISTS (SELECT 1 FROM {table} o WHERE {_message('o', s)} AND o.request_id <> {s}.request_id)")
+
+        lowest_stored = f"(SELECT min(u.request_id) FROM usage u WHERE {_message('u', 's')})"
+        found = (f"SELECT s.message_id, {lowest_stored} FROM {{table}} s WHERE s.message_id IS NOT NULL "
+                 f"AND {another('usage', 's')}")
         if self.in_place:
-            rows = self.conn.execute(lookup.format(lo="r.lo", hi="r.hi", table="temp.replays")).fetchall()
+            stored = dict(conn.execute(found.format(table="staging")))
         else:
             store = self.store
             with store.transaction(), store.scratch_table(
-                    "replay_ids", {"message_id": "text"}, self.conn.execute("SELECT message_id FROM replays")):
-                rows = store.execute(lookup.format(
-                    lo="'cc:' || r.message_id || ':'", hi="'cc:' || r.message_id || ';'",
-                    table="replay_ids")).fetchall()
-        return [(m, c) for m, c in rows if c is not None]
+                    "replay_ids", {"message_id": "text", "request_id": "text"},
+                    conn.execute("SELECT message_id, request_id FROM staging WHERE message_id IS NOT NULL")):
+                stored = dict(store.execute(found.format(table="replay_ids")))
+        twice = [m for (m,) in conn.execute("SELECT DISTINCT s.message_id FROM staging s WHERE s.message_id "
+                                            f"IS NOT NULL AND {another('staging', 's')}")]
+        if not stored and not twice:
+            return
+        conn.execute("BEGIN")
+        for message_id in dict.fromkeys([*stored, *twice]):
+            mine = "request_id >= 'cc:' || ?1 || ':' AND request_id < 'cc:' || ?1 || ';' AND message_id = ?1"
+            canonical = stored.get(message_id) or conn.execute(
+                "SELECT coalesce(min(CASE WHEN rank_main = 1 THEN request_id END), min(request_id)) "
+                f"FROM staging WHERE {mine}", (message_id,)).fetchone()[0]
+            conn.execute(f"UPDATE staging SET request_id = ?2 WHERE {mine} AND request_id <> ?2",
+                         (message_id, canonical))
+        conn.execute("COMMIT")
 
     def _refuse_ids_of_others(self) -> None:
         """A record (JSONL/CSV) whose request id another key's lineage owns, in flight or
@@ -321,10 +327,17 @@ class Staging(_Rows):
         self._pending = []
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        for table in ("staging", "fresh", "grain", "replaced", "replays"):
+        for table in ("staging", "fresh", "grain", "replaced"):
             self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
-    def close(self) -> None:
-        self.drop()
-        if self.conn is not self.store:
-            self.conn.close()
+    def close(self, quietly: bool = False) -> None:
+        """Drop the staging. `quietly`: after an error, which a failure here (a statement
+        still reading the staging holds its table) must not replace."""
+        try:
+            if self.conn is self.store:
+                self.drop()
+            else:
+                self.conn.close()  # a private database: closing it is dropping it
+        except Exception:
+            if not quietly:
+                raise

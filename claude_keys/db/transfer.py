@@ -28,7 +28,8 @@ def tables(conn) -> list[str]:
 
 
 def check_new_or_empty(target: str) -> None:
-    """Refuse, touching nothing, a destination that already holds a store's data."""
+    """Refuse, touching nothing, a destination that holds a store's data or tables that
+    claude-api did not make (another program's database)."""
     kind, where = locate(target)
     if kind == POSTGRES:
         from . import postgres
@@ -36,9 +37,10 @@ def check_new_or_empty(target: str) -> None:
         location = display(target)
         raw = postgres.connect_raw(where, location)
         try:
-            if raw.execute("SELECT to_regclass('keys')").fetchone()[0] is None:
-                return
-            held = [t for t in _DATA if raw.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]]
+            found = {r[0] for r in raw.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+            ours = "claude_api_schema" in found
+            held = [t for t in _DATA if t in found and raw.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]]
         except Exception as e:
             raise postgres.translate(e, location) or e from None
         finally:
@@ -57,17 +59,25 @@ def check_new_or_empty(target: str) -> None:
         try:
             raw = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
             try:
-                found = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                found = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                                   "AND name NOT LIKE 'sqlite_%'")}
+                ours = "keys" in found or "_sqlite_migrations" in found
                 held = [t for t in _DATA if t in found and raw.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
-                if found and "keys" not in found:
-                    held = ["tables of another program"]
             finally:
                 raw.close()
         except sqlite3.Error as e:
             raise StoreError(f"cannot read {location}: {e}") from None
+    if found and not ours:
+        shown = ", ".join(sorted(found)[:3]) + (", …" if len(found) > 3 else "")
+        raise StoreError(f"the destination {location} holds tables of another program ({shown}), not a "
+                         "claude-api store; nothing was written: copy into a new or empty database or file")
+    _refuse_held(location, held)
+
+
+def _refuse_held(location: str, held: list) -> None:
     if held:
         raise StoreError(f"the destination {location} is not empty (it holds {', '.join(held)}); "
-                         "copy into a new or empty store")
+                         "nothing was written: copy into a new or empty store")
 
 
 @dataclass
@@ -81,35 +91,78 @@ class Copied:
 
 
 def copy_store(source_target: str, dest_target: str, progress=None) -> Copied:
-    """Copy the store at `source_target` into a new or empty store at `dest_target`."""
+    """Copy the store at `source_target` into a new or empty store at `dest_target`.
+    A new SQLite file appears whole or not at all: the copy is made in a scratch file
+    beside it, then linked into place, never over a file made meanwhile."""
     if same_store(source_target, dest_target):
         raise StoreError("the source and the destination are the same store")
     check_new_or_empty(dest_target)
-    source = connect(source_target, create=False, readonly=True)
+    kind, where = locate(dest_target)
+    new_file = kind != POSTGRES and not os.path.lexists(where)
+    place = _scratch_beside(where) if new_file else dest_target
     try:
-        dest = connect(dest_target)
+        source = connect(source_target, create=False, readonly=True)
         try:
-            return _copy(source, dest, progress)
+            dest = connect(place)
+            try:
+                if new_file:
+                    dest.location = os.path.abspath(where)  # messages name the destination
+                done = _copy(source, dest, progress)
+            finally:
+                dest.close()
         finally:
-            dest.close()
+            source.close()
+        if new_file:
+            try:
+                os.link(place, where)
+            except FileExistsError:
+                raise StoreError(f"the destination {os.path.abspath(where)} was made by another program "
+                                 "(another copy?) meanwhile; this copy was not kept: copy into a new or "
+                                 "empty store") from None
+        return done
     finally:
-        source.close()
+        if new_file:
+            for leftover in (place, place + "-wal", place + "-shm", place + "-journal"):
+                if os.path.lexists(leftover):
+                    os.unlink(leftover)
+
+
+def _scratch_beside(path: str) -> str:
+    """A new private file in the folder of `path` (made, 0700, if need be)."""
+    import secrets
+
+    from . import sqlite
+
+    folder, name = os.path.split(os.path.abspath(path))
+    scratch = os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.copying")
+    sqlite.create_private_file(scratch, exist_ok=False)
+    return scratch
 
 
 def _copy(source, dest, progress=None) -> Copied:
     done = Copied(source.location, dest.location)
     with source.snapshot():
         names = tables(source)
-        missing = set(names) ^ set(tables(dest))
-        if missing:
-            raise StoreError(f"the two stores have different tables ({', '.join(sorted(missing))}): "
-                             "open both with the same claude-api version first")
-        with dest.transaction(), dest.bulk_load():  # roll-ups are copied, not re-added
+        extra, missing = set(tables(dest)) - set(names), set(names) - set(tables(dest))
+        if extra or missing:
+            which = (f"the destination {dest.location} has tables the source has not ({', '.join(sorted(extra))})"
+                     if extra else f"the source has tables the destination {dest.location} has not "
+                     f"({', '.join(sorted(missing))})")
+            raise StoreError(f"{which}; nothing was written: open both with the same claude-api version, "
+                             "and copy into a new or empty store")
+        # The write lock, then a second look: another copy racing this one into the same
+        # destination has either finished (this one refuses) or waits for this one.
+        with dest.write(), dest.bulk_load():  # roll-ups are copied, not re-added
+            _refuse_held(dest.location, [t for t in _DATA if dest.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()])
             dest.execute("DELETE FROM settings")  # a new store's defaults give way to the source's
             for table in names:
                 cols = source.column_names(table)
                 counted = _Counter(source.stream(f"SELECT {', '.join(cols)} FROM {table}"), progress, table)
-                dest.copy_in(table, cols, counted)
+                try:
+                    dest.copy_in(table, cols, counted)
+                except dest.IntegrityError:  # (another program wrote it meanwhile)
+                    raise StoreError(f"the destination {dest.location} changed while it was being copied into; "
+                                     "nothing was written: copy into a new or empty store") from None
                 done.rows[table] = counted.n
     return done
 

@@ -19,7 +19,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from ..errors import ClaudeKeysError, InvalidInput
+from ..errors import ClaudeKeysError, ConnectionLost, InvalidInput
 from .lines import shown, text_field
 from .result import ImportResult
 from ..db.staging import Staging
@@ -64,6 +64,7 @@ class _File:
     project: str | None
     start: int  # where this run reads from (an earlier import read up to there)
     size: int
+    seed: tuple  # the checksum of the bytes before `start` (offsets.py)
 
 
 def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=None,
@@ -102,7 +103,7 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
             progress(total_bytes=total, phase="reading")
         prices = prices if prices is not None else table()
         staging = Staging(conn)
-        parts = [p for f in todo for p in split(f.path, f.kind, f.project, f.start, f.size)]
+        parts = [p for f in todo for p in split(f.path, f.kind, f.project, f.start, f.size, f.seed)]
         if workers is None:
             workers = min(os.cpu_count() or 1, 8) if total >= PARALLEL_FROM and db_path else 1
         if workers > 1:
@@ -115,12 +116,23 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
         result.imported, result.replaced, result.already_stored = staging.merge(progress)
         result.staged = result.imported + result.replaced + result.already_stored
         offsets.save(conn, result.read_to)
-    except KeyboardInterrupt:
-        raise _interrupted(staging) from None
-    finally:
+    except BaseException as e:
         if staging is not None:
-            staging.close()
+            staging.close(quietly=True)  # the error to tell is this one, not a clean-up's
+        if isinstance(e, KeyboardInterrupt):
+            raise _interrupted(staging) from None
+        if isinstance(e, ConnectionLost):
+            raise _lost(staging, conn) from None
+        raise
+    staging.close()
     return result
+
+
+def _stored_so_far(staging: Staging | None, before: str) -> str:
+    if staging is None or not staging.total:
+        return "nothing was stored"
+    return (f"{staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before {before}, "
+            "the rest were not")
 
 
 def _interrupted(staging: Staging | None) -> ImportInterrupted:
@@ -128,9 +140,15 @@ def _interrupted(staging: Staging | None) -> ImportInterrupted:
         return ImportInterrupted("interrupted while reading the input: nothing was stored; "
                                  "run the same import again")
     return ImportInterrupted(
-        f"interrupted: {staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before the "
-        f"interruption, the rest were not; run the same import again to finish it (what is "
-        "stored already is not counted twice)")
+        f"interrupted: {_stored_so_far(staging, 'the interruption')}; run the same import again to finish it "
+        "(what is stored already is not counted twice)")
+
+
+def _lost(staging: Staging | None, conn) -> ConnectionLost:
+    return ConnectionLost(
+        f"the connection to the store {conn.location} was lost during the import: "
+        f"{_stored_so_far(staging, 'it was lost')}; run the same import again to finish it (what is stored "
+        "already is not counted twice)")
 
 
 def _files(plan, offsets, result):
@@ -144,7 +162,7 @@ def _files(plan, offsets, result):
 
     for path, kind in plan:
         if kind != "claude-code":
-            yield _File(path, kind, None, 0, os.path.getsize(path))
+            yield _File(path, kind, None, 0, os.path.getsize(path), ())
             continue
         for file, project, st in claude_code.log_files(path, problem):
             try:
@@ -152,7 +170,8 @@ def _files(plan, offsets, result):
             except InvalidInput as e:
                 problem(file, str(e))
                 continue
-            yield _File(file, kind, project, offsets.start(file, st), st.st_size)
+            start, seed = offsets.start(file, st)
+            yield _File(file, kind, project, start, st.st_size, seed)
 
 
 def _read_in_workers(units, staging, result, key, prices, db_path, workers, progress) -> None:

@@ -3,9 +3,10 @@ subagent logs below the session (`<session>/subagents/*.jsonl`).
 
 One request per message.id + requestId. Claude Code writes a response once per
 content block, each line carrying the usage so far, so the copy with the most tokens
-is kept (on a tie, a main-conversation copy over a sidechain one). A sidechain or
-subagent line whose message.id is known under another requestId replays a request of
-its parent conversation: it is that request, not a new one (see staging.py). Skipped,
+is kept (on a tie, a main-conversation copy over a sidechain one). A line whose
+message.id is known under another requestId (a subagent replaying its parent's message,
+a resumed session's copy) is that request, not a new one, whichever was read first
+(see staging.py). Skipped,
 and counted: lines without usage, `<synthetic>` messages, lines that do not parse, an
 unfinished last line (read again by the next import, once complete), implausible
 tokens or times, and text that fails the text gate (a lone surrogate, a control or
@@ -27,7 +28,7 @@ from ..errors import InvalidInput
 from ..pricing import Pricer
 from ..secret import _sha256
 from ..values import LAST_MS, MAX_COUNT, now_ms, parse_cost, time_ms
-from .offsets import identity
+from .offsets import EMPTY, identity
 from .lines import json_line, lines, shown, text_field
 
 _MEMORY = 10_000  # requests held to fold repeated lines before they go to staging
@@ -197,7 +198,7 @@ def read(part, staging, result, *, key=None, prices=None) -> None:
                     continue
             skipped[why] = skipped.get(why, 0) + 1
         if part.last:
-            result.read_to[part.path] = identity(f, done)
+            result.read_to[part.path] = identity(f, done, part.seed or EMPTY)
     result.lines += count
     _hand_over(held, staging)
 

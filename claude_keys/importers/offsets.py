@@ -4,41 +4,68 @@ appended since (table import_files).
 A log is known by the host that read it and its absolute path (each host has its own
 ~/.claude: in a PostgreSQL store shared by several hosts, the same path on two hosts
 is two logs). With it are kept what identifies the file when it was read (device and
-inode, size, modification time) and a fingerprint of its first and last bytes up to
-where it was read. A re-run reads a log from there on, unless it is not the same file
-any more: another inode, a smaller size, or (when it was touched since) other bytes
-under the fingerprint, i.e. truncated and rewritten, or replaced, mean it is read
-again from its start, and deduplication keeps that exact. The offset is where the
-last complete line ends: an unfinished last line is read again next time.
+inode, size, modification time) and a checksum of every byte up to where it was read.
+A re-run reads a log from there on, unless it is not the same file any more: another
+inode, a smaller size, or (when its size or modification time changed) a checksum of
+that prefix that differs, i.e. rewritten anywhere, in place or truncated, or replaced.
+Then it is read again from its start, and deduplication keeps that exact. Only an
+untouched file (same size and modification time) is trusted without the checksum.
+
+The checksum is CRC-32 and Adler-32 of the prefix (both resumable from their value,
+so a reader extends the stored one over what it appended, and both run at GB/s:
+far cheaper than parsing). An older store's fingerprint (of the first and last 4 KB)
+does not match the new form: such a log is read whole once, exactly. The offset is
+where the last complete line ends: an unfinished last line is read again next time.
 """
 from __future__ import annotations
 
 import os
 import socket
+import zlib
 
-from ..secret import _sha256
 from ..values import now_ms
 
-_EDGE = 4096  # bytes of each end of what was read, in the fingerprint
 _INODE = (1 << 63) - 1  # inodes are unsigned 64-bit; the store's integers are signed
+_FORM = "crc:"  # the fingerprint's form: "crc:" + CRC-32 + Adler-32, hex
+_BLOCK = 1 << 20
+EMPTY = (0, 0, 1)  # the checksum of no bytes: (offset, CRC-32, Adler-32)
 
 
 def host() -> str:
     return socket.gethostname() or "localhost"
 
 
-def fingerprint(f, offset: int) -> str:
-    """Of the first and the last (up to) 4 KB before `offset` of an open binary file."""
-    head = os.pread(f.fileno(), min(_EDGE, offset), 0)
-    tail = os.pread(f.fileno(), min(_EDGE, offset), max(0, offset - _EDGE))
-    return _sha256(head + b"\0" + tail).hexdigest()[:32]
+def checksum(f, end: int, seed: tuple = EMPTY) -> tuple:
+    """(end, CRC-32, Adler-32) of the bytes before `end` of an open binary file,
+    continuing `seed`, the checksum of the bytes before its own offset."""
+    offset, crc, adler = seed
+    while offset < end:
+        block = os.pread(f.fileno(), min(_BLOCK, end - offset), offset)
+        if not block:
+            break  # shorter than it was: the checksum then matches no earlier one
+        crc, adler = zlib.crc32(block, crc), zlib.adler32(block, adler)
+        offset += len(block)
+    return offset, crc, adler
 
 
-def identity(f, offset: int) -> tuple:
+def fingerprint(state: tuple) -> str:
+    return f"{_FORM}{state[1]:08x}{state[2]:08x}"
+
+
+def seed_of(read_to: int, mark: str) -> tuple | None:
+    """The checksum state a stored fingerprint stands for (None: an older form)."""
+    if not mark.startswith(_FORM) or len(mark) != len(_FORM) + 16:
+        return None
+    return read_to, int(mark[len(_FORM):][:8], 16), int(mark[len(_FORM) + 8:], 16)
+
+
+def identity(f, offset: int, seed: tuple = EMPTY) -> tuple:
     """What save() keeps of a file read up to `offset` (computed by its reader, which
-    has it open): (offset, fingerprint, device, inode, size, mtime)."""
+    has it open, from `seed`: the checksum of where its reading began):
+    (offset, fingerprint, device, inode, size, mtime)."""
     st = os.fstat(f.fileno())
-    return offset, fingerprint(f, offset), st.st_dev, st.st_ino & _INODE, st.st_size, st.st_mtime_ns
+    return (offset, fingerprint(checksum(f, offset, seed)), st.st_dev, st.st_ino & _INODE, st.st_size,
+            st.st_mtime_ns)
 
 
 class Offsets:
@@ -53,22 +80,25 @@ class Offsets:
                     "WHERE host = ?", (self.host,)):
                 self.known[path] = known
 
-    def start(self, path: str, st: os.stat_result) -> int:
+    def start(self, path: str, st: os.stat_result) -> tuple[int, tuple]:
         """Where to read `path` (stat'ed as `st`) from: 0, or the end of what an earlier
-        import read of this same file."""
+        import read of this same file; and the checksum of the bytes before it."""
         known = self.known.get(path)
         if known is None:
-            return 0
+            return 0, EMPTY
         device, inode, size, mtime, read_to, mark = known
         if (st.st_dev, st.st_ino & _INODE) != (device, inode) or st.st_size < read_to:
-            return 0
+            return 0, EMPTY
+        seed = seed_of(read_to, mark)
         if (st.st_size, st.st_mtime_ns) == (size, mtime):
-            return read_to  # untouched since it was read
+            return read_to, seed or EMPTY  # untouched since it was read
+        if seed is None:
+            return 0, EMPTY
         try:
             with open(path, "rb") as f:
-                return read_to if fingerprint(f, read_to) == mark else 0
+                return (read_to, seed) if checksum(f, read_to) == seed else (0, EMPTY)
         except OSError:
-            return 0
+            return 0, EMPTY
 
     def save(self, conn, read_to: dict) -> None:
         """Remember how far each log was read (after its requests are stored)."""

@@ -31,6 +31,7 @@ class Part:
     start: int = 0
     end: int | None = None
     last: bool = True  # the file's last part: its reader says how far the file was read
+    seed: tuple = ()  # Claude Code: the checksum of the file before where this run began
 
     @property
     def size(self) -> int:
@@ -38,15 +39,17 @@ class Part:
 
 
 def split(path: str, kind: str, project: str | None = None, start: int = 0,
-          size: int | None = None) -> list[Part]:
-    """A file's parts, from `start` (where an earlier import stopped) to `size` (its
-    size now: what is appended while we read waits for the next import)."""
+          size: int | None = None, seed: tuple = ()) -> list[Part]:
+    """A file's parts, from `start` (where an earlier import stopped; `seed` is the
+    checksum of the bytes before it) to `size` (its size now: what is appended while
+    we read waits for the next import)."""
     if size is None:
         size = os.path.getsize(path)
     if kind == "csv" or size - start <= CHUNK:  # a quoted csv field may span lines: never cut
-        return [Part(path, kind, project, start, size if kind == "claude-code" else None)]
+        return [Part(path, kind, project, start, size if kind == "claude-code" else None, seed=seed)]
     starts = range(start, size, CHUNK)
-    return [Part(path, kind, project, s, min(s + CHUNK, size), last=s == starts[-1]) for s in starts]
+    return [Part(path, kind, project, s, min(s + CHUNK, size), last=s == starts[-1], seed=seed)
+            for s in starts]
 
 
 def pack(parts):
