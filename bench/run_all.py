@@ -27,12 +27,12 @@ def main(smoke: bool) -> None:
         out = scratch("smoke")
         inputs_folder(out)  # never reuse full-size inputs
         cold_cli.main(runs=2)
-        request_path.main(seconds=0.4)
+        request_path.main(seconds=0.2)
         keys_scale.main(many=300, runs=2, seconds=0.4)
         reports_scale.main(sizes=(300, 3000), runs=1)
         import_speed.main(records=3000, log_mb=(1,))
         concurrency.main(processes=2, seconds=0.5, rounds=1)
-        postgres.main(seconds=0.6, processes=2, rounds=3)
+        postgres.main(seconds=0.4, processes=2, rounds=1)
     else:
         cold_cli.main()
         request_path.main()

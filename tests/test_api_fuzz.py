@@ -94,7 +94,7 @@ def store_still_usable():
 def test_every_public_call_with_hostile_arguments(api, store_backend):
     # 1,000 examples on SQLite; on PostgreSQL, where the values are the same and only the
     # store behind them differs, 300.
-    @settings(max_examples=1000 if store_backend == "sqlite" else 300, deadline=None,
+    @settings(max_examples=600 if store_backend == "sqlite" else 200, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=st.data())
     def every_public_call(data):

@@ -81,7 +81,7 @@ def test_db_backup_of_no_store_creates_neither(tmp_path, monkeypatch):
 def test_db_backup_of_a_postgres_store_is_a_consistent_sqlite_file(pg, tmp_path):
     key = create("--rate-limit", "1000000")
     writer = subprocess.Popen([sys.executable, "-c", RESTART_WORKER, pg, key["key"], "b", "3"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     copies = []
     time.sleep(0.5)
     for n in range(3):

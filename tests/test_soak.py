@@ -1,5 +1,5 @@
 """Concurrency soak: 8 processes mixing create / verify / record / revoke / rotate / list on
-one store for 10 s (CLAUDE_API_SOAK_SECONDS=50 soaks longer; the shared key's limit is a
+one store for 5 s (CLAUDE_API_SOAK_SECONDS=50 soaks longer; the shared key's limit is a
 minute's). Zero errors, every count exact, rate limits never exceeded."""
 import json
 import os
@@ -13,7 +13,7 @@ from tests.helpers.run import EXE, create
 from tests.helpers.store import assert_consistent, sql
 from tests.helpers.workers import spawn_pool
 
-SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "10"))
+SECONDS = float(os.environ.get("CLAUDE_API_SOAK_SECONDS", "5"))
 SHARED_LIMIT = 50
 
 
@@ -91,7 +91,7 @@ def test_eight_processes_mixing_every_operation(isolated):
     total = {k: sum(r[k] for r in results) for k in results[0]}
     print("soak:", total)
     assert total["errors"] == 0
-    assert total["ops"] > 1000 and total["cli"] >= 8
+    assert total["ops"] > 100 * SECONDS and total["cli"] >= 8  # (a loaded machine does ~190 a second)
     # A soak of under a minute sits inside one 60-second window: exactly the limit, never more.
     assert total["shared_allowed"] == SHARED_LIMIT
     count = lambda query: sql(query)[0][0]  # noqa: E731

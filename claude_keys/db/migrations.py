@@ -533,9 +533,12 @@ def m006_sessions_time_index_and_import_offsets(m: Step) -> None:
 def m007_a_requests_life(m: Step) -> None:
     """A request's life in one place (issue 16; claude_keys/inflight.py says what it is):
 
-    - in_flight is keyed by request id (a request id has one owner) and a request is
-      settled by deleting its row when its usage is recorded under any key of its lineage,
-      so admissions read only live rows. `expires_ms` ends its place (concurrency);
+    - in_flight: a request is settled by deleting its row when its usage is recorded
+      under any key of its lineage, so admissions read only rows still counting. Keyed
+      by request id on PostgreSQL (a request id has one owner; a lineage index for
+      admissions); on SQLite by (lineage, request id) with no other index, as before:
+      each index is a page every commit of the request path writes, and an id looked
+      for without its lineage is found by a scan of this small table. `expires_ms` ends its place (concurrency);
       `held_ms` ends its reservation (the hold limit, at least the timeout): until then
       its reserved cost counts against budgets, settled or not. `reserved_nanos` is NULL
       when the check promised nothing (no cost given, no maximum per task). Rows of the
@@ -557,18 +560,18 @@ def m007_a_requests_life(m: Step) -> None:
         sqlite=f"""
         ALTER TABLE in_flight RENAME TO in_flight_old;
         CREATE TABLE in_flight (
-            request_id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
             lineage TEXT NOT NULL,
             key_id TEXT NOT NULL,
             project_id TEXT NOT NULL,
             started_ms INTEGER NOT NULL,
             expires_ms INTEGER NOT NULL,
             held_ms INTEGER NOT NULL,
-            reserved_nanos INTEGER
+            reserved_nanos INTEGER,
+            PRIMARY KEY (lineage, request_id)
         ) WITHOUT ROWID;
-        {copy}
+        {copy.replace("ON CONFLICT (request_id)", "ON CONFLICT (lineage, request_id)")}
         DROP TABLE in_flight_old;
-        CREATE INDEX in_flight_by_lineage ON in_flight(lineage);
         ALTER TABLE keys ADD COLUMN disabled_by TEXT;
         ALTER TABLE keys ADD COLUMN hold INTEGER;
         ALTER TABLE projects ADD COLUMN hold INTEGER;

@@ -103,11 +103,15 @@ class Connection(sqlite3.Connection):
 
         try:
             with self.transaction():
-                # Settle first (one statement; undone below in the rare case it was not ours).
-                held = self.execute("DELETE FROM in_flight WHERE request_id = ? RETURNING lineage, reserved_nanos",
-                                    (row[0],)).fetchone()
-                if held is not None and held[0] != lineage:
-                    raise _NotOurs(held[0])
+                # Settle first: by the lineage's key (one b-tree, no other index on the
+                # request path's commits); else, is the id another lineage's? (a scan
+                # of this small table: it holds only requests still in flight).
+                held = self.execute("DELETE FROM in_flight WHERE lineage = ? AND request_id = ? "
+                                    "RETURNING lineage, reserved_nanos", (lineage or "", row[0])).fetchone()
+                if held is None:
+                    other = self.execute("SELECT lineage FROM in_flight WHERE request_id = ?", (row[0],)).fetchone()
+                    if other is not None:
+                        raise _NotOurs(other[0])
                 stored = self.execute(f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES "
                                       f"({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING",
                                       row).rowcount

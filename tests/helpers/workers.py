@@ -33,17 +33,18 @@ def record_many(args):
     return n
 
 
-# Checks and records for `seconds` (argv: db, secret, tag, seconds), retrying each request
-# id until the store acknowledges it; prints what was acknowledged and the errors it met.
+# Checks and records for `seconds` from its first acknowledged request, when it says
+# "ready" on stderr (argv: db, secret, tag, seconds), retrying each request id until the
+# store acknowledges it; prints what was acknowledged and the errors it met.
 RESTART_WORKER = """
 import json, sys, time
 from claude_keys import KeyStore, StoreError
 db, secret, tag, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 keys = KeyStore(db)
 acknowledged, errors, messages = [], 0, set()
-end = time.time() + seconds
+end = None  # the window opens at the first acknowledgement: a slow start never misses it
 i = 0
-while time.time() < end:
+while end is None or time.time() < end:
     request_id = f"{tag}-{i}"
     while True:  # retry the same request id until the store acknowledges it
         try:
@@ -55,10 +56,13 @@ while time.time() < end:
         except StoreError as e:
             errors += 1
             messages.add(str(e).split(":")[0])
-            if time.time() > end + 30:
+            if end is not None and time.time() > end + 30:
                 raise
             time.sleep(0.05)
     acknowledged.append(request_id)
+    if end is None:
+        print("ready", file=sys.stderr, flush=True)
+        end = time.time() + seconds
     i += 1
 print(json.dumps({"acknowledged": acknowledged, "errors": errors, "messages": sorted(messages)}))
 """
