@@ -103,7 +103,7 @@ def run_reporting_errors(call) -> int:
         return 1
     except click.UsageError as e:
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-        error(f"{e.format_message()}{where}")
+        error(f"{usage_message(e)}{where}")
         return e.exit_code
     except click.ClickException as e:
         error(e.format_message())
@@ -139,6 +139,23 @@ def run_reporting_errors(call) -> int:
             raise
         error(f"unexpected {type(e).__name__}; run with CLAUDE_API_DEBUG=1 for details")
         return 1
+
+
+def usage_message(e: click.UsageError) -> str:
+    """Click's message, except for a choice: Click names a choice argument by its
+    metavar (`'{bash|zsh|fish}'`) and lists a missing choice's values one per line
+    ("Choose from:\\n\\t…"), which reads as escapes on our one line. Name the
+    argument ('shell', 'profile') and list the values inline."""
+    param = getattr(e, "param", None)
+    if not isinstance(e, click.BadParameter) or param is None or not isinstance(param.type, click.Choice):
+        return e.format_message()
+    if isinstance(param, click.Argument) and e.param_hint is None:
+        e.param_hint = f"'{param.name}'"
+    if isinstance(e, click.MissingParameter):
+        hint = e.param_hint or param.get_error_hint(e.ctx)
+        kind = e.param_type or param.param_type_name
+        return f"Missing {kind} {hint}. Choose from: {', '.join(map(str, param.type.choices))}."
+    return e.format_message()
 
 
 def error(message: str) -> None:
