@@ -179,6 +179,11 @@ def usd_text(nanos: int | None, places: int = 2) -> str:
     return f"${whole:,}.{frac_text}" if frac_text else f"${whole:,}"
 
 
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """"1 request", "40 requests", "2 files not read" (`plural` where +s is wrong)."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
 def parse_count(value, what: str = "value") -> int:
     """A non-negative integer (tokens, requests per minute)."""
     if isinstance(value, bool):

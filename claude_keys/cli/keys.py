@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..values import iso_s
+from ..values import counted, iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, Money, Profile, Project, Seconds, Text, json_option,
@@ -200,8 +200,8 @@ def _current_lines(now: dict) -> dict:
                      + (f" (reserving {money(now['reserved_usd'])})" if now["reserved_usd"] else ""),
         "requests last minute": "-" if window is None and now["rate_limit"] is None
                                 else of(f"{window or 0:,}", now["rate_limit"]),
-        **({"above reservation": f"{now['settled_above_reservation']:,} requests cost more than their "
-                                 "check reserved (see `claude-api audit`)"}
+        **({"above reservation": f"{counted(now['settled_above_reservation'], 'request')} cost more than "
+                                 "its check reserved (see `claude-api audit`)"}
            if now["settled_above_reservation"] else {}),
     }
 

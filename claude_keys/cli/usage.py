@@ -9,7 +9,7 @@ import click
 
 from .. import usage as lib
 from ..render import BAR
-from ..values import Usd, usd_text
+from ..values import Usd, counted, usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
 
@@ -64,7 +64,7 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
                       tokens=tokens, cost_nanos=cost, request_id=request_id,
                       at_ms=None if at is None else parse_time(at), speed=speed)
     if not done.priced:
-        what = "fast-mode prices" if speed == "fast" else "a price"
+        what = "fast-mode prices" if speed == "fast" else "price"
         warn(f"the model {model or '(none)'!r} has no {what} in the price table: recorded at $0 "
              "and marked unpriced (pass --cost, or add the model to a prices.json)")
     if done.warning:
@@ -110,7 +110,7 @@ def report_options(fn):
 def _warn_unpriced(rows) -> None:
     count = sum(r.get("unpriced_requests", 0) for r in rows)
     if count:
-        warn(f"{count:,} request(s) used a model with no price and count as $0 "
+        warn(f"{counted(count, 'request')} used a model with no price and count as $0 "
              "(see `usage summary --by model`; add the model to a prices.json)")
 
 
@@ -353,18 +353,18 @@ def delete(ctx, request_ids, key_ref, project_id, since, until, force, fmt) -> N
         if fmt == "json":
             _write_deleted(found, [])
         return
-    what = (f"{found['requests']:,} request{'s' if found['requests'] != 1 else ''} "
+    what = (f"{counted(found['requests'], 'request')} "
             f"({_tokens(found):,} tokens, {usd_text(found['cost_nanos'])})")
     if not force and not _confirm(f"Delete {what}? This cannot be undone."):
         raise click.Abort()
     done = lib.delete(conn, selection)
     if done["missing"]:
-        warn(f"{len(done['missing']):,} of the request ids are not stored: "
+        warn(f"{len(done['missing']):,} of the request ids {'is' if len(done['missing']) == 1 else 'are'} not stored: "
              f"{', '.join(done['missing'][:5])}{' …' if len(done['missing']) > 5 else ''}")
     if fmt == "json":
         _write_deleted(done, done["missing"])
     else:
-        click.echo(f"Deleted {done['requests']:,} request{'s' if done['requests'] != 1 else ''} "
+        click.echo(f"Deleted {counted(done['requests'], 'request')} "
                    f"({_tokens(done):,} tokens, {usd_text(done['cost_nanos'])}).", err=True)
 
 
@@ -398,7 +398,7 @@ def export(report, fmt, output) -> None:
         return
     with _new_private_file(output) as out:
         _write_export(rows, fmt, out)
-    click.echo(f"Wrote {out.count:,} request{'s' if out.count != 1 else ''} to {output}.", err=True)
+    click.echo(f"Wrote {counted(out.count, 'request')} to {output}.", err=True)
 
 
 def _write_export(rows, fmt, out) -> None:
@@ -510,14 +510,33 @@ def _default_logs(input_format: str) -> list[str]:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
+    return counted(n, word)
+
+
+# A skip's reason (its key in the JSON answer, unchanged) as a counted phrase: one and many.
+_SKIPPED = {
+    "file not read": ("file not read", "files not read"),
+    "unreadable line": ("unreadable line", "unreadable lines"),
+    "synthetic message": ("synthetic message", "synthetic messages"),
+    "no usage": ("line without usage", "lines without usage"),
+    "no timestamp": ("line without a timestamp", "lines without a timestamp"),
+    "time in the future": ("line dated in the future", "lines dated in the future"),
+    "implausible usage": ("line with implausible usage", "lines with implausible usage"),
+    "bad text": ("line with bad text", "lines with bad text"),
+    "unfinished last line": ("unfinished last line", "unfinished last lines"),
+}
+
+
+def _skipped(why: str, n: int) -> str:
+    one, many = _SKIPPED.get(why, (why, why))
+    return counted(n, one, many)
 
 
 def _summary_line(result) -> str:
     unchanged = (f" ({_plural(result.unchanged_files, 'file')} unchanged since the last import)"
                  if result.unchanged_files else "")
     replaced = f", {result.replaced:,} replaced by bigger copies" if result.replaced else ""
-    skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(result.skipped.items()))
+    skipped = ", ".join(_skipped(why, n) for why, n in sorted(result.skipped.items()))
     return (f"Read {_plural(result.lines, 'line')} from "
             f"{_plural(result.files - result.unchanged_files, 'file')}{unchanged}: "
             f"{_plural(result.staged, 'request')}, {result.imported:,} new{replaced}, "
