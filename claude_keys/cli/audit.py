@@ -20,7 +20,7 @@ def audit(ctx, key_ref, since, until, fmt) -> None:
     from ..values import parse_time
 
     conn = ctx.find_root().obj.reader
-    key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+    key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
     rows = trail.entries(conn, key_id=key_id, since_ms=parse_time(since) if since else None,
                          until_ms=parse_time(until, end=True) if until else None)
     from ..render import table

@@ -156,8 +156,12 @@ def list_(ctx, project_id, profile, status, fmt) -> None:
     rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status)
     from ..render import table
 
-    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"},
-          empty="no keys (create one with: claude-api keys create --project-id ID)",
+    # With a filter, an empty list says nothing about whether keys exist: say what matched nothing.
+    given = [f"{opt} {value}" for opt, value in (("--project-id", project_id), ("--profile", profile),
+                                                  ("--status", None if status == "all" else status)) if value]
+    empty = (f"no key matches {' '.join(given)} (claude-api keys list shows every key)" if given
+             else "no keys (create one with: claude-api keys create --project-id ID)")
+    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"}, empty=empty,
           optional=["created_at", "last_used_at", "expires_at", "hint"])
 
 

@@ -55,7 +55,7 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
 
     app = _app(ctx)
     app.request_path = True  # a gateway's call: the request path's wait bound
-    row = keys.find(app.existing, key_ref)
+    row = keys.find(app.existing, key_ref, "--key")
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,
               "cache_write_1h_tokens": cache_write_1h_tokens}
@@ -100,7 +100,7 @@ def report_options(fn):
 
         win = reports.window(period, since, until, tz)  # bad input fails before the store opens
         conn = _app(ctx).reader
-        key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+        key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
         report = reports.Report(conn, win, project_id=project_id, key_id=key_id)
         return fn(*args, report=report, **kwargs)
 
@@ -338,7 +338,7 @@ def delete(ctx, request_ids, key_ref, project_id, since, until, force, fmt) -> N
     if request_ids and (key_ref or project_id or since or until):
         raise click.UsageError("give request ids, or --key/--project-id with --since and --until, not both")
     conn = _app(ctx).existing
-    key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+    key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
     selection = lib.Selection(
         request_ids=tuple(dict.fromkeys(request_ids)), key_id=key_id, project_id=project_id,
         since_ms=parse_time(since) if since else None,
@@ -470,7 +470,7 @@ def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
     from ..importers import import_files
 
     app = _app(ctx)
-    key = keys.find(app.conn, key_ref) if key_ref is not None else None
+    key = keys.find(app.conn, key_ref, "--key") if key_ref is not None else None
     if not files:
         files, input_format = _default_logs(input_format), "claude-code"
     prices = pricing.table(pricing.user_prices_path(app.db_path))
