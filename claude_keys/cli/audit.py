@@ -26,19 +26,24 @@ def audit(ctx, key_ref, since, until, fmt) -> None:
     from ..render import table
 
     if fmt != "json":
-        rows = [{**r, "changes": _readable(r)} for r in rows]
+        rows = [{**r, "changes": _readable(r, exact=fmt in ("csv", "tsv"))} for r in rows]
     table(rows, fmt, ["id", "at", "actor", "action", "key_id", "changes"],
           headers={"key_id": "key"}, empty="no changes recorded", optional=["actor", "id"])
 
 
-def _readable(row: dict) -> str:
+def _readable(row: dict, exact: bool = False) -> str:
     """A line per change, `field: before -> after`, in the units a person reads (USD,
-    lists; long values shortened). A new key's id and creation time are the row's own."""
+    lists; long values shortened). A new key's id and creation time are the row's own.
+    `exact`: money with every digit ($2.7955665), as CSV and TSV carry it; else in cents."""
     from ..audit import is_money
     from ..render import Shown, human_value
+    from ..values import Usd, usd_exact
 
     def short(field, value) -> str:
-        text = str(human_value(value, money=is_money(field)))
+        if exact and is_money(field) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = usd_exact(value.nanos if isinstance(value, Usd) else round(value * 1_000_000_000))
+        else:
+            text = str(human_value(value, money=is_money(field)))
         return text if len(text) <= 60 else text[:57] + "…"
 
     repeated = {"id", "created_at"} | ({"lineage"} if row["changes"].get("lineage", [0, 0])[1] == row["key_id"] else set())
