@@ -177,6 +177,8 @@ def test_a_refusal_shows_cents_and_never_a_spend_equal_to_its_budget():
     record(other["id"], "--cost", "10.004")
     _, message = error(verify(other["key"], code=5))
     assert "$10.004 of $10.00 spent" in message, message
+    shown = cli("keys", "show", other["id"], "--format", "plain").stdout
+    assert "$10.004 of $10.00" in shown, shown
     capped = create("--max-cost", "1")
     _, message = error(verify(capped["key"], "--cost", "1.0000001", code=4))
     assert "Cost $1.0000001 is over the maximum of $1.00" in message, message

@@ -193,11 +193,18 @@ def _current_lines(now: dict) -> dict:
     def of(used: str, limit) -> str:
         return used if limit is None else f"{used} of {limit}"
 
-    budget = lambda usd: None if usd is None else money(usd)  # noqa: E731
+    from ..values import Usd, usd_pair
+
+    def spent(usd, limit) -> str:  # a spend above its budget never reads as equal to it
+        if limit is None:
+            return money(usd)
+        nanos = lambda v: v.nanos if isinstance(v, Usd) else round(v * 1_000_000_000)  # noqa: E731
+        return " of ".join(usd_pair(nanos(usd), nanos(limit)))
+
     window = now["requests_last_minute"]
     return {
-        "cost this month": of(money(now["month_cost_usd"]), budget(now["monthly_budget"])),
-        "cost in total": of(money(now["total_cost_usd"]), budget(now["total_budget"])),
+        "cost this month": spent(now["month_cost_usd"], now["monthly_budget"]),
+        "cost in total": spent(now["total_cost_usd"], now["total_budget"]),
         "tokens today": of(f"{now['tokens_today']:,}", None if now["tokens_per_day"] is None
                            else f"{now['tokens_per_day']:,}"),
         "in flight": of(f"{now['in_flight']:,}", now["max_concurrent"])
