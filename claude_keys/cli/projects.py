@@ -15,8 +15,9 @@ HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "r
 
 # What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
 # `keys`, and the budgets (beside the spend) more than the other limits.
-OPTIONAL = ["hold", "keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight", "total_budget",
-            "retiring_keys"]
+# `retiring` (usually 0) goes right after `keys`.
+OPTIONAL = ["hold", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
+            "total_budget"]
 
 
 def _human_columns(fields) -> list:
