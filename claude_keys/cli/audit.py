@@ -28,7 +28,15 @@ def audit(ctx, key_ref, since, until, fmt) -> None:
     if fmt != "json":
         rows = [{**r, "changes": _readable(r, exact=fmt in ("csv", "tsv"))} for r in rows]
     table(rows, fmt, ["id", "at", "actor", "action", "key_id", "changes"],
-          headers={"key_id": "key"}, empty="no changes recorded", optional=["actor", "id"])
+          headers={"key_id": "key"}, empty=_empty(key_id, since, until), optional=["actor", "id"])
+
+
+def _empty(key_id, since, until) -> str:
+    """With a filter, nothing listed says only that nothing matched it (as `keys list`);
+    the key by its id, since the reference given may have been its secret."""
+    given = [f"{opt} {value}" for opt, value in (("--key", key_id), ("--since", since), ("--until", until))
+             if value is not None]
+    return f"no change matches {' '.join(given)}" if given else "no changes recorded"
 
 
 def _readable(row: dict, exact: bool = False) -> str:
