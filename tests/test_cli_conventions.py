@@ -154,3 +154,36 @@ def test_every_choice_error_is_one_plain_line():
             r = cli(*_args_with(path, command, param, value))
             line = one_error_line(r, 2, says)
             assert "\\t" not in line and "'{" not in line, (path, line)
+
+
+FIRST_COMMANDS = [("keys", "create"), ("keys", "verify"), ("keys", "permissions"), ("usage", "import"),
+                  ("usage", "summary")]
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("path", FIRST_COMMANDS)
+def test_first_commands_end_their_help_with_examples_that_parse(path, tmp_path):
+    """Issue 20: as `gh`, the help a newcomer reads first ends with 2-4 examples."""
+    import shlex
+
+    import click
+
+    from tests.helpers.commands import commands
+
+    text = proc(*path, "--help", env={"COLUMNS": "80"}).stdout
+    examples = text.split("\n  Examples:\n", 1)[1].splitlines()
+    assert 2 <= len(examples) <= 4 and all(len(line) <= 80 for line in examples), text
+    command = dict(commands())[path]
+    for line in examples:
+        (tmp_path / "records.jsonl").touch()
+        words = shlex.split(line.split("|")[-1].split(">")[0].replace("$KEY", "cc_x")
+                            .replace("~/.claude", str(tmp_path)).replace("records.jsonl", str(tmp_path / "records.jsonl")))
+        assert words[:1 + len(path)] == ["claude-api", *path], line
+        command.make_context(" ".join(path), words[1 + len(path):], parent=click.Context(click.Group()))
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("group", [[], ["keys"], ["usage"], ["db"], ["profiles"], ["projects"]])
+def test_command_summaries_are_not_cut_off(group):
+    text = proc(*group, "--help", env={"COLUMNS": "80"}).stdout
+    assert "..." not in text.split("\nCommands:\n", 1)[1], text

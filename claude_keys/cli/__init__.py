@@ -46,6 +46,7 @@ class LazyGroup(click.Group):
 def with_db_option(command: click.Command) -> click.Command:
     """Give every command under the root its own `--db`, so that `claude-api keys list
     --db X` works as well as `claude-api --db X keys list` (once per command object)."""
+    whole_summary(command)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             with_db_option(sub)
@@ -54,6 +55,17 @@ def with_db_option(command: click.Command) -> click.Command:
             ["--db"], metavar="PATH|URI", type=FilePath(dir_okay=False), expose_value=False,
             callback=_late_db, help="The store (as `claude-api --db`; either place works)."))
     return command
+
+
+def whole_summary(command: click.Command) -> None:
+    """A group's list of commands shows each one's first sentence whole (wrapped), never
+    cut off mid-sentence with "..." as Click does to fit a line."""
+    import re
+
+    if command.short_help is None and command.help:
+        first = re.split(r"\n\s*\n", command.help.strip(), maxsplit=1)[0]
+        first = re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", " ".join(first.split()), maxsplit=1)[0]
+        command.short_help = first
 
 
 def _late_db(ctx: click.Context, param, value) -> None:

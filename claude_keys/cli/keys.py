@@ -31,7 +31,11 @@ def keys() -> None:
     """Create, list, inspect, re-permission, revoke, rotate and verify API keys."""
 
 
-@keys.command()
+@keys.command(epilog="""\b
+Examples:
+  claude-api keys create --project-id webshop --profile pro --name ci
+  claude-api keys create --project-id ci --monthly-budget 50 --expires-in 90d
+  claude-api keys create --project-id webshop --no-keyring -q > key.txt""")
 @click.option("--project-id", required=True, type=Project(), help="The project the key belongs to.")
 @click.option("--profile", type=Profile(), default="enterprise", show_default=True,
               help="Permission preset.")
@@ -229,7 +233,11 @@ _LIMIT_OPTIONS = {
 }
 
 
-@keys.command()
+@keys.command(epilog="""\b
+Examples:
+  claude-api keys permissions ci
+  claude-api keys permissions ci --allow-tool Bash --max-cost 0.50
+  claude-api keys permissions ci --set-profile enterprise --reset""")
 @key_argument
 @click.option("--set-profile", type=Profile(),
               help="Switch to this preset: its allowed tools, agents and skills; the key keeps its own "
@@ -441,7 +449,11 @@ def reveal(ctx, key) -> None:
     click.echo(lib.reveal(conn, lib.find(conn, key)))
 
 
-@keys.command()
+@keys.command(epilog="""\b
+Examples:
+  claude-api keys verify "$KEY" --tool Bash --json
+  claude-api keys verify ci --cost 0.25 --dry-run
+  printf %s "$KEY" | claude-api keys verify - --tool Read""")
 @click.argument("key", required=False, metavar="[KEY|-]")
 @click.option("--tool", type=NAME, help="The tool the request wants to use.")
 @click.option("--agent", type=NAME, help="The agent the request wants to run.")

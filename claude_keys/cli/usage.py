@@ -184,7 +184,11 @@ class Grouping(click.ParamType):
         return [CompletionItem(prefix + v) for v in LEVELS if v.startswith(last)]
 
 
-@usage.command()
+@usage.command(epilog="""\b
+Examples:
+  claude-api usage summary --period week
+  claude-api usage summary --by day,model --since 7d
+  claude-api usage summary --by project --period all --json""")
 @report_options
 @click.option("--by", type=Grouping(), metavar="LEVEL[,LEVEL]",
               help="A row per day, week, month, project, key, model or session; two levels "
@@ -449,7 +453,11 @@ class _new_private_file:
             os.unlink(self.path)
 
 
-@usage.command("import")
+@usage.command("import", epilog="""\b
+Examples:
+  claude-api usage import
+  claude-api usage import ~/.claude --key laptop-key
+  claude-api usage import records.jsonl --format jsonl""")
 @click.argument("files", nargs=-1, type=FilePath(exists=True))
 @click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "csv", "claude-code"]),
               default="auto", show_default=True,
