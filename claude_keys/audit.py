@@ -111,7 +111,7 @@ def present(stored: dict | None) -> dict | None:
 
 
 def is_money(field: str) -> bool:
-    return field.startswith("max_cost") or field.endswith("_budget")
+    return field.startswith("max_cost") or field.endswith(("_budget", "_usd"))
 
 
 def _diff(before: dict | None, after: dict | None) -> dict:

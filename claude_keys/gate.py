@@ -30,7 +30,7 @@ from . import secret as fmt
 from .db import windows
 from .db.windows import WINDOW_MS
 from .errors import InvalidInput
-from .values import new_request_id, usd_text
+from .values import new_request_id, usd_pair, usd_text
 
 _EXIT = {200: 0, 401: 3, 403: 4, 429: 5, 503: 1}
 _TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error", 503: "api_error"}
@@ -208,7 +208,8 @@ def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standa
     if skill is not None and not perms.allows_skill(skill):
         return f"Skill '{skill}' is not allowed for this API key"
     if cost_nanos is not None and perms.max_cost_nanos is not None and cost_nanos > perms.max_cost_nanos:
-        return (f"Cost {usd_text(cost_nanos)} is over the maximum of {usd_text(perms.max_cost_nanos)} "
+        cost, most = usd_pair(cost_nanos, perms.max_cost_nanos)
+        return (f"Cost {cost} is over the maximum of {most} "
                 "per task for this API key")
     return None
 
@@ -376,7 +377,7 @@ class _Request:
             committed = spent + used.reserved_nanos
             if budget and committed * 5 >= budget * 4:
                 warnings.append(f"{committed * 100 // budget}% of the {label}{name} budget is spent or "
-                                f"reserved ({usd_text(committed)} of {usd_text(budget)}){tail()}")
+                                f"reserved ({' of '.join(usd_pair(committed, budget))}){tail()}")
         if tokens_per_day is not None:
             if used.tokens_today >= tokens_per_day:
                 return (f"{'Project daily' if whose else 'Daily'} token limit exceeded: {used.tokens_today:,} "
@@ -401,7 +402,7 @@ def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, 
     if committed < budget:
         verb = "would cost" if cost_nanos is not None else "may cost (its key's maximum per task)"
         this = f", and this request {verb} {usd_text(reserve)}"
-    return f"{what}: {usd_text(spent)} of {usd_text(budget)} spent {when}{held}{this}.{resets()}"
+    return f"{what}: {' of '.join(usd_pair(spent, budget))} spent {when}{held}{this}.{resets()}"
 
 
 def _concurrency(used: limits.Used, limit: int | None, whose: str) -> str | None:

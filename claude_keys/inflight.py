@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from .db.rollups import exact_sums
 from .errors import RequestIdConflict
-from .values import usd_text
+from .values import usd_exact
 
 DEFAULT_TIMEOUT_S = 600  # a request's place, for a key without a timeout
 DEFAULT_HOLD_S = 86_400  # a reservation, for a key and project without a hold limit
@@ -92,8 +92,8 @@ def settle(conn, row: tuple, lineage: str | None, cost: int) -> tuple[bool, int 
     if cost > reserved:
         from . import audit
 
-        audit.record(conn, OVER_RESERVATION, row[1], {"reserved_usd": usd_text(reserved)},
-                     {"cost_usd": usd_text(cost), "request_id": row[0]})
+        audit.record(conn, OVER_RESERVATION, row[1], {"reserved_usd": usd_exact(reserved)},
+                     {"cost_usd": usd_exact(cost), "request_id": row[0]})
     return True, reserved
 
 

@@ -89,9 +89,10 @@ def get(conn, key_id: str):
     return rows[0]
 
 
-def find(conn, ref: str):
+def find(conn, ref: str, given_as: str | None = None):
     """A KEY reference -> its row: the full secret (surrounding whitespace ignored, as
     pasted), the id, a unique id prefix, or a name unique among live keys.
+    `given_as` names where the user gave it (`--key`), for the error.
 
     Never guesses, and never repeats a reference that could be a secret.
     """
@@ -103,11 +104,11 @@ def find(conn, ref: str):
     try:
         check_text(ref, "the key reference", max_len=fmt.MAX_TOKEN_LEN)
     except InvalidInput:  # no key, name or secret holds such text
-        raise KeyNotFound(_NO_MATCH) from None
+        raise KeyNotFound(_no_match(None, given_as)) from None
     if ref.startswith(fmt.PREFIX) and len(ref) == fmt.SECRET_LEN:
         if not (fmt.is_own_format(ref) and fmt.checksum_ok(ref)):
             raise KeyNotFound("that is not a valid key: its checksum does not match (mistyped?)")
-        return _by_digest(conn, ref)
+        return _by_digest(conn, ref, given_as)
     if _ID_LIKE.fullmatch(ref):
         rows = _rows(conn, "SELECT * FROM keys WHERE id = ?", (ref,))
         if rows:
@@ -132,12 +133,18 @@ def find(conn, ref: str):
     if _ID_LIKE.fullmatch(ref) and len(ref) < MIN_PREFIX:
         raise KeyNotFound(f"{ref!r} is too short: give at least {MIN_PREFIX} characters of a key id")
     if _ID_LIKE.fullmatch(ref) and len(ref) == 12:
-        raise KeyNotFound(f"no key has the id {ref}")
-    raise KeyNotFound(_NO_MATCH)
+        raise KeyNotFound(f"no key has the id {ref}{f' (given to {given_as})' if given_as else ''}")
+    raise KeyNotFound(_no_match(ref, given_as))
 
 
-_NO_MATCH = ("no key matches that reference: give a key id, a unique id prefix, the name of a "
-             "live key or the full secret (claude-api keys list shows them)")
+def _no_match(ref: str | None, given_as: str | None) -> str:
+    """Names the reference when it cannot be a secret: shorter than any secret worth a
+    key (MIN_TOKEN_LEN) and not in our secret's shape, i.e. a mistyped name or id."""
+    shown = ref is not None and len(ref) < MIN_TOKEN_LEN and not ref.startswith(fmt.PREFIX)
+    what = f"{given_as} {ref!r}" if shown and given_as else repr(ref) if shown else \
+        f"the {given_as} reference" if given_as else "that reference"
+    return (f"no key matches {what}: give a key id, a unique id prefix, the name of a "
+            "live key or the full secret (claude-api keys list shows them)")
 
 
 def _by_name(conn, name: str) -> list:
@@ -148,10 +155,10 @@ def _by_name(conn, name: str) -> list:
                        "(expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT 6", (name, now))
 
 
-def _by_digest(conn, token: str):
+def _by_digest(conn, token: str, given_as: str | None = None):
     rows = _rows(conn, "SELECT * FROM keys WHERE digest = ?", (fmt.digest(token),))
     if not rows:
-        raise KeyNotFound(_NO_MATCH)
+        raise KeyNotFound(_no_match(None, given_as))
     return rows[0]
 
 

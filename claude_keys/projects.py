@@ -21,8 +21,9 @@ SETTINGS = {
     "max_concurrent": ("max_concurrent", False),
     "hold": ("hold", False),  # not a limit: how long an unsettled request's reservation counts (inflight.py)
 }
+# retiring_keys came later: last, so CSV columns keep their places.
 FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
-          *SETTINGS)
+          *SETTINGS, "retiring_keys")
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
@@ -63,7 +64,8 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
 
     def entry(pid):
         return found.setdefault(pid, {"project_id": pid, "keys": 0, "active_keys": 0, "month_cost_usd": in_usd(0),
-                                      "total_cost_usd": in_usd(0), "in_flight": 0, **dict.fromkeys(SETTINGS)})
+                                      "total_cost_usd": in_usd(0), "in_flight": 0, **dict.fromkeys(SETTINGS),
+                                      "retiring_keys": 0})
 
     if project_id is not None:
         entry(project_id)
@@ -71,7 +73,10 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
     for row in conn.rows(f"SELECT project_id, revoked_at, expires_at, disabled_at FROM keys{only}", params):
         item = entry(row["project_id"])
         item["keys"] += 1
-        item["active_keys"] += keys.status(row, now_s) in ("active", "retiring")
+        # Apart: a retiring key (rotated, in its grace) still works, but only until its grace ends.
+        status = keys.status(row, now_s)
+        item["active_keys"] += status == "active"
+        item["retiring_keys"] += status == "retiring"
     this_month = f"CASE WHEN day >= {int(month.first_day)} AND day < {int(month.next_first_day)} THEN cost_nanos END"
     sums = exact_sums([this_month, "cost_nanos"])  # (days written into the SQL: each sum is repeated)
     for row in conn.execute(f"SELECT project_id, {sums} FROM usage_project_daily{only} GROUP BY project_id",

@@ -114,7 +114,10 @@ def human_value(value, *, money: bool = False):
         return value
     if isinstance(value, (list, tuple)):
         return shown_text(", ".join(map(str, value))) if value else "none"
-    if money and isinstance(value, (int, float)):
+    if isinstance(value, dict):  # e.g. what a `usage delete` took: "request ids: a, b", never a Python dict
+        return Shown("; ".join(f"{shown_text(str(k)).replace('_', ' ')}: {human_value(v)}"
+                               for k, v in value.items()))
+    if money and isinstance(value, (int, float)) or isinstance(value, Usd):
         return usd(value)
     if isinstance(value, int):
         return f"{value:,}"
@@ -139,16 +142,9 @@ def shown_text(text: str) -> str:
 def usd(value: float) -> str:
     """Dollars to the cent ($24.98); an amount below a cent keeps two significant
     digits ($0.0042), so it never reads as $0.00."""
-    nanos = value.nanos if isinstance(value, Usd) else round(value * 1_000_000_000)
-    sign, nanos = ("-", -nanos) if nanos < 0 else ("", nanos)
-    if 0 < nanos < 10_000_000:
-        places = min(9, 11 - len(str(nanos)))  # up to the second significant digit
-        step = 10 ** (9 - places)
-        rounded = (nanos + step // 2) // step
-        if rounded * step < 10_000_000:
-            return f"{sign}$0.{rounded:0{places}d}".rstrip("0")
-    cents = (nanos + 5_000_000) // 10_000_000
-    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
+    from .values import usd_text  # one rule for money in tables and in sentences
+
+    return usd_text(value.nanos if isinstance(value, Usd) else round(value * 1_000_000_000))
 
 
 def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,

@@ -15,7 +15,7 @@ from .db import rollups
 from .db.rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 from .errors import InvalidInput, KeyNotFound
 from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, Usd, check_text, iso_ms,
-                     new_request_id, now_ms, parse_cost, parse_count, usd_text)
+                     new_request_id, now_ms, parse_cost, parse_count, usd_pair)
 
 
 FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
@@ -40,8 +40,9 @@ class Recorded:
         """Set when the request cost more than its check reserved (inflight.py)."""
         if self.reserved_nanos is None or self.cost_nanos <= self.reserved_nanos:
             return None
-        return (f"request {self.request_id} cost {usd_text(self.cost_nanos)}, more than the "
-                f"{usd_text(self.reserved_nanos)} its check reserved: recorded, and flagged in the audit log")
+        cost, reserved = usd_pair(self.cost_nanos, self.reserved_nanos)
+        return (f"request {self.request_id} cost {cost}, more than the "
+                f"{reserved} its check reserved: recorded, and flagged in the audit log")
 
     @property
     def cost_usd(self) -> Usd:
@@ -175,11 +176,13 @@ class Selection:
                 params.append(value)
         return " AND ".join(where), params
 
-    def describe(self) -> dict:
+    def describe(self, deleted: list | None = None) -> dict:
+        """For the audit trail: the selection, with the request ids that were `deleted`
+        (an id given but not stored was not deleted, so it is not named)."""
         if self.request_ids:
-            shown = list(self.request_ids[:20])
-            return {"request_ids": shown + ([f"… {len(self.request_ids) - 20} more"]
-                                            if len(self.request_ids) > 20 else [])}
+            ids = self.request_ids if deleted is None else deleted
+            shown = list(ids[:20])
+            return {"request_ids": shown + ([f"… {len(ids) - 20} more"] if len(ids) > 20 else [])}
         return {k: v for k, v in (("key_id", self.key_id), ("project_id", self.project_id),
                                   ("since", iso_ms(self.since_ms)), ("until", iso_ms(self.until_ms)))
                 if v is not None}
@@ -213,15 +216,16 @@ def delete(conn, selection: Selection) -> dict:
         conn.execute("DROP TABLE IF EXISTS doomed")
         conn.execute(f"CREATE TEMP TABLE doomed AS SELECT * FROM usage WHERE {where}", params)
         totals = deletion_totals(conn, selection, "doomed")
-        missing = []
+        missing, deleted = [], None
         if selection.request_ids:
             found = {r[0] for r in conn.execute("SELECT request_id FROM doomed")}
             missing = [r for r in selection.request_ids if r not in found]
+            deleted = [r for r in selection.request_ids if r in found]
         remove_rows(conn, "doomed")
         conn.execute("DROP TABLE doomed")
         if totals["requests"]:
             audit.record(conn, "usage delete", selection.key_id,
                          {"requests": totals["requests"], "cost_nanos": totals["cost_nanos"]},
-                         {"requests": 0, "cost_usd": 0, "deleted": selection.describe()})
+                         {"requests": 0, "cost_usd": 0, "deleted": selection.describe(deleted)})
     return {**totals, "missing": missing}
 

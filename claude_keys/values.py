@@ -169,14 +169,48 @@ def in_usd(nanos: int | None) -> Usd | None:
 
 
 def usd_text(nanos: int | None, places: int = 2) -> str:
-    """Human text: $1.50, or more places when the amount needs them ($0.0042)."""
+    """Money in a sentence: dollars and cents, rounded half up ($19.4725527 -> $19.47);
+    an amount below a cent keeps two significant digits ($0.0042), so it never reads
+    as $0.00. `places` > 2 shows that many digits (trailing zeros after the cents
+    dropped), for usd_pair. JSON and CSV never come through here: they carry exact
+    amounts (Usd.literal)."""
     if nanos is None:
         return "unlimited"
+    sign, nanos = ("-", -nanos) if nanos < 0 else ("", nanos)
+    if places <= 2 and 0 < nanos < 10_000_000:
+        sub_cent = min(9, 11 - len(str(nanos)))  # up to the second significant digit
+        step = 10 ** (9 - sub_cent)
+        rounded = (nanos + step // 2) // step
+        if rounded * step < 10_000_000:  # else it rounds up to a whole cent
+            return f"{sign}$0.{rounded:0{sub_cent}d}".rstrip("0")
+    places = max(2, min(9, places))
+    step = 10 ** (9 - places)
+    whole, frac = divmod((nanos + step // 2) // step, 10 ** places)
+    return f"{sign}${whole:,}.{f'{frac:0{places}d}'.rstrip('0').ljust(2, '0')}"
+
+
+def usd_pair(a: int | None, b: int | None) -> tuple[str, str]:
+    """Two amounts a sentence compares ("$19.47 of $10.00 spent", "cost $1.20, over the
+    maximum of $1.00"), in cents unless rounding would make two different amounts read
+    the same: then as many more digits as tell them apart ($10.004 of $10.00), so a
+    spend above a budget never reads as equal to it. Rounding is monotonic, so the
+    order always reads right."""
+    for places in range(2, 10):
+        shown = usd_text(a, places), usd_text(b, places)
+        if a == b or a is None or b is None or shown[0] != shown[1]:
+            return shown
+    return shown
+
+
+def usd_exact(nanos: int) -> str:
+    """Every digit ($2.7955665): for what is stored as text, such as audit details."""
     whole, frac = divmod(nanos, NANOS_PER_USD)
-    frac_text = f"{frac:09d}".rstrip("0")
-    if len(frac_text) < places:
-        frac_text = frac_text.ljust(places, "0")
-    return f"${whole:,}.{frac_text}" if frac_text else f"${whole:,}"
+    return f"${whole:,}.{f'{frac:09d}'.rstrip('0').ljust(2, '0')}"
+
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """"1 request", "40 requests", "2 files not read" (`plural` where +s is wrong)."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
 def parse_count(value, what: str = "value") -> int:

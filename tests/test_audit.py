@@ -81,3 +81,10 @@ def test_the_actor_is_the_process_user_not_the_environment():
     r = proc("keys", "create", "--project-id", "p", "--json", env={"USER": "mallory", "LOGNAME": "mallory"})
     assert r.exit_code == 0, r
     assert [e["actor"] for e in audit()] == [ME]
+
+
+def test_a_filter_that_matches_nothing_says_so():
+    key = create()
+    r = cli("audit", "--key", key["key"], "--since", "2020-01-01", "--until", "2020-01-02")
+    assert r.exit_code == 0 and f"no change matches --key {key['id']} --since 2020-01-01" in r.stdout + r.stderr, r
+    assert key["key"] not in r.stdout + r.stderr

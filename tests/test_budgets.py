@@ -165,3 +165,20 @@ def test_32_processes_against_a_one_dollar_budget_admit_exactly_two(isolated):
     assert sql("SELECT count(*), sum(cost_nanos) FROM usage") == [(2, NANOS)]  # never over the budget
     assert sql(LIVE) == [(0,)]  # both settled
     assert verdict(key["key"], "--cost", "0.01")[0] == 5
+
+
+def test_a_refusal_shows_cents_and_never_a_spend_equal_to_its_budget():
+    """Issue 20: "Monthly budget exceeded: $19.4725527 of $10.00"."""
+    key = create("--monthly-budget", "10")
+    record(key["id"], "--cost", "19.4725527")
+    _, message = error(verify(key["key"], code=5))
+    assert "Monthly budget exceeded: $19.47 of $10.00 spent" in message, message
+    other = create("--monthly-budget", "10")
+    record(other["id"], "--cost", "10.004")
+    _, message = error(verify(other["key"], code=5))
+    assert "$10.004 of $10.00 spent" in message, message
+    shown = cli("keys", "show", other["id"], "--format", "plain").stdout
+    assert "$10.004 of $10.00" in shown, shown
+    capped = create("--max-cost", "1")
+    _, message = error(verify(capped["key"], "--cost", "1.0000001", code=4))
+    assert "Cost $1.0000001 is over the maximum of $1.00" in message, message

@@ -516,3 +516,20 @@ def test_an_unreadable_log_is_one_warning(tmp_path):
     (folder / "b.jsonl").chmod(0)
     r = cli("usage", "import", tmp_path, "--json")
     assert r.exit_code == 0 and r.json()["imported"] == 1 and r.json()["skipped"] == {"file not read": 1}
+
+
+def test_skipped_lines_are_counted_in_words(tmp_path):
+    """"40 synthetic message" (issue 20): each reason reads as a counted phrase; the JSON
+    keeps its keys."""
+    synthetic = [line(f"s{i}", f"q{i}", model="<synthetic>") for i in range(2)]
+    write(tmp_path / "projects" / "p" / "s.jsonl", line("m1", "r1"), *synthetic, line("m2", "r2", ts="bad"))
+    r = cli("usage", "import", tmp_path)
+    assert r.exit_code == 0, r
+    assert r.stderr.strip().endswith("; skipped 1 line without a timestamp, 2 synthetic messages."), r
+
+
+def test_an_unpriced_model_warning_reads_as_english(tmp_path):
+    key = create()
+    r = cli("usage", "record", "--key", key["id"], "--model", "no-such-model", "--input-tokens", "5")
+    assert r.exit_code == 0, r
+    assert "has no price in the price table" in r.stderr and "no a price" not in r.stderr

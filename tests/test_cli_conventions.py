@@ -106,3 +106,84 @@ def test_ctrl_c_at_a_prompt_exits_130_with_one_line():
     lines = [x for x in err.splitlines() if x.strip()]
     assert child.returncode == 130 and lines == ["Error: interrupted; nothing was changed"], err
     assert cli("keys", "show", key["id"], "--json").json()["status"] == "active"
+
+
+def _choice_params():
+    import click
+
+    from tests.helpers.commands import commands
+
+    for path, command in commands():
+        for param in command.params:
+            if isinstance(param.type, click.Choice):
+                yield path, command, param
+
+
+def _args_with(path, command, target, value):
+    """The command with valid values for what it requires, and `value` (None: nothing)
+    for the choice `target`."""
+    import click
+
+    from tests.helpers.commands import base_args
+
+    args = list(path)
+    for param in command.params:
+        if param is target:
+            if value is not None:
+                args += [value] if isinstance(param, click.Argument) else [param.opts[0], value]
+        elif param.required:
+            args += base_args((), type(command)(command.name, params=[param]), "abc123", "/nonexistent-file")
+    return args
+
+
+@pytest.mark.one_backend
+def test_every_choice_error_is_one_plain_line():
+    """Click lists a missing choice's values as "Choose from:\\n\\t…" and names a choice
+    argument by its metavar ('{bash|zsh|fish}'): each reads as noise on one line (issue 20)."""
+    import click
+
+    found = list(_choice_params())
+    assert {p[:2] for p, _, _ in found} >= {("completion",), ("profiles", "show"), ("usage", "export")}
+    for path, command, param in found:
+        name = f"'{param.name if isinstance(param, click.Argument) else param.opts[0]}'"
+        cases = [("no-such-choice", f"Invalid value for {name}")]
+        if param.required:
+            cases.append((None, f"Missing {param.param_type_name} {name}. Choose from: "
+                                + ", ".join(param.type.choices) + "."))
+        for value, says in cases:
+            r = cli(*_args_with(path, command, param, value))
+            line = one_error_line(r, 2, says)
+            assert "\\t" not in line and "'{" not in line, (path, line)
+
+
+FIRST_COMMANDS = [("keys", "create"), ("keys", "verify"), ("keys", "permissions"), ("usage", "import"),
+                  ("usage", "summary")]
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("path", FIRST_COMMANDS)
+def test_first_commands_end_their_help_with_examples_that_parse(path, tmp_path):
+    """Issue 20: as `gh`, the help a newcomer reads first ends with 2-4 examples."""
+    import shlex
+
+    import click
+
+    from tests.helpers.commands import commands
+
+    text = proc(*path, "--help", env={"COLUMNS": "80"}).stdout
+    examples = text.split("\n  Examples:\n", 1)[1].splitlines()
+    assert 2 <= len(examples) <= 4 and all(len(line) <= 80 for line in examples), text
+    command = dict(commands())[path]
+    for line in examples:
+        (tmp_path / "records.jsonl").touch()
+        words = shlex.split(line.split("|")[-1].split(">")[0].replace("$KEY", "cc_x")
+                            .replace("~/.claude", str(tmp_path)).replace("records.jsonl", str(tmp_path / "records.jsonl")))
+        assert words[:1 + len(path)] == ["claude-api", *path], line
+        command.make_context(" ".join(path), words[1 + len(path):], parent=click.Context(click.Group()))
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("group", [[], ["keys"], ["usage"], ["db"], ["profiles"], ["projects"]])
+def test_command_summaries_are_not_cut_off(group):
+    text = proc(*group, "--help", env={"COLUMNS": "80"}).stdout
+    assert "..." not in text.split("\nCommands:\n", 1)[1], text

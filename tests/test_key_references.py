@@ -108,3 +108,25 @@ def test_ids_prefixes_and_secrets_resolve(keyed_store, data):
     else:
         with pytest.raises(AmbiguousKey):
             find(conn, prefix)
+
+
+def test_an_unknown_reference_is_named_with_its_option():
+    """"no key matches that reference" (issue 20): name what was typed, and where, when
+    it cannot be a secret."""
+    create()
+    for args in (["usage", "summary"], ["usage", "by-key"], ["audit"], ["usage", "export", "--format", "csv"]):
+        one_error_line(cli(*args, "--key", "laptop-key"), 1, "no key matches --key 'laptop-key'")
+    one_error_line(cli("keys", "show", "laptop"), 1, "no key matches 'laptop'")
+    one_error_line(cli("usage", "record", "--key", "laptop-key", "--cost", "1"), 1, "--key 'laptop-key'")
+    # What could be a secret is never repeated, only where it was given.
+    secretish = "x" * 10 + "SeCrEt" * 4
+    line = one_error_line(cli("usage", "summary", "--key", secretish), 1, "the --key reference")
+    assert "SeCrEt" not in line
+
+
+def test_an_empty_filtered_list_says_the_filter_matched_nothing():
+    create()
+    r = cli("keys", "list", "--profile", "Pro")
+    assert r.exit_code == 0 and "no key matches --profile pro" in r.stdout + r.stderr, r
+    assert "create one" not in r.stdout + r.stderr
+    assert cli("keys", "list", "--profile", "Pro", "--json").json() == []

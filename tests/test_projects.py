@@ -29,7 +29,8 @@ def test_project_limits_each_refuse_and_say_so():
     rows = cli("projects", "list", "--json").json()
     assert [r["project_id"] for r in rows] == ["p"] and set(rows[0]) == {
         "project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
-        "monthly_budget", "total_budget", "rate_limit", "tokens_per_day", "max_concurrent", "hold"}
+        "monthly_budget", "total_budget", "rate_limit", "tokens_per_day", "max_concurrent", "hold",
+        "retiring_keys"}
 
 
 def test_the_python_api_reads_and_sets_project_limits():
@@ -85,3 +86,17 @@ def test_a_project_budget_is_shared_by_its_keys_in_many_processes(isolated):
         "Project monthly budget exceeded: $2.00 of $2.00 spent this month")
     shown = cli("projects", "show", "shop", "--json").json()
     assert (shown["keys"], shown["active_keys"], shown["month_cost_usd"], shown["monthly_budget"]) == (3, 3, 2.0, 2.0)
+
+
+def test_retiring_keys_are_counted_apart_from_active_ones():
+    """Issue 20: `projects list` counted a rotated key in its grace as active."""
+    old = create("--project-id", "r")
+    create("--project-id", "r")
+    assert cli("keys", "rotate", old["id"], "--grace", "1h", "-q").exit_code == 0
+    row = cli("projects", "show", "r", "--json").json()
+    assert (row["keys"], row["active_keys"], row["retiring_keys"]) == (3, 2, 1)
+    assert [(r["active_keys"], r["retiring_keys"]) for r in cli("projects", "list", "--json").json()] == [(2, 1)]
+    header, line = cli("projects", "list", "--format", "plain").stdout.splitlines()[:2]
+    assert header.split()[:4] == ["project", "keys", "active", "retiring"] and line.split()[:4] == ["r", "3", "2", "1"]
+    csv = cli("projects", "list", "--format", "csv").stdout.splitlines()
+    assert csv[0].endswith(",hold,retiring_keys") and csv[1].endswith(",1")  # added last: columns keep their places

@@ -166,7 +166,7 @@ def test_parallel_import_equals_in_process(tmp_path, monkeypatch, isolated):
         f.write('{"key": "x", "at": "2026-02-01T00:00:00Z"}\n' * 3 + "not json\n")
     with pytest.raises(Exception) as error:
         import_files(conn, [str(path)], db_path=str(isolated), workers=2)
-    assert "big.jsonl:1001: no key matches that reference: give a key id" in str(error.value)
+    assert "big.jsonl:1001: no key matches the key field 'x': give a key id" in str(error.value)
     conn.close()
 
 

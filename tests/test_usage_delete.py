@@ -145,3 +145,23 @@ def test_deleting_usage_while_it_is_recorded_never_deadlocks(pg):
         assert busy.get() == [0, 0, 0]
     assert len(deletes) > 20 and [r.stderr for r in deletes if r.exit_code] == []
     assert_consistent()
+
+
+def test_the_question_and_the_audit_read_in_cents_and_name_only_what_was_deleted(usage):
+    """Issue 20: `Delete 1 request (…, $2.7955665)?`, audit lines `cost_usd: 2.7955665 -> 0`
+    and `{'request_ids': ['svc-00002', 'nosuch-id']}`."""
+    a, _ = usage
+    record(a["id"], "2026-02-08T10:00:00Z", "2.7955665", "svc-00002")
+    r = proc("usage", "delete", "svc-00002", "nosuch-id", input="")
+    assert "Delete 1 request (10 tokens, $2.80)?" in r.stderr, r
+    r = cli("usage", "delete", "svc-00002", "nosuch-id", "-y")
+    assert r.exit_code == 0 and "Deleted 1 request (10 tokens, $2.80)." in r.stderr, r
+    entry = cli("audit", "--json").json()[-1]
+    assert entry["action"] == "usage delete"
+    assert entry["changes"]["deleted"][1] == {"request_ids": ["svc-00002"]}  # not nosuch-id
+    assert entry["changes"]["cost_usd"] == [2.7955665, 0]  # exact in JSON
+    human = cli("audit", "--format", "plain").stdout
+    assert "cost_usd: $2.80 -> $0.00" in human and "request ids: svc-00002" in human, human
+    assert "{" not in human and "'" not in human and "nosuch-id" not in human, human
+    csv = cli("audit", "--format", "csv").stdout
+    assert "cost_usd: $2.7955665 -> $0.00" in csv  # exact in CSV

@@ -274,3 +274,27 @@ def test_sums_past_what_64_bits_hold_are_refused_or_exact():
     assert code in (0, 5)  # decided, not crashed
     assert cli("usage", "by-key", "--period", "all", "--json").exit_code == 0
     assert_consistent()
+
+
+def test_money_in_sentences_is_dollars_and_cents():
+    """Issue 20: "$19.4725527 of $10.00" reads as dollars and cents; below a cent two
+    significant digits; compared amounts never read equal when they differ."""
+    from claude_keys.values import usd_pair, usd_text
+
+    assert [usd_text(n) for n in (19_472_552_700, 2_795_566_500, 4_200_000, 9_996_000, 0, 1_234_567_890_123)] \
+        == ["$19.47", "$2.80", "$0.0042", "$0.01", "$0.00", "$1,234.57"]
+    assert usd_pair(19_472_552_700, 10 * NANOS_PER_USD) == ("$19.47", "$10.00")
+    assert usd_pair(10_004_000_000, 10 * NANOS_PER_USD) == ("$10.004", "$10.00")
+    assert usd_pair(9_999_600_000, 10 * NANOS_PER_USD) == ("$9.9996", "$10.00")
+    assert usd_pair(10 * NANOS_PER_USD + 1, 10 * NANOS_PER_USD) == ("$10.000000001", "$10.00")
+    assert usd_pair(10 * NANOS_PER_USD, 10 * NANOS_PER_USD) == ("$10.00", "$10.00")
+
+
+@given(st.integers(0, 10**15), st.integers(0, 10**15))
+def test_compared_amounts_read_in_their_order(a, b):
+    from claude_keys.values import usd_pair
+
+    ta, tb = usd_pair(a, b)
+    as_number = lambda t: Decimal(t[1:].replace(",", ""))  # noqa: E731
+    assert (ta == tb) == (a == b)
+    assert (as_number(ta) > as_number(tb)) == (a > b)

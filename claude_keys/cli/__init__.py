@@ -46,6 +46,7 @@ class LazyGroup(click.Group):
 def with_db_option(command: click.Command) -> click.Command:
     """Give every command under the root its own `--db`, so that `claude-api keys list
     --db X` works as well as `claude-api --db X keys list` (once per command object)."""
+    whole_summary(command)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             with_db_option(sub)
@@ -54,6 +55,17 @@ def with_db_option(command: click.Command) -> click.Command:
             ["--db"], metavar="PATH|URI", type=FilePath(dir_okay=False), expose_value=False,
             callback=_late_db, help="The store (as `claude-api --db`; either place works)."))
     return command
+
+
+def whole_summary(command: click.Command) -> None:
+    """A group's list of commands shows each one's first sentence whole (wrapped), never
+    cut off mid-sentence with "..." as Click does to fit a line."""
+    import re
+
+    if command.short_help is None and command.help:
+        first = re.split(r"\n\s*\n", command.help.strip(), maxsplit=1)[0]
+        first = re.split(r"(?<=[.!?])\s+(?=[A-Z`(])", " ".join(first.split()), maxsplit=1)[0]
+        command.short_help = first
 
 
 def _late_db(ctx: click.Context, param, value) -> None:
@@ -103,7 +115,7 @@ def run_reporting_errors(call) -> int:
         return 1
     except click.UsageError as e:
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-        error(f"{e.format_message()}{where}")
+        error(f"{usage_message(e)}{where}")
         return e.exit_code
     except click.ClickException as e:
         error(e.format_message())
@@ -139,6 +151,23 @@ def run_reporting_errors(call) -> int:
             raise
         error(f"unexpected {type(e).__name__}; run with CLAUDE_API_DEBUG=1 for details")
         return 1
+
+
+def usage_message(e: click.UsageError) -> str:
+    """Click's message, except for a choice: Click names a choice argument by its
+    metavar (`'{bash|zsh|fish}'`) and lists a missing choice's values one per line
+    ("Choose from:\\n\\t…"), which reads as escapes on our one line. Name the
+    argument ('shell', 'profile') and list the values inline."""
+    param = getattr(e, "param", None)
+    if not isinstance(e, click.BadParameter) or param is None or not isinstance(param.type, click.Choice):
+        return e.format_message()
+    if isinstance(param, click.Argument) and e.param_hint is None:
+        e.param_hint = f"'{param.name}'"
+    if isinstance(e, click.MissingParameter):
+        hint = e.param_hint or param.get_error_hint(e.ctx)
+        kind = e.param_type or param.param_type_name
+        return f"Missing {kind} {hint}. Choose from: {', '.join(map(str, param.type.choices))}."
+    return e.format_message()
 
 
 def error(message: str) -> None:

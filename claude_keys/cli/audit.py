@@ -20,25 +20,38 @@ def audit(ctx, key_ref, since, until, fmt) -> None:
     from ..values import parse_time
 
     conn = ctx.find_root().obj.reader
-    key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+    key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
     rows = trail.entries(conn, key_id=key_id, since_ms=parse_time(since) if since else None,
                          until_ms=parse_time(until, end=True) if until else None)
     from ..render import table
 
     if fmt != "json":
-        rows = [{**r, "changes": _readable(r)} for r in rows]
+        rows = [{**r, "changes": _readable(r, exact=fmt in ("csv", "tsv"))} for r in rows]
     table(rows, fmt, ["id", "at", "actor", "action", "key_id", "changes"],
-          headers={"key_id": "key"}, empty="no changes recorded", optional=["actor", "id"])
+          headers={"key_id": "key"}, empty=_empty(key_id, since, until), optional=["actor", "id"])
 
 
-def _readable(row: dict) -> str:
+def _empty(key_id, since, until) -> str:
+    """With a filter, nothing listed says only that nothing matched it (as `keys list`);
+    the key by its id, since the reference given may have been its secret."""
+    given = [f"{opt} {value}" for opt, value in (("--key", key_id), ("--since", since), ("--until", until))
+             if value is not None]
+    return f"no change matches {' '.join(given)}" if given else "no changes recorded"
+
+
+def _readable(row: dict, exact: bool = False) -> str:
     """A line per change, `field: before -> after`, in the units a person reads (USD,
-    lists; long values shortened). A new key's id and creation time are the row's own."""
+    lists; long values shortened). A new key's id and creation time are the row's own.
+    `exact`: money with every digit ($2.7955665), as CSV and TSV carry it; else in cents."""
     from ..audit import is_money
     from ..render import Shown, human_value
+    from ..values import Usd, usd_exact
 
     def short(field, value) -> str:
-        text = str(human_value(value, money=is_money(field)))
+        if exact and is_money(field) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = usd_exact(value.nanos if isinstance(value, Usd) else round(value * 1_000_000_000))
+        else:
+            text = str(human_value(value, money=is_money(field)))
         return text if len(text) <= 60 else text[:57] + "…"
 
     repeated = {"id", "created_at"} | ({"lineage"} if row["changes"].get("lineage", [0, 0])[1] == row["key_id"] else set())

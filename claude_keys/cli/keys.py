@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..values import iso_s
+from ..values import counted, iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, Money, Profile, Project, Seconds, Text, json_option,
@@ -31,7 +31,11 @@ def keys() -> None:
     """Create, list, inspect, re-permission, revoke, rotate and verify API keys."""
 
 
-@keys.command()
+@keys.command(epilog="""\b
+Examples:
+  claude-api keys create --project-id webshop --profile pro --name ci
+  claude-api keys create --project-id ci --monthly-budget 50 --expires-in 90d
+  claude-api keys create --project-id webshop --no-keyring -q > key.txt""")
 @click.option("--project-id", required=True, type=Project(), help="The project the key belongs to.")
 @click.option("--profile", type=Profile(), default="enterprise", show_default=True,
               help="Permission preset.")
@@ -156,8 +160,12 @@ def list_(ctx, project_id, profile, status, fmt) -> None:
     rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status)
     from ..render import table
 
-    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"},
-          empty="no keys (create one with: claude-api keys create --project-id ID)",
+    # With a filter, an empty list says nothing about whether keys exist: say what matched nothing.
+    given = [f"{opt} {value}" for opt, value in (("--project-id", project_id), ("--profile", profile),
+                                                  ("--status", None if status == "all" else status)) if value]
+    empty = (f"no key matches {' '.join(given)} (claude-api keys list shows every key)" if given
+             else "no keys (create one with: claude-api keys create --project-id ID)")
+    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"}, empty=empty,
           optional=["created_at", "last_used_at", "expires_at", "hint"])
 
 
@@ -189,19 +197,26 @@ def _current_lines(now: dict) -> dict:
     def of(used: str, limit) -> str:
         return used if limit is None else f"{used} of {limit}"
 
-    budget = lambda usd: None if usd is None else money(usd)  # noqa: E731
+    from ..values import Usd, usd_pair
+
+    def spent(usd, limit) -> str:  # a spend above its budget never reads as equal to it
+        if limit is None:
+            return money(usd)
+        nanos = lambda v: v.nanos if isinstance(v, Usd) else round(v * 1_000_000_000)  # noqa: E731
+        return " of ".join(usd_pair(nanos(usd), nanos(limit)))
+
     window = now["requests_last_minute"]
     return {
-        "cost this month": of(money(now["month_cost_usd"]), budget(now["monthly_budget"])),
-        "cost in total": of(money(now["total_cost_usd"]), budget(now["total_budget"])),
+        "cost this month": spent(now["month_cost_usd"], now["monthly_budget"]),
+        "cost in total": spent(now["total_cost_usd"], now["total_budget"]),
         "tokens today": of(f"{now['tokens_today']:,}", None if now["tokens_per_day"] is None
                            else f"{now['tokens_per_day']:,}"),
         "in flight": of(f"{now['in_flight']:,}", now["max_concurrent"])
                      + (f" (reserving {money(now['reserved_usd'])})" if now["reserved_usd"] else ""),
         "requests last minute": "-" if window is None and now["rate_limit"] is None
                                 else of(f"{window or 0:,}", now["rate_limit"]),
-        **({"above reservation": f"{now['settled_above_reservation']:,} requests cost more than their "
-                                 "check reserved (see `claude-api audit`)"}
+        **({"above reservation": f"{counted(now['settled_above_reservation'], 'request')} cost more than "
+                                 "its check reserved (see `claude-api audit`)"}
            if now["settled_above_reservation"] else {}),
     }
 
@@ -218,7 +233,11 @@ _LIMIT_OPTIONS = {
 }
 
 
-@keys.command()
+@keys.command(epilog="""\b
+Examples:
+  claude-api keys permissions ci
+  claude-api keys permissions ci --allow-tool Bash --max-cost 0.50
+  claude-api keys permissions ci --set-profile enterprise --reset""")
 @key_argument
 @click.option("--set-profile", type=Profile(),
               help="Switch to this preset: its allowed tools, agents and skills; the key keeps its own "
@@ -430,7 +449,11 @@ def reveal(ctx, key) -> None:
     click.echo(lib.reveal(conn, lib.find(conn, key)))
 
 
-@keys.command()
+@keys.command(epilog="""\b
+Examples:
+  claude-api keys verify "$KEY" --tool Bash --json
+  claude-api keys verify ci --cost 0.25 --dry-run
+  printf %s "$KEY" | claude-api keys verify - --tool Read""")
 @click.argument("key", required=False, metavar="[KEY|-]")
 @click.option("--tool", type=NAME, help="The tool the request wants to use.")
 @click.option("--agent", type=NAME, help="The agent the request wants to run.")

@@ -7,14 +7,24 @@ from ..profiles import UNLIMITED
 from .options import Count, Hold, Money, Project, ProjectLimit, output_options
 
 MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget")
-HEADERS = {"project_id": "project", "active_keys": "active", "month_cost_usd": "this month",
+HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "retiring",
+           "month_cost_usd": "this month",
            "total_cost_usd": "in total", "in_flight": "in flight", "monthly_budget": "monthly budget",
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
            "max_concurrent": "concurrent", "hold": "hold"}
 
 # What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
 # `keys`, and the budgets (beside the spend) more than the other limits.
-OPTIONAL = ["hold", "keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight", "total_budget"]
+# `retiring` (usually 0) goes right after `keys`.
+OPTIONAL = ["hold", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
+            "total_budget"]
+
+
+def _human_columns(fields) -> list:
+    """People read `retiring` beside `active`; JSON and CSV keep it last (it came later)."""
+    fields = [f for f in fields if f != "retiring_keys"]
+    fields.insert(fields.index("active_keys") + 1, "retiring_keys")
+    return fields
 
 
 def _app(ctx):
@@ -30,8 +40,8 @@ def projects() -> None:
 def _readable(row: dict) -> dict:
     from ..projects import SETTINGS
 
-    return {k: (("default (24h)" if k == "hold" else "unlimited") if k in SETTINGS and v is None else v)
-            for k, v in row.items()}
+    return {k: (("default (24h)" if k == "hold" else "unlimited") if k in SETTINGS and row[k] is None else row[k])
+            for k in _human_columns(row)}
 
 
 @projects.command("list")
@@ -43,7 +53,9 @@ def list_(ctx, fmt) -> None:
     from ..render import table
 
     rows = lib.rows(_app(ctx).reader)
-    table(rows if fmt in ("json", "csv", "tsv") else [_readable(r) for r in rows], fmt, list(lib.FIELDS),
+    data = fmt in ("json", "csv", "tsv")
+    table(rows if data else [_readable(r) for r in rows], fmt,
+          list(lib.FIELDS) if data else _human_columns(lib.FIELDS),
           headers=HEADERS, money=MONEY, optional=OPTIONAL, whole=["project_id"],
           empty="no projects yet (a key, a limit or recorded usage makes one)")
 

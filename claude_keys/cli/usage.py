@@ -9,7 +9,7 @@ import click
 
 from .. import usage as lib
 from ..render import BAR
-from ..values import Usd, usd_text
+from ..values import Usd, counted, usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
 
@@ -55,7 +55,7 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
 
     app = _app(ctx)
     app.request_path = True  # a gateway's call: the request path's wait bound
-    row = keys.find(app.existing, key_ref)
+    row = keys.find(app.existing, key_ref, "--key")
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,
               "cache_write_1h_tokens": cache_write_1h_tokens}
@@ -64,7 +64,7 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
                       tokens=tokens, cost_nanos=cost, request_id=request_id,
                       at_ms=None if at is None else parse_time(at), speed=speed)
     if not done.priced:
-        what = "fast-mode prices" if speed == "fast" else "a price"
+        what = "fast-mode prices" if speed == "fast" else "price"
         warn(f"the model {model or '(none)'!r} has no {what} in the price table: recorded at $0 "
              "and marked unpriced (pass --cost, or add the model to a prices.json)")
     if done.warning:
@@ -100,7 +100,7 @@ def report_options(fn):
 
         win = reports.window(period, since, until, tz)  # bad input fails before the store opens
         conn = _app(ctx).reader
-        key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+        key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
         report = reports.Report(conn, win, project_id=project_id, key_id=key_id)
         return fn(*args, report=report, **kwargs)
 
@@ -110,7 +110,7 @@ def report_options(fn):
 def _warn_unpriced(rows) -> None:
     count = sum(r.get("unpriced_requests", 0) for r in rows)
     if count:
-        warn(f"{count:,} request(s) used a model with no price and count as $0 "
+        warn(f"{counted(count, 'request')} used a model with no price and count as $0 "
              "(see `usage summary --by model`; add the model to a prices.json)")
 
 
@@ -184,7 +184,11 @@ class Grouping(click.ParamType):
         return [CompletionItem(prefix + v) for v in LEVELS if v.startswith(last)]
 
 
-@usage.command()
+@usage.command(epilog="""\b
+Examples:
+  claude-api usage summary --period week
+  claude-api usage summary --by day,model --since 7d
+  claude-api usage summary --by project --period all --json""")
 @report_options
 @click.option("--by", type=Grouping(), metavar="LEVEL[,LEVEL]",
               help="A row per day, week, month, project, key, model or session; two levels "
@@ -338,7 +342,7 @@ def delete(ctx, request_ids, key_ref, project_id, since, until, force, fmt) -> N
     if request_ids and (key_ref or project_id or since or until):
         raise click.UsageError("give request ids, or --key/--project-id with --since and --until, not both")
     conn = _app(ctx).existing
-    key_id = keys.find(conn, key_ref)["id"] if key_ref is not None else None
+    key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
     selection = lib.Selection(
         request_ids=tuple(dict.fromkeys(request_ids)), key_id=key_id, project_id=project_id,
         since_ms=parse_time(since) if since else None,
@@ -353,18 +357,18 @@ def delete(ctx, request_ids, key_ref, project_id, since, until, force, fmt) -> N
         if fmt == "json":
             _write_deleted(found, [])
         return
-    what = (f"{found['requests']:,} request{'s' if found['requests'] != 1 else ''} "
+    what = (f"{counted(found['requests'], 'request')} "
             f"({_tokens(found):,} tokens, {usd_text(found['cost_nanos'])})")
     if not force and not _confirm(f"Delete {what}? This cannot be undone."):
         raise click.Abort()
     done = lib.delete(conn, selection)
     if done["missing"]:
-        warn(f"{len(done['missing']):,} of the request ids are not stored: "
+        warn(f"{len(done['missing']):,} of the request ids {'is' if len(done['missing']) == 1 else 'are'} not stored: "
              f"{', '.join(done['missing'][:5])}{' …' if len(done['missing']) > 5 else ''}")
     if fmt == "json":
         _write_deleted(done, done["missing"])
     else:
-        click.echo(f"Deleted {done['requests']:,} request{'s' if done['requests'] != 1 else ''} "
+        click.echo(f"Deleted {counted(done['requests'], 'request')} "
                    f"({_tokens(done):,} tokens, {usd_text(done['cost_nanos'])}).", err=True)
 
 
@@ -398,7 +402,7 @@ def export(report, fmt, output) -> None:
         return
     with _new_private_file(output) as out:
         _write_export(rows, fmt, out)
-    click.echo(f"Wrote {out.count:,} request{'s' if out.count != 1 else ''} to {output}.", err=True)
+    click.echo(f"Wrote {counted(out.count, 'request')} to {output}.", err=True)
 
 
 def _write_export(rows, fmt, out) -> None:
@@ -449,7 +453,11 @@ class _new_private_file:
             os.unlink(self.path)
 
 
-@usage.command("import")
+@usage.command("import", epilog="""\b
+Examples:
+  claude-api usage import
+  claude-api usage import ~/.claude --key laptop-key
+  claude-api usage import records.jsonl --format jsonl""")
 @click.argument("files", nargs=-1, type=FilePath(exists=True))
 @click.option("--format", "input_format", type=click.Choice(["auto", "jsonl", "csv", "claude-code"]),
               default="auto", show_default=True,
@@ -470,7 +478,7 @@ def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
     from ..importers import import_files
 
     app = _app(ctx)
-    key = keys.find(app.conn, key_ref) if key_ref is not None else None
+    key = keys.find(app.conn, key_ref, "--key") if key_ref is not None else None
     if not files:
         files, input_format = _default_logs(input_format), "claude-code"
     prices = pricing.table(pricing.user_prices_path(app.db_path))
@@ -510,14 +518,33 @@ def _default_logs(input_format: str) -> list[str]:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
+    return counted(n, word)
+
+
+# A skip's reason (its key in the JSON answer, unchanged) as a counted phrase: one and many.
+_SKIPPED = {
+    "file not read": ("file not read", "files not read"),
+    "unreadable line": ("unreadable line", "unreadable lines"),
+    "synthetic message": ("synthetic message", "synthetic messages"),
+    "no usage": ("line without usage", "lines without usage"),
+    "no timestamp": ("line without a timestamp", "lines without a timestamp"),
+    "time in the future": ("line dated in the future", "lines dated in the future"),
+    "implausible usage": ("line with implausible usage", "lines with implausible usage"),
+    "bad text": ("line with bad text", "lines with bad text"),
+    "unfinished last line": ("unfinished last line", "unfinished last lines"),
+}
+
+
+def _skipped(why: str, n: int) -> str:
+    one, many = _SKIPPED.get(why, (why, why))
+    return counted(n, one, many)
 
 
 def _summary_line(result) -> str:
     unchanged = (f" ({_plural(result.unchanged_files, 'file')} unchanged since the last import)"
                  if result.unchanged_files else "")
     replaced = f", {result.replaced:,} replaced by bigger copies" if result.replaced else ""
-    skipped = ", ".join(f"{n:,} {why}" for why, n in sorted(result.skipped.items()))
+    skipped = ", ".join(_skipped(why, n) for why, n in sorted(result.skipped.items()))
     return (f"Read {_plural(result.lines, 'line')} from "
             f"{_plural(result.files - result.unchanged_files, 'file')}{unchanged}: "
             f"{_plural(result.staged, 'request')}, {result.imported:,} new{replaced}, "

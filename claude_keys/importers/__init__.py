@@ -24,6 +24,7 @@ from .lines import shown, text_field
 from .result import ImportResult
 from ..db.staging import Staging
 from .units import PARALLEL_FROM, pack, read, read_in_worker, split
+from ..values import counted
 
 FORMATS = ("auto", "jsonl", "csv", "claude-code")
 
@@ -131,7 +132,8 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
 def _stored_so_far(staging: Staging | None, before: str) -> str:
     if staging is None or not staging.total:
         return "nothing was stored"
-    return (f"{staging.imported + staging.replaced:,} of {staging.total:,} requests were stored before {before}, "
+    done = staging.imported + staging.replaced
+    return (f"{done:,} of {counted(staging.total, 'request')} {'was' if done == 1 else 'were'} stored before {before}, "
             "the rest were not")
 
 

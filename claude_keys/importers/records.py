@@ -45,7 +45,7 @@ class KeyResolver:
             raise InvalidInput("key must be a key id or secret (text)")
         found = self.cache.get(ref)
         if found is None:
-            row = keys.find(self.conn, text_field(ref, "key"))
+            row = keys.find(self.conn, text_field(ref, "key"), "the key field")
             found = self.cache[ref] = (row["id"], row["project_id"])
         return found
 
