@@ -110,7 +110,7 @@ def test_grouping_by_project_key_and_model_sorted_by_cost():
     models = {r["model"]: r for r in report("summary", "--by", "model", "--period", "all")}
     assert models["unknown-model-x"]["unpriced_requests"] == 1 and models["unknown-model-x"]["cost_usd"] == 0
     r = cli("usage", "summary", "--by", "model", "--period", "all")
-    assert "1 request(s) used a model with no price" in r.stderr and "unpriced" in r.stdout
+    assert "1 request used a model with no price and counts as $0" in r.stderr and "unpriced" in r.stdout
     assert report("summary", "--period", "all", "--project-id", "alpha")["cost_usd"] == 1.5
     assert report("summary", "--period", "all", "--key", b["id"])["requests"] == 2
 

@@ -110,7 +110,7 @@ def report_options(fn):
 def _warn_unpriced(rows) -> None:
     count = sum(r.get("unpriced_requests", 0) for r in rows)
     if count:
-        warn(f"{counted(count, 'request')} used a model with no price and count as $0 "
+        warn(f"{counted(count, 'request')} used a model with no price and {'counts' if count == 1 else 'count'} as $0 "
              "(see `usage summary --by model`; add the model to a prices.json)")
 
 
