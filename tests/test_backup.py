@@ -38,6 +38,18 @@ while time.time() < end:
 """
 
 
+def _backups_while_writing(folder, n: int, *, pause: float) -> list:
+    """`n` backups taken `pause` seconds apart, once the writers have had half a second."""
+    copies = []
+    time.sleep(0.5)
+    for i in range(n):
+        copy = folder / f"backup-{i}.db"
+        assert proc("db", "backup", copy).exit_code == 0
+        copies.append(copy)
+        time.sleep(pause)
+    return copies
+
+
 def test_backups_taken_while_others_write_are_consistent(isolated, tmp_path):
     import sys
 
@@ -46,14 +58,8 @@ def test_backups_taken_while_others_write_are_consistent(isolated, tmp_path):
     key = create("--rate-limit", "1000000")
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, key["key"], f"w{i}", "4"], env=os.environ)
                for i in range(3)]
-    copies = []
     try:
-        time.sleep(0.5)
-        for n in range(5):
-            copy = tmp_path / f"backup-{n}.db"
-            assert proc("db", "backup", copy).exit_code == 0
-            copies.append(copy)
-            time.sleep(0.4)
+        copies = _backups_while_writing(tmp_path, 5, pause=0.4)
     finally:
         for w in writers:
             assert w.wait(timeout=30) == 0
@@ -82,13 +88,7 @@ def test_db_backup_of_a_postgres_store_is_a_consistent_sqlite_file(pg, tmp_path)
     key = create("--rate-limit", "1000000")
     writer = subprocess.Popen([sys.executable, "-c", RESTART_WORKER, pg, key["key"], "b", "3"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    copies = []
-    time.sleep(0.5)
-    for n in range(3):
-        copy = tmp_path / f"backup-{n}.db"
-        assert proc("db", "backup", copy).exit_code == 0
-        copies.append(copy)
-        time.sleep(0.5)
+    copies = _backups_while_writing(tmp_path, 3, pause=0.5)
     writer.communicate(timeout=60)
     counts = [assert_consistent(c)[0] for c in copies]
     assert counts == sorted(counts) and counts[-1] > 0

@@ -58,31 +58,9 @@ MIGRATION_LOCK = WRITE_LOCK + 1
 WATCH_EVERY_S = 0.1  # how often the watchdog looks at the calls under way
 
 
-@lru_cache(maxsize=512)
-def translate_sql(sql: str) -> str:
-    """`?` placeholders -> `%s`, and a literal `%` -> `%%`, outside quoted text."""
-    out, quote = [], None
-    for ch in sql:
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-        elif ch == "?":
-            out.append("%s")
-            continue
-        if ch == "%":
-            out.append("%%")
-            continue
-        out.append(ch)
-    return "".join(out)
-
-
-@lru_cache(maxsize=512)
-def translate_raw(sql: str) -> str:
-    """`?` placeholders -> `$1`, `$2`, ... outside quoted text: the statement as the server
-    takes it, for psycopg's RawCursor (which sends it as it is, where psycopg's own `%s`
-    queries are parsed on every call once longer than 4 kB, as the record statement is)."""
+def _placeholders(sql: str, mark, escape_percent: bool) -> str:
+    """`?` placeholders -> mark(n) for the n-th one, outside quoted text (and a literal
+    `%` -> `%%` anywhere, for psycopg's `%s` queries)."""
     out, quote, n = [], None, 0
     for ch in sql:
         if quote:
@@ -92,10 +70,27 @@ def translate_raw(sql: str) -> str:
             quote = ch
         elif ch == "?":
             n += 1
-            out.append(f"${n}")
+            out.append(mark(n))
+            continue
+        if escape_percent and ch == "%":
+            out.append("%%")
             continue
         out.append(ch)
     return "".join(out)
+
+
+@lru_cache(maxsize=512)
+def translate_sql(sql: str) -> str:
+    """`?` placeholders -> `%s`, and a literal `%` -> `%%`, outside quoted text."""
+    return _placeholders(sql, lambda n: "%s", escape_percent=True)
+
+
+@lru_cache(maxsize=512)
+def translate_raw(sql: str) -> str:
+    """`?` placeholders -> `$1`, `$2`, ... outside quoted text: the statement as the server
+    takes it, for psycopg's RawCursor (which sends it as it is, where psycopg's own `%s`
+    queries are parsed on every call once longer than 4 kB, as the record statement is)."""
+    return _placeholders(sql, lambda n: f"${n}", escape_percent=False)
 
 
 @lru_cache(maxsize=256)
