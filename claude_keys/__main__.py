@@ -1,4 +1,4 @@
-from .cli import cli
+from .cli import main
 
 if __name__ == "__main__":  # import workers re-import the main module: run only once
-    cli.main(prog_name="claude-api")
+    main()

@@ -15,10 +15,14 @@ removed when the run ends, and a later run removes those of runs that were kille
 
 The helpers tests share are in tests/helpers/ (`from tests.helpers.run import cli`).
 """
+import faulthandler
 import itertools
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import keyring
@@ -36,6 +40,36 @@ settings.register_profile("claude-api", database=None)  # no .hypothesis folder 
 settings.load_profile("claude-api")
 
 _databases = itertools.count()
+
+# A test that hangs must not hang the run: CI bounds the whole suite, and one stuck test
+# would use up that bound and say nothing. At TEST_LIMIT_S a test fails with every
+# thread's stack; if it is stuck where a signal cannot reach it, faulthandler prints the
+# stacks a minute later and ends the worker (xdist names the test and starts another).
+# The slowest test takes ~100 s on a loaded 2-core machine.
+TEST_LIMIT_S = float(os.environ.get("CLAUDE_API_TEST_LIMIT_S", 300))
+
+
+class TookTooLong(Exception):
+    pass
+
+
+def _too_long(signum, frame):
+    stacks = "\n".join(f"--- thread {ident}:\n{''.join(traceback.format_stack(f))}"
+                       for ident, f in sys._current_frames().items())
+    raise TookTooLong(f"the test ran past {TEST_LIMIT_S} s; its threads:\n{stacks}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    previous = signal.signal(signal.SIGALRM, _too_long)
+    signal.setitimer(signal.ITIMER_REAL, TEST_LIMIT_S)
+    faulthandler.dump_traceback_later(TEST_LIMIT_S + 60, exit=True, file=sys.__stderr__)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _remove_roots_of_killed_runs(parent: str) -> None:

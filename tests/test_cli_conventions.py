@@ -108,6 +108,30 @@ def test_ctrl_c_at_a_prompt_exits_130_with_one_line():
     assert cli("keys", "show", key["id"], "--json").json()["status"] == "active"
 
 
+@pytest.mark.one_backend
+@pytest.mark.parametrize("program", ["claude-api", "__main__.py"])
+def test_ctrl_c_while_the_cli_still_loads_is_one_line_and_130(program):
+    """Before main() runs (Python importing the CLI, a slow start on a loaded machine), a
+    Ctrl-C is one line and 130, never a traceback from whatever module was importing."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys; sys.argv[0] = sys.argv[1]; import claude_keys.cli; "
+            "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(5)")
+    done = subprocess.run([sys.executable, "-c", code, program], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (130, "Error: interrupted; nothing was changed\n"), done
+
+
+@pytest.mark.one_backend
+def test_a_library_import_keeps_its_own_ctrl_c():
+    """A service (or a test) importing the CLI module keeps Python's KeyboardInterrupt."""
+    import signal
+
+    import claude_keys.cli  # noqa: F401
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def _choice_params():
     import click
 

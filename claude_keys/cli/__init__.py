@@ -8,9 +8,24 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
-import click
+
+def _interrupted_while_loading(signum, frame):
+    """Ctrl-C while Python still loads the CLI, before any command ran: one line, 130
+    (not a traceback from whichever module happened to be importing)."""
+    os.write(2, b"Error: interrupted; nothing was changed\n")
+    os._exit(130)
+
+
+# Only in the `claude-api` program: a service or a test importing this module keeps its own
+# Ctrl-C. main() puts Python's handler back before a command runs.
+if (os.path.basename(sys.argv[0]) in ("claude-api", "__main__.py")
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import click  # noqa: E402  (after the handler: importing click is most of the loading)
 
 from .. import __version__
 from ..errors import ClaudeKeysError
@@ -255,4 +270,5 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cli.main(prog_name="claude-api")
