@@ -1,0 +1,219 @@
+"""The ASGI gate (claude_keys/asgi.py) in a real server: uvicorn in a process of its own,
+httpx clients, the gate in front of a fake Messages API with known usage
+(tests/helpers/asgi.py). On both backends."""
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from claude_keys import AuthManager
+from tests.helpers.asgi import COST_NANOS, MODEL, RECORDED, messages, serving
+from tests.helpers.store import assert_consistent, sql
+
+RECORDED_COLUMNS = ", ".join(["model", *RECORDED])
+
+
+def key(**opts) -> str:
+    return AuthManager().generate_key("gate", rate_limit=opts.pop("rate_limit", None), **opts)
+
+
+def in_flight() -> int:
+    return sql("SELECT count(*) FROM in_flight")[0][0]
+
+
+def usage_rows() -> list:
+    return sql(f"SELECT {RECORDED_COLUMNS}, request_id FROM usage ORDER BY request_id")
+
+
+async def _many(url, requests, *, limit=64):
+    async with httpx.AsyncClient(base_url=url, timeout=60,
+                                 limits=httpx.Limits(max_connections=limit)) as client:
+        return await asyncio.gather(*[client.post("/v1/messages", headers=h, json=b) for h, b in requests])
+
+
+def many(url, requests, **opts) -> list:
+    return asyncio.run(_many(url, requests, **opts))
+
+
+def until(condition, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_fifty_clients_against_ten_a_minute():
+    secret = key(rate_limit=10)
+    with serving() as url:
+        answers = many(url, [messages(url, secret, bearer=i % 2 == 1) for i in range(50)])
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) == 10 and statuses.count(429) == 40
+    for refused in (a for a in answers if a.status_code == 429):
+        body = refused.json()
+        assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+        assert body["error"]["message"].startswith("Rate limit exceeded. Reset in ")
+        assert refused.headers["x-ratelimit-limit"] == "10" and refused.headers["x-ratelimit-remaining"] == "0"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+    allowed = [a for a in answers if a.status_code == 200]
+    assert all(a.json()["usage"]["output_tokens"] == 400 for a in allowed)
+    assert {a.headers["x-ratelimit-limit"] for a in allowed} == {"10"}
+    rows = usage_rows()
+    assert len(rows) == 10 and {r[:-1] for r in rows} == {(MODEL, *RECORDED.values())}
+    assert assert_consistent()[:2] == (10, 10 * 1000)
+
+
+@pytest.mark.parametrize("fake", ["json", "stream", "stream-crlf"])
+def test_usage_recorded_to_the_token(fake):
+    secret = key(max_cost=0.05, monthly_budget=100)  # in flight until settled
+    with serving() as url:
+        answers = many(url, [messages(url, secret, fake, model="claude-sonnet-4-5-20250929") for _ in range(3)])
+        assert until(lambda: len(usage_rows()) == 3)
+    assert [a.status_code for a in answers] == [200] * 3
+    if fake != "json":  # the stream reached the client whole, byte for byte
+        from tests.helpers.asgi import events
+
+        assert all(a.content == events("claude-sonnet-4-5-20250929", crlf=fake == "stream-crlf") for a in answers)
+    # the reply's model, its usage to the token, priced exactly
+    assert {r[:-1] for r in usage_rows()} == {("claude-sonnet-4-5-20250929", *RECORDED.values())}
+    assert sql("SELECT sum(cost_nanos) FROM usage") == [(3 * COST_NANOS,)]
+    assert in_flight() == 0
+    assert_consistent()
+
+
+def test_refusals_in_anthropic_shape():
+    secret = key(max_cost=0.01)
+    AuthManager().revoke_key(key())
+    with serving(env={"GATE_COST": "0.5"}) as url, httpx.Client(base_url=url) as client:
+        missing = client.post("/v1/messages", json={})
+        invalid = client.post("/v1/messages", headers={"x-api-key": "cc_" + "a" * 40}, json={})
+        too_dear = client.post("/v1/messages", headers=messages(url, secret)[0], json={})
+        # x-api-key comes before Authorization
+        first = client.post("/v1/messages", headers={"x-api-key": "wrong", "authorization": f"Bearer {secret}"})
+        health = client.get("/health")
+    assert (missing.status_code, missing.json()) == (401, {"type": "error", "error": {
+        "type": "authentication_error", "message": "Missing Authorization header"}})
+    assert (invalid.status_code, invalid.json()["error"]) == (401, {"type": "authentication_error",
+                                                                    "message": "Invalid API key"})
+    assert too_dear.status_code == 403 and too_dear.json()["error"]["type"] == "permission_error"
+    assert first.status_code == 401
+    assert health.status_code == 200  # a public path needs no key
+    assert usage_rows() == [] and in_flight() == 0
+
+
+def test_upstream_error_and_failing_app_leave_nothing_in_flight():
+    secret = key(max_cost=0.05, max_concurrent=5)
+    with serving() as url:
+        answers = many(url, [messages(url, secret, "error"), messages(url, secret, "raise"),
+                             messages(url, secret, "error")])
+        assert [a.status_code for a in answers] == [500, 500, 500]
+        assert answers[0].json()["error"]["type"] == "api_error"  # the app's own answer, untouched
+        assert until(lambda: in_flight() == 0)
+        assert many(url, [messages(url, secret)])[0].status_code == 200  # nothing held
+    assert len(usage_rows()) == 1 and in_flight() == 0
+
+
+def test_a_client_leaving_mid_stream_leaves_nothing_in_flight():
+    secret = key(max_cost=0.05, monthly_budget=100)
+    with serving() as url:
+        headers, body = messages(url, secret, "slow-stream")
+        with httpx.Client(base_url=url, timeout=30) as client:
+            with client.stream("POST", "/v1/messages", headers=headers, json=body) as streaming:
+                chunks = streaming.iter_bytes()
+                assert b"message_start" in b"".join(next(chunks) for _ in range(60))
+                assert in_flight() == 1  # mid-stream: in flight
+        # the client has gone with 10 s of stream left
+        assert until(lambda: in_flight() == 0, within=5)
+        time.sleep(0.3)
+        assert usage_rows() == []
+    assert in_flight() == 0 and usage_rows() == []
+
+
+def test_a_budget_with_reservations_is_never_passed():
+    # Each request reserves its key's maximum per task ($0.01) and costs $0.009156: the
+    # $0.05 budget holds five, whatever order 30 clients arrive and settle in.
+    secret = key(max_cost=0.01, total_budget=0.05)
+    with serving() as url:
+        answers = many(url, [messages(url, secret, "stream" if i % 2 else "json") for i in range(30)])
+        statuses = [a.status_code for a in answers]
+        assert statuses.count(200) == 5 and statuses.count(429) == 25
+        refused = next(a for a in answers if a.status_code == 429).json()
+        assert refused["type"] == "error" and refused["error"]["type"] == "rate_limit_error"
+        assert "budget exceeded" in refused["error"]["message"]
+        assert until(lambda: in_flight() == 0)
+        assert many(url, [messages(url, secret)])[0].status_code == 429  # spent is spent
+    spent = sql("SELECT sum(cost_nanos) FROM usage")[0][0]
+    assert spent == 5 * COST_NANOS <= 50_000_000
+
+
+@contextmanager
+def store_held_busy(store_backend, target):
+    """Another connection holding what a rate-limited key's slot writes to."""
+    if store_backend == "sqlite":
+        other = sqlite3.connect(target, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        return
+    import psycopg
+
+    with psycopg.connect(target) as other:
+        other.execute("LOCK TABLE rate_windows IN EXCLUSIVE MODE")
+        yield
+        other.rollback()
+
+
+def test_the_loop_answers_while_the_store_is_slow(store_backend, isolated):
+    secret = key(rate_limit=1000)
+    with serving(env={"GATE_TIMEOUT": "4"}) as url:
+        many(url, [messages(url, secret)])  # the key's rate window exists
+        answers = []
+        with store_held_busy(store_backend, isolated):
+            # more waiting requests than the gate has workers (10)
+            waiting = threading.Thread(target=lambda: answers.extend(
+                many(url, [messages(url, secret) for _ in range(16)])))
+            waiting.start()
+            time.sleep(0.5)
+            latencies = []
+            for _ in range(10):
+                started = time.monotonic()
+                assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.1)
+            assert waiting.is_alive()  # the gated requests were still waiting meanwhile
+        waiting.join(30)
+    assert max(latencies) < 0.5, latencies
+    statuses = {a.status_code for a in answers}
+    assert len(answers) == 16 and statuses <= {200, 503}
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["error"]["type"] == "api_error"
+    assert in_flight() == 0
+
+
+def test_event_loop_lag_under_two_hundred_requests(capsys):
+    secret = key(max_cost=0.05, monthly_budget=100)  # the full admission: a transaction, a settle
+    with serving() as url:
+        many(url, [messages(url, secret) for _ in range(10)])  # warm
+        httpx.get(f"{url}/lag?reset")
+        started = time.monotonic()
+        answers = many(url, [messages(url, secret, "stream" if i % 2 else "json") for i in range(200)],
+                       limit=200)
+        elapsed = time.monotonic() - started
+        worst = httpx.get(f"{url}/lag").json()["worst_s"]
+        assert until(lambda: len(usage_rows()) == 210)
+    assert [a.status_code for a in answers] == [200] * 200
+    with capsys.disabled():
+        print(f"\n  200 concurrent requests in {elapsed:.2f} s; the event loop's longest stall: "
+              f"{worst * 1000:.1f} ms")
+    assert worst < 0.5  # loose (a shared 2-core machine); one blocking store call would stall it for its whole wait
+    assert in_flight() == 0
