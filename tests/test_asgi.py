@@ -217,3 +217,23 @@ def test_event_loop_lag_under_two_hundred_requests(capsys):
               f"{worst * 1000:.1f} ms")
     assert worst < 0.5  # loose (a shared 2-core machine); one blocking store call would stall it for its whole wait
     assert in_flight() == 0
+
+
+def test_the_example_gateway():
+    """examples/gateway.py in front of the fake upstream: streams pass through whole, and
+    usage is recorded from them."""
+    from tests.conftest import CHECKOUT
+    from tests.helpers.asgi import events
+
+    secret = key(max_cost=0.05, monthly_budget=100)
+    with serving("tests.helpers.asgi:upstream") as upstream, \
+            serving("gateway:app", app_dir=str(CHECKOUT / "examples"),
+                    env={"ANTHROPIC_BASE_URL": upstream, "ANTHROPIC_API_KEY": "upstream-secret"}) as url:
+        answers = many(url, [messages(url, secret, fake) for fake in ("json", "stream", "error")])
+        refused = many(url, [messages(url, "cc_" + "x" * 40)])[0]
+        assert until(lambda: len(usage_rows()) == 2)
+    assert [a.status_code for a in answers] == [200, 200, 500]
+    assert answers[1].content == events() and answers[1].headers["content-type"].startswith("text/event-stream")
+    assert refused.status_code == 401 and refused.json()["error"]["message"] == "Invalid API key"
+    assert {r[:-1] for r in usage_rows()} == {(MODEL, *RECORDED.values())}
+    assert in_flight() == 0

@@ -3,7 +3,7 @@ Messages API (JSON or a server-sent-event stream) with known usage, the gate in 
 of it, and uvicorn serving that in a process of its own on 127.0.0.1 (a free port),
 which dies with the test.
 
-The fake's behaviour is chosen per request by the `x-fake` header: `json` (default),
+The fake's behaviour is chosen per request by the body's `fake` field: `json` (default),
 `stream`, `stream-crlf` (the same events with CRLF line ends), `slow-stream` (an event
 every 50 ms for 10 s), `error` (a 500 in Anthropic's error shape), `raise` (the app
 raises). It also answers `/health`, and `/lag`: the longest the event loop stalled since
@@ -111,7 +111,7 @@ def upstream():
                 break
         asked = json.loads(body or b"{}")
         model = asked.get("model", MODEL)
-        fake = dict(scope["headers"]).get(b"x-fake", b"json").decode()
+        fake = asked.get("fake", "json")
         if fake == "error":
             return await _send_json(send, 500, {"type": "error", "error": {"type": "api_error",
                                                                            "message": "Internal server error"}})
@@ -150,15 +150,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(factory: str = "tests.helpers.asgi:gated", env: dict | None = None, wait: float = 30.0):
-    """uvicorn serving `factory` in a process that dies with this one; yields its URL."""
+def serving(factory: str = "tests.helpers.asgi:gated", env: dict | None = None, wait: float = 30.0,
+            app_dir: str | None = None):
+    """uvicorn serving the app `factory` makes (with `app_dir`: the app itself, from that
+    folder) in a process that dies with this one; yields its URL."""
     import httpx
 
     from tests.helpers.processes import dies_with_this_process
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", factory, *(["--app-dir", app_dir] if app_dir else ["--factory"]), "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--no-access-log"],
         env={**os.environ, **(env or {})}, preexec_fn=dies_with_this_process())
     url = f"http://127.0.0.1:{port}"
@@ -186,6 +188,6 @@ def serving(factory: str = "tests.helpers.asgi:gated", env: dict | None = None, 
 def messages(url: str, key: str, fake: str = "json", *, bearer: bool = False, **body):
     """(headers, body) of a Messages request with `key`."""
     headers = {"authorization": f"Bearer {key}"} if bearer else {"x-api-key": key}
-    headers.update({"anthropic-version": "2023-06-01", "x-fake": fake})
-    return headers, {"model": MODEL, "max_tokens": 1024,
-                     "messages": [{"role": "user", "content": "Hello, Claude"}], **body}
+    headers["anthropic-version"] = "2023-06-01"
+    return headers, {"model": MODEL, "max_tokens": 1024, "messages": [{"role": "user", "content": "Hello, Claude"}],
+                     "stream": "stream" in fake, "fake": fake, **body}
