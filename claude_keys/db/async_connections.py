@@ -46,7 +46,10 @@ class Workers:
         if free is None:
             free = self._free[loop] = asyncio.Semaphore(self.size)
         try:
-            await asyncio.wait_for(free.acquire(), self.wait)
+            if free.locked():  # (else acquiring takes no wait, and no timer is needed)
+                await asyncio.wait_for(free.acquire(), self.wait)
+            else:
+                await free.acquire()
         except asyncio.TimeoutError:
             raise StoreError(f"the store {self.location} is unavailable: every one of this process's "
                              f"{self.size} connections stayed busy for {self.wait:g} s; try again") from None
