@@ -249,18 +249,25 @@ class _Life:
         self.status = None
         self.usage: _Usage | None = None
         self.complete = False  # the reply's last byte was handed to the server
-        self.over = False  # settled or released already
+        self.ending = None  # the task that settles or releases it (once)
         self.gone = asyncio.Event()  # the client went away (told to the app's receive)
 
     def started(self, message: dict) -> dict:
         self.status = message["status"]
         headers = list(message.get("headers") or ())
-        content_type = b""
+        content_type, encoded = b"", False
         for name, value in headers:
-            if name.lower() == b"content-type":
+            name = name.lower()
+            if name == b"content-type":
                 content_type = value.lower()
+            elif name == b"content-encoding" and value.lower() != b"identity":
+                encoded = True
         if self.status < 400:
-            self.usage = _Usage(content_type)
+            if encoded:  # compressed inside the gate: compress outside it (GZip(KeyGate(app)))
+                log.warning("claude_keys: a compressed reply: its usage cannot be read, the request is "
+                            "released; put compression outside the gate")
+            else:
+                self.usage = _Usage(content_type)
         present = {name.lower() for name, _ in headers}
         headers += [h for h in _rate_headers(self.decision) if h[0] not in present]
         return {**message, "headers": headers}
@@ -284,10 +291,14 @@ class _Life:
             await self.end(settle=False)
 
     async def end(self, *, settle: bool) -> None:
-        """Settle from the reply's usage, or release; once, whatever calls it first."""
-        if self.over:
-            return
-        self.over = True
+        """Settle from the reply's usage, or release: once, whichever asks first (a
+        disconnect, or the app's end). Shielded: a caller cancelled meanwhile (the
+        watcher, when the app ends) does not stop it half-way."""
+        if self.ending is None:
+            self.ending = asyncio.ensure_future(self._end(settle))
+        await asyncio.shield(self.ending)
+
+    async def _end(self, settle: bool) -> None:
         decision = self.decision
         found = self.usage.found() if settle and self.complete and self.usage is not None else None
         try:

@@ -232,8 +232,39 @@ def test_the_example_gateway():
         answers = many(url, [messages(url, secret, fake) for fake in ("json", "stream", "error")])
         refused = many(url, [messages(url, "cc_" + "x" * 40)])[0]
         assert until(lambda: len(usage_rows()) == 2)
+        headers, body = messages(url, secret, "slow-stream")
+        with httpx.Client(base_url=url, timeout=30) as client:  # a client leaving mid-stream
+            with client.stream("POST", "/v1/messages", headers=headers, json=body) as streaming:
+                chunks = streaming.iter_bytes()
+                assert b"message_start" in b"".join(next(chunks) for _ in range(40))
+                assert in_flight() == 1
+        assert until(lambda: in_flight() == 0, within=5)
     assert [a.status_code for a in answers] == [200, 200, 500]
     assert answers[1].content == events() and answers[1].headers["content-type"].startswith("text/event-stream")
     assert refused.status_code == 401 and refused.json()["error"]["message"] == "Invalid API key"
     assert {r[:-1] for r in usage_rows()} == {(MODEL, *RECORDED.values())}
     assert in_flight() == 0
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("crlf", [False, True])
+def test_usage_read_from_a_stream_however_it_is_cut(crlf):
+    import random
+
+    from claude_keys.asgi import _Usage
+    from tests.helpers.asgi import events
+
+    stream = events("claude-opus-4-1", crlf=crlf, deltas=50)
+    expected = {"input_tokens": 1000, "output_tokens": 400, "cache_read_tokens": 70, "cache_write_tokens": 20,
+                "cache_write_1h_tokens": 10, "model": "claude-opus-4-1"}
+    longest = max(len(event) for event in stream.replace(b"\r", b"").split(b"\n\n"))
+    cuts = random.Random(19)
+    for _ in range(200):
+        usage, at = _Usage(b"text/event-stream"), 0
+        while at < len(stream):
+            size = cuts.choice([1, 2, 3, 50, 400])
+            usage.feed(stream[at:at + size])
+            at += size
+            assert len(usage.tail) <= longest + 2  # only the event being received is kept (and its end so far)
+        assert usage.found() == expected
+    assert _Usage(b"text/event-stream").found() is None  # no usage: released
