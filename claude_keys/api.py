@@ -161,7 +161,8 @@ class AsyncKeyStore:
     each runs in one of a bounded set of worker threads (db/async_connections.py), as
     many as the connections this process may hold (`pool_size`). Same arguments, same
     answers, same errors as KeyStore's; `check` answers 503 when no worker is free
-    within `timeout`, as when the store does not answer."""
+    within `timeout`, as when the store does not answer (`record_usage` and `release`
+    wait their turn: they end requests already served)."""
 
     def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
         from .db.async_connections import Workers
@@ -181,11 +182,11 @@ class AsyncKeyStore:
 
     async def record_usage(self, key_id, **usage_) -> usage.Recorded:
         """KeyStore.record_usage, awaitable (the same keyword arguments)."""
-        return await self._workers.run(self._store.record_usage, key_id, **usage_)
+        return await self._workers.run(self._store.record_usage, key_id, bounded=False, **usage_)
 
     async def release(self, request_id) -> bool:
         """KeyStore.release, awaitable."""
-        return await self._workers.run(self._store.release, request_id)
+        return await self._workers.run(self._store.release, request_id, bounded=False)
 
     def close(self) -> None:
         """Let the workers end; their connections close with them."""

@@ -215,7 +215,9 @@ def test_event_loop_lag_under_two_hundred_requests(capsys):
     with capsys.disabled():
         print(f"\n  200 concurrent requests in {elapsed:.2f} s; the event loop's longest stall: "
               f"{worst * 1000:.1f} ms")
-    assert worst < 0.5  # loose (a shared 2-core machine); one blocking store call would stall it for its whole wait
+    # Loose: a shared 2-core machine under load stalls every thread now and then (~0.1-0.4 s seen
+    # at load averages of 25-45); a store call on the loop would stall it for its whole wait.
+    assert worst < 1.0
     assert in_flight() == 0
 
 

@@ -7,8 +7,10 @@ call hands the whole call to a worker, which takes its connection where the thre
 does (db/connections.py: one per thread on SQLite, the process's bounded pool on
 PostgreSQL). The workers are bounded too: as many as the connections one process may
 hold (the pool's size, CLAUDE_API_POOL_SIZE, else 10), so a slow store fills the workers
-and never the event loop. A call waits for a free worker within the store's wait bound,
+and never the event loop. A check waits for a free worker within the store's wait bound,
 like a call waiting for a pooled connection; past it, it is unavailable (StoreError).
+Recording usage and releasing wait their turn however long a burst makes it: they end
+requests already served.
 """
 from __future__ import annotations
 
@@ -39,14 +41,16 @@ class Workers:
             self._pid = os.getpid()
         return self._executor
 
-    async def run(self, fn, /, *args, **kwargs):
-        """fn(*args, **kwargs) in a worker; StoreError when no worker is free within the bound."""
+    async def run(self, fn, /, *args, bounded: bool = True, **kwargs):
+        """fn(*args, **kwargs) in a worker; StoreError when no worker is free within the
+        bound. `bounded=False`: wait for a worker as long as it takes (a request's usage
+        must be recorded after a burst, not lost to it; the call itself is still bounded)."""
         loop = asyncio.get_running_loop()
         free = self._free.get(loop)
         if free is None:
             free = self._free[loop] = asyncio.Semaphore(self.size)
         try:
-            if free.locked():  # (else acquiring takes no wait, and no timer is needed)
+            if bounded and free.locked():  # (else no timer is needed)
                 await asyncio.wait_for(free.acquire(), self.wait)
             else:
                 await free.acquire()
