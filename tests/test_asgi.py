@@ -202,7 +202,8 @@ def test_the_loop_answers_while_the_store_is_slow(store_backend, isolated):
 
 def test_event_loop_lag_under_two_hundred_requests(capsys):
     secret = key(max_cost=0.05, monthly_budget=100)  # the full admission: a transaction, a settle
-    with serving() as url:
+    # (a bound long enough that no check of the burst gives up waiting for a worker)
+    with serving(env={"GATE_TIMEOUT": "30"}) as url:
         many(url, [messages(url, secret) for _ in range(10)])  # warm
         httpx.get(f"{url}/lag?reset")
         started = time.monotonic()
