@@ -135,11 +135,15 @@ def test_a_client_leaving_mid_stream_leaves_nothing_in_flight():
     assert in_flight() == 0 and usage_rows() == []
 
 
-def test_a_budget_with_reservations_is_never_passed():
-    # Each request reserves its key's maximum per task ($0.01) and costs $0.009156: the
-    # $0.05 budget holds five, whatever order 30 clients arrive and settle in.
-    secret = key(max_cost=0.01, total_budget=0.05)
-    with serving() as url:
+@pytest.mark.parametrize("reserved", ["the key's maximum per task", "the cost describe names"])
+def test_a_budget_with_reservations_is_never_passed(reserved):
+    # Each request reserves $0.01 and costs $0.009156: the $0.05 budget holds five,
+    # whatever order 30 clients arrive and settle in.
+    if reserved == "the cost describe names":
+        secret, env = key(total_budget=0.05), {"GATE_COST": "0.01"}
+    else:
+        secret, env = key(max_cost=0.01, total_budget=0.05), {}
+    with serving(env=env) as url:
         answers = many(url, [messages(url, secret, "stream" if i % 2 else "json") for i in range(30)])
         statuses = [a.status_code for a in answers]
         assert statuses.count(200) == 5 and statuses.count(429) == 25
