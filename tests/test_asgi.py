@@ -80,8 +80,11 @@ def test_usage_recorded_to_the_token(fake):
         from tests.helpers.asgi import events
 
         assert all(a.content == events("claude-sonnet-4-5-20250929", crlf=fake == "stream-crlf") for a in answers)
-    # the reply's model, its usage to the token, priced exactly
+    # the reply's model, its usage to the token, priced exactly, under the check's request id
     assert {r[:-1] for r in usage_rows()} == {("claude-sonnet-4-5-20250929", *RECORDED.values())}
+    assert sorted(r[-1] for r in usage_rows()) == sorted(a.headers["x-seen-request-id"] for a in answers)
+    assert len({a.headers["x-seen-request-id"] for a in answers}) == 3  # the app saw each Decision
+    assert {a.headers["x-seen-key-id"] for a in answers} == {sql("SELECT id FROM keys")[0][0]}
     assert sql("SELECT sum(cost_nanos) FROM usage") == [(3 * COST_NANOS,)]
     assert in_flight() == 0
     assert_consistent()

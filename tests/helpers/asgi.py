@@ -73,10 +73,18 @@ class Lag:
             self.worst = max(self.worst, loop.time() - before - 0.005)
 
 
-async def _send_json(send, status: int, data) -> None:
+def _seen(scope) -> list:
+    """Headers saying what the app was told of the request: the gate's Decision."""
+    decision = (scope.get("state") or {}).get("claude_keys")
+    if decision is None:
+        return []
+    return [(b"x-seen-key-id", decision.key_id.encode()), (b"x-seen-request-id", decision.request_id.encode())]
+
+
+async def _send_json(send, status: int, data, headers=()) -> None:
     body = json.dumps(data).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json")]})
+                "headers": [(b"content-type", b"application/json"), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -118,9 +126,9 @@ def upstream():
         if fake == "raise":
             raise RuntimeError("the upstream app failed")
         if fake == "json":
-            return await _send_json(send, 200, reply(model))
+            return await _send_json(send, 200, reply(model), _seen(scope))
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *_seen(scope)]})
         slow = fake == "slow-stream"
         stream = events(model, crlf=fake == "stream-crlf", deltas=200 if slow else 3)
         for i in range(0, len(stream), CHUNK):
