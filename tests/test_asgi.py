@@ -141,20 +141,23 @@ def test_a_client_leaving_mid_stream_leaves_nothing_in_flight():
 @pytest.mark.parametrize("reserved", ["the key's maximum per task", "the cost describe names"])
 def test_a_budget_with_reservations_is_never_passed(reserved):
     # Each request reserves $0.01 and costs $0.009156: the $0.05 budget holds five,
-    # whatever order 30 clients arrive and settle in.
+    # whatever order 30 clients arrive and settle in. (Its prompt and max_tokens are the
+    # fake's usage, so that a reservation priced from the request itself, 1,001 input
+    # tokens estimated and 450 out = $0.009753, is as tight and holds five too.)
     if reserved == "the cost describe names":
         secret, env = key(total_budget=0.05), {"GATE_COST": "0.01"}
     else:
         secret, env = key(max_cost=0.01, total_budget=0.05), {}
+    asked = {"max_tokens": 450, "messages": [{"role": "user", "content": "x" * 4000}]}
     with serving(env=env) as url:
-        answers = many(url, [messages(url, secret, "stream" if i % 2 else "json") for i in range(30)])
+        answers = many(url, [messages(url, secret, "stream" if i % 2 else "json", **asked) for i in range(30)])
         statuses = [a.status_code for a in answers]
         assert statuses.count(200) == 5 and statuses.count(429) == 25
         refused = next(a for a in answers if a.status_code == 429).json()
         assert refused["type"] == "error" and refused["error"]["type"] == "rate_limit_error"
         assert "budget exceeded" in refused["error"]["message"]
         assert until(lambda: in_flight() == 0)
-        assert many(url, [messages(url, secret)])[0].status_code == 429  # spent is spent
+        assert many(url, [messages(url, secret, **asked)])[0].status_code == 429  # spent is spent
     spent = sql("SELECT sum(cost_nanos) FROM usage")[0][0]
     assert spent == 5 * COST_NANOS <= 50_000_000
 
