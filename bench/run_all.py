@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import asgi  # noqa: E402
 import cold_cli  # noqa: E402
 import concurrency  # noqa: E402
 import import_speed  # noqa: E402
@@ -33,6 +34,7 @@ def main(smoke: bool) -> None:
         import_speed.main(records=3000, log_mb=(1,))
         concurrency.main(processes=2, seconds=0.5, rounds=1)
         postgres.main(seconds=0.4, processes=2, rounds=1)
+        asgi.main(seconds=0.3, rounds=1)
     else:
         cold_cli.main()
         request_path.main()
@@ -41,6 +43,7 @@ def main(smoke: bool) -> None:
         import_speed.main()
         concurrency.main()
         postgres.main()
+        asgi.main()
 
 
 if __name__ == "__main__":

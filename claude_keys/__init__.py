@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "KeyStore": "api",
+    "AsyncKeyStore": "api",
     "AuthManager": "api",
     "PermissionManager": "api",
     "Decision": "gate",

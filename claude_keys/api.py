@@ -23,7 +23,7 @@ from .errors import ClaudeKeysError, InvalidInput, StoreError, TryAgain
 from .profiles import LIST_FIELDS, UNLIMITED
 from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds
 
-__all__ = ["KeyStore", "AuthManager", "PermissionManager"]
+__all__ = ["KeyStore", "AsyncKeyStore", "AuthManager", "PermissionManager"]
 
 
 def _store_call(*, writes: bool):
@@ -153,6 +153,51 @@ class KeyStore(_StoreClient):
         """End a request in flight without usage (its work failed): its place and its
         reserved cost are given back. False if it was not in flight any more."""
         return usage.release(conn, request_id)
+
+
+class AsyncKeyStore:
+    """KeyStore's calls, awaitable, for an `async def` service: `await check(...)`, then
+    `await record_usage(...)` or `await release(...)`. They never block the event loop:
+    each runs in one of a bounded set of worker threads (db/async_connections.py), as
+    many as the connections this process may hold (`pool_size`). Same arguments, same
+    answers, same errors as KeyStore's; `check` answers 503 when no worker is free
+    within `timeout`, as when the store does not answer (`record_usage` and `release`
+    wait their turn: they end requests already served)."""
+
+    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
+        from .db.async_connections import Workers
+        from .db.connections import pool_size as default_size
+
+        self._store = KeyStore(db, timeout=timeout, pool_size=pool_size)
+        self.path, self.timeout = self._store.path, self._store.timeout
+        self._workers = Workers(default_size(pool_size), self.timeout, self._store._connections.location)
+
+    async def check(self, headers=None, **asked) -> gate.Decision:
+        """KeyStore.check, awaitable (the same keyword arguments: key, tool, agent, skill,
+        cost, dry_run, query, and whatever KeyStore.check takes)."""
+        try:
+            return await self._workers.run(self._store.check, headers, **asked)
+        except StoreError as e:  # no worker was free within the bound
+            return gate.unavailable(str(e))
+
+    async def record_usage(self, key_id, **usage_) -> usage.Recorded:
+        """KeyStore.record_usage, awaitable (the same keyword arguments)."""
+        return await self._workers.run(self._store.record_usage, key_id, bounded=False, **usage_)
+
+    async def release(self, request_id) -> bool:
+        """KeyStore.release, awaitable."""
+        return await self._workers.run(self._store.release, request_id, bounded=False)
+
+    def close(self) -> None:
+        """Let the workers end; their connections close with them."""
+        self._workers.close()
+        self._store.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.close()
 
 
 class AuthManager(_StoreClient):
