@@ -23,6 +23,9 @@ MAX_ENTRIES = 32  # metadata entries of one key
 # as a JSON field; never an option's dash or a dot first.
 META_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 LEVEL_PREFIX = "meta."  # `--by meta.KEY`
+# The group, in human tables, of usage without a key or whose key has no such label
+# (null in JSON, empty in CSV).
+NONE_SHOWN = "(none)"
 
 
 def check_owner(value) -> str | None:
