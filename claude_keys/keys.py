@@ -190,8 +190,6 @@ class Created:
             "created_at": iso_s(self.row["created_at"]),
             "expires_at": iso_s(self.row["expires_at"]),
             "stored_in_keyring": self.stored_in_keyring,
-            "owner": self.row["owner"],
-            "metadata": labels.decode(self.row["metadata"]),
         }
 
 
