@@ -35,7 +35,7 @@ def keys() -> None:
 Examples:
   claude-api keys create --project-id webshop --profile pro --name ci
   claude-api keys create --project-id ci --monthly-budget 50 --expires-in 90d
-  claude-api keys create --project-id search --owner ana@example.com --meta team=search
+  claude-api keys create --project-id search --owner ana --meta team=search
   claude-api keys create --project-id webshop --no-keyring -q > key.txt""")
 @click.option("--project-id", required=True, type=Project(), help="The project the key belongs to.")
 @click.option("--profile", type=Profile(), default="enterprise", show_default=True,
