@@ -302,15 +302,16 @@ def _audited(row) -> dict:
 def list_keys(conn, *, project_id=None, profile=None, status_filter="all", owner=None,
               metadata=()) -> list[dict]:
     """Keys in the order they were made; `status_filter` is one of STATUSES or "all".
-    `owner`: only keys with this owner ('': without one); `metadata`: (key, value) pairs that must all
-    match (a value of None: keys without that key). Metadata is matched here, not in
-    SQL: a list of keys is small, and JSON in SQL is not one language on both backends."""
+    `owner`: only keys with this owner ('': keys without one); `metadata`: (key, value)
+    pairs that must all match (a value of None: keys without that key). Metadata is
+    matched here, not in SQL: a list of keys is small, and JSON in SQL is not one
+    language on both backends."""
     want_meta = [(labels.check_key(k), v) for k, v in metadata]
     where, params = [], []
-    if owner is not None:  # '' (or None in a filter's own words): keys without an owner
-        owner = labels.check_owner(owner)
+    if owner is not None:
+        owner = labels.check_owner(owner)  # '' -> None
         where.append("owner IS NULL" if owner is None else "owner = ?")
-        params.extend([owner] if owner is not None else [])
+        params += [] if owner is None else [owner]
     if project_id is not None:
         where.append("project_id = ?")
         params.append(project_id)
