@@ -246,10 +246,12 @@ def test_import_labels_the_keys_it_makes():
     assert [k["owner"] for k in again] == ["ops", "ops"] and not any(k["imported"] for k in again)
 
 
-def test_backup_carries_them(tmp_path):
+@pytest.mark.parametrize("how", ["backup", "copy"])
+def test_backup_and_copy_carry_them(tmp_path, how, store_target):
     key = create("--owner", "ana", "--meta", "team=search")
-    target = tmp_path / "backup.db"
-    assert cli("db", "backup", target).exit_code == 0
+    target = tmp_path / f"{how}.db"
+    r = cli("db", how, target) if how == "backup" else cli("db", "copy", store_target, target)
+    assert r.exit_code == 0, r
     rows = json.loads(proc("keys", "list", "--json", "--db", target).stdout)
     assert [(k["id"], k["owner"], k["metadata"]) for k in rows] == [(key["id"], "ana", {"team": "search"})]
 
@@ -344,3 +346,29 @@ def test_report_tables_name_the_none_group(labelled_usage):
 @pytest.mark.parametrize("by", ["owner,owner", "meta.,day", "meta.a b", "meta.-x", "owners", "meta"])
 def test_bad_levels_are_refused(by):
     one_error_line(cli("usage", "summary", "--by", by), 2, "--by")
+
+
+# -- the schema step ----------------------------------------------------------------------------
+
+@pytest.mark.sqlite_only  # the step itself runs on PostgreSQL in every [postgres] test's new store
+def test_a_store_from_before_the_step_gets_empty_labels(tmp_path):
+    import sqlite3
+
+    from claude_keys.db import migrations, sqlite as sqlite_backend
+
+    db = tmp_path / "before.db"
+    conn = sqlite3.connect(db, isolation_level=None, factory=sqlite_backend.Connection)
+    conn.execute("PRAGMA journal_mode=WAL")
+    steps, found = migrations.sqlite_migrations(conn)
+    steps.apply(found, stop_before="m008_owners_and_metadata")
+    migrations._install_sqlite(conn)
+    conn.execute(f"PRAGMA user_version={[s.__name__ for s in migrations.STEPS].index('m008_owners_and_metadata')}")
+    conn.execute("INSERT INTO keys (id, digest, hint, project_id, profile, created_at, lineage, seq) "
+                 "VALUES ('aaaaaaaaaaa1', x'00', 'cc_x…', 'web', 'pro', 1767225600, 'aaaaaaaaaaa1', 1)")
+    assert not {"owner", "metadata"} & {r[1] for r in conn.execute("PRAGMA table_info(keys)")}
+    conn.close()
+    rows = cli("--db", db, "keys", "list", "--json").json()
+    assert [(k["id"], k["owner"], k["metadata"]) for k in rows] == [("aaaaaaaaaaa1", None, {})]
+    assert cli("--db", db, "keys", "edit", "aaaaaaaaaaa1", "--owner", "ana", "--meta", "team=web").exit_code == 0
+    assert listed("--db", db, "--owner", "ana", "--meta", "team=web") == ["aaaaaaaaaaa1"]
+    assert json.loads(proc("--db", db, "db", "check", "--json").stdout)["ok"]
