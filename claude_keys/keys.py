@@ -322,7 +322,7 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all", owner
     now = conn.now_s()
     out = [public(r, now) for r in _rows(conn, sql + " ORDER BY seq", params)]
     if want_meta:
-        out = [k for k in out if labels.matches(k["owner"], k["metadata"], want_meta=want_meta)]
+        out = [k for k in out if labels.has_entries(k["metadata"], want_meta)]
     if status_filter != "all":
         out = [k for k in out if k["status"] == status_filter]
     return out

@@ -101,12 +101,10 @@ def decode(stored) -> dict:
     return found if isinstance(found, dict) else {}
 
 
-def matches(owner: str | None, metadata: dict, *, want_owner=None, want_meta=()) -> bool:
-    """A key's owner and metadata against `keys list --owner O --meta K=V` (all must
-    match; K= matches keys without K)."""
-    if want_owner is not None and owner != want_owner:
-        return False
-    return all(metadata.get(k) == v for k, v in want_meta)
+def has_entries(metadata: dict, wanted) -> bool:
+    """A key's metadata against `keys list --meta K=V ...`: every (K, V) matches; a V of
+    None matches keys without K."""
+    return all(metadata.get(k) == v for k, v in wanted)
 
 
 def text(metadata: dict) -> str:
