@@ -17,6 +17,7 @@ import cold_cli  # noqa: E402
 import concurrency  # noqa: E402
 import import_speed  # noqa: E402
 import keys_scale  # noqa: E402
+import labels_report  # noqa: E402
 import postgres  # noqa: E402
 import reports_scale  # noqa: E402
 import request_path  # noqa: E402
@@ -31,6 +32,7 @@ def main(smoke: bool) -> None:
         request_path.main(seconds=0.2)
         keys_scale.main(many=300, runs=2, seconds=0.4)
         reports_scale.main(sizes=(300, 3000), runs=1)
+        labels_report.main(size=3000, runs=1)
         import_speed.main(records=3000, log_mb=(1,))
         concurrency.main(processes=2, seconds=0.5, rounds=1)
         postgres.main(seconds=0.4, processes=2, rounds=1)
@@ -40,6 +42,7 @@ def main(smoke: bool) -> None:
         request_path.main()
         keys_scale.main()
         reports_scale.main()
+        labels_report.main()
         import_speed.main()
         concurrency.main()
         postgres.main()

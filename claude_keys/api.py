@@ -208,9 +208,9 @@ class AuthManager(_StoreClient):
                      **opts) -> str:
         """Create a key and return its secret. Options: name, max_cost, monthly_budget,
         total_budget (USD), max_concurrent, expires_in (seconds or "30d"), use_keyring
-        (default True)."""
+        (default True), owner (text), metadata (a dict of text to text)."""
         unknown = set(opts) - {"name", "max_cost", "monthly_budget", "total_budget", "max_concurrent",
-                               "expires_in", "use_keyring"}
+                               "expires_in", "use_keyring", "owner", "metadata"}
         if unknown:
             raise InvalidInput(f"unknown options: {', '.join(sorted(unknown))}")
         check_flag(opts.get("use_keyring", True), "use_keyring")
@@ -228,7 +228,8 @@ class AuthManager(_StoreClient):
             expires_in = parse_seconds(expires_in, "expires_in")
         created = keys.create(conn, project_id, profile=profile, name=opts.get("name"),
                               overrides=overrides, expires_in=expires_in,
-                              use_keyring=opts.get("use_keyring", True))
+                              use_keyring=opts.get("use_keyring", True), owner=opts.get("owner"),
+                              metadata=opts.get("metadata"))
         return created.secret
 
     @_reads

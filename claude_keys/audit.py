@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+from . import labels
 from .values import Usd, iso_ms, iso_s, now_ms
 
 _actor: str | None = None
@@ -92,6 +93,10 @@ def present(stored: dict | None) -> dict | None:
         return None
     out = {}
     for name, value in stored.items():
+        if name == "metadata":  # an entry per metadata key, so a change names the keys it touched
+            for key, text in _metadata(value).items():
+                out[f"meta.{key}"] = text
+            continue
         if name in _LISTS and isinstance(value, str):
             try:
                 value = json.loads(value)
@@ -108,6 +113,16 @@ def present(stored: dict | None) -> dict | None:
             value = "unlimited"
         out[name] = value
     return out
+
+
+def _metadata(value) -> dict:
+    """Metadata as a snapshot holds it: a dict (edits), or the stored JSON text (a key's row)."""
+    if isinstance(value, dict):
+        return value
+    try:
+        return labels.decode(value)
+    except ValueError:
+        return {}
 
 
 def is_money(field: str) -> bool:

@@ -17,7 +17,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import audit, profiles, vault
+from . import audit, labels, profiles, vault
 from . import secret as fmt
 from .errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
 from .db import write
@@ -75,6 +75,8 @@ def public(row, now: int) -> dict:
         "created_at": iso_s(row["created_at"]),
         "last_used_at": iso_s(row["last_used_at"]),
         "expires_at": iso_s(stops_at(row) if state == "retiring" else row["expires_at"]),
+        "owner": row["owner"],
+        "metadata": labels.decode(row["metadata"]),
     }
 
 
@@ -218,14 +220,18 @@ def create(
     overrides: dict | None = None,
     expires_in: int | None = None,
     use_keyring: bool = True,
+    owner: str | None = None,
+    metadata: dict | None = None,
 ) -> Created:
     """Create a key: generate the secret, keep it in the keyring, store its digest.
 
-    `overrides` maps override columns (profiles.OVERRIDE_FIELDS) to values.
+    `overrides` maps override columns (profiles.OVERRIDE_FIELDS) to values; `owner`
+    and `metadata` (text to text) label it (claude_keys/labels.py).
     """
     check_text(project_id, "project id")
     if name is not None:
         check_text(name, "name", allow_empty=True)
+    labelled = _labels(owner, metadata)
     profile = profiles.check_profile(profile)
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(profiles.OVERRIDE_FIELDS)
@@ -239,7 +245,7 @@ def create(
             now = conn.now_s()
             row = _insert(conn, key_id, secret, project_id, name, profile, overrides,
                           created_at=now, expires_at=None if expires_in is None else now + expires_in,
-                          in_keyring=in_keyring, lineage=key_id, rotated_from=None)
+                          in_keyring=in_keyring, lineage=key_id, rotated_from=None, **labelled)
             audit.record(conn, "create", key_id, None, _audited(row))
     except BaseException:
         if in_keyring:
@@ -248,8 +254,15 @@ def create(
     return Created(secret, row, in_keyring, warning)
 
 
+def _labels(owner, metadata) -> dict:
+    """A new key's owner and metadata columns, checked (None: none)."""
+    return {"owner": None if owner is None else labels.check_owner(owner),
+            "metadata": labels.encode(labels.check_metadata(metadata))}
+
+
 def _insert(conn, key_id, token, project_id, name, profile, overrides, *, created_at,
-            expires_at, in_keyring, lineage, rotated_from, source="generated"):
+            expires_at, in_keyring, lineage, rotated_from, source="generated", owner=None,
+            metadata=None):
     columns = {
         "id": key_id,
         "digest": fmt.digest(token),
@@ -263,6 +276,8 @@ def _insert(conn, key_id, token, project_id, name, profile, overrides, *, create
         "expires_at": expires_at,
         "lineage": lineage,
         "rotated_from": rotated_from,
+        "owner": owner,
+        "metadata": metadata,  # as stored: labels.encode
         # Its place in the order keys were made (the caller holds the write lock).
         "seq": conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM keys").fetchone()[0],
         **{f: overrides.get(f) for f in profiles.OVERRIDE_FIELDS},
@@ -284,9 +299,19 @@ def _audited(row) -> dict:
     return {k: row[k] for k in row.keys() if k not in ("digest", "seq")}
 
 
-def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> list[dict]:
-    """Keys in the order they were made; `status_filter` is one of STATUSES or "all"."""
+def list_keys(conn, *, project_id=None, profile=None, status_filter="all", owner=None,
+              metadata=()) -> list[dict]:
+    """Keys in the order they were made; `status_filter` is one of STATUSES or "all".
+    `owner`: only keys with this owner ('': keys without one); `metadata`: (key, value)
+    pairs that must all match (a value of None: keys without that key). Metadata is
+    matched here, not in SQL: a list of keys is small, and JSON in SQL is not one
+    language on both backends."""
+    want_meta = [(labels.check_key(k), v) for k, v in metadata]
     where, params = [], []
+    if owner is not None:
+        owner = labels.check_owner(owner)  # '' -> None
+        where.append("owner IS NULL" if owner is None else "owner = ?")
+        params += [] if owner is None else [owner]
     if project_id is not None:
         where.append("project_id = ?")
         params.append(project_id)
@@ -296,6 +321,8 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> li
     sql = "SELECT * FROM keys" + (" WHERE " + " AND ".join(where) if where else "")
     now = conn.now_s()
     out = [public(r, now) for r in _rows(conn, sql + " ORDER BY seq", params)]
+    if want_meta:
+        out = [k for k in out if labels.has_entries(k["metadata"], want_meta)]
     if status_filter != "all":
         out = [k for k in out if k["status"] == status_filter]
     return out
@@ -575,11 +602,18 @@ def enable(conn, key_id: str) -> tuple:
 NO_EXPIRY = -1  # edit(expires_in=NO_EXPIRY): the key never expires
 
 
-def edit(conn, key_id: str, *, name=None, expires_in: int | None = None) -> tuple:
-    """Rename a key, or set when it expires (seconds from now, or NO_EXPIRY), for its
-    whole lineage. Returns (row, changed). A revoked key stays as it is."""
+def edit(conn, key_id: str, *, name=None, expires_in: int | None = None, owner=None,
+         metadata=()) -> tuple:
+    """Rename a key, or set when it expires (seconds from now, or NO_EXPIRY), for the
+    live keys of its lineage; set its owner ('' clears it) or change its metadata
+    ((key, value) pairs in order, a value of None or '' removing the key), for every key
+    of its lineage (labels are the lineage's, so reports attribute all its usage
+    alike). Returns (row, changed). A revoked key stays as it is."""
     if name is not None:
         check_text(name, "name", allow_empty=True)
+    if owner is not None:
+        owner = labels.check_owner(owner) or ""
+    metadata = [(labels.check_key(k), v) for k, v in metadata]
     with _changing(conn, key_id) as (row, now, state):
         if state == "revoked":
             raise ClaudeKeysError(f"key {key_id} is revoked; revocation is final")
@@ -590,11 +624,22 @@ def edit(conn, key_id: str, *, name=None, expires_in: int | None = None) -> tupl
             expires_at = None if expires_in == NO_EXPIRY else now + expires_in
             if expires_at != row["expires_at"]:
                 before["expires_at"], after["expires_at"] = row["expires_at"], expires_at
+        live = dict(after)
+        if owner is not None and (owner or None) != row["owner"]:
+            before["owner"], after["owner"] = row["owner"], owner or None
+        was = labels.decode(row["metadata"])
+        meta = labels.apply(was, metadata)
+        if meta != was:
+            before["metadata"], after["metadata"] = was, meta
         if not after:
             return row, False
-        sets = ", ".join(f"{f} = ?" for f in after)
-        conn.execute(f"UPDATE keys SET {sets} WHERE lineage = ? AND (revoked_at IS NULL OR revoked_at > ?)",
-                     (*after.values(), row["lineage"], now))
+        if live:
+            sets = ", ".join(f"{f} = ?" for f in live)
+            conn.execute(f"UPDATE keys SET {sets} WHERE lineage = ? AND (revoked_at IS NULL OR revoked_at > ?)",
+                         (*live.values(), row["lineage"], now))
+        if "owner" in after or "metadata" in after:
+            conn.execute("UPDATE keys SET owner = ?, metadata = ? WHERE lineage = ?",
+                         (after.get("owner", row["owner"]), labels.encode(meta), row["lineage"]))
         audit.record(conn, "edit", key_id, before, after)
         return get(conn, key_id), True
 
@@ -612,7 +657,8 @@ def _join_reasons(earlier: str | None, reason: str | None) -> str | None:
 
 
 def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple:
-    """A new secret with the same project, name, profile, overrides and expiry. The
+    """A new secret with the same project, name, profile, overrides, expiry, owner and
+    metadata. The
     old key keeps working for `grace` seconds (never past its own expiry)."""
     secret = fmt.new_secret()
     new_id = _new_id(conn)
@@ -631,7 +677,8 @@ def rotate(conn, key_id: str, grace: int, *, use_keyring: bool = True) -> tuple:
             overrides = {f: old[f] for f in profiles.OVERRIDE_FIELDS}
             row = _insert(conn, new_id, secret, old["project_id"], old["name"], old["profile"],
                           overrides, created_at=now, expires_at=old["expires_at"],
-                          in_keyring=in_keyring, lineage=old["lineage"], rotated_from=key_id)
+                          in_keyring=in_keyring, lineage=old["lineage"], rotated_from=key_id,
+                          owner=old["owner"], metadata=old["metadata"])  # the lineage's labels
             ends = now + grace
             conn.execute(
                 "UPDATE keys SET revoked_at = ?, revoked_reason = ?, in_keyring = 0 WHERE id = ?",
@@ -667,15 +714,18 @@ MAX_IMPORT_TOKENS = 100_000  # one import: far more than any service's keys, and
 
 
 def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "enterprise",
-                  name: str | None = None, allow_weak: bool = False) -> tuple[list[Adopted], list[str]]:
+                  name: str | None = None, allow_weak: bool = False, owner: str | None = None,
+                  metadata: dict | None = None) -> tuple[list[Adopted], list[str]]:
     """Adopt existing plaintext tokens (from `API_KEYS`, `AUTH_TOKEN`, …) as keys.
 
     Only their digests are stored, so clients keep working while the tokens themselves
     never reach the store. A token under MIN_TOKEN_LEN characters is refused unless
-    `allow_weak`. Returns the keys and warnings (never naming a token)."""
+    `allow_weak`. `owner` and `metadata` label the keys it makes (a token already stored
+    keeps its own). Returns the keys and warnings (never naming a token)."""
     check_text(project_id, "project id")
     if name is not None:
         check_text(name, "name", allow_empty=True)
+    labelled = _labels(owner, metadata)
     profile = profiles.check_profile(profile)
     if not tokens:
         raise InvalidInput("no tokens given: pipe them in, one per line or comma-separated, "
@@ -709,7 +759,7 @@ def import_tokens(conn, tokens: list[str], project_id: str, *, profile: str = "e
             key_id = _new_id(conn)
             row = _insert(conn, key_id, token, project_id, name, profile, {}, created_at=now,
                           expires_at=None, in_keyring=False, lineage=key_id, rotated_from=None,
-                          source="imported")
+                          source="imported", **labelled)
             audit.record(conn, "import", key_id, None, _audited(row))
             adopted[d] = Adopted(row, True)
     return list(adopted.values()), warnings

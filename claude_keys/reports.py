@@ -9,6 +9,12 @@ inside an hour (a --since/--until at 10:17, or a zone offset like +05:30) from t
 usage rows. Buckets (days, weeks, months) are calendar periods in the
 report's time zone; each piece's rows are summed into the bucket that contains them.
 Reports by session read the per-session roll-up (hourly) instead of the daily ones.
+
+Reports by a key's owner or metadata (`owner`, `meta.KEY`) read by key, exactly as
+reports about keys do, and then sum each key's rows into its label's group: a request
+counts under its key's owner and metadata as they are now (a lineage shares them, so
+an old secret's usage goes with its successor's). Usage without a key, or of a key
+without that label, is the None group ("(none)" in human tables).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import bisect
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from . import labels as key_labels  # (`labels` below: a series' period labels)
 from .errors import InvalidInput
 from .db.rollups import combine, exact_sums
 from .values import LAST_MS, Usd, iso_ms, parse_time
@@ -206,17 +213,38 @@ class Report:
                 yield t, g, (requests, inp, out, read, write_5m + write_1h, cost, unpriced)
 
     def totals(self, *groups: str) -> dict:
-        """Counters over the whole window, per tuple of group values (() when not grouped)."""
+        """Counters over the whole window, per tuple of group values (() when not grouped).
+        A group may be a label level (`owner`, `meta.KEY`; see the module docstring)."""
+        read, regroup = self._labelled(groups)
         out: dict = {}
         for source, lo, hi in _pieces(self.win.since_ms, self.win.until_ms):
-            for _, g, counters in self._read(source, lo, hi, False, groups):
-                _add(out, g, counters)
+            for _, g, counters in self._read(source, lo, hi, False, read):
+                _add(out, regroup(g), counters)
         return out
+
+    def _labelled(self, groups: tuple) -> tuple:
+        """(the groups to read, a function from their values to the asked groups' values):
+        a label level is read as the key, then looked up in the key's owner and metadata."""
+        if not any(key_labels.is_level(g) for g in groups):
+            return groups, lambda g: g
+        read = tuple(dict.fromkeys("key_id" if key_labels.is_level(g) else g for g in groups))
+        by_key = {key_id: (owner, key_labels.decode(meta)) for key_id, owner, meta
+                  in self.conn.execute("SELECT id, owner, metadata FROM keys")}
+        nobody = (None, {})
+
+        def regroup(g):
+            values = dict(zip(read, g))
+            owner, meta = by_key.get(values["key_id"], nobody)
+            return tuple(key_labels.value_of(level, owner, meta) if key_labels.is_level(level) else values[level]
+                         for level in groups)
+
+        return read, regroup
 
     def series(self, kind: str, *groups: str) -> list[tuple[str, tuple, tuple]]:
         """(label, group values, counters) per day, week or month in the window's time
         zone (and per group value), from the first to the last period with usage. Without
         groups, the empty periods between them are included."""
+        groups, regroup = self._labelled(groups)
         since, until = self.win.since_ms, self.win.until_ms
         first, last = self._span(groups)
         if first is None:
@@ -244,7 +272,7 @@ class Report:
         for source, ranges in by_source.items():
             for r_lo, r_hi in _merge(ranges):
                 for t, g, counters in self._read(source, r_lo, r_hi, True, groups):
-                    _add(sums, (bisect.bisect_right(starts, t) - 1, g), counters)
+                    _add(sums, (bisect.bisect_right(starts, t) - 1, regroup(g)), counters)
         filled = sorted(i for i, _ in sums if i >= 0)
         if not filled:
             return []

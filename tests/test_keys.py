@@ -11,7 +11,7 @@ from tests.helpers.run import cli, create, proc, verdict
 CREATE_FIELDS = {"key", "id", "project_id", "name", "profile", "created_at", "expires_at",
                  "stored_in_keyring"}
 LIST_FIELDS = {"id", "name", "project_id", "profile", "status", "hint", "created_at",
-               "last_used_at", "expires_at"}
+               "last_used_at", "expires_at", "owner", "metadata"}  # the last two: issue 17
 
 
 def audit_actions():

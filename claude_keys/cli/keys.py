@@ -13,8 +13,8 @@ import click
 from ..values import counted, iso_s
 from . import warn
 from .options import (
-    FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, Money, Profile, Project, Seconds, Text, json_option,
-    key_argument, live_key_argument, output_options,
+    FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, MetaEntry, Money, Owner, Profile, Project, Seconds, Text,
+    json_option, key_argument, live_key_argument, output_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
@@ -35,6 +35,7 @@ def keys() -> None:
 Examples:
   claude-api keys create --project-id webshop --profile pro --name ci
   claude-api keys create --project-id ci --monthly-budget 50 --expires-in 90d
+  claude-api keys create --project-id search --owner ana --meta team=search
   claude-api keys create --project-id webshop --no-keyring -q > key.txt""")
 @click.option("--project-id", required=True, type=Project(), help="The project the key belongs to.")
 @click.option("--profile", type=Profile(), default="enterprise", show_default=True,
@@ -46,12 +47,15 @@ Examples:
 @click.option("--total-budget", type=Money(), help="Spending limit over the key's whole life, USD.")
 @click.option("--max-concurrent", type=Count(), help="Requests in flight at once.")
 @click.option("--expires-in", type=Duration(), help="Lifetime, e.g. 90s, 12h, 30d, 2w.")
+@click.option("--owner", type=Owner(), help="Who answers for the key (a person, team or service).")
+@click.option("--meta", type=MetaEntry(), multiple=True, metavar="KEY=VALUE",
+              help="A metadata entry (e.g. team=search); repeatable.")
 @click.option("--no-keyring", is_flag=True, help="Do not store the secret in the OS keyring.")
 @click.option("-q", "--quiet", is_flag=True, help="Print the secret only.")
 @json_option
 @click.pass_context
 def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget, total_budget,
-           max_concurrent, expires_in, no_keyring, quiet, fmt) -> None:
+           max_concurrent, expires_in, owner, meta, no_keyring, quiet, fmt) -> None:
     """Create a key. Its secret is printed once, and kept in the OS keyring if there is one."""
     from .. import keys as lib
 
@@ -61,7 +65,7 @@ def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget,
     created = lib.create(
         _app(ctx).conn, project_id, profile=profile, name=name,
         overrides={k: v for k, v in overrides.items() if v is not None},
-        expires_in=expires_in, use_keyring=not no_keyring,
+        expires_in=expires_in, use_keyring=not no_keyring, owner=owner, metadata=_new_metadata(meta),
     )
     if created.warning:
         warn(created.warning)
@@ -73,6 +77,17 @@ def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget,
         click.echo(created.secret)
     else:
         _print_created(created, "Created")
+
+
+def _new_metadata(entries) -> dict:
+    """A new key's metadata from its --meta entries (a later entry for a key wins)."""
+    from ..errors import InvalidInput
+    from ..labels import apply
+
+    try:
+        return apply({}, entries)
+    except InvalidInput as e:  # too many entries: bad input, before anything is made
+        raise click.BadParameter(str(e), param_hint="--meta") from None
 
 
 def _confirm(question: str) -> bool:
@@ -151,22 +166,43 @@ def _print_created(created, verb: str) -> None:
 @click.option("--status", type=click.Choice(["active", "retiring", "disabled", "revoked", "expired", "all"]),
               default="all", show_default=True,
               help="Only keys in this state (retiring: rotated, in their grace period).")
+@click.option("--owner", type=Owner(), help="Only keys with this owner ('' for keys without one).")
+@click.option("--meta", type=MetaEntry(), multiple=True, metavar="KEY=VALUE",
+              help="Only keys with this metadata entry (KEY= for keys without KEY); repeatable: all must match.")
 @output_options
 @click.pass_context
-def list_(ctx, project_id, profile, status, fmt) -> None:
+def list_(ctx, project_id, profile, status, owner, meta, fmt) -> None:
     """List keys (never their secrets)."""
     from .. import keys as lib
 
-    rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status)
+    rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status,
+                         owner=owner, metadata=meta)
     from ..render import table
 
     # With a filter, an empty list says nothing about whether keys exist: say what matched nothing.
     given = [f"{opt} {value}" for opt, value in (("--project-id", project_id), ("--profile", profile),
                                                   ("--status", None if status == "all" else status)) if value]
+    given += [f"--owner {owner!r}"] if owner is not None else []
+    given += [f"--meta {k}={v or ''}" for k, v in meta]
     empty = (f"no key matches {' '.join(given)} (claude-api keys list shows every key)" if given
              else "no keys (create one with: claude-api keys create --project-id ID)")
-    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"}, empty=empty,
-          optional=["created_at", "last_used_at", "expires_at", "hint"])
+    columns = list(lib.PUBLIC_FIELDS)
+    if fmt in ("csv", "tsv"):  # a fixed header for scripts; metadata as one JSON object
+        columns += ["owner", "metadata"]
+        rows = [{**r, "metadata": _json_cell(r["metadata"])} for r in rows]
+    elif fmt != "json":  # people see owners and metadata when some key has them
+        from ..labels import text
+
+        columns += [c for c in ("owner", "metadata") if any(r[c] for r in rows)]
+        rows = [{**r, "metadata": text(r["metadata"]) or None} for r in rows]
+    table(rows, fmt, columns, headers={"project_id": "project"}, empty=empty,
+          optional=["metadata", "created_at", "last_used_at", "expires_at", "hint", "owner"])
+
+
+def _json_cell(value) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @keys.command()
@@ -184,10 +220,13 @@ def show(ctx, key, fmt) -> None:
     if fmt == "json":
         record(detail, fmt)
         return
-    flat = {k: v for k, v in detail.items() if k not in ("permissions", "current")}
+    flat = {k: v for k, v in detail.items() if k not in ("permissions", "current", "metadata")}
+    # A row per metadata entry (`meta.team  search`), or one saying there is none.
+    flat.update({f"meta.{k}": v for k, v in detail["metadata"].items()} or {"metadata": "none"})
     flat.update({k: v for k, v in detail["permissions"].items() if k not in ("id", "profile")})
     flat.update(_current_lines(detail["current"]))
-    record(readable_permissions(flat), fmt, money=MONEY)
+    record(readable_permissions(flat), fmt, money=MONEY,
+           headers={k: k for k in flat if k.startswith("meta.")})  # a metadata key as it is spelled
 
 
 def _current_lines(now: dict) -> dict:
@@ -370,19 +409,23 @@ def _listed(ids: list) -> str:
 @click.option("--name", type=Text("the name"), help="A new name ('' for none).")
 @click.option("--expires-in", type=Duration(), help="Expire this long from now, e.g. 30d.")
 @click.option("--no-expiry", is_flag=True, help="Never expire.")
+@click.option("--owner", type=Owner(), help="Who answers for the key ('' for none).")
+@click.option("--meta", type=MetaEntry(), multiple=True, metavar="KEY=VALUE",
+              help="Set a metadata entry (KEY= removes KEY); repeatable.")
 @json_option
 @click.pass_context
-def edit(ctx, key, name, expires_in, no_expiry, fmt) -> None:
-    """Rename a key or change when it expires (for the older secrets of its lineage too)."""
+def edit(ctx, key, name, expires_in, no_expiry, owner, meta, fmt) -> None:
+    """Rename a key, change when it expires (for the older secrets of its lineage too),
+    or set its owner and metadata (for its whole lineage)."""
     from .. import keys as lib
 
     if expires_in is not None and no_expiry:
         raise click.UsageError("give --expires-in or --no-expiry, not both", ctx)
-    if name is None and expires_in is None and not no_expiry:
-        raise click.UsageError("nothing to change: give --name, --expires-in or --no-expiry", ctx)
+    if name is None and expires_in is None and not no_expiry and owner is None and not meta:
+        raise click.UsageError("nothing to change: give --name, --expires-in, --no-expiry, --owner or --meta", ctx)
     conn = _app(ctx).existing
     row, changed = lib.edit(conn, lib.find(conn, key)["id"], name=name,
-                            expires_in=lib.NO_EXPIRY if no_expiry else expires_in)
+                            expires_in=lib.NO_EXPIRY if no_expiry else expires_in, owner=owner, metadata=meta)
     if fmt == "json":
         from ..render import write_json
 
@@ -509,9 +552,12 @@ def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
 @click.option("--from-env", type=Text("the variable name", allow_empty=False), metavar="VAR", help="Read the tokens from this environment variable "
               "(e.g. API_KEYS or AUTH_TOKEN) instead of stdin.")
 @click.option("--allow-weak", is_flag=True, help="Adopt tokens shorter than 20 characters too (with a warning).")
+@click.option("--owner", type=Owner(), help="Who answers for the adopted keys.")
+@click.option("--meta", type=MetaEntry(), multiple=True, metavar="KEY=VALUE",
+              help="A metadata entry for the adopted keys; repeatable.")
 @output_options
 @click.pass_context
-def import_(ctx, project_id, profile, name, from_env, allow_weak, fmt) -> None:
+def import_(ctx, project_id, profile, name, from_env, allow_weak, owner, meta, fmt) -> None:
     """Adopt existing plaintext tokens as keys, storing only their digests.
 
     Tokens are read from stdin (one per line or comma-separated, as in API_KEYS=k1,k2)
@@ -532,7 +578,8 @@ def import_(ctx, project_id, profile, name, from_env, allow_weak, fmt) -> None:
         text = _stdin(MAX_IMPORT_INPUT, "one import (import the tokens in parts)")
     conn = _app(ctx).conn
     adopted, warnings = lib.import_tokens(conn, lib.split_tokens(text), project_id,
-                                          profile=profile, name=name, allow_weak=allow_weak)
+                                          profile=profile, name=name, allow_weak=allow_weak,
+                                          owner=owner, metadata=_new_metadata(meta))
     for line in warnings:
         warn(line)
     now = conn.now_s()

@@ -179,6 +179,34 @@ class Text(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+class Owner(Text):
+    """Who answers for a key (claude_keys/labels.py); '' for none."""
+
+    name = "TEXT"
+
+    def __init__(self):
+        from ..labels import MAX_OWNER
+
+        super().__init__("the owner", max_len=MAX_OWNER)
+
+
+class MetaEntry(click.ParamType):
+    """`--meta KEY=VALUE` (`KEY=`: remove KEY, or in a filter: keys without it) ->
+    (KEY, VALUE or None)."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from ..labels import parse_assignment
+
+        try:
+            return parse_assignment(value)
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+
+
 class Time(Text):
     """Kept as text here: resolved once --tz is known (a date means a day in that zone)."""
 

@@ -156,22 +156,31 @@ def _grouped_visually(rows, first):
     return out
 
 
-LEVELS = ("day", "week", "month", "project", "key", "model", "session")
+LEVELS = ("day", "week", "month", "project", "key", "model", "session", "owner", "meta.KEY")
 
 
 class Grouping(click.ParamType):
-    """--by: one level, or two separated by a comma (day,model; project,model; …)."""
+    """--by: one level, or two separated by a comma (day,model; project,model; …);
+    `owner` and `meta.KEY` group by a key's labels (claude_keys/labels.py)."""
 
     name = "BY"
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
+        from ..errors import InvalidInput
+        from ..labels import check_level, is_level
+
         levels = tuple(v.strip() for v in str(value).split(","))
-        unknown = [v for v in levels if v not in LEVELS]
+        unknown = [v for v in levels if v not in LEVELS[:-1] and not is_level(v)]
         if unknown or not 1 <= len(levels) <= 2:
-            self.fail(f"{value!r}: give one or two of {', '.join(LEVELS)}, separated by a comma "
-                      "(e.g. day,model)", param, ctx)
+            self.fail(f"{value[:80]!r}: give one or two of {', '.join(LEVELS)}, separated by a comma "
+                      "(e.g. day,model or meta.team)", param, ctx)
+        for level in levels:
+            try:
+                check_level(level)
+            except InvalidInput as e:
+                self.fail(f"{level[:80]!r}: {e}", param, ctx)
         if len(set(levels)) < len(levels) or sum(v in ("day", "week", "month") for v in levels) > 1:
             self.fail(f"{value!r}: two different levels, at most one of them a period", param, ctx)
         return levels
@@ -181,7 +190,7 @@ class Grouping(click.ParamType):
 
         done, _, last = incomplete.rpartition(",")
         prefix = done + "," if done else ""
-        return [CompletionItem(prefix + v) for v in LEVELS if v.startswith(last)]
+        return [CompletionItem(prefix + v) for v in LEVELS[:-1] + ("meta.",) if v.startswith(last)]
 
 
 @usage.command(epilog="""\b
@@ -191,8 +200,9 @@ Examples:
   claude-api usage summary --by project --period all --json""")
 @report_options
 @click.option("--by", type=Grouping(), metavar="LEVEL[,LEVEL]",
-              help="A row per day, week, month, project, key, model or session; two levels "
-                   "(e.g. day,model or project,model) give a row per pair.")
+              help="A row per day, week, month, project, key, model, session, key owner or "
+                   "key metadata entry (meta.KEY); two levels (e.g. day,model or owner,model) give "
+                   "a row per pair.")
 @output_options
 def summary(report, by, fmt) -> None:
     """Totals of requests, tokens and cost (or rows --by period, project, key, model,
@@ -219,7 +229,7 @@ def _grouped(report, levels, fmt) -> None:
     first; with two levels, the second within the first."""
     from .. import reports
 
-    labels = ["period" if v in reports.SERIES else reports.GROUPS[v] for v in levels]
+    labels = ["period" if v in reports.SERIES else reports.GROUPS.get(v, v) for v in levels]  # owner, meta.KEY: as given
     if levels == ("session",):
         labels.append("project_id")  # a session is in one project: show it
     groups = tuple(label for label in labels if label != "period")
@@ -239,6 +249,11 @@ def _grouped(report, levels, fmt) -> None:
         for r in rows:
             r["name"], r["project_id"] = names.get(r["key_id"], (None, None))
         labels = ["key_id", "name", "project_id"]
+    if fmt not in ("json", "csv", "tsv"):  # people read the group of no owner (no such entry) by name
+        from ..labels import NONE_SHOWN, is_level
+
+        for r in rows:
+            r.update({label: NONE_SHOWN for label in labels if is_level(label) and r[label] is None})
     bars = "cost_usd" if labels == ["period"] and sys.stdout.isatty() else None
     _show(rows, fmt, labels, bars=bars, nested=len(levels) == 2)
 

@@ -603,6 +603,25 @@ def m007_a_requests_life(m: Step) -> None:
     )
 
 
+@step
+def m008_owners_and_metadata(m: Step) -> None:
+    """A key's owner and metadata (claude_keys/labels.py): `owner` is free text (NULL:
+    none), `metadata` a JSON object of text values, keys sorted (NULL: none). Both belong
+    to the lineage: every key of it holds the same. `keys list --owner` reads the index."""
+    m.run(
+        sqlite="""
+        ALTER TABLE keys ADD COLUMN owner TEXT;
+        ALTER TABLE keys ADD COLUMN metadata TEXT;
+        CREATE INDEX keys_by_owner ON keys(owner);
+        """,
+        postgres=f"""
+        ALTER TABLE keys ADD COLUMN owner {T};
+        ALTER TABLE keys ADD COLUMN metadata TEXT;
+        CREATE INDEX keys_by_owner ON keys(owner);
+        """,
+    )
+
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:
