@@ -49,7 +49,9 @@ def test_fast_mode_is_priced_at_fast_rates(tmp_path):
         "usage", "export", "--format", "jsonl", "--period", "all").stdout.splitlines())}
     assert round(by["cc:m1:r1"] * 1e9) == 1000 * 30_000 + 2000 * 150_000 + 10_000 * 3_000 + 100 * 37_500
     assert round(by["cc:m2:r2"] * 1e9) == 1000 * 5_000 + 2000 * 25_000
-    assert round(by["cc:m3:r3"] * 1e9) == 250_000 * 60_000 + 100 * 225_000
+    # Past 200k input, fast mode keeps its rates: Opus 4.6 has no long-context tier in
+    # either mode (the published list since 2026-03-13).
+    assert round(by["cc:m3:r3"] * 1e9) == 250_000 * 30_000 + 100 * 150_000
     assert by["cc:m4:r4"] is None  # unpriced, never the standard price
     key = create()
     r = cli("usage", "record", "--key", key["id"], "--model", opus, "--speed", "fast",
