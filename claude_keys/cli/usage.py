@@ -655,6 +655,9 @@ def _summary_line(result) -> str:
     unchanged = (f" ({_plural(result.unchanged_files, 'file')} unchanged since the last import)"
                  if result.unchanged_files else "")
     replaced = f", {result.replaced:,} replaced by bigger copies" if result.replaced else ""
+    if result.relabelled:
+        replaced += (f", {result.relabelled:,} moved to the new project of "
+                     f"{_plural(result.moved_files, 'moved log')}")
     skipped = ", ".join(_skipped(why, n) for why, n in sorted(result.skipped.items()))
     return (f"Read {_plural(result.lines, 'line')} from "
             f"{_plural(result.files - result.unchanged_files, 'file')}{unchanged}: "
