@@ -157,8 +157,10 @@ def window(period: str | None = None, since: str | None = None, until: str | Non
     months (`unit`, default days) up to now, the current one included. The default
     period is the month."""
     tz = zone(tz_name)
-    if last is not None and (period is not None or since):
-        raise InvalidInput("give --last, or --period/--since, not both")
+    if last is not None:
+        if since or period == "all":
+            raise InvalidInput("give --last, or --since/--period all, not both")
+        period = None  # --period day|week|month gave --last its unit, not a range
     if period is None:
         period = "all" if (since or until or last is not None) else "month"
     if period not in PERIODS:

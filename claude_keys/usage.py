@@ -126,7 +126,7 @@ EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tok
 
 
 def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
-                key_id=None):
+                key_id=None, session_id=None):
     """Every stored request in the range, oldest first, in the import record format.
 
     `cost_usd` is null for an unpriced request, so a re-import prices it again rather
@@ -135,7 +135,8 @@ def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
     """
     where, params = [], []
     for column, op, value in (("at_ms", ">=", since_ms), ("at_ms", "<", until_ms),
-                              ("project_id", "=", project_id), ("key_id", "=", key_id)):
+                              ("project_id", "=", project_id), ("key_id", "=", key_id),
+                              ("session_id", "=", session_id)):
         if value is not None:
             where.append(f"{column} {op} ?")
             params.append(value)

@@ -105,8 +105,8 @@ def report_options(fn):
     @click.option("--since", type=Time(), help="From this date or time (inclusive).")
     @click.option("--until", type=Time(), help="Up to this date (the whole day) or time.")
     @click.option("--last", type=click.IntRange(1, 100_000), metavar="N",
-                  help="The last N days, weeks or months (as --by or --period says; days otherwise), "
-                       "the current one included.")
+                  help="The last N days, weeks or months (as --by or --period day|week|month says; "
+                       "days otherwise), the current one included.")
     @click.option("--tz", type=Text("the time zone", 64), metavar="ZONE",
                   help="Time zone for periods and dates: an IANA name, UTC or local [default: "
                        "CLAUDE_API_TZ, else the system's zone].")
@@ -506,7 +506,8 @@ def _write_deleted(totals: dict, missing: list) -> None:
 def export(report, fmt, output) -> None:
     """Write every request in the range, oldest first, in the import record format."""
     rows = lib.export_rows(report.conn, since_ms=report.win.since_ms, until_ms=report.win.until_ms,
-                           project_id=report.project_id, key_id=report.key_id)
+                           project_id=report.project_id, key_id=report.key_id,
+                           session_id=report.session_id)
     if output is None:
         _write_export(rows, fmt, sys.stdout)
         return
