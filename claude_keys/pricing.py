@@ -58,6 +58,7 @@ def normalize(model: str) -> str:
         name = stripped
 
 
+@lru_cache(maxsize=1024)
 def canonical_model(model: str) -> str:
     """The one name reports show for a model however it was logged: its full id
     without date, version or provider prefix (`claude-sonnet-4-5`)."""

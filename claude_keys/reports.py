@@ -61,24 +61,22 @@ def zone(name: str | None = None):
 
 
 def system_zone():
-    """The system's zone, as the C library finds it: TZ (an IANA name, `:Name`, or a
-    zone file's path), else /etc/localtime; UTC when neither names one."""
+    """The system's zone, as the C library finds it: TZ when set (an IANA name, `:Name`,
+    or a zone file's path; one that names no zone is UTC, as there), else
+    /etc/localtime, else UTC."""
     from zoneinfo import ZoneInfo
 
-    given = os.environ.get("TZ", "").strip()
-    candidates = [given[1:] if given.startswith(":") else given] if given else []
-    candidates.append("/etc/localtime")
-    for candidate in candidates:
-        if candidate.upper() in ("UTC", "UTC0", "GMT", "GMT0", "Z"):
-            return timezone.utc
-        try:
-            if candidate.startswith("/"):
-                with open(candidate, "rb") as f:
-                    return ZoneInfo.from_file(f, key=_zone_key(candidate))
-            return ZoneInfo(candidate)
-        except (OSError, ValueError, LookupError):
-            continue
-    return timezone.utc
+    given = os.environ.get("TZ")
+    candidate = "/etc/localtime" if given is None else given.strip().removeprefix(":")
+    if candidate.upper() in ("", "UTC", "UTC0", "GMT", "GMT0", "Z"):
+        return timezone.utc
+    try:
+        if candidate.startswith("/"):
+            with open(candidate, "rb") as f:
+                return ZoneInfo.from_file(f, key=_zone_key(candidate))
+        return ZoneInfo(candidate)
+    except (OSError, ValueError, LookupError):
+        return timezone.utc
 
 
 def _zone_key(path: str) -> str:
@@ -353,17 +351,29 @@ class Report:
 
     def stored(self) -> tuple[int, int | None, int | None]:
         """What the filters hold in all time, whatever the window: (requests, first ms,
-        last ms), to say so when the window is empty. One query on the hourly roll-up
-        (hours x projects x keys x models: small beside the requests), so the first and
-        last times are to the hour."""
-        table = self._source("hourly", ())[0]
+        last ms), to say so when the window is empty. One query on the daily roll-up
+        (days x projects x models: small at any volume), then the first and last hour
+        found within those two days' rows of the hourly one (index seeks), so the dates
+        are right in any zone."""
+        table, column, unit, _ = self._source("daily", ())
         where = (" WHERE " + " AND ".join(self.filters)) if self.filters else ""
-        row = self.conn.execute(f"SELECT min(hour), max(hour), {exact_sums(['requests'])} FROM {table}{where}",
-                                self.params).fetchone()
+        row = self.conn.execute(f"SELECT min({column}), max({column}), {exact_sums(['requests'])} "
+                                f"FROM {table}{where}", self.params).fetchone()
         (requests,) = combine(row[2:])
         if not requests:
             return 0, None, None
-        return requests, row[0] * HOUR_MS, (row[1] + 1) * HOUR_MS - 1
+        first, last = row[0] * unit, (row[1] + 1) * unit
+        if unit == DAY_MS:
+            hourly = self._source("hourly", ())[0]
+            more = "".join(f" AND {f}" for f in self.filters)
+            edge = f"FROM {hourly} WHERE hour >= ? AND hour < ?{more}"
+            lo = self.conn.execute(f"SELECT min(hour) {edge}", [first // HOUR_MS, first // HOUR_MS + 24,
+                                                                 *self.params]).fetchone()[0]
+            hi = self.conn.execute(f"SELECT max(hour) {edge}", [last // HOUR_MS - 24, last // HOUR_MS,
+                                                                *self.params]).fetchone()[0]
+            first = first if lo is None else lo * HOUR_MS
+            last = last if hi is None else (hi + 1) * HOUR_MS
+        return requests, first, last - 1
 
     def blocks(self, now_ms: int | None = None) -> list[dict]:
         """The 5-hour blocks Claude subscriptions count usage in, that start in the
