@@ -172,8 +172,11 @@ def window(period: str | None = None, since: str | None = None, until: str | Non
             raise InvalidInput(f"unknown unit {unit!r} for --last: use day, week or month")
         if not 1 <= last <= 100_000:
             raise InvalidInput("--last takes a number of periods from 1 to 100000")
-        first = _back(unit, _start_of(unit, now.date(), week_start), last - 1)
-        start = _local_midnight(max(first, date(1970, 1, 2)), tz)
+        try:
+            first = max(_back(unit, _start_of(unit, now.date(), week_start), last - 1), date(1970, 1, 1))
+        except (ValueError, OverflowError):  # before year 1: everything stored
+            first = date(1970, 1, 1)
+        start = _local_midnight(first, tz)
         what = f"in the last {last:,} {unit}{'s' if last != 1 else ''}"
     elif period != "all":
         start = _local_midnight(_start_of(period, now.date(), week_start), tz)
