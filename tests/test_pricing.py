@@ -141,6 +141,10 @@ def test_web_searches_cost_ten_dollars_per_thousand(tmp_path):
     r = cli("usage", "record", "--key", key["id"], "--model", "claude-haiku-4-5", "--input-tokens", "1000",
             "--web-search-requests", "2", "--json")
     assert round(r.json()["cost_usd"] * 1e9) == 1_000_000 + 20_000_000
+    from claude_keys import KeyStore
+
+    done = KeyStore().record_usage(key["id"], model="claude-haiku-4-5", input_tokens=1000, web_search_requests=4)
+    assert done.cost_nanos == 1_000_000 + 40_000_000
     records = tmp_path / "r.jsonl"
     records.write_text(json.dumps({"key": key["id"], "at": "2026-02-01T00:00:00Z", "model": "claude-haiku-4-5",
                                    "output_tokens": 1000, "web_search_requests": 1, "request_id": "w1"}) + "\n")
