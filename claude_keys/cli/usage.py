@@ -96,6 +96,19 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
         click.echo(f"Request {done.request_id} was already recorded; nothing changed.", err=True)
 
 
+class LastN(Count):
+    """--last N: a whole number of periods, 1 to 100,000, in ASCII digits."""
+
+    def parser(self, text):
+        from ..errors import InvalidInput
+        from ..values import parse_count
+
+        n = parse_count(text, "--last")
+        if not 1 <= n <= 100_000:
+            raise InvalidInput("--last takes a number of periods from 1 to 100000")
+        return n
+
+
 def report_options(fn):
     """The filters every report and the export share."""
 
@@ -104,7 +117,7 @@ def report_options(fn):
                        "all when --since/--until are given].")
     @click.option("--since", type=Time(), help="From this date or time (inclusive).")
     @click.option("--until", type=Time(), help="Up to this date (the whole day) or time.")
-    @click.option("--last", type=click.IntRange(1, 100_000), metavar="N",
+    @click.option("--last", type=LastN(), metavar="N",
                   help="The last N days, weeks or months (as --by or --period day|week|month says; "
                        "days otherwise), the current one included.")
     @click.option("--tz", type=Text("the time zone", 64), metavar="ZONE",
