@@ -127,10 +127,12 @@ class KeyStore(_StoreClient):
     @_writes
     def record_usage(self, conn, key_id, model=None, input_tokens=0, output_tokens=0,
                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
-                     at=None, cache_write_1h_tokens=0, speed=None) -> usage.Recorded:
+                     at=None, cache_write_1h_tokens=0, speed=None,
+                     web_search_requests=0) -> usage.Recorded:
         """Record one request. `cache_write_tokens` are 5-minute writes; a request id
         already stored changes nothing (`.recorded` is then False). Give the `model`
-        (priced from the price table; `speed="fast"` at fast-mode rates) or the `cost`.
+        (priced from the price table; `speed="fast"` at fast-mode rates, with
+        `web_search_requests` server-side searches at the table's price) or the `cost`.
         The request id of a check settles that request: its reserved cost gives way to
         this one, whichever key of its lineage records it (a rotation in between
         changes nothing). Spend above what the check reserved is recorded and flagged
@@ -144,9 +146,11 @@ class KeyStore(_StoreClient):
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens)
+        searches = usage.check_tokens(web_search_requests=web_search_requests)["web_search_requests"]
         return usage.record(conn, key_id, *owner, pricer=self._pricer, model=model, tokens=tokens,
                             cost_nanos=None if cost is None else parse_cost(cost),
-                            request_id=request_id, at_ms=moment_ms(at), speed=speed)
+                            request_id=request_id, at_ms=moment_ms(at), speed=speed,
+                            web_searches=searches)
 
     @_reads
     def release(self, conn, request_id) -> bool:

@@ -19,12 +19,14 @@ without that label, is the None group ("(none)" in human tables).
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from . import labels as key_labels  # (`labels` below: a series' period labels)
 from .errors import InvalidInput
 from .db.rollups import combine, exact_sums
+from .pricing import canonical_model
 from .values import LAST_MS, Usd, iso_ms, parse_time
 
 HOUR_MS = 3_600_000
@@ -43,8 +45,19 @@ _RAW_SUMS = exact_sums(["1", "input_tokens", "output_tokens", "cache_read_tokens
                         "cache_write_5m_tokens", "cache_write_1h_tokens", "cost_nanos", "1 - priced"])
 
 
-def zone(name: str | None):
-    if not name or name.upper() == "UTC":
+ENV_TZ = "CLAUDE_API_TZ"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def zone(name: str | None = None):
+    """A report's time zone: `name` (an IANA name, `UTC`, or `local`), else
+    CLAUDE_API_TZ, else the system's zone (TZ, else /etc/localtime), as people read
+    their own days. Budgets have a zone of their own (limits.py), never this one."""
+    if not name:
+        name = os.environ.get(ENV_TZ, "").strip() or "local"
+    if name.lower() == "local":
+        return system_zone()
+    if name.upper() == "UTC":
         return timezone.utc
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -52,6 +65,42 @@ def zone(name: str | None):
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("Europe"), too long
         raise InvalidInput(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
+
+
+def system_zone():
+    """The system's zone, as the C library finds it: TZ when set (an IANA name, `:Name`,
+    or a zone file's path; one that names no zone is UTC, as there), else
+    /etc/localtime, else UTC."""
+    from zoneinfo import ZoneInfo
+
+    given = os.environ.get("TZ")
+    candidate = "/etc/localtime" if given is None else given.strip().removeprefix(":")
+    if candidate.upper() in ("", "UTC", "UTC0", "GMT", "GMT0", "Z"):
+        return timezone.utc
+    try:
+        if candidate.startswith("/"):
+            with open(candidate, "rb") as f:
+                return ZoneInfo.from_file(f, key=_zone_key(candidate))
+        return ZoneInfo(candidate)
+    except (OSError, ValueError, LookupError):
+        return timezone.utc
+
+
+def _zone_key(path: str) -> str:
+    """A zone file's IANA name where its path says it (/usr/share/zoneinfo/Asia/Tokyo)."""
+    real = os.path.realpath(path)
+    return real.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in real else "localtime"
+
+
+def week_day(name: str | None) -> int:
+    """--week-start: a day's name (or its first three letters) -> 0 (Monday) .. 6."""
+    if name is None:
+        return 0
+    given = name.strip().lower()
+    for i, day in enumerate(WEEKDAYS):
+        if given in (day, day[:3]):
+            return i
+    raise InvalidInput(f"unknown week day {name!r}: use monday, tuesday, … sunday")
 
 
 def _to_ms(moment: datetime) -> int:
@@ -62,9 +111,9 @@ def _local_midnight(day: date, tz) -> int:
     return _to_ms(datetime(day.year, day.month, day.day, tzinfo=tz))
 
 
-def _start_of(kind: str, day: date) -> date:
+def _start_of(kind: str, day: date, week_start: int = 0) -> date:
     if kind == "week":
-        return day - timedelta(days=day.weekday())
+        return day - timedelta(days=(day.weekday() - week_start) % 7)
     if kind == "month":
         return day.replace(day=1)
     return day
@@ -78,6 +127,16 @@ def _next(kind: str, day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
+def _back(kind: str, day: date, n: int) -> date:
+    """The start of the period n periods before the one starting on `day`."""
+    if kind == "day":
+        return day - timedelta(days=n)
+    if kind == "week":
+        return day - timedelta(days=7 * n)
+    months = day.year * 12 + day.month - 1 - n
+    return date(months // 12, months % 12 + 1, 1)
+
+
 @dataclass
 class Window:
     """[since_ms, until_ms) in UTC milliseconds; None is open-ended."""
@@ -85,24 +144,49 @@ class Window:
     since_ms: int | None
     until_ms: int | None
     tz: object
+    week_start: int = 0  # 0: weeks start on Monday … 6: on Sunday
+    what: str = "in this range"  # the window in words: "this month", "in the last 3 days"
 
     def as_json(self) -> dict:
         return {"since": iso_ms(self.since_ms), "until": iso_ms(self.until_ms)}
 
 
+_THIS = {"day": "today", "week": "this week", "month": "this month", "all": "at all"}
+
+
 def window(period: str | None = None, since: str | None = None, until: str | None = None,
-           tz_name: str | None = None, now_ms: int | None = None) -> Window:
+           tz_name: str | None = None, now_ms: int | None = None, *, last: int | None = None,
+           unit: str | None = None, week_start: int = 0) -> Window:
     """The report's range. --since/--until replace the period's bounds; with either of
-    them and no --period, the other bound is open. The default period is the month."""
+    them and no --period, the other bound is open. `last` N: the N days, weeks or
+    months (`unit`, default days) up to now, the current one included. The default
+    period is the month."""
     tz = zone(tz_name)
+    if last is not None:
+        if since or period == "all":
+            raise InvalidInput("give --last, or --since/--period all, not both")
+        period = None  # --period day|week|month gave --last its unit, not a range
     if period is None:
-        period = "all" if (since or until) else "month"
+        period = "all" if (since or until or last is not None) else "month"
     if period not in PERIODS:
         raise InvalidInput(f"unknown period {period!r}: use day, week, month or all")
     start = None
-    if period != "all":
-        now = datetime.fromtimestamp((now_ms if now_ms is not None else _to_ms(datetime.now(timezone.utc))) / 1000, tz)
-        start = _local_midnight(_start_of(period, now.date()), tz)
+    now = datetime.fromtimestamp((now_ms if now_ms is not None else _to_ms(datetime.now(timezone.utc))) / 1000, tz)
+    what = _THIS[period] if not (since or until) else "in this range"
+    if last is not None:
+        unit = unit or "day"
+        if unit not in SERIES:
+            raise InvalidInput(f"unknown unit {unit!r} for --last: use day, week or month")
+        if not 1 <= last <= 100_000:
+            raise InvalidInput("--last takes a number of periods from 1 to 100000")
+        try:
+            first = max(_back(unit, _start_of(unit, now.date(), week_start), last - 1), date(1970, 1, 1))
+        except (ValueError, OverflowError):  # before year 1: everything stored
+            first = date(1970, 1, 1)
+        start = _local_midnight(first, tz)
+        what = f"in the last {last:,} {unit}{'s' if last != 1 else ''}"
+    elif period != "all":
+        start = _local_midnight(_start_of(period, now.date(), week_start), tz)
     since_ms = parse_time(since, tz=tz) if since else start
     until_ms = parse_time(until, end=True, tz=tz) if until else None
     if since_ms is not None and until_ms is not None and since_ms > until_ms:
@@ -112,7 +196,7 @@ def window(period: str | None = None, since: str | None = None, until: str | Non
         since_ms = None
     if until_ms is not None and until_ms >= LAST_MS:
         until_ms = None
-    return Window(since_ms, until_ms, tz)
+    return Window(since_ms, until_ms, tz, week_start, what)
 
 
 def _ceil(ms, unit):
@@ -161,23 +245,21 @@ def _merge(ranges):
 class Report:
     """One query over the store: a window, optional filters, optional grouping."""
 
-    def __init__(self, conn, win: Window, *, project_id=None, key_id=None):
+    def __init__(self, conn, win: Window, *, project_id=None, key_id=None, session_id=None):
         self.conn, self.win = conn, win
-        self.project_id, self.key_id = project_id, key_id
+        self.project_id, self.key_id, self.session_id = project_id, key_id, session_id
         self.filters = []
         self.params = []
-        if project_id is not None:
-            self.filters.append("project_id = ?")
-            self.params.append(project_id)
-        if key_id is not None:
-            self.filters.append("key_id = ?")
-            self.params.append(key_id)
+        for column, value in (("project_id", project_id), ("key_id", key_id), ("session_id", session_id)):
+            if value is not None:
+                self.filters.append(f"{column} = ?")
+                self.params.append(value)
 
     def _source(self, source: str, groups: tuple) -> tuple:
         """(table, time column, milliseconds per unit, sums) for a piece of the window."""
         if source == "raw":
             return "usage", "at_ms", 1, _RAW_SUMS
-        if "session_id" in groups:
+        if "session_id" in groups or self.session_id is not None:  # only this roll-up knows sessions
             return "usage_sessions", "hour", HOUR_MS, _ROLLUP_SUMS
         if source == "hourly":
             return "usage_hourly", "hour", HOUR_MS, _ROLLUP_SUMS
@@ -205,9 +287,14 @@ class Report:
         if keys:
             sql += " GROUP BY " + ", ".join(keys)
         skip = 1 if by_time else 0
+        model = groups.index("model") if "model" in groups else None
         for row in self.conn.execute(sql, params):
             t = row[0] * unit if by_time else None
             g = tuple(v or None for v in row[skip:skip + len(groups)])  # '' (no key/model) -> None
+            if model is not None and g[model] is not None:
+                # One row per model: dated ids, aliases, Bedrock/Vertex spellings merge
+                # (the roll-ups keep the name as logged; the sums are added exactly).
+                g = g[:model] + (canonical_model(g[model]),) + g[model + 1:]
             requests, inp, out, read, write_5m, write_1h, cost, unpriced = combine(row[len(keys):])
             if requests:
                 yield t, g, (requests, inp, out, read, write_5m + write_1h, cost, unpriced)
@@ -254,7 +341,7 @@ class Report:
         if lo >= hi:
             return []
         tz = self.win.tz
-        day = _start_of(kind, datetime.fromtimestamp(lo / 1000, tz).date())
+        day = _start_of(kind, datetime.fromtimestamp(lo / 1000, tz).date(), self.win.week_start)
         starts, labels = [], []
         while True:
             start = _local_midnight(day, tz)
@@ -292,6 +379,32 @@ class Report:
             return None, None
         last = self.conn.execute(f"SELECT max({column}) FROM {table}{where}", self.params).fetchone()[0]
         return first * unit, (last + 1) * unit - 1
+
+    def stored(self) -> tuple[int, int | None, int | None]:
+        """What the filters hold in all time, whatever the window: (requests, first ms,
+        last ms), to say so when the window is empty. One query on the daily roll-up
+        (days x projects x models: small at any volume), then the first and last hour
+        found within those two days' rows of the hourly one (index seeks), so the dates
+        are right in any zone."""
+        table, column, unit, _ = self._source("daily", ())
+        where = (" WHERE " + " AND ".join(self.filters)) if self.filters else ""
+        row = self.conn.execute(f"SELECT min({column}), max({column}), {exact_sums(['requests'])} "
+                                f"FROM {table}{where}", self.params).fetchone()
+        (requests,) = combine(row[2:])
+        if not requests:
+            return 0, None, None
+        first, last = row[0] * unit, (row[1] + 1) * unit
+        if unit == DAY_MS:
+            hourly = self._source("hourly", ())[0]
+            more = "".join(f" AND {f}" for f in self.filters)
+            edge = f"FROM {hourly} WHERE hour >= ? AND hour < ?{more}"
+            lo = self.conn.execute(f"SELECT min(hour) {edge}", [first // HOUR_MS, first // HOUR_MS + 24,
+                                                                 *self.params]).fetchone()[0]
+            hi = self.conn.execute(f"SELECT max(hour) {edge}", [last // HOUR_MS - 24, last // HOUR_MS,
+                                                                *self.params]).fetchone()[0]
+            first = first if lo is None else lo * HOUR_MS
+            last = last if hi is None else (hi + 1) * HOUR_MS
+        return requests, first, last - 1
 
     def blocks(self, now_ms: int | None = None) -> list[dict]:
         """The 5-hour blocks Claude subscriptions count usage in, that start in the
@@ -336,8 +449,9 @@ class Report:
         the hours, not the requests in them."""
         where = "".join(f" AND {f}" for f in self.filters)
         last = (hi if hi is not None else LAST_MS) // HOUR_MS
-        sql = (f"WITH RECURSIVE h(hour) AS (SELECT min(hour) FROM usage_hourly WHERE hour >= ?{where} "
-               f"UNION ALL SELECT (SELECT min(hour) FROM usage_hourly WHERE hour > h.hour{where}) FROM h "
+        table = self._source("hourly", ())[0]
+        sql = (f"WITH RECURSIVE h(hour) AS (SELECT min(hour) FROM {table} WHERE hour >= ?{where} "
+               f"UNION ALL SELECT (SELECT min(hour) FROM {table} WHERE hour > h.hour{where}) FROM h "
                f"WHERE h.hour < ?) SELECT hour FROM h WHERE hour < ?")
         params = [lo // HOUR_MS, *self.params, *self.params, last, last]
         return [hour * HOUR_MS for (hour,) in self.conn.execute(sql, params) if hour is not None]
@@ -345,14 +459,15 @@ class Report:
     def _chain_start(self, since) -> int | None:
         """Where block chains begin for a window from `since`: the day after the last
         day before it without usage (a day's gap ends every chain), else the first day."""
-        table, _, _, _ = self._source("daily", ())
+        table, column, _, _ = self._source("daily", ())
+        day_of = "day" if column == "day" else "hour / 24"
         where = "".join(f" AND {f}" for f in self.filters)
         first, _ = self._span()
         if first is None or since is None or since <= first:
             return first
         expected = since // DAY_MS - 1
-        for (day,) in self.conn.execute(f"SELECT DISTINCT day FROM {table} WHERE day <= ?{where} "
-                                        "ORDER BY day DESC", [expected] + self.params):
+        for (day,) in self.conn.execute(f"SELECT DISTINCT {day_of} FROM {table} WHERE {day_of} <= ?{where} "
+                                        "ORDER BY 1 DESC", [expected] + self.params):
             if day != expected:
                 break
             expected -= 1

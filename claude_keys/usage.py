@@ -86,9 +86,11 @@ def check_time(at_ms: int, now: int | None = None) -> int:
 
 def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
            model: str | None = None, tokens: dict, cost_nanos: int | None = None,
-           request_id: str | None = None, at_ms: int | None = None, speed=None) -> Recorded:
+           request_id: str | None = None, at_ms: int | None = None, speed=None,
+           web_searches: int = 0) -> Recorded:
     """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
-    missing cost comes from `pricer` (at fast-mode rates for speed "fast"), and an
+    missing cost comes from `pricer` (at fast-mode rates for speed "fast", with the price
+    of `web_searches`; its cost mode may override a given cost), and an
     unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
     such a request could never be priced. A request id given is checked and settles the
     request in flight with it (inflight.settle)."""
@@ -102,7 +104,7 @@ def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     counts = [tokens[f] for f in TOKEN_FIELDS]
     if cost_nanos is not None and not 0 <= cost_nanos <= MAX_REQUEST_NANOS:
         parse_cost(cost_nanos / NANOS_PER_USD)  # says why, as every other way in does
-    cost = cost_nanos if cost_nanos is not None else pricer(model, *counts, fast)
+    cost = pricer.cost(cost_nanos, model, *counts, fast, web_searches)
     priced = cost is not None
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
@@ -124,7 +126,7 @@ EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tok
 
 
 def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
-                key_id=None):
+                key_id=None, session_id=None):
     """Every stored request in the range, oldest first, in the import record format.
 
     `cost_usd` is null for an unpriced request, so a re-import prices it again rather
@@ -133,7 +135,8 @@ def export_rows(conn, *, since_ms=None, until_ms=None, project_id=None,
     """
     where, params = [], []
     for column, op, value in (("at_ms", ">=", since_ms), ("at_ms", "<", until_ms),
-                              ("project_id", "=", project_id), ("key_id", "=", key_id)):
+                              ("project_id", "=", project_id), ("key_id", "=", key_id),
+                              ("session_id", "=", session_id)):
         if value is not None:
             where.append(f"{column} {op} ?")
             params.append(value)

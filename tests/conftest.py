@@ -165,6 +165,9 @@ def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
+    # Reports default to the system's time zone: the suite's is UTC wherever it runs.
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.delenv("CLAUDE_API_TZ", raising=False)
     # `usage import` without FILE reads Claude Code's logs: never the real ones in a test.
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "no-claude-config"))
     monkeypatch.delenv("CLAUDE_API_NO_KEYRING", raising=False)

@@ -533,3 +533,55 @@ def test_an_unpriced_model_warning_reads_as_english(tmp_path):
     r = cli("usage", "record", "--key", key["id"], "--model", "no-such-model", "--input-tokens", "5")
     assert r.exit_code == 0, r
     assert "has no price in the price table" in r.stderr and "no a price" not in r.stderr
+
+
+# -- labels follow files ---------------------------------------------------------------
+
+def _projects():
+    return {r["project_id"]: r["requests"] for r in report("by-project", "--period", "all")}
+
+
+@pytest.mark.parametrize("how", ["rename", "copy and delete"])
+def test_a_moved_session_file_takes_its_new_project(log, how):
+    """A session log moved to another project folder: the next incremental import gives
+    its stored requests the new project, roll-ups included; other logs keep theirs."""
+    projects = log.parent.parent
+    write(log, line("m1", "r1", out=10), line("m2", "r2", out=20, ts="2026-02-03T10:00:00.000Z"))
+    agent = log.parent / "s1" / "subagents" / "agent-1.jsonl"
+    write(agent, line("m3", "r3", out=30, sidechain=True))
+    write(log.parent / "s2.jsonl", line("m4", "r4", out=40, session="s2"))  # stays where it is
+    assert imported(projects)["imported"] == 4
+    before = sql("SELECT sum(output_tokens) FROM usage_project_daily WHERE project_id = '-home-me-app'")
+    assert before == [(100,)]
+    target = projects / "-home-me-new"
+    (target / "s1" / "subagents").mkdir(parents=True)
+    for old, new in ((log, target / "s1.jsonl"), (agent, target / "s1" / "subagents" / "agent-1.jsonl")):
+        if how == "rename":
+            os.rename(old, new)
+        else:
+            new.write_bytes(old.read_bytes())
+            old.unlink()
+    append(target / "s1.jsonl", line("m5", "r5", out=50))  # and Claude Code goes on writing there
+    again = imported(projects)
+    assert (again["imported"], again["already_stored"], again["moved_files"], again["relabelled"]) == (1, 3, 2, 3)
+    assert _projects() == {"-home-me-new": 4, "-home-me-app": 1}
+    rows = {r["project_id"]: r["output_tokens"] for r in report("by-project", "--period", "all")}
+    assert rows == {"-home-me-new": 110, "-home-me-app": 40}
+    assert sql("SELECT project_id, sum(output_tokens) FROM usage_sessions GROUP BY project_id "
+               "ORDER BY project_id") == [("-home-me-app", 40), ("-home-me-new", 110)]
+    assert_consistent()  # every roll-up agrees with the usage rows
+    # The next import reads nothing again, and changes nothing.
+    third = imported(projects)
+    assert (third["lines"], third["relabelled"], third["moved_files"]) == (0, 0, 0)
+    assert _projects() == {"-home-me-new": 4, "-home-me-app": 1}
+
+
+def test_a_copied_session_file_changes_no_label(log):
+    """A copy (the old file still there) is not a move: both folders keep their project."""
+    write(log, line("m1", "r1", out=10))
+    assert imported(log.parent.parent)["imported"] == 1
+    copy = log.parent.parent / "-home-me-other" / "s1.jsonl"
+    write(copy, line("m1", "r1", out=10))
+    again = imported(log.parent.parent)
+    assert (again["already_stored"], again["relabelled"]) == (1, 0)
+    assert _projects() == {"-home-me-app": 1}

@@ -31,8 +31,8 @@ def test_by_session(tmp_path):
     rows = report("summary", "--by", "session", "--since", "2026-02-02T23:30:00Z")
     assert [(r["session_id"], r["requests"]) for r in rows] == [("s2", 1)]
     rows = report("summary", "--by", "session,model", "--period", "all", "--project-id", "-home-me-app")
-    assert [(r["session_id"], r["model"]) for r in rows] == [("s1", "claude-haiku-4-5-20251001"),
-                                                             ("s2", "claude-haiku-4-5-20251001")]
+    assert [(r["session_id"], r["model"]) for r in rows] == [("s1", "claude-haiku-4-5"),  # one name per model
+                                                             ("s2", "claude-haiku-4-5")]
 
 
 def blocks_by_hand(times):

@@ -38,6 +38,7 @@ COMMANDS = {
     "db": "claude_keys.cli.db:db",
     "audit": "claude_keys.cli.audit:audit",
     "completion": "claude_keys.cli.completion:completion",
+    "prices": "claude_keys.cli.prices:prices",
 }
 
 

@@ -13,6 +13,7 @@ from ..values import Usd, counted, usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
 
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 COLUMNS = ["requests", "input_tokens", "output_tokens", "cache_read_tokens",
            "cache_write_tokens", "total_tokens", "cost_usd"]
 HEADERS = {"input_tokens": "input", "output_tokens": "output", "cache_read_tokens": "cache read",
@@ -25,6 +26,14 @@ HEADERS = {"input_tokens": "input", "output_tokens": "output", "cache_read_token
 
 def _app(ctx):
     return ctx.find_root().obj
+
+
+def cost_mode_option(fn):
+    return click.option(
+        "--cost-mode", type=click.Choice(["auto", "calculate", "display"]), default="auto", show_default=True,
+        help="auto: a cost the input states (costUSD, cost_usd, --cost) wins, others come from "
+             "tokens; calculate: always from tokens; display: only stated costs (others unpriced). "
+             "Costs are stored as computed: reports show what was stored.")(fn)
 
 
 @click.group()
@@ -45,10 +54,14 @@ def usage() -> None:
 @click.option("--request-id", type=Text("the request id", allow_empty=False), help="A unique id: recording the same id again changes nothing.")
 @click.option("--speed", type=click.Choice(["standard", "fast"]), default="standard", show_default=True,
               help="fast: priced at the model's fast-mode rates.")
+@click.option("--web-search-requests", type=Count(), default=0,
+              help="Server-side web searches the request made (priced per the table's web_search).")
+@cost_mode_option
 @json_option
 @click.pass_context
 def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-           cache_write_1h_tokens, model, cost, at, request_id, speed, fmt) -> None:
+           cache_write_1h_tokens, model, cost, at, request_id, speed, web_search_requests, cost_mode,
+           fmt) -> None:
     """Record the usage of one request (give its --model to price it, or its --cost)."""
     from .. import keys, pricing
     from ..values import parse_time
@@ -59,10 +72,11 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_5m_tokens": cache_write_tokens,
               "cache_write_1h_tokens": cache_write_1h_tokens}
-    pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)))
+    pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)).with_mode(cost_mode))
     done = lib.record(app.existing, row["id"], row["project_id"], row["lineage"], pricer=pricer, model=model,
                       tokens=tokens, cost_nanos=cost, request_id=request_id,
-                      at_ms=None if at is None else parse_time(at), speed=speed)
+                      at_ms=None if at is None else parse_time(at), speed=speed,
+                      web_searches=web_search_requests)
     if not done.priced:
         what = "fast-mode prices" if speed == "fast" else "price"
         warn(f"the model {model or '(none)'!r} has no {what} in the price table: recorded at $0 "
@@ -82,6 +96,19 @@ def record(ctx, key_ref, input_tokens, output_tokens, cache_read_tokens, cache_w
         click.echo(f"Request {done.request_id} was already recorded; nothing changed.", err=True)
 
 
+class LastN(Count):
+    """--last N: a whole number of periods, 1 to 100,000, in ASCII digits."""
+
+    def parser(self, text):
+        from ..errors import InvalidInput
+        from ..values import parse_count
+
+        n = parse_count(text, "--last")
+        if not 1 <= n <= 100_000:
+            raise InvalidInput("--last takes a number of periods from 1 to 100000")
+        return n
+
+
 def report_options(fn):
     """The filters every report and the export share."""
 
@@ -90,21 +117,49 @@ def report_options(fn):
                        "all when --since/--until are given].")
     @click.option("--since", type=Time(), help="From this date or time (inclusive).")
     @click.option("--until", type=Time(), help="Up to this date (the whole day) or time.")
-    @click.option("--tz", type=Text("the time zone", 64), metavar="ZONE", help="Time zone for periods and dates (IANA name; default UTC).")
+    @click.option("--last", type=LastN(), metavar="N",
+                  help="The last N days, weeks or months (as --by or --period day|week|month says; "
+                       "days otherwise), the current one included.")
+    @click.option("--tz", type=Text("the time zone", 64), metavar="ZONE",
+                  help="Time zone for periods and dates: an IANA name, UTC or local [default: "
+                       "CLAUDE_API_TZ, else the system's zone].")
+    @click.option("--week-start", type=click.Choice(WEEKDAYS + [d[:3] for d in WEEKDAYS], case_sensitive=False), metavar="DAY",
+                  help="The day weeks start on (monday … sunday) [default: monday].")
     @click.option("--project-id", type=Project(), help="Only this project.")
     @click.option("--key", "key_ref", type=KeyRef(), help="Only this key.")
+    @click.option("--session", "session_id", type=Text("the session id", allow_empty=False), metavar="ID",
+                  help="Only this Claude Code session.")
     @functools.wraps(fn)
-    def wrapper(*args, period, since, until, tz, project_id, key_ref, **kwargs):
+    def wrapper(*args, period, since, until, last, tz, week_start, project_id, key_ref, session_id, **kwargs):
         ctx = click.get_current_context()
         from .. import keys, reports
 
-        win = reports.window(period, since, until, tz)  # bad input fails before the store opens
+        by = kwargs.get("by") or ()
+        unit = next((v for v in by if v in reports.SERIES), None) or (period if period in reports.SERIES else None)
+        if kwargs.get("active") or kwargs.get("recent"):  # blocks: a window of their own
+            if period or since or until or last:
+                raise click.UsageError("--active and --recent choose their own window: give no "
+                                       "--period, --since, --until or --last with them")
+            since = "5h" if kwargs.get("active") else "3d"
+        # Bad input fails before the store opens.
+        win = reports.window(period, since, until, tz, last=last, unit=unit,
+                             week_start=reports.week_day(week_start))
+        if kwargs.get("active") or kwargs.get("recent"):
+            win.since_ms = win.since_ms // reports.HOUR_MS * reports.HOUR_MS  # blocks start on the hour
+            win.what = "in the last 5 hours" if kwargs.get("active") else "in the last 3 days"
         conn = _app(ctx).reader
         key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
-        report = reports.Report(conn, win, project_id=project_id, key_id=key_id)
+        report = reports.Report(conn, win, project_id=project_id, key_id=key_id, session_id=session_id)
         return fn(*args, report=report, **kwargs)
 
     return wrapper
+
+
+def order_option(fn):
+    return click.option(
+        "--order", type=click.Choice(["asc", "desc"]), default=None,
+        help="asc: oldest (periods, blocks) or cheapest (groups) first; desc: the reverse "
+             "[default: periods and blocks asc, groups desc].")(fn)
 
 
 def _warn_unpriced(rows) -> None:
@@ -130,20 +185,57 @@ def _total(rows, label_columns):
 OPTIONAL = ["cache_write_tokens", "cache_read_tokens", "input_tokens", "output_tokens", BAR, "requests"]
 
 
-def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",), optional=()):
+def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",), optional=(),
+          empty="no usage in this period"):
     from ..render import table
 
     columns = label_columns + (columns or COLUMNS)
     if any(r["unpriced_requests"] for r in rows) or fmt in ("json", "csv", "tsv"):
         columns = columns + ["unpriced_requests"]
     _warn_unpriced(rows)
-    shown = _grouped_visually(rows, label_columns[0]) if nested and fmt not in ("json", "csv", "tsv") else rows
+    human = fmt not in ("json", "csv", "tsv")
+    if human and "model" in label_columns:  # short names (sonnet-4.5): an id never breaks a column
+        from ..pricing import short_model
+
+        rows = [{**r, "model": short_model(r["model"]) if r["model"] else r["model"]} for r in rows]
+    if not human and not rows and empty:
+        print_empty(empty)  # data formats stay empty on stdout; the hint goes to stderr
+    shown = _grouped_visually(rows, label_columns[0]) if nested and human else rows
     # A narrow terminal leaves out a one-level report's extra labels (a key's name and
     # project) after the token details; the two levels of a nested report always stay.
     extra = [] if nested else label_columns[2:] + label_columns[1:2]
     table(shown, fmt, columns, headers=HEADERS, money=money, bars=bars,
-          empty="no usage in this period", total=_total(rows, label_columns),
+          empty=empty, total=_total(rows, label_columns),
           optional=list(optional) + OPTIONAL + extra)
+
+
+def print_empty(message: str) -> None:
+    from ..render import print_message
+
+    print_message(message)
+
+
+def empty_hint(report) -> str:
+    """What an empty report says: that the window is empty, what the filters hold in
+    all time, and how to see it (one query, only when the window is empty)."""
+    from ..values import counted
+
+    win = report.win
+    if win.since_ms is None and win.until_ms is None:
+        return ("no usage stored" + (" for these filters" if report.filters else "")
+                + " — `claude-api usage import` reads Claude Code's logs")
+    requests, first, last = report.stored()
+    if not requests:
+        return (f"no usage {win.what}, and none stored" + (" for these filters" if report.filters else "")
+                + " — `claude-api usage import` reads Claude Code's logs")
+    return (f"no usage {win.what}; {counted(requests, 'request')} from {_day(first, win.tz)} to "
+            f"{_day(last, win.tz)} — try `--period all`")
+
+
+def _day(ms: int, tz) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz).date().isoformat()
 
 
 def _grouped_visually(rows, first):
@@ -203,8 +295,9 @@ Examples:
               help="A row per day, week, month, project, key, model, session, key owner or "
                    "key metadata entry (meta.KEY); two levels (e.g. day,model or owner,model) give "
                    "a row per pair.")
+@order_option
 @output_options
-def summary(report, by, fmt) -> None:
+def summary(report, by, order, fmt) -> None:
     """Totals of requests, tokens and cost (or rows --by period, project, key, model,
     session, or two of them)."""
     from .. import reports
@@ -213,6 +306,8 @@ def summary(report, by, fmt) -> None:
         totals = report.totals().get((), reports.EMPTY)
         item = {**report.win.as_json(), **reports.row(totals)}
         _warn_unpriced([item])
+        if not item["requests"]:
+            print_empty(empty_hint(report))
         from ..render import record, write_json
 
         if fmt == "json":
@@ -221,10 +316,10 @@ def summary(report, by, fmt) -> None:
             record({k: v for k, v in item.items() if v is not None or k in ("since", "until")},
                    fmt, money=("cost_usd",), headers=HEADERS)
     else:
-        _grouped(report, by, fmt)
+        _grouped(report, by, fmt, order)
 
 
-def _grouped(report, levels, fmt) -> None:
+def _grouped(report, levels, fmt, order=None) -> None:
     """Rows per level (or pair of levels): periods in time order, groups most expensive
     first; with two levels, the second within the first."""
     from .. import reports
@@ -241,7 +336,9 @@ def _grouped(report, levels, fmt) -> None:
         found = [(dict(zip(groups, g)), c) for g, c in report.totals(*groups).items()]
     rows = [{**{label: values[label] for label in labels}, **reports.row(c)} for values, c in found]
     if labels[0] != "period":
-        _rank(rows, labels, period is not None)
+        _rank(rows, labels, period is not None, ascending=order == "asc")
+    elif order == "desc":
+        rows.sort(key=lambda r: r["period"], reverse=True)  # stable: each period's groups keep their order
     if levels == ("key",):
         names = {}
         for key_id, name, project in report.conn.execute("SELECT id, name, project_id FROM keys"):
@@ -255,19 +352,22 @@ def _grouped(report, levels, fmt) -> None:
         for r in rows:
             r.update({label: NONE_SHOWN for label in labels if is_level(label) and r[label] is None})
     bars = "cost_usd" if labels == ["period"] and sys.stdout.isatty() else None
-    _show(rows, fmt, labels, bars=bars, nested=len(levels) == 2)
+    _show(rows, fmt, labels, bars=bars, nested=len(levels) == 2,
+          empty=empty_hint(report) if not rows else "")
 
 
-def _rank(rows, labels, second_is_period) -> None:
-    """Most expensive first; with two levels, first-level groups by their total, and
-    within each the second level by cost (or in time order, for periods)."""
+def _rank(rows, labels, second_is_period, ascending=False) -> None:
+    """Most expensive first (`ascending`: cheapest first); with two levels, first-level
+    groups by their total, and within each the second level by cost (or in time order,
+    for periods)."""
     first = labels[0]
     totals: dict = {}
     for r in rows:
         totals[r[first]] = totals.get(r[first], 0) + r["cost_usd"]
+    sign = 1 if ascending else -1
 
     def key(r):
-        head = (-totals[r[first]], r[first] or "")
+        head = (sign * totals[r[first]], r[first] or "")
         if len(labels) == 1 or labels[1] == "project_id":
             return head + (-r["total_tokens"],)
         if second_is_period:
@@ -279,31 +379,43 @@ def _rank(rows, labels, second_is_period) -> None:
 
 @usage.command("by-project")
 @report_options
+@order_option
 @output_options
-def by_project(report, fmt) -> None:
+def by_project(report, order, fmt) -> None:
     """Requests, tokens and cost per project, most expensive first."""
-    _grouped(report, ("project",), fmt)
+    _grouped(report, ("project",), fmt, order)
 
 
 @usage.command("by-key")
 @report_options
+@order_option
 @output_options
-def by_key(report, fmt) -> None:
+def by_key(report, order, fmt) -> None:
     """Requests, tokens and cost per key, most expensive first."""
-    _grouped(report, ("key",), fmt)
+    _grouped(report, ("key",), fmt, order)
 
 
 @usage.command()
 @report_options
+@click.option("--active", is_flag=True, help="Only the active block (the one now is inside), if any.")
+@click.option("--recent", is_flag=True, help="The blocks of the last 3 days (the active one included).")
+@order_option
 @output_options
-def blocks(report, fmt) -> None:
+def blocks(report, active, recent, order, fmt) -> None:
     """The 5-hour blocks Claude subscriptions count usage in, with the active block's
     burn rate and projected total."""
     from .. import reports
     from ..values import iso_ms
 
+    if active and recent:
+        raise click.UsageError("give --active or --recent, not both")
+    found = report.blocks()
+    if active:
+        found = [b for b in found if b["active"]]
+    if order == "desc":
+        found.reverse()
     rows = []
-    for b in report.blocks():
+    for b in found:
         rate = b.get("tokens_per_minute")
         rows.append({
             "start": iso_ms(b["start_ms"]), "end": iso_ms(b["end_ms"]), "active": b["active"],
@@ -325,9 +437,20 @@ def blocks(report, fmt) -> None:
     if fmt in ("json", "csv", "tsv"):
         columns = ["end", "active"] + COLUMNS + extra
     # A narrow terminal keeps the projected cost longest: it is what the rate is for.
+    if rows:
+        empty = ""
+    elif active:
+        empty = "no active block: " + ("the last one has ended" if _any_in(report) else
+                                       "no usage in the last 5 hours")
+    else:
+        empty = empty_hint(report)
     _show(rows, fmt, ["start"], columns=columns,
           money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"),
-          optional=["projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour"])
+          optional=["projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour"], empty=empty)
+
+
+def _any_in(report) -> bool:
+    return bool(report.totals().get((), (0,))[0])
 
 
 def _local(iso: str, tz) -> str:
@@ -411,7 +534,8 @@ def _write_deleted(totals: dict, missing: list) -> None:
 def export(report, fmt, output) -> None:
     """Write every request in the range, oldest first, in the import record format."""
     rows = lib.export_rows(report.conn, since_ms=report.win.since_ms, until_ms=report.win.until_ms,
-                           project_id=report.project_id, key_id=report.key_id)
+                           project_id=report.project_id, key_id=report.key_id,
+                           session_id=report.session_id)
     if output is None:
         _write_export(rows, fmt, sys.stdout)
         return
@@ -482,9 +606,10 @@ Examples:
 @click.option("--full", is_flag=True,
               help="Read Claude Code logs from their start, not only what was appended since the "
                    "last import.")
+@cost_mode_option
 @json_option
 @click.pass_context
-def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
+def import_(ctx, files, input_format, key_ref, full, cost_mode, fmt) -> None:
     """Import usage: jsonl or csv records (as `usage export` writes them), or Claude Code
     session logs (a folder such as ~/.claude, or .jsonl files; with no FILE, the logs in
     CLAUDE_CONFIG_DIR, else ~/.claude and ~/.config/claude). Re-running adds nothing,
@@ -496,7 +621,7 @@ def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
     key = keys.find(app.conn, key_ref, "--key") if key_ref is not None else None
     if not files:
         files, input_format = _default_logs(input_format), "claude-code"
-    prices = pricing.table(pricing.user_prices_path(app.db_path))
+    prices = pricing.table(pricing.user_prices_path(app.db_path)).with_mode(cost_mode)
     with _progress() as progress:
         result = import_files(app.conn, list(files), fmt=input_format, key=key, prices=prices,
                               progress=progress, db_path=app.db_path, full=full)
@@ -559,6 +684,9 @@ def _summary_line(result) -> str:
     unchanged = (f" ({_plural(result.unchanged_files, 'file')} unchanged since the last import)"
                  if result.unchanged_files else "")
     replaced = f", {result.replaced:,} replaced by bigger copies" if result.replaced else ""
+    if result.relabelled:
+        replaced += (f", {result.relabelled:,} moved to the new project of "
+                     f"{_plural(result.moved_files, 'moved log')}")
     skipped = ", ".join(_skipped(why, n) for why, n in sorted(result.skipped.items()))
     return (f"Read {_plural(result.lines, 'line')} from "
             f"{_plural(result.files - result.unchanged_files, 'file')}{unchanged}: "

@@ -11,7 +11,9 @@ import can be re-run, and an import killed part-way leaves whole batches that th
 re-run completes.
 
 Claude Code logs are read incrementally (offsets.py): a re-run reads only the lines
-appended since the last import of each log, on this host.
+appended since the last import of each log, on this host. A log moved to another
+project folder is read at its new path, and its stored requests take the new project
+(moves.py).
 """
 from __future__ import annotations
 
@@ -116,6 +118,11 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
                     progress(advance_bytes=part.size)
         result.imported, result.replaced, result.already_stored = staging.merge(progress)
         result.staged = result.imported + result.replaced + result.already_stored
+        if offsets.moves:
+            from .moves import relabel
+
+            result.relabelled = relabel(conn, offsets.moves)
+            result.moved_files = len(offsets.moves)
         offsets.save(conn, result.read_to)
     except BaseException as e:
         if staging is not None:
@@ -173,6 +180,10 @@ def _files(plan, offsets, result):
                 problem(file, str(e))
                 continue
             start, seed = offsets.start(file, st)
+            if start == 0:
+                old = offsets.moved_from(file, st)
+                if old is not None:
+                    offsets.moves.append((file, project, old))
             yield _File(file, kind, project, start, st.st_size, seed)
 
 

@@ -12,7 +12,9 @@ unfinished last line (read again by the next import, once complete), implausible
 tokens or times, and text that fails the text gate (a lone surrogate, a control or
 bidirectional-override character, a 200,000-character model). 5-minute and 1-hour
 cache writes are kept apart and priced apart; `usage.speed: "fast"` is priced at
-fast-mode rates. The project is the log's project folder; the session is the line's
+fast-mode rates, and `usage.server_tool_use.web_search_requests` adds the searches'
+price. A line's own `costUSD` is its cost unless the cost mode says otherwise
+(pricing.COST_MODES). The project is the log's project folder; the session is the line's
 sessionId; --key attributes the usage to a key.
 
 Only regular files are read: a FIFO, a device, a dangling symlink or a symlink loop in
@@ -301,12 +303,13 @@ class _Context:
         if len(request_id) > 256:
             raise _Skip("bad text")
         given = line.get("costUSD")
+        server = tokens.get("server_tool_use")
+        searches = _count(server.get("web_search_requests")) if type(server) is dict else 0
         try:
-            if type(given) in (int, float) and 0 <= given < float("inf"):
-                cost, priced = parse_cost(given), 1
-            else:
-                cost = self.price(model, inp, out, read, w5, w1, tokens.get("speed") == "fast")
-                cost, priced = (0, 0) if cost is None else (cost, 1)
+            given = parse_cost(given) if type(given) in (int, float) and 0 <= given < float("inf") else None
+            cost = self.price.cost(given, model, inp, out, read, w5, w1, tokens.get("speed") == "fast",
+                                   searches)
+            cost, priced = (0, 0) if cost is None else (cost, 1)
         except InvalidInput:
             raise _Skip("implausible usage") from None
         record = (request_id, self.key_id, self.project, at_ms, model, inp, out, read, w5, w1,

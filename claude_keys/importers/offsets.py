@@ -68,22 +68,50 @@ def identity(f, offset: int, seed: tuple = EMPTY) -> tuple:
             st.st_mtime_ns)
 
 
+def _tail(path: str) -> tuple:
+    """What stays the same when a log moves to another project folder: its name, and for
+    a subagent's log its session folder (<session>/subagents/agent-….jsonl)."""
+    parts = path.split(os.sep)
+    return tuple(parts[-3:]) if len(parts) >= 3 and parts[-2] == "subagents" else tuple(parts[-1:])
+
+
 class Offsets:
-    """This host's offsets, read once; `start()` says where a log's new lines begin."""
+    """This host's offsets, read once; `start()` says where a log's new lines begin, and
+    `moved_from()` where a log was read before it moved (its old path is gone)."""
 
     def __init__(self, conn, *, full: bool = False):
         self.host = host()
+        self.full = full
         self.known: dict = {}
-        if not full:
-            for path, *known in conn.execute(
-                    "SELECT path, device, inode, size, mtime_ns, read_to, fingerprint FROM import_files "
-                    "WHERE host = ?", (self.host,)):
-                self.known[path] = known
+        self.moves: list = []  # (new path, its project, old path), found by moved_from()
+        self._gone = None  # (by identity, by tail) of known paths, built on first need
+        for path, *known in conn.execute(
+                "SELECT path, device, inode, size, mtime_ns, read_to, fingerprint FROM import_files "
+                "WHERE host = ?", (self.host,)):
+            self.known[path] = known
+
+    def moved_from(self, path: str, st: os.stat_result) -> str | None:
+        """The path this log was read at by an earlier import, when it has moved since:
+        a path not known, and a known one that no longer exists with the same identity
+        (device and inode: a rename) or the same name (a copy and delete, across disks)."""
+        if path in self.known or not self.known:
+            return None
+        if self._gone is None:
+            by_identity, by_tail = {}, {}
+            for old, (device, inode, *_) in self.known.items():
+                by_identity.setdefault((device, inode), []).append(old)
+                by_tail.setdefault(_tail(old), []).append(old)
+            self._gone = by_identity, by_tail
+        by_identity, by_tail = self._gone
+        for old in by_identity.get((st.st_dev, st.st_ino & _INODE), []) + by_tail.get(_tail(path), []):
+            if old != path and not os.path.lexists(old):
+                return old
+        return None
 
     def start(self, path: str, st: os.stat_result) -> tuple[int, tuple]:
         """Where to read `path` (stat'ed as `st`) from: 0, or the end of what an earlier
         import read of this same file; and the checksum of the bytes before it."""
-        known = self.known.get(path)
+        known = None if self.full else self.known.get(path)
         if known is None:
             return 0, EMPTY
         device, inode, size, mtime, read_to, mark = known
@@ -110,9 +138,14 @@ class Offsets:
             except UnicodeEncodeError:
                 continue  # an undecodable file name: such a log is read whole each time
             rows.append((self.host, path, device, inode, size, mtime, offset, mark, now))
-        if not rows:
+        gone = [(self.host, old) for _, _, old in self.moves]
+        if not rows and not gone:
             return
         with conn.transaction():
+            if gone:  # a moved log is known by its new path from now on
+                conn.executemany("DELETE FROM import_files WHERE host = ? AND path = ?", gone)
+            if not rows:
+                return
             conn.executemany(
                 "INSERT INTO import_files (host, path, device, inode, size, mtime_ns, read_to, "
                 "fingerprint, read_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host, path) "

@@ -3,8 +3,10 @@
 Fields, as `usage export` writes them: key (id or secret), project_id, at, model,
 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
 request_id, session_id; cache_write_1h_tokens may say how many of the cache writes were
-1-hour ones, and speed ("standard" or "fast") prices a record without a cost at
-fast-mode rates. Any problem with a line stops the whole import with its file and line
+1-hour ones, speed ("standard" or "fast") prices a record without a cost at
+fast-mode rates, and web_search_requests adds the web searches' price to it. With the
+cost mode `calculate` a given cost_usd is ignored and the cost computed; with
+`display` only a given cost_usd counts (see pricing.COST_MODES). Any problem with a line stops the whole import with its file and line
 number: bad text (see lines.text_field), a time more than a day ahead, a project_id
 that is not the project of the record's own key.
 
@@ -25,7 +27,7 @@ from .lines import BadLine, json_line, lines, text_field
 
 FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",
           "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "cost_usd",
-          "request_id", "session_id", "speed")
+          "request_id", "session_id", "speed", "web_search_requests")
 _FIELD_SET = frozenset(FIELDS)
 
 
@@ -151,6 +153,9 @@ class _Converter:
         if session is not None:
             self.text(session, "session_id")
         fast = is_fast(get("speed"))
+        searches = get("web_search_requests", 0)
+        if type(searches) is not int or not 0 <= searches <= MAX_COUNT:
+            searches = parse_count(searches, "web_search_requests")
         if request_id is None:
             # No id: one derived from the record, so re-importing the same file adds nothing.
             basis = json.dumps([key_id, project, at_ms, model, inp, out, read, writes, hour_writes,
@@ -158,10 +163,10 @@ class _Converter:
             request_id = "imp_" + _sha256(basis.encode()).hexdigest()[:40]
         else:
             text_field(request_id, "request_id")
-        if cost_nanos is None:
-            cost_nanos = self.price(model, inp, out, read, writes - hour_writes, hour_writes,
-                                    fast)  # may refuse
-            if cost_nanos is None:  # unknown model: $0, and marked
+        if cost_nanos is None or self.price.mode != "auto":
+            cost_nanos = self.price.cost(cost_nanos, model, inp, out, read, writes - hour_writes,
+                                         hour_writes, fast, searches)  # may refuse
+            if cost_nanos is None:  # unknown model (or no cost to display): $0, and marked
                 self.result.unpriced_models.add(model or "(none)")
                 return (request_id, key_id, project, at_ms, model, inp, out, read,
                         writes - hour_writes, hour_writes, 0, 0, session)

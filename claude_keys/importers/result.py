@@ -17,9 +17,12 @@ class ImportResult:
     unpriced_models: set = field(default_factory=set)
     warnings: list = field(default_factory=list)  # files that could not be read, and why
     read_to: dict = field(default_factory=dict)  # Claude Code log -> offsets.identity()
+    moved_files: int = 0  # Claude Code logs found at a new path (another project folder)
+    relabelled: int = 0  # stored requests that took a moved log's new project
 
     def as_json(self) -> dict:
         return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,
                 "requests": self.staged, "imported": self.imported, "replaced": self.replaced,
-                "already_stored": self.already_stored, "skipped": dict(sorted(self.skipped.items())),
+                "already_stored": self.already_stored, "moved_files": self.moved_files,
+                "relabelled": self.relabelled, "skipped": dict(sorted(self.skipped.items())),
                 "unpriced_models": sorted(self.unpriced_models), "warnings": list(self.warnings)}
