@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from . import claude_code, records
+from . import claude_code
 from .lines import BadLine
 from .result import ImportResult
 
@@ -72,6 +72,8 @@ def read(part: Part, sink, result, *, conn=None, key=None, prices=None) -> None:
         if part.kind == "claude-code":
             claude_code.read(part, sink, result, key=key, prices=prices)
         else:
+            from . import records  # with the key lookup it needs: not for Claude Code logs
+
             records.read(part, sink, result, records.KeyResolver(conn, key), prices=prices)
     except BadLine as e:
         if not part.start:
