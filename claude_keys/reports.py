@@ -377,3 +377,14 @@ def row(counters) -> dict:
 
 
 EMPTY = (0,) * len(COUNTERS)
+
+
+def active_block(conn, now_ms: int, *, project_id=None, key_id=None) -> dict | None:
+    """The 5-hour block under way at `now_ms` (as Report.blocks gives it, with its burn
+    rate and projection), or None. Only the last five hours' blocks are summed."""
+    since = now_ms - BLOCK_HOURS * HOUR_MS  # an active block starts after this
+    report = Report(conn, Window(since, None, timezone.utc), project_id=project_id, key_id=key_id)
+    for block in report.blocks(now_ms):
+        if block["active"]:
+            return block
+    return None

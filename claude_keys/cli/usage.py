@@ -278,14 +278,74 @@ def by_key(report, fmt) -> None:
     _grouped(report, ("key",), fmt)
 
 
+class TokenLimit(click.ParamType):
+    """--token-limit: a number of tokens, or `max` (the most any earlier block used)."""
+
+    name = "N|max"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or value.strip().lower() == "max":
+            return "max" if isinstance(value, str) else value
+        return Count().convert(value, param, ctx)
+
+
+def live_options(fn):
+    """The live view's options (`usage watch`, `usage blocks --live`)."""
+    fn = click.option("--no-import", "no_import", is_flag=True,
+                      help="Do not import Claude Code's new log lines before each refresh.")(fn)
+    fn = click.option("--cost-limit", type=Money(), help="Draw the block's cost against this limit, USD.")(fn)
+    fn = click.option("--token-limit", type=TokenLimit(),
+                      help="Draw the block's tokens against this limit (max: the most any earlier "
+                           "block used).")(fn)
+    fn = click.option("--interval", type=click.FloatRange(0.1, 3600), default=5, show_default=True,
+                      metavar="SECONDS", help="Seconds between refreshes.")(fn)
+    return fn
+
+
+@usage.command(epilog="""\b
+Examples:
+  claude-api usage watch
+  claude-api usage watch --token-limit max --cost-limit 20 --interval 2""")
+@click.option("--project-id", type=Project(), help="Only this project.")
+@click.option("--key", "key_ref", type=KeyRef(), help="Only this key.")
+@live_options
+@click.pass_context
+def watch(ctx, project_id, key_ref, interval, token_limit, cost_limit, no_import) -> None:
+    """A live view of the 5-hour block under way: its cost, tokens, burn rate, projected
+    cost at its end and time left, bars against --token-limit/--cost-limit, and the
+    budgets closest to their limits. Refreshed every --interval seconds, after importing
+    what Claude Code appended to its logs; Ctrl-C quits. Off a terminal, one snapshot."""
+    from .. import keys
+    from . import live
+
+    app = _app(ctx)
+    key_id = keys.find(app.conn, key_ref, "--key")["id"] if key_ref is not None else None
+    live.run(app, interval=interval, project_id=project_id, key_id=key_id, token_limit=token_limit,
+             cost_limit_nanos=cost_limit, refresh=not no_import)
+
+
 @usage.command()
 @report_options
+@click.option("--live", is_flag=True,
+              help="A live view of the active block instead (as `usage watch`), refreshed every "
+                   "--interval seconds; the options below apply to it.")
+@live_options
 @output_options
-def blocks(report, fmt) -> None:
+def blocks(report, fmt, live, interval, token_limit, cost_limit, no_import) -> None:
     """The 5-hour blocks Claude subscriptions count usage in, with the active block's
     burn rate and projected total."""
     from .. import reports
     from ..values import iso_ms
+
+    if live:
+        if fmt != "table":
+            raise click.UsageError("--live draws a screen: leave out --format/--json (or --live, for data)")
+        from . import live as screen
+
+        screen.run(_app(click.get_current_context()), interval=interval, project_id=report.project_id,
+                   key_id=report.key_id, token_limit=token_limit, cost_limit_nanos=cost_limit,
+                   refresh=not no_import)
+        return
 
     rows = []
     for b in report.blocks():
@@ -313,6 +373,20 @@ def blocks(report, fmt) -> None:
     _show(rows, fmt, ["start"], columns=columns,
           money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"),
           optional=["projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour"])
+
+
+@usage.command(epilog="""\b
+In ~/.claude/settings.json:
+  "statusLine": {"type": "command", "command": "claude-api usage statusline"}""")
+@click.pass_context
+def statusline(ctx) -> None:
+    """One line for Claude Code's status bar, from the JSON Claude Code gives on stdin:
+    the model, this session's cost, today's, the 5-hour block's with its time left, and
+    the burn rate. It imports what Claude Code appended to the session's transcript
+    first. It never fails: on any problem it prints the model and "usage unavailable"."""
+    from ..statusline import run
+
+    click.echo(run(sys.stdin.buffer, _app(ctx).db))
 
 
 def _local(iso: str, tz) -> str:
