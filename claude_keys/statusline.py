@@ -46,7 +46,7 @@ def run(stdin, db=None, *, now_ms: int | None = None) -> str:
 
 def read_payload(stdin) -> dict:
     """Claude Code's object; ValueError for anything else. Reading waits at most
-    WAIT_S for the writer to finish (a caller that never closes stdin cannot hang it)."""
+    WAIT_S for the writer to close stdin (one that never does cannot hang the bar)."""
     data = _read_bounded(stdin)
     if isinstance(data, bytes):
         data = data.decode("utf-8")
@@ -71,7 +71,7 @@ def _read_bounded(stdin):
     while size <= INPUT_LIMIT:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise ValueError("stdin was not closed in time")
+            return b"".join(chunks)  # never closed: what came is all there is (JSON or not)
         chunk = os.read(fd, 65536)
         if not chunk:
             return b"".join(chunks)
@@ -116,16 +116,25 @@ def figures(payload: dict, db=None, *, now_ms: int | None = None) -> list[str]:
 
 
 def import_transcript(conn, path: str, db=None) -> None:
-    """Store the requests Claude Code appended to `path` since it was last read (the
-    whole file the first time), in this process."""
+    """Store the requests Claude Code appended since they were last read (whole files
+    the first time) to the transcript `path` and to its subagents' logs
+    (`<session>/subagents/*.jsonl` beside it), in this process."""
+    from .db import resolve
     from .importers import import_files
     from .pricing import table, user_prices_path
 
-    from .db import resolve
-
     path = os.path.abspath(os.path.expanduser(path))
     prices = table(user_prices_path(resolve(db)))
-    import_files(conn, [path], fmt="claude-code", prices=prices, workers=1)
+    import_files(conn, [path] + subagent_logs(path), fmt="claude-code", prices=prices, workers=1)
+
+
+def subagent_logs(transcript: str) -> list[str]:
+    folder = os.path.join(transcript[:-len(".jsonl")] if transcript.endswith(".jsonl") else transcript,
+                          "subagents")
+    try:
+        return sorted(e.path for e in os.scandir(folder) if e.name.endswith(".jsonl") and e.is_file())
+    except OSError:  # no subagents (the usual case)
+        return []
 
 
 def _parts(conn, session: str | None, now: int) -> list[str]:
