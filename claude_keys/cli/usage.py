@@ -324,28 +324,42 @@ def watch(ctx, project_id, key_ref, interval, token_limit, cost_limit, no_import
              cost_limit_nanos=cost_limit, refresh=not no_import)
 
 
+def live_view_option(fn):
+    """`--live` on a report: the live view instead (with the live view's options), for
+    the report's --project-id/--key. Outside the report's options, so that a missing
+    store is made (the view imports logs) rather than refused as a report's would be."""
+
+    @click.option("--live", is_flag=True,
+                  help="A live view of the active block instead (as `usage watch`), refreshed "
+                       "every --interval seconds.")
+    @live_options
+    @functools.wraps(fn)
+    def wrapper(*args, live, interval, token_limit, cost_limit, no_import, **kwargs):
+        if not live:
+            return fn(*args, **kwargs)
+        if kwargs.get("as_json") or kwargs.get("fmt", "table") != "table":
+            raise click.UsageError("--live draws a screen: leave out --format/--json (or --live, for data)")
+        from .. import keys
+        from . import live as screen
+
+        app = _app(click.get_current_context())
+        key_ref = kwargs.get("key_ref")
+        key_id = keys.find(app.conn, key_ref, "--key")["id"] if key_ref is not None else None
+        screen.run(app, interval=interval, project_id=kwargs.get("project_id"), key_id=key_id,
+                   token_limit=token_limit, cost_limit_nanos=cost_limit, refresh=not no_import)
+
+    return wrapper
+
+
 @usage.command()
+@live_view_option
 @report_options
-@click.option("--live", is_flag=True,
-              help="A live view of the active block instead (as `usage watch`), refreshed every "
-                   "--interval seconds; the options below apply to it.")
-@live_options
 @output_options
-def blocks(report, fmt, live, interval, token_limit, cost_limit, no_import) -> None:
+def blocks(report, fmt) -> None:
     """The 5-hour blocks Claude subscriptions count usage in, with the active block's
     burn rate and projected total."""
     from .. import reports
     from ..values import iso_ms
-
-    if live:
-        if fmt != "table":
-            raise click.UsageError("--live draws a screen: leave out --format/--json (or --live, for data)")
-        from . import live as screen
-
-        screen.run(_app(click.get_current_context()), interval=interval, project_id=report.project_id,
-                   key_id=report.key_id, token_limit=token_limit, cost_limit_nanos=cost_limit,
-                   refresh=not no_import)
-        return
 
     rows = []
     for b in report.blocks():
