@@ -13,7 +13,7 @@ Reports by session read the per-session roll-up (hourly) instead of the daily on
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from collections import namedtuple
 from datetime import date, datetime, timedelta, timezone
 
 from .errors import InvalidInput
@@ -71,13 +71,11 @@ def _next(kind: str, day: date) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-@dataclass
-class Window:
-    """[since_ms, until_ms) in UTC milliseconds; None is open-ended."""
+class Window(namedtuple("Window", "since_ms until_ms tz")):
+    """[since_ms, until_ms) in UTC milliseconds; None is open-ended. (A tuple, not a
+    dataclass: `usage statusline` reads reports, and dataclasses costs it ms to load.)"""
 
-    since_ms: int | None
-    until_ms: int | None
-    tz: object
+    __slots__ = ()
 
     def as_json(self) -> dict:
         return {"since": iso_ms(self.since_ms), "until": iso_ms(self.until_ms)}

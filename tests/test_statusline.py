@@ -230,3 +230,14 @@ def test_the_model_name_is_never_a_control_sequence(session):
     r = proc("usage", "statusline", input=payload(session, display="Opus\x1b[2J\x07 4.5"))
     assert r.exit_code == 0 and r.stdout.startswith("Opus[2J 4.5 · $0.02 session"), r
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+
+
+@pytest.mark.one_backend
+def test_the_host_offsets_are_kept_under_is_the_machines_name():
+    """offsets.host() reads uname's node name (the socket module is slow to load):
+    the same name gethostname() gives, so offsets stored before still match."""
+    import socket
+
+    from claude_keys.importers.offsets import host
+
+    assert host() == socket.gethostname()
