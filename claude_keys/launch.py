@@ -45,7 +45,7 @@ def main() -> None:
     from .statusline import run
 
     try:
-        sys.stdout.write(run(sys.stdin.buffer, db) + "\n")
+        sys.stdout.write(run(sys.stdin, db) + "\n")
         sys.stdout.flush()
     except (BrokenPipeError, OSError):
         pass  # the reader went away: nothing to tell anyone

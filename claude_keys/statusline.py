@@ -31,11 +31,12 @@ SEPARATOR = " · "
 
 
 def run(stdin, db=None, *, now_ms: int | None = None) -> str:
-    """The status line for the JSON read from `stdin` (a binary or text stream), on the
-    store `db` (None: CLAUDE_API_DB or the default). Never raises."""
+    """The status line for the JSON read from `stdin` (a binary or text stream; None
+    when there is none), on the store `db` (None: CLAUDE_API_DB or the default). Never
+    raises."""
     model = "Claude"
     try:
-        payload = read_payload(stdin)
+        payload = read_payload(getattr(stdin, "buffer", stdin))
         model = model_name(payload) or model
         return SEPARATOR.join([model] + figures(payload, db, now_ms=now_ms))
     except BaseException as e:  # noqa: BLE001  (the status bar must never break)

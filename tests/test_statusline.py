@@ -241,3 +241,10 @@ def test_the_host_offsets_are_kept_under_is_the_machines_name():
     from claude_keys.importers.offsets import host
 
     assert host() == socket.gethostname()
+
+
+@pytest.mark.one_backend
+def test_no_stdin_at_all_prints_the_fallback():
+    done = subprocess.run([EXE, "usage", "statusline"], capture_output=False, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "Claude · usage unavailable\n".encode(), b"")

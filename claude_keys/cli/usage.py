@@ -400,7 +400,7 @@ def statusline(ctx) -> None:
     first. It never fails: on any problem it prints the model and "usage unavailable"."""
     from ..statusline import run
 
-    click.echo(run(sys.stdin.buffer, _app(ctx).db))
+    click.echo(run(sys.stdin, _app(ctx).db))
 
 
 def _local(iso: str, tz) -> str:
