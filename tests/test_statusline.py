@@ -148,7 +148,7 @@ def test_a_busy_store_is_waited_on_for_at_most_a_second(session, isolated):
         with holder.write():
             start = time.monotonic()
             parts = status(session)
-            assert time.monotonic() - start < 4
+            assert time.monotonic() - start < 10  # its bound is 1 s (the admin default: 30 s)
             assert parts[1] == "$0.02 session"  # the new line waits for the next call
     finally:
         holder.close()

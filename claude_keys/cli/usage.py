@@ -289,6 +289,28 @@ class TokenLimit(click.ParamType):
         return Count().convert(value, param, ctx)
 
 
+class Interval(click.ParamType):
+    """--interval: seconds between refreshes, 0.1 to 3600, written in ASCII digits."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        from ..errors import InvalidInput
+        from ..values import ascii_number
+
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            seconds = float(ascii_number(value, "the interval"))
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0.1 <= seconds <= 3600:  # (also refuses nan)
+            self.fail(f"{value!r}: give between 0.1 and 3600 seconds", param, ctx)
+        return seconds
+
+
 def live_options(fn):
     """The live view's options (`usage watch`, `usage blocks --live`)."""
     fn = click.option("--no-import", "no_import", is_flag=True,
@@ -297,8 +319,8 @@ def live_options(fn):
     fn = click.option("--token-limit", type=TokenLimit(),
                       help="Draw the block's tokens against this limit (max: the most any earlier "
                            "block used).")(fn)
-    fn = click.option("--interval", type=click.FloatRange(0.1, 3600), default=5, show_default=True,
-                      metavar="SECONDS", help="Seconds between refreshes.")(fn)
+    fn = click.option("--interval", type=Interval(), default=5, show_default=True,
+                      help="Seconds between refreshes (0.1 to 3600).")(fn)
     return fn
 
 
