@@ -2,7 +2,7 @@
 
 --smoke runs each benchmark at a tiny size, with no targets asserted, so CI notices
 when a benchmark stops working (tests/test_bench_smoke.py). ccusage's comparison
-(bench/vs_ccusage.py) needs npm and is run by hand.
+(bench/vs_ccusage.py, and bench/statusline.py --ccusage) needs npm and is run by hand.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import labels_report  # noqa: E402
 import postgres  # noqa: E402
 import reports_scale  # noqa: E402
 import request_path  # noqa: E402
+import statusline  # noqa: E402
 from _common import inputs_folder, scratch  # noqa: E402
 
 
@@ -37,6 +38,7 @@ def main(smoke: bool) -> None:
         concurrency.main(processes=2, seconds=0.5, rounds=1)
         postgres.main(seconds=0.4, processes=2, rounds=1)
         asgi.main(seconds=0.3, rounds=1)
+        statusline.main(runs=2, responses=10)
     else:
         cold_cli.main()
         request_path.main()
@@ -47,6 +49,7 @@ def main(smoke: bool) -> None:
         concurrency.main()
         postgres.main()
         asgi.main()
+        statusline.main()
 
 
 if __name__ == "__main__":

@@ -166,13 +166,11 @@ def user_prices_path(store: str | None = None) -> str | None:
         return os.environ[ENV_PRICES]
     if not store:
         return None
-    from .db import local_folder
+    from .db import app_dir, local_folder
 
     folder = local_folder(store)
     if folder is None:
-        import click
-
-        folder = click.get_app_dir("claude-api")
+        folder = app_dir()
     return os.path.join(folder, "prices.json")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from dataclasses import dataclass
+from collections import namedtuple
 from datetime import date, datetime, timedelta, timezone
 
 from . import labels as key_labels  # (`labels` below: a series' period labels)
@@ -137,15 +137,14 @@ def _back(kind: str, day: date, n: int) -> date:
     return date(months // 12, months % 12 + 1, 1)
 
 
-@dataclass
-class Window:
-    """[since_ms, until_ms) in UTC milliseconds; None is open-ended."""
+class Window(namedtuple("Window", "since_ms until_ms tz week_start what",
+                             defaults=(0, "in this range"))):
+    """[since_ms, until_ms) in UTC milliseconds; None is open-ended. `week_start`: 0 when
+    weeks start on Monday … 6 on Sunday; `what`: the window in words ("this month", "in
+    the last 3 days"). (A tuple, not a dataclass: `usage statusline` reads reports, and
+    dataclasses costs it ms to load.)"""
 
-    since_ms: int | None
-    until_ms: int | None
-    tz: object
-    week_start: int = 0  # 0: weeks start on Monday … 6: on Sunday
-    what: str = "in this range"  # the window in words: "this month", "in the last 3 days"
+    __slots__ = ()
 
     def as_json(self) -> dict:
         return {"since": iso_ms(self.since_ms), "until": iso_ms(self.until_ms)}
@@ -520,3 +519,14 @@ def row(counters) -> dict:
 
 
 EMPTY = (0,) * len(COUNTERS)
+
+
+def active_block(conn, now_ms: int, *, project_id=None, key_id=None) -> dict | None:
+    """The 5-hour block under way at `now_ms` (as Report.blocks gives it, with its burn
+    rate and projection), or None. Only the last five hours' blocks are summed."""
+    since = now_ms - BLOCK_HOURS * HOUR_MS  # an active block starts after this
+    report = Report(conn, Window(since, None, timezone.utc), project_id=project_id, key_id=key_id)
+    for block in report.blocks(now_ms):
+        if block["active"]:
+            return block
+    return None

@@ -364,7 +364,9 @@ def test_offsets_are_kept_per_host(log, monkeypatch):
     write(log, line("m1", "r1"))
     imported(log.parent)
     assert sql("SELECT host, read_to FROM import_files") == [(here, log.stat().st_size)]
-    monkeypatch.setattr(socket, "gethostname", lambda: "other-host")
+    from claude_keys.importers import offsets
+
+    monkeypatch.setattr(offsets, "host", lambda: "other-host")
     again = imported(log.parent)  # another host's file at the same path: read whole
     assert (again["lines"], again["imported"], again["already_stored"]) == (1, 0, 1)
     assert sorted(r[0] for r in sql("SELECT host FROM import_files")) == sorted([here, "other-host"])

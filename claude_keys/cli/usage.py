@@ -395,7 +395,103 @@ def by_key(report, order, fmt) -> None:
     _grouped(report, ("key",), fmt, order)
 
 
+class TokenLimit(click.ParamType):
+    """--token-limit: a number of tokens, or `max` (the most any earlier block used)."""
+
+    name = "N|max"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or value.strip().lower() == "max":
+            return "max" if isinstance(value, str) else value
+        return Count().convert(value, param, ctx)
+
+
+class Interval(click.ParamType):
+    """--interval: seconds between refreshes, 0.1 to 3600, written in ASCII digits."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        from ..errors import InvalidInput
+        from ..values import ascii_number
+
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            seconds = float(ascii_number(value, "the interval"))
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0.1 <= seconds <= 3600:  # (also refuses nan)
+            self.fail(f"{value!r}: give between 0.1 and 3600 seconds", param, ctx)
+        return seconds
+
+
+def live_options(fn):
+    """The live view's options (`usage watch`, `usage blocks --live`)."""
+    fn = click.option("--no-import", "no_import", is_flag=True,
+                      help="Do not import Claude Code's new log lines before each refresh.")(fn)
+    fn = click.option("--cost-limit", type=Money(), help="Draw the block's cost against this limit, USD.")(fn)
+    fn = click.option("--token-limit", type=TokenLimit(),
+                      help="Draw the block's tokens against this limit (max: the most any earlier "
+                           "block used).")(fn)
+    fn = click.option("--interval", type=Interval(), default=5, show_default=True,
+                      help="Seconds between refreshes (0.1 to 3600).")(fn)
+    return fn
+
+
+@usage.command(epilog="""\b
+Examples:
+  claude-api usage watch
+  claude-api usage watch --token-limit max --cost-limit 20 --interval 2""")
+@click.option("--project-id", type=Project(), help="Only this project.")
+@click.option("--key", "key_ref", type=KeyRef(), help="Only this key.")
+@live_options
+@click.pass_context
+def watch(ctx, project_id, key_ref, interval, token_limit, cost_limit, no_import) -> None:
+    """A live view of the 5-hour block under way: its cost, tokens, burn rate, projected
+    cost at its end and time left, bars against --token-limit/--cost-limit, and the
+    budgets closest to their limits. Refreshed every --interval seconds, after importing
+    what Claude Code appended to its logs; Ctrl-C quits. Off a terminal, one snapshot."""
+    from .. import keys
+    from . import live
+
+    app = _app(ctx)
+    key_id = keys.find(app.conn, key_ref, "--key")["id"] if key_ref is not None else None
+    live.run(app, interval=interval, project_id=project_id, key_id=key_id, token_limit=token_limit,
+             cost_limit_nanos=cost_limit, refresh=not no_import)
+
+
+def live_view_option(fn):
+    """`--live` on a report: the live view instead (with the live view's options), for
+    the report's --project-id/--key. Outside the report's options, so that a missing
+    store is made (the view imports logs) rather than refused as a report's would be."""
+
+    @click.option("--live", is_flag=True,
+                  help="A live view of the active block instead (as `usage watch`), refreshed "
+                       "every --interval seconds.")
+    @live_options
+    @functools.wraps(fn)
+    def wrapper(*args, live, interval, token_limit, cost_limit, no_import, **kwargs):
+        if not live:
+            return fn(*args, **kwargs)
+        if kwargs.get("as_json") or kwargs.get("fmt", "table") != "table":
+            raise click.UsageError("--live draws a screen: leave out --format/--json (or --live, for data)")
+        from .. import keys
+        from . import live as screen
+
+        app = _app(click.get_current_context())
+        key_ref = kwargs.get("key_ref")
+        key_id = keys.find(app.conn, key_ref, "--key")["id"] if key_ref is not None else None
+        screen.run(app, interval=interval, project_id=kwargs.get("project_id"), key_id=key_id,
+                   token_limit=token_limit, cost_limit_nanos=cost_limit, refresh=not no_import)
+
+    return wrapper
+
+
 @usage.command()
+@live_view_option
 @report_options
 @click.option("--active", is_flag=True, help="Only the active block (the one now is inside), if any.")
 @click.option("--recent", is_flag=True, help="The blocks of the last 3 days (the active one included).")
@@ -451,6 +547,20 @@ def blocks(report, active, recent, order, fmt) -> None:
 
 def _any_in(report) -> bool:
     return bool(report.totals().get((), (0,))[0])
+
+
+@usage.command(epilog="""\b
+In ~/.claude/settings.json:
+  "statusLine": {"type": "command", "command": "claude-api usage statusline"}""")
+@click.pass_context
+def statusline(ctx) -> None:
+    """One line for Claude Code's status bar, from the JSON Claude Code gives on stdin:
+    the model, this session's cost, today's, the 5-hour block's with its time left, and
+    the burn rate. It imports what Claude Code appended to the session's transcript
+    first. It never fails: on any problem it prints the model and "usage unavailable"."""
+    from ..statusline import run
+
+    click.echo(run(sys.stdin, _app(ctx).db))
 
 
 def _local(iso: str, tz) -> str:

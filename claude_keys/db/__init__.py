@@ -41,9 +41,21 @@ ENV_DB = "CLAUDE_API_DB"
 
 
 def default_path() -> str:
-    import click  # only when neither --db nor CLAUDE_API_DB says where
+    return os.path.join(app_dir(), "keys.db")
 
-    return os.path.join(click.get_app_dir("claude-api"), "keys.db")
+
+def app_dir() -> str:
+    """click.get_app_dir("claude-api"), without loading Click: `usage statusline` runs
+    without it (a test checks that the two agree)."""
+    if os.name == "nt":
+        import click
+
+        return click.get_app_dir("claude-api")
+    import sys
+
+    if sys.platform == "darwin":
+        return os.path.join(os.path.expanduser("~/Library/Application Support"), "claude-api")
+    return os.path.join(os.environ.get("XDG_CONFIG_HOME", os.path.expanduser("~/.config")), "claude-api")
 
 
 def resolve(db: str | os.PathLike | None = None) -> str:

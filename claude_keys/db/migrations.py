@@ -622,6 +622,17 @@ def m008_owners_and_metadata(m: Step) -> None:
     )
 
 
+@step
+def m009_sessions_by_id(m: Step) -> None:
+    """A session's usage by its id (issue 18): `usage statusline` reads this session's
+    cost on every update of Claude Code's status bar; the session roll-up's key begins
+    with the hour, so without this index each call read the whole roll-up."""
+    m.run(
+        sqlite="CREATE INDEX usage_sessions_by_session ON usage_sessions(session_id, hour);",
+        postgres="CREATE INDEX usage_sessions_by_session ON usage_sessions(session_id, hour);",
+    )
+
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:

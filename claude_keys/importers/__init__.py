@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ..errors import ClaudeKeysError, ConnectionLost, InvalidInput
 from .lines import shown, text_field
@@ -60,14 +60,12 @@ def detect(path: str) -> str:
     return "jsonl"
 
 
-@dataclass(frozen=True)
-class _File:
-    path: str
-    kind: str
-    project: str | None
-    start: int  # where this run reads from (an earlier import read up to there)
-    size: int
-    seed: tuple  # the checksum of the bytes before `start` (offsets.py)
+# An input file: its path, kind, project (Claude Code), where this run reads it from (an
+# earlier import read up to there), its size, and `seed`, the checksum of the bytes
+# before `start` (offsets.py). Tuples, not dataclasses, here, in units.py, result.py and
+# reports.py: `usage statusline` imports through them, and dataclasses (with inspect)
+# costs it several ms to load.
+_File = namedtuple("_File", "path kind project start size seed")
 
 
 def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=None,

@@ -20,7 +20,6 @@ where the last complete line ends: an unfinished last line is read again next ti
 from __future__ import annotations
 
 import os
-import socket
 import zlib
 
 from ..values import now_ms
@@ -32,7 +31,15 @@ EMPTY = (0, 0, 1)  # the checksum of no bytes: (offset, CRC-32, Adler-32)
 
 
 def host() -> str:
-    return socket.gethostname() or "localhost"
+    """This machine's name: gethostname(), which is uname's node name where there is
+    uname (read from it: the socket module costs `usage statusline` a few ms to load)."""
+    try:
+        name = os.uname().nodename
+    except AttributeError:  # Windows
+        import socket
+
+        name = socket.gethostname()
+    return name or "localhost"
 
 
 def checksum(f, end: int, seed: tuple = EMPTY) -> tuple:

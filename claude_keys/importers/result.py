@@ -1,24 +1,24 @@
 """What an import did: counted by the readers (in worker processes too) and the merge."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-
-@dataclass
 class ImportResult:
-    files: int = 0  # files found
-    unchanged_files: int = 0  # Claude Code logs with nothing new since the last import
-    lines: int = 0  # lines read in this run
-    staged: int = 0
-    imported: int = 0
-    replaced: int = 0  # stored Claude Code requests that a bigger copy replaced
-    already_stored: int = 0
-    skipped: dict = field(default_factory=dict)  # reason -> count (Claude Code logs)
-    unpriced_models: set = field(default_factory=set)
-    warnings: list = field(default_factory=list)  # files that could not be read, and why
-    read_to: dict = field(default_factory=dict)  # Claude Code log -> offsets.identity()
-    moved_files: int = 0  # Claude Code logs found at a new path (another project folder)
-    relabelled: int = 0  # stored requests that took a moved log's new project
+    """(A plain class, not a dataclass: see importers._File.)"""
+
+    def __init__(self):
+        self.files = 0  # files found
+        self.unchanged_files = 0  # Claude Code logs with nothing new since the last import
+        self.lines = 0  # lines read in this run
+        self.staged = 0
+        self.imported = 0
+        self.replaced = 0  # stored Claude Code requests that a bigger copy replaced
+        self.already_stored = 0
+        self.skipped: dict = {}  # reason -> count (Claude Code logs)
+        self.unpriced_models: set = set()
+        self.warnings: list = []  # files that could not be read, and why
+        self.read_to: dict = {}  # Claude Code log -> offsets.identity()
+        self.moved_files = 0  # Claude Code logs found at a new path (another project folder)
+        self.relabelled = 0  # stored requests that took a moved log's new project
 
     def as_json(self) -> dict:
         return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,

@@ -10,10 +10,9 @@ inputs are read in the importing process itself, through the same readers.
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import dataclass
+from collections import namedtuple
 
-from . import claude_code, records
+from . import claude_code
 from .lines import BadLine
 from .result import ImportResult
 
@@ -21,17 +20,14 @@ CHUNK = 16 << 20  # bytes of a big file per unit
 PARALLEL_FROM = 8 << 20  # smaller inputs are parsed in-process: workers cost ~0.1 s to start
 
 
-@dataclass(frozen=True)
-class Part:
-    """Lines of one file: those that begin in [start, end)."""
+class Part(namedtuple("Part", "path kind project start end last seed",
+                      defaults=(None, 0, None, True, ()))):
+    """Lines of one file: those that begin in [start, end). `kind`: "jsonl", "csv" or
+    "claude-code"; `project`: a Claude Code log's project folder; `last`: the file's
+    last part (its reader says how far the file was read); `seed`: Claude Code, the
+    checksum of the file before where this run began. (A tuple: see importers._File.)"""
 
-    path: str
-    kind: str  # "jsonl", "csv" or "claude-code"
-    project: str | None = None  # Claude Code: the log's project folder
-    start: int = 0
-    end: int | None = None
-    last: bool = True  # the file's last part: its reader says how far the file was read
-    seed: tuple = ()  # Claude Code: the checksum of the file before where this run began
+    __slots__ = ()
 
     @property
     def size(self) -> int:
@@ -72,6 +68,8 @@ def read(part: Part, sink, result, *, conn=None, key=None, prices=None) -> None:
         if part.kind == "claude-code":
             claude_code.read(part, sink, result, key=key, prices=prices)
         else:
+            from . import records  # with the key lookup it needs: not for Claude Code logs
+
             records.read(part, sink, result, records.KeyResolver(conn, key), prices=prices)
     except BadLine as e:
         if not part.start:
@@ -102,6 +100,8 @@ def read_in_worker(unit: list[Part], db_path: str, key, prices: dict, scratch_di
     """Worker process: parse a unit's parts into a scratch file. Returns (file, lines,
     skipped, unpriced models, how far each file was read, warnings); a malformed line
     raises BadLine."""
+    import tempfile  # here: `usage statusline` imports in-process and never needs it
+
     from ..db import connect
     from ..db.staging import Scratch
 

@@ -1,0 +1,250 @@
+"""`usage statusline` (claude_keys/statusline.py, run through claude_keys/launch.py): one
+line for Claude Code's status bar, from the JSON Claude Code pipes in. It imports only
+the bytes appended to the session's transcript since the last call, never fails the
+bar (exit 0 and a short fallback whatever goes wrong), never waits on the store longer
+than its bound, and loads nothing it does not use."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from claude_keys.launch import statusline_store
+from tests.helpers.cc_lines import append, line
+from tests.helpers.live_logs import add_requests, midday_zone, payload, stamp, transcript
+from tests.helpers.processes import dies_with_this_process
+from tests.helpers.run import EXE, cli, proc
+
+FALLBACK = "Haiku 4.5 · usage unavailable"
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch):
+    """A transcript under a Claude config folder, "today" set where it is midday."""
+    monkeypatch.setenv("CLAUDE_API_TZ", midday_zone())
+    monkeypatch.setenv("TZ", "UTC")
+    return transcript(tmp_path / "claude")
+
+
+def status(path, **kwargs) -> list[str]:
+    """The line's parts, run as Claude Code runs it (a process of the installed program)."""
+    r = proc("usage", "statusline", input=payload(path, **kwargs))
+    assert r.exit_code == 0 and r.stderr == "", r
+    assert r.stdout.endswith("\n") and r.stdout.count("\n") == 1, r
+    return r.stdout.rstrip("\n").split(" · ")
+
+
+def test_a_session_costs_what_its_transcript_holds(session):
+    add_requests(session, 1, 3, minutes_ago=[3, 2, 1])
+    parts = status(session)
+    assert parts[:4] == ["Haiku 4.5", "$0.06 session", "$0.06 today", parts[3]]
+    assert parts[3].startswith("$0.06 block (") and parts[3].endswith(" left)")
+    assert parts[4] == "$1.80/h"  # $0.06 between the first request and the last, 2 minutes apart
+
+
+def test_only_the_new_bytes_are_read(session):
+    first = add_requests(session, 1, 3, minutes_ago=[3, 2, 1])
+    assert status(session)[1] == "$0.06 session"
+    # Take the imported requests back out of the store: were the transcript read again
+    # from its start, they would come back.
+    assert cli("usage", "delete", *first, "--yes").exit_code == 0
+    add_requests(session, 4, 2, minutes_ago=[0.5, 0.2])
+    parts = status(session)
+    assert parts[1:3] == ["$0.04 session", "$0.04 today"]  # exactly the two new lines
+    assert status(session)[1] == "$0.04 session"  # nothing appended: nothing changes
+
+
+def test_the_cost_grows_by_exactly_the_appended_lines(session):
+    add_requests(session, 1, 2, minutes_ago=[3, 2])
+    assert status(session)[1] == "$0.04 session"
+    for n, expected in ((3, "$0.06"), (4, "$0.08")):
+        add_requests(session, n, 1, minutes_ago=[1])
+        assert status(session)[1] == f"{expected} session"
+
+
+def test_a_response_written_in_blocks_counts_once_at_its_final_size(session):
+    # Claude Code writes a response once per content block, the usage growing.
+    append(session, line("msg_1", "req_1", inp=10_000, out=10, model="claude-haiku-4-5-20251001", ts=stamp(2),
+                         session=session.stem))
+    assert status(session)[1] == "$0.01 session"  # $0.01 + 10 output tokens ($0.00005), to the cent
+    append(session, line("msg_1", "req_1", inp=10_000, out=2_000, model="claude-haiku-4-5-20251001",
+                         ts=stamp(2), session=session.stem))
+    assert status(session)[1] == "$0.02 session"
+
+
+def test_subagents_count_in_their_session(session):
+    add_requests(session, 1, 1, minutes_ago=[2])
+    agent = session.parent / session.stem / "subagents" / "agent-1.jsonl"
+    agent.parent.mkdir(parents=True)
+    add_requests(agent, 10, 2, minutes_ago=[1.5, 1], session=session.stem)
+    assert status(session)[1] == "$0.06 session"
+
+
+def test_other_sessions_count_today_but_not_in_this_session(session):
+    other = transcript(session.parents[2], session="11111111-2222-4333-8444-555555555555")
+    add_requests(other, 100, 2, minutes_ago=[4, 3])
+    assert status(other)[1] == "$0.04 session"
+    add_requests(session, 1, 1, minutes_ago=[1])
+    assert status(session)[1:3] == ["$0.02 session", "$0.06 today"]
+
+
+def test_click_path_gives_the_same_line(session):
+    add_requests(session, 1, 2, minutes_ago=[2, 1])
+    r = cli("usage", "statusline", input=payload(session))
+    assert r.exit_code == 0 and r.stdout.startswith("Haiku 4.5 · $0.04 session · $0.04 today · $0.04 block ("), r
+    assert status(session)[:3] == ["Haiku 4.5", "$0.04 session", "$0.04 today"]
+
+
+def test_no_active_block_and_no_session_yet(session):
+    # A new session: Claude Code has not written its transcript yet.
+    parts = status(session)
+    assert parts == ["Haiku 4.5", "$0.00 session", "$0.00 today", "no active block"]
+
+
+@pytest.mark.parametrize("stdin", [b"", b"not json", b"[1, 2]", b"null", b'"text"', b"\xff\xfe{}", b"{" * 100_000])
+def test_garbage_on_stdin_prints_the_fallback(stdin):
+    done = subprocess.run([EXE, "usage", "statusline"], input=stdin, capture_output=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"Claude \xc2\xb7 usage unavailable\n", b""), done
+
+
+def test_a_broken_store_prints_the_fallback_quickly(session, store_backend, tmp_path):
+    add_requests(session, 1, 1)
+    if store_backend == "sqlite":
+        broken = tmp_path / "broken.db"
+        broken.write_bytes(b"this is not a database" * 200)
+    else:
+        broken = "postgresql://nobody@127.0.0.1:1/nothing"  # nothing listens there
+    start = time.monotonic()
+    r = proc("--db", broken, "usage", "statusline", input=payload(session))
+    assert (r.exit_code, r.stdout, r.stderr) == (0, FALLBACK + "\n", ""), r
+    assert time.monotonic() - start < 5
+
+
+def test_a_store_folder_that_cannot_be_made_prints_the_fallback(session, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    r = proc("--db", blocker / "keys.db", "usage", "statusline", input=payload(session))
+    assert (r.exit_code, r.stdout) == (0, FALLBACK + "\n"), r
+
+
+def test_a_missing_transcript_still_shows_the_store(session):
+    add_requests(session, 1, 1, minutes_ago=[1])
+    assert status(session)[1] == "$0.02 session"
+    parts = status(session.parent / "gone.jsonl", session=session.stem)
+    assert parts[:3] == ["Haiku 4.5", "$0.02 session", "$0.02 today"]
+
+
+def test_a_busy_store_is_waited_on_for_at_most_a_second(session, isolated):
+    """Another process holds the write lock (a long import): the line comes within the
+    bound, with what was stored before; the next call catches up."""
+    from claude_keys.db import connect
+
+    add_requests(session, 1, 1, minutes_ago=[2])
+    assert status(session)[1] == "$0.02 session"
+    add_requests(session, 2, 1, minutes_ago=[1])
+    holder = connect(str(isolated))
+    try:
+        with holder.write():
+            start = time.monotonic()
+            parts = status(session)
+            assert time.monotonic() - start < 10  # its bound is 1 s (the admin default: 30 s)
+            assert parts[1] == "$0.02 session"  # the new line waits for the next call
+    finally:
+        holder.close()
+    assert status(session)[1] == "$0.04 session"
+
+
+def test_stdin_left_open_does_not_hang_the_bar(session):
+    add_requests(session, 1, 1)
+    child = subprocess.Popen([EXE, "usage", "statusline"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, preexec_fn=dies_with_this_process())
+    try:
+        child.stdin.write(payload(session).encode())  # and never closed
+        child.stdin.flush()
+        start = time.monotonic()
+        assert child.wait(timeout=10) == 0
+        assert time.monotonic() - start < 5
+        assert child.stdout.read().decode().startswith("Haiku 4.5 · $0.02 session")
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+
+
+def test_it_loads_nothing_heavy(session):
+    """Not Click, and none of what the lazy-import rule keeps off hot paths."""
+    add_requests(session, 1, 1)
+    assert status(session)[1] == "$0.02 session"  # the store exists, migrated: no upgrade below
+    probe = ("import sys\nfrom claude_keys.launch import main\nsys.argv = ['claude-api', 'usage', 'statusline']\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "heavy = [m for m in ('click', 'rich', 'tabulate', 'keyring', 'sqlite_utils', 'claude_keys.cli',"
+             " 'claude_keys.keys') if m in sys.modules]\n"
+             "sys.stderr.write(f'EXIT={code} HEAVY={heavy}')\n")
+    done = subprocess.run([sys.executable, "-c", probe], input=payload(session), capture_output=True, text=True)
+    assert done.stdout.startswith("Haiku 4.5 · $0.02 session"), done
+    assert done.stderr.endswith("EXIT=0 HEAVY=[]"), done.stderr
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("args, store", [
+    (["usage", "statusline"], None),
+    (["--db", "x.db", "usage", "statusline"], "x.db"),
+    (["usage", "statusline", "--db", "x.db"], "x.db"),
+    (["--db=x.db", "usage", "statusline"], "x.db"),
+    (["usage", "statusline", "--help"], False),
+    (["usage", "statusline", "extra"], False),
+    (["usage", "summary"], False),
+    (["--db", "", "usage", "statusline"], False),  # Click says what is wrong
+    (["usage", "statusline", "--db"], False),
+    ([], False),
+])
+def test_only_plain_statusline_command_lines_skip_click(args, store):
+    assert statusline_store(args) == store
+
+
+@pytest.mark.one_backend
+def test_help_and_mistakes_still_go_through_click():
+    r = proc("usage", "statusline", "--help")
+    assert r.exit_code == 0 and "settings.json" in r.stdout and '"statusLine"' in r.stdout
+    r = proc("usage", "statusline", "--bogus")
+    assert r.exit_code == 2 and "No such option" in r.stderr
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("xdg", [None, "/tmp/somewhere-else"])
+def test_the_default_store_folder_is_clicks(monkeypatch, xdg):
+    import click
+
+    from claude_keys.db import app_dir
+
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    assert app_dir() == click.get_app_dir("claude-api")
+
+
+def test_the_model_name_is_never_a_control_sequence(session):
+    add_requests(session, 1, 1)
+    r = proc("usage", "statusline", input=payload(session, display="Opus\x1b[2J\x07 4.5"))
+    assert r.exit_code == 0 and r.stdout.startswith("Opus[2J 4.5 · $0.02 session"), r
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+
+
+@pytest.mark.one_backend
+def test_the_host_offsets_are_kept_under_is_the_machines_name():
+    """offsets.host() reads uname's node name (the socket module is slow to load):
+    the same name gethostname() gives, so offsets stored before still match."""
+    import socket
+
+    from claude_keys.importers.offsets import host
+
+    assert host() == socket.gethostname()
+
+
+@pytest.mark.one_backend
+def test_no_stdin_at_all_prints_the_fallback():
+    done = subprocess.run([EXE, "usage", "statusline"], capture_output=False, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "Claude · usage unavailable\n".encode(), b"")
