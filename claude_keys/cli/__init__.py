@@ -23,6 +23,7 @@ COMMANDS = {
     "db": "claude_keys.cli.db:db",
     "audit": "claude_keys.cli.audit:audit",
     "completion": "claude_keys.cli.completion:completion",
+    "alerts": "claude_keys.cli.alerts:alerts",
 }
 
 
