@@ -130,3 +130,22 @@ def test_a_claim_left_by_a_dead_process_is_taken_over(tmp_path):
     r = cli("alerts", "--json", "--notify", f"cat > {got}")
     assert [a["notice"] for a in r.json()] == ["sent"] and got.exists()
     assert len(found) == 1 and os.path.getsize(got) > 0
+
+
+def test_listing_alerts_waits_for_no_writer():
+    """Alerts read in short reads outside any write transaction: a writer holding the
+    store's write lock (as an admission does) neither blocks them nor is blocked."""
+    from claude_keys.db import connect
+
+    key = create("--daily-budget", "1")
+    record(key["id"], "0.6")
+    writer = connect(None)
+    try:
+        with writer.write():
+            writer.execute("UPDATE keys SET name = 'held' WHERE id = ?", (key["id"],))
+            started = time.time()
+            r = cli("alerts", "--json", env={"CLAUDE_API_TIMEOUT": "3"})
+            assert r.exit_code == 1 and [a["budget"] for a in r.json()] == ["daily"], r
+            assert time.time() - started < 3
+    finally:
+        writer.close()
