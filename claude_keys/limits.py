@@ -89,8 +89,8 @@ class Used:
 # calendar periods in a zone the operator may change at any time, and SQLite cannot
 # compute a zone's local day inside the roll-up trigger. The UTC roll-ups already
 # exist, are written on every request, and are exact under any zone: a period is whole
-# UTC days (usage_daily / usage_project_daily) plus the whole UTC hours at its ends
-# (usage_hourly, found by index: hour, project, key) plus, in a zone whose offset is not
+# UTC days (usage_daily / usage_project_daily) plus or minus the whole UTC hours at its
+# ends (usage_hourly, found by index: hour, project, key) plus, in a zone whose offset is not
 # whole hours (India, Adelaide, Newfoundland...), the minutes between its boundary and
 # the hour (the usage rows, by the time index). Nothing to re-key when the zone
 # changes, nothing new to write per request; in UTC a month is days alone, as before.
@@ -98,13 +98,16 @@ _DAYS = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a tempo
     "lineage": "keys k JOIN usage_daily d ON d.key_id = k.id WHERE k.lineage = ?",
     "project": "usage_project_daily d WHERE d.project_id = ?",
 }
-# The hours of a lineage: the (key, project) pairs it used on those days, then each
-# hour's roll-up row by its primary key (hour, project, key): seeks, not a scan of
-# every key's hours.
+# The hours of a lineage: the (key, project) pairs it used on those days (one CTE,
+# `pairs`, for the whole statement), then each hour's roll-up row by its primary key
+# (hour, project, key): seeks, not a scan of every key's hours. (With the pairs as a
+# subquery in each part instead, SQLite ran a statement holding two such parts ten
+# times slower than the parts one by one.)
+_PAIRS = ("pairs AS (SELECT DISTINCT d.key_id, d.project_id FROM keys k JOIN usage_daily d ON d.key_id = k.id "
+          "WHERE k.lineage = ? AND d.day >= {d0} AND d.day <= {d1})")
 _HOURS = {
-    "lineage": ("usage_hourly h JOIN (SELECT DISTINCT d.key_id, d.project_id FROM keys k "
-                "JOIN usage_daily d ON d.key_id = k.id WHERE k.lineage = ? AND d.day >= {d0} AND d.day <= {d1}) p "
-                "ON h.project_id = p.project_id AND h.key_id = p.key_id WHERE h.hour IN ({hours})"),
+    "lineage": ("pairs p JOIN usage_hourly h ON h.project_id = p.project_id AND h.key_id = p.key_id "
+                "WHERE h.hour IN ({hours})"),
     "project": "usage_hourly h WHERE h.project_id = ? AND h.hour IN ({hours})",
 }
 _ROWS = {
@@ -115,55 +118,70 @@ HOUR_MS = 3_600_000
 
 
 def pieces(start_ms: int, end_ms: int) -> tuple:
-    """[start_ms, end_ms) as (whole UTC days (first, after) or None, the whole UTC hours
-    outside them, the sub-hour (start, end) ranges at the edges)."""
+    """[start_ms, end_ms) as (whole UTC days (first, after) or None, UTC hours to add,
+    UTC hours to take away (inside those days), the sub-hour (start, end) ranges at the
+    edges). At each end, whichever reads fewer hours: the hours up to the first whole
+    day, or that whole day less the hours before the start (a day in Berlin is one UTC
+    day, plus an hour before it, less its last hour: three reads, not twenty-four)."""
     h0, h1 = -(-start_ms // HOUR_MS), end_ms // HOUR_MS
     if h0 > h1:  # inside one hour
-        return None, (), ((start_ms, end_ms),)
+        return None, (), (), ((start_ms, end_ms),)
     rows = tuple(r for r in ((start_ms, h0 * HOUR_MS), (h1 * HOUR_MS, end_ms)) if r[0] < r[1])
-    d0, d1 = -(-h0 // 24), h1 // 24
-    if d0 < d1:
-        return (d0, d1), tuple(range(h0, d0 * 24)) + tuple(range(d1 * 24, h1)), rows
-    return None, tuple(range(h0, h1)), rows
+    up, down = -(-h0 // 24), h0 // 24
+    first = up if up * 24 - h0 <= h0 - down * 24 else down
+    down, up = h1 // 24, -(-h1 // 24)
+    after = down if h1 - down * 24 <= up * 24 - h1 else up
+    if first >= after:  # no whole day: the hours themselves
+        return None, tuple(range(h0, h1)), (), rows
+    plus = tuple(range(h0, first * 24)) + tuple(range(after * 24, h1))
+    minus = tuple(range(first * 24, h0)) + tuple(range(h1, after * 24))
+    return (first, after), plus, minus, rows
 
 
-def _span_parts(kind: str, start_ms: int, end_ms: int) -> list[str]:
-    """Subqueries, each summing (cost, tokens) exactly over one piece of the span; one
-    `?` (the scope) each. Bounds are written into the SQL (exact_sums repeats each
-    expression; the statement is cached until a period moves on)."""
-    days, hours, rows = pieces(start_ms, end_ms)
+def _span_parts(kind: str, start_ms: int, end_ms: int) -> list[tuple[str, int, tuple, int]]:
+    """Subqueries, each summing (cost, tokens) exactly over one piece of the span: (SQL,
+    how many `?` (the scope) it holds, the UTC hours it reads, its sign). Bounds are
+    written into the SQL (exact_sums repeats each expression; the statement is cached
+    until a period moves on)."""
+    days, plus, minus, rows = pieces(start_ms, end_ms)
     sums = exact_sums(["cost_nanos", _TOKENS])
     parts = []
     if days:
-        parts.append(f"(SELECT {sums} FROM {_DAYS[kind]} AND d.day >= {days[0]} AND d.day < {days[1]})")
-    if hours:
-        listed = ", ".join(str(h) for h in hours)
-        parts.append(f"(SELECT {sums} FROM "
-                     + _HOURS[kind].format(d0=hours[0] // 24, d1=hours[-1] // 24, hours=listed) + ")")
+        parts.append((f"(SELECT {sums} FROM {_DAYS[kind]} AND d.day >= {days[0]} AND d.day < {days[1]})", 1, (), 1))
+    for hours, sign in ((plus, 1), (minus, -1)):
+        if hours:
+            listed = ", ".join(str(h) for h in hours)
+            parts.append((f"(SELECT {sums} FROM " + _HOURS[kind].format(hours=listed) + ")",
+                          int(kind != "lineage"), hours, sign))
     for a, b in rows:
-        parts.append(f"(SELECT {sums} FROM " + _ROWS[kind].format(a=a, b=b) + ")")
+        parts.append((f"(SELECT {sums} FROM " + _ROWS[kind].format(a=a, b=b) + ")", 1, (), 1))
     return parts
 
 
 @lru_cache(maxsize=64)
-def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool) -> tuple[str, tuple]:
+def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool) -> tuple[str, tuple, int]:
     """One statement reading a scope's spend (and tokens) in each span, in total, and its
-    requests in flight; and how many subqueries each span has. One statement, so one
-    snapshot: on PostgreSQL a usage insert may commit between two statements, and its
-    cost would then be neither spend (read before) nor reservation (settled after)."""
-    parts, counts = [], []
+    requests in flight; the signs of each span's parts (1: add, -1: take away); and how many times the scope is
+    its parameter before the in-flight part's. One statement, so one snapshot: on
+    PostgreSQL a usage insert may commit between two statements, and its cost would then
+    be neither spend (read before) nor reservation (settled after). Its parts are rows
+    of a UNION ALL, each tagged with its place (four values each)."""
+    parts, signs = [], []
     for start_ms, end_ms in spans:
         mine = _span_parts(kind, start_ms, end_ms)
         parts += mine
-        counts.append(len(mine))
+        signs.append(tuple(sign for _, _, _, sign in mine))
     if total:
-        parts.append(f"(SELECT {exact_sums(['cost_nanos'])} FROM {_DAYS[kind]})")
+        parts.append((f"(SELECT {exact_sums(['cost_nanos'])}, 0, 0 FROM {_DAYS[kind]})", 1, (), 1))
     if tracked:
-        parts.append(inflight.used_sql("lineage" if kind == "lineage" else "project_id"))
+        parts.append((inflight.used_sql("lineage" if kind == "lineage" else "project_id"), 0, (), 1))
     if not parts:
-        parts.append("(SELECT 0)")
-    sql = "SELECT * FROM " + " CROSS JOIN ".join(f"{p} AS s{i}" for i, p in enumerate(parts))
-    return sql, tuple(counts)
+        parts.append(("(SELECT 0, 0, 0, 0)", 0, (), 1))
+    hours = [h for _, _, hs, _ in parts for h in hs] if kind == "lineage" else []
+    cte = ("WITH " + _PAIRS.format(d0=min(hours) // 24, d1=max(hours) // 24) + " ") if hours else ""
+    sql = cte + " UNION ALL ".join(f"SELECT {i} AS part, s{i}.* FROM {p} AS s{i}"
+                                   for i, (p, _, _, _) in enumerate(parts))
+    return sql, tuple(signs), bool(cte) + sum(n for _, n, _, _ in parts)
 
 
 def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, *, total: bool = True,
@@ -176,25 +194,26 @@ def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, 
 
         spans = periods(now_ms)
     names = tuple(spans)
-    sql, counts = _used_sql(kind, tuple((spans[n].start_ms, spans[n].end_ms) for n in names), total, tracked)
-    pieces_n = sum(counts)
-    params = [subject] * (pieces_n + total) + ([now_ms, now_ms, now_ms, subject] if tracked else [])
-    row = conn.execute(sql, params).fetchone()
+    sql, signs, scoped = _used_sql(kind, tuple((spans[n].start_ms, spans[n].end_ms) for n in names), total,
+                                    tracked)
+    params = [subject] * scoped + ([now_ms, now_ms, now_ms, subject] if tracked else [])
+    rows = sorted(tuple(r) for r in conn.execute(sql, params).fetchall())
     used = Used()
     at = 0
-    for name, n in zip(names, counts):
+    for name, span_signs in zip(names, signs):
         cost = tokens = 0
-        for _ in range(n):
-            c, t = combine(row[at:at + 4])
-            cost, tokens, at = cost + c, tokens + t, at + 4
+        for row, sign in zip(rows[at:], span_signs):
+            c, t = combine(row[1:5])
+            cost, tokens = cost + sign * c, tokens + sign * t
         used.spent[name], used.tokens[name] = cost, tokens
+        at += len(span_signs)
     used.month_nanos = used.spent.get("month", 0)
     used.tokens_today = used.tokens.get("day", 0)
     if total:
-        used.total_nanos, at = combine(row[at:at + 2])[0], at + 2
+        used.total_nanos, at = combine(rows[at][1:3])[0], at + 1
     if tracked:
-        rest = row[at:]
-        used.in_flight, used.reserved_nanos, used.stale = rest[0], combine(rest[1:3])[0], rest[3]
+        rest = rows[at]
+        used.in_flight, used.reserved_nanos, used.stale = rest[1], combine(rest[2:4])[0], rest[4]
     if scope is not None:
         used.window, used.oldest_ms = windows.window(conn, scope, now_ms)
     return used

@@ -69,16 +69,30 @@ def test_period_boundaries_follow_the_zone_and_its_dst():
 
 
 @pytest.mark.one_backend
-def test_a_span_is_whole_days_whole_hours_and_sub_hour_edges():
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "Asia/Tokyo", "Asia/Kolkata", "Asia/Kathmandu",
+                                "America/St_Johns", "Pacific/Chatham"])
+def test_a_span_is_whole_days_plus_and_minus_hours_and_sub_hour_edges(tz):
+    """Whatever the zone, the pieces cover each period exactly once, and few hours are read."""
     H = 3_600_000
-    berlin_month = periods.periods(ms("2026-12-10T00:00:00+00:00"), "Europe/Berlin")["month"]
-    days, hours, rows = limits.pieces(berlin_month.start_ms, berlin_month.end_ms)
-    assert rows == () and hours == (berlin_month.start_ms // H,) + tuple(range(days[1] * 24, berlin_month.end_ms // H))
-    assert (days[1] - days[0]) == 30  # Dec 1 .. Dec 30 UTC whole; 23:00 Nov 30 and Dec 31 by the hour
-    kolkata_day = periods.periods(ms("2026-12-10T00:00:00+00:00"), "Asia/Kolkata")["day"]
-    days, hours, rows = limits.pieces(kolkata_day.start_ms, kolkata_day.end_ms)
-    assert days is None and len(hours) == 23 and [b - a for a, b in rows] == [H // 2, H // 2]
-    assert limits.pieces(0, 86_400_000) == ((0, 1), (), ())
+    for day in range(0, 400, 7):  # a year and more of dates, DST changes among them
+        now = ms("2026-01-01T12:00:00+00:00") + day * 86_400_000
+        for period in periods.periods(now, tz).values():
+            days, plus, minus, rows = limits.pieces(period.start_ms, period.end_ms)
+            covered = {h: 0 for h in range(period.start_ms // H - 48, period.end_ms // H + 48)}
+            for h in range(days[0] * 24, days[1] * 24) if days else ():
+                covered[h] += H
+            for h in plus:
+                covered[h] += H
+            for h in minus:
+                covered[h] -= H
+            for a, b in rows:
+                covered[a // H] += b - a
+            assert sum(covered.values()) == period.end_ms - period.start_ms
+            whole = set(range(days[0] * 24, days[1] * 24)) if days else set()
+            assert all(v >= 0 for v in covered.values()) and set(minus) <= whole
+            assert len(plus) + len(minus) <= 25 and len(rows) <= 2
+    berlin = periods.periods(ms("2026-12-10T00:00:00+00:00"), "Europe/Berlin")["day"]
+    assert [len(x) for x in limits.pieces(berlin.start_ms, berlin.end_ms)[1:]] == [1, 1, 0]  # 3 reads, not 24
 
 
 # -- the setting -------------------------------------------------------------------------
