@@ -81,7 +81,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
         status = keys.status(row, now_s)
         item["active_keys"] += status == "active"
         item["retiring_keys"] += status == "retiring"
-    days, hours, edges = limits.pieces(month.start_ms, month.end_ms)
+    days, plus, minus, edges = limits.pieces(month.start_ms, month.end_ms)
     first_day, next_first_day = days if days else (0, 0)
     this_month = f"CASE WHEN day >= {int(first_day)} AND day < {int(next_first_day)} THEN cost_nanos END"
     sums = exact_sums([this_month, "cost_nanos"])  # (days written into the SQL: each sum is repeated)
@@ -89,7 +89,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
                             params).fetchall():
         item = entry(row[0])
         month_nanos, total_nanos = combine(row[1:])
-        if hours or edges:  # a month in a zone other than UTC: its hours at either end too
+        if plus or minus or edges or not days:  # a month in a zone other than UTC: its hours at either end too
             month_nanos = limits.read(conn, "project", row[0], now, {"month": month}, total=False,
                                       tracked=False).spent["month"]
         item["month_cost_usd"], item["total_cost_usd"] = in_usd(month_nanos), in_usd(total_nanos)
