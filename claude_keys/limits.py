@@ -106,8 +106,10 @@ _DAYS = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a tempo
 _PAIRS = ("pairs AS (SELECT DISTINCT d.key_id, d.project_id FROM keys k JOIN usage_daily d ON d.key_id = k.id "
           "WHERE k.lineage = ? AND d.day >= {d0} AND d.day <= {d1})")
 _HOURS = {
-    "lineage": ("pairs p JOIN usage_hourly h ON h.project_id = p.project_id AND h.key_id = p.key_id "
-                "WHERE h.hour IN ({hours})"),
+    # (CROSS JOIN: SQLite keeps the pairs outside, as written, instead of reading every
+    # key's rows of an hour through an index it builds each time; PostgreSQL plans freely.)
+    "lineage": ("pairs p CROSS JOIN usage_hourly h WHERE h.project_id = p.project_id AND h.key_id = p.key_id "
+                "AND h.hour IN ({hours})"),
     "project": "usage_hourly h WHERE h.project_id = ? AND h.hour IN ({hours})",
 }
 _ROWS = {
