@@ -227,7 +227,7 @@ def parse_alerts(text) -> tuple[int, ...]:
         part = part.strip().removesuffix("%").strip()
         if not part:
             continue
-        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 1000:
+        if not (part.isascii() and part.isdigit() and len(part) <= 4) or not 1 <= int(part) <= 1000:
             raise InvalidInput(f"alert thresholds are whole percentages from 1 to 1000, "
                                f"separated by commas (such as 75,90), not {text.strip()[:40]!r}")
         found.add(int(part))
