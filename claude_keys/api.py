@@ -210,11 +210,13 @@ class AuthManager(_StoreClient):
     @_writes
     def generate_key(self, conn, project_id: str, rate_limit=100, profile: str = "enterprise",
                      **opts) -> str:
-        """Create a key and return its secret. Options: name, max_cost, monthly_budget,
-        total_budget (USD), max_concurrent, expires_in (seconds or "30d"), use_keyring
-        (default True), owner (text), metadata (a dict of text to text)."""
+        """Create a key and return its secret. Options: name, max_cost, daily_budget,
+        weekly_budget, monthly_budget, total_budget (USD), max_concurrent, expires_in
+        (seconds or "30d"), use_keyring (default True), owner (text), metadata (a dict of
+        text to text)."""
         unknown = set(opts) - {"name", "max_cost", "monthly_budget", "total_budget", "max_concurrent",
-                               "expires_in", "use_keyring", "owner", "metadata"}
+                               "expires_in", "use_keyring", "daily_budget", "weekly_budget", "owner",
+                               "metadata"}
         if unknown:
             raise InvalidInput(f"unknown options: {', '.join(sorted(unknown))}")
         check_flag(opts.get("use_keyring", True), "use_keyring")
@@ -222,7 +224,8 @@ class AuthManager(_StoreClient):
         if rate_limit is not None:
             overrides["rate_limit"] = parse_count(rate_limit, "rate_limit")
         for option, column in (("max_cost", "max_cost_nanos"), ("monthly_budget", "monthly_budget_nanos"),
-                               ("total_budget", "total_budget_nanos")):
+                               ("total_budget", "total_budget_nanos"), ("daily_budget", "daily_budget_nanos"),
+                               ("weekly_budget", "weekly_budget_nanos")):
             if opts.get(option) is not None:
                 overrides[column] = parse_money(opts[option])
         if opts.get("max_concurrent") is not None:
@@ -259,7 +262,22 @@ class AuthManager(_StoreClient):
 
 
 _MONEY_SETTINGS = {"max_cost_per_task": "max_cost_nanos", "monthly_budget": "monthly_budget_nanos",
-                   "total_budget": "total_budget_nanos"}
+                   "total_budget": "total_budget_nanos", "daily_budget": "daily_budget_nanos",
+                   "weekly_budget": "weekly_budget_nanos"}
+
+
+def _alert_at(value) -> str | None:
+    """Alert thresholds as the Python API takes them: [75, 90], "75,90", or None (the
+    default) -> the stored text."""
+    from .profiles import alerts_text, parse_alerts
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        if not hasattr(value, "__iter__"):
+            raise InvalidInput("alert_at must be a list of percentages such as [75, 90]")
+        value = ",".join(str(parse_count(v, "alert_at")) for v in value)
+    return alerts_text(parse_alerts(value))
 _COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day", "timeout": "timeout",
                    "max_concurrent": "max_concurrent", "hold": "hold"}
 
@@ -291,6 +309,8 @@ class PermissionManager(_StoreClient):
                 changes.limits[_MONEY_SETTINGS[name]] = UNLIMITED if value is None else parse_money(value)
             elif name in _COUNT_SETTINGS:
                 changes.limits[name] = UNLIMITED if value is None else parse_count(value, name)
+            elif name == "alert_at":
+                changes.limits[name] = _alert_at(value)
             elif name != "profile":
                 raise InvalidInput(f"unknown permission {name!r}")
         return _change(conn, key, changes)
@@ -318,6 +338,9 @@ class PermissionManager(_StoreClient):
             if name not in projects.SETTINGS:
                 raise InvalidInput(f"unknown project limit {name!r}")
             column, money = projects.SETTINGS[name]
+            if name == "alert_at":
+                changes[column] = _alert_at(value)
+                continue
             changes[column] = None if value is None else (parse_money(value) if money else parse_count(value, name))
         projects.set_limits(conn, project_id, changes)
         return projects.rows(conn, project_id)[0]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import inflight, limits, profiles
+from . import inflight, limits, periods, profiles
 from . import secret as fmt
 from .db import windows
 from .db.windows import WINDOW_MS
@@ -38,7 +38,9 @@ UNAVAILABLE = "the key store is unavailable"
 _STATE = ("id", "project_id", "profile", "lineage", "expires_at", "revoked_at", "last_used_at",
           "disabled_at")
 _KEY_COLUMNS = ", ".join([f"k.{c}" for c in _STATE + profiles.OVERRIDE_FIELDS]
-                         + [f"p.{c} AS project_{c}" for c in limits.ProjectLimits.FIELDS])
+                         + [f"p.{c} AS project_{c}" for c in limits.ProjectLimits.FIELDS]
+                         # the budget time zone (periods.py) in the same round trip: a seek in a tiny table
+                         + ["(SELECT value FROM settings WHERE name = 'budget_tz') AS budget_tz"])
 _OVERRIDES = slice(len(_STATE), len(_STATE) + len(profiles.OVERRIDE_FIELDS))
 _PROJECT = slice(_OVERRIDES.stop, _OVERRIDES.stop + len(limits.ProjectLimits.FIELDS))
 # The key of a presented token (with its project's limits), and the store's clock.
@@ -297,10 +299,10 @@ class _Request:
 
     def decide(self, conn, now: int, *, write: bool) -> Decision:
         row, perms, project = self.row, self.perms, self.project
-        month = limits.Month.of(now)
-        key = limits.read(conn, "lineage", row["lineage"], now, month, total=perms.total_budget_nanos is not None,
-                          tracked=self.tracked)
-        shared = (limits.read(conn, "project", row["project_id"], now, month,
+        calendar = periods.periods(now, row["budget_tz"] or periods.UTC)
+        key = limits.read(conn, "lineage", row["lineage"], now, _spans(calendar, perms),
+                          total=perms.total_budget_nanos is not None, tracked=self.tracked)
+        shared = (limits.read(conn, "project", row["project_id"], now, _spans(calendar, project),
                               total=project.total_budget_nanos is not None, tracked=self.tracked)
                   if project.any else None)
         if write:
@@ -308,14 +310,16 @@ class _Request:
                 if used is not None and used.stale >= inflight.CLEAR_AT:
                     inflight.clear(conn, column, subject, now)
         warnings: list[str] = []
-        over = (self._spend(key, perms.monthly_budget_nanos, perms.total_budget_nanos, perms.tokens_per_day,
-                            month, "", warnings)
-                or (shared and self._spend(shared, project.monthly_budget_nanos, project.total_budget_nanos,
-                                           project.tokens_per_day, month, "project", warnings))
+        over = (self._spend(key, perms, calendar, now, "", warnings)
+                or (shared and self._spend(shared, project, calendar, now, "project", warnings))
                 or _concurrency(key, perms.max_concurrent, "")
                 or (shared and _concurrency(shared, project.max_concurrent, "project")))
         if over:
-            return _deny(429, over, _peek(conn, row, perms, project, now), row)
+            message, retry_after = over if isinstance(over, tuple) else (over, None)
+            headers = _peek(conn, row, perms, project, now)
+            if retry_after is not None:
+                headers = {**headers, "Retry-After": str(retry_after)}
+            return _deny(429, message, headers, row)
 
         taken_windows = []  # (scope, limit, count, whose, slots pruned): every rate limit that applies
         for scope, limit, whose in ((row["lineage"], perms.rate_limit, ""),
@@ -357,36 +361,57 @@ class _Request:
                                 windows.window(conn, scope, now)[1], now)
         return {}
 
-    def _spend(self, used: limits.Used, monthly, total, tokens_per_day, month: limits.Month,
-               whose: str, warnings: list) -> str | None:
-        """A refusal for spend or tokens, or None (adding 80% warnings on the way)."""
+    def _spend(self, used: limits.Used, limits_of, calendar: dict, now: int, whose: str,
+               warnings: list) -> tuple[str, int | None] | None:
+        """A refusal for spend or tokens, with the seconds until the budget that refused
+        resets (None: never), or None (adding 80% warnings on the way). Of several budgets
+        passed, the one that lasts longest refuses: its Retry-After is honest."""
         label = "project " if whose else ""  # "the project monthly budget"
         subject = "this project" if whose else "this API key"
-        budgets = (("monthly", monthly, used.month_nanos, "this month",
-                    lambda: f" Resets at {month.resets}.", lambda: f"; it resets at {month.resets}"),
-                   ("total", total, used.total_nanos or 0, "in total",
-                    lambda: f" The total budget of {subject} never resets.", lambda: ""))
-        for name, budget, spent, when, resets, tail in budgets:
-            if budget is None:
-                continue
-            what = f"{label}{name} budget exceeded"
+        refusals = []
+        for name, budget in limits_of.budgets().items():
+            period = calendar.get(name)
+            spent = used.total_nanos or 0 if period is None else used.spent[name]
+            when = "in total" if period is None else _WHEN[name]
+            what = f"{label}{periods.ADJECTIVE[name]} budget exceeded"
+            resets = ((lambda: f" The total budget of {subject} never resets.") if period is None
+                      else (lambda p=period: f" Resets at {p.resets}."))
             message = _over(spent, used.reserved_nanos, used.in_flight, self.reserve, budget, self.cost_nanos,
                             what[0].upper() + what[1:], when, resets)
             if message:
-                return message
+                refusals.append((period.end_ms if period else float("inf"), message,
+                                 period.seconds_left(now) if period else None))
+                continue
             committed = spent + used.reserved_nanos
             if budget and committed * 5 >= budget * 4:
-                warnings.append(f"{committed * 100 // budget}% of the {label}{name} budget is spent or "
-                                f"reserved ({' of '.join(usd_pair(committed, budget))}){tail()}")
+                tail = f"; it resets at {period.resets}" if period else ""
+                warnings.append(f"{committed * 100 // budget}% of the {label}{periods.ADJECTIVE[name]} budget is "
+                                f"spent or reserved ({' of '.join(usd_pair(committed, budget))}){tail}")
+        if refusals:
+            _, message, retry_after = max(refusals, key=lambda r: r[0])
+            return message, retry_after
+        tokens_per_day = limits_of.tokens_per_day
         if tokens_per_day is not None:
+            day = calendar["day"]
             if used.tokens_today >= tokens_per_day:
                 return (f"{'Project daily' if whose else 'Daily'} token limit exceeded: {used.tokens_today:,} "
-                        f"of {tokens_per_day:,} tokens used today. Resets at {month.tomorrow}.")
+                        f"of {tokens_per_day:,} tokens used today. Resets at {day.resets}."), day.seconds_left(now)
             if used.tokens_today * 5 >= tokens_per_day * 4 and tokens_per_day:
                 warnings.append(f"{used.tokens_today * 100 // tokens_per_day}% of the {label}daily "
                                 f"token limit is used ({used.tokens_today:,} of {tokens_per_day:,}); "
-                                f"it resets at {month.tomorrow}")
+                                f"it resets at {day.resets}")
         return None
+
+
+_WHEN = {"day": "today", "week": "this week", "month": "this month"}
+
+
+def _spans(calendar: dict, limits_of) -> dict:
+    """The calendar periods whose spend (or, for the day, tokens) a key or project needs."""
+    wanted = {name: calendar[name] for name in limits_of.budgets() if name in calendar}
+    if limits_of.tokens_per_day is not None:
+        wanted.setdefault("day", calendar["day"])
+    return wanted
 
 
 def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, cost_nanos,

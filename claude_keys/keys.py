@@ -383,11 +383,13 @@ def current(conn, row, perms, now: int) -> dict:
     """What the key's lineage uses now, beside its limits (seed 000's "requests this
     month, tokens used, cost to date, rate limit status") at `now`, in ms by the store's
     clock (the one the gate wrote the windows and requests in flight by)."""
-    from . import limits
+    from . import limits, periods, settings
     from .inflight import over_reservations
 
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
-    used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
+    tz = settings.budget_tz(conn)
+    calendar = periods.periods(now, tz)
+    used = limits.read(conn, "lineage", row["lineage"], now, calendar, scope=scope)
     return {
         "month_cost_usd": in_usd(used.month_nanos), "monthly_budget": in_usd(perms.monthly_budget_nanos),
         "total_cost_usd": in_usd(used.total_nanos), "total_budget": in_usd(perms.total_budget_nanos),
@@ -396,6 +398,9 @@ def current(conn, row, perms, now: int) -> dict:
         "max_concurrent": perms.max_concurrent,
         "requests_last_minute": used.window, "rate_limit": perms.rate_limit,
         "settled_above_reservation": over_reservations(conn, row["lineage"]),
+        "day_cost_usd": in_usd(used.spent["day"]), "week_cost_usd": in_usd(used.spent["week"]),
+        "budget_tz": tz,
+        "budgets": limits.standing(used, perms.budgets(), calendar, now),
     }
 
 
@@ -424,10 +429,11 @@ _WHAT = {"allowed_tools": "tools", "allowed_agents": "agents", "allowed_skills":
 
 # What switching profile keeps of a key's own settings: its limits and its blocked tools.
 # The new preset's allow-lists replace the key's (that is what switching tier means).
-KEPT_ON_SWITCH = ("blocked_tools",) + profiles.LIMIT_FIELDS
+KEPT_ON_SWITCH = ("blocked_tools",) + profiles.LIMIT_FIELDS + (profiles.ALERT_FIELD,)
 ALLOW_LISTS = ("allowed_tools", "allowed_agents", "allowed_skills")
 JSON_NAMES = {"max_cost_nanos": "max_cost_per_task", "monthly_budget_nanos": "monthly_budget",
-              "total_budget_nanos": "total_budget"}  # column -> `keys permissions --json` name
+              "total_budget_nanos": "total_budget", "daily_budget_nanos": "daily_budget",
+              "weekly_budget_nanos": "weekly_budget"}  # column -> `keys permissions --json` name
 
 
 @dataclass

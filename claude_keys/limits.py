@@ -4,11 +4,11 @@ rate window. Read by the gate (inside its admission transaction), by `keys show`
 by `projects`.
 
 Every sum is exact however large (rollups.exact_sums): a report or a budget check can
-never fail on a sum. Times are UTC; months are calendar months.
+never fail on a sum. Days, weeks and months are calendar periods in the store's budget
+time zone (periods.py; the setting `budget_tz`, default UTC).
 """
 from __future__ import annotations
 
-import datetime as dt
 from functools import lru_cache
 
 from . import inflight
@@ -26,27 +26,35 @@ def project_scope(project_id: str) -> str:
 
 
 class ProjectLimits:
-    """A project's own limits (None: no limit), shared by all its keys, and its hold
-    limit (inflight.py; None: the default). (Plain classes here, not dataclasses: this
-    module is on `keys verify`'s cold path, and making a dataclass costs ~0.4 ms of
-    import each.)"""
+    """A project's own limits (None: no limit), shared by all its keys, its hold limit
+    (inflight.py; None: the default) and its alert thresholds (percent, as text
+    "50,80,95"; None: the default). (Plain classes here, not dataclasses: this module is
+    on `keys verify`'s cold path, and making a dataclass costs ~0.4 ms of import each.)"""
 
     LIMITS = ("monthly_budget_nanos", "total_budget_nanos", "rate_limit", "tokens_per_day",
-              "max_concurrent")
-    FIELDS = LIMITS + ("hold",)
+              "max_concurrent", "daily_budget_nanos", "weekly_budget_nanos")
+    FIELDS = LIMITS + ("hold", "alert_at")
+    BUDGETS = {"day": "daily_budget_nanos", "week": "weekly_budget_nanos", "month": "monthly_budget_nanos",
+               "total": "total_budget_nanos"}
     __slots__ = ("project_id", *FIELDS, "any", "tracks_requests")
 
     def __init__(self, project_id: str, monthly_budget_nanos: int | None = None,
                  total_budget_nanos: int | None = None, rate_limit: int | None = None,
                  tokens_per_day: int | None = None, max_concurrent: int | None = None,
-                 hold: int | None = None):
+                 daily_budget_nanos: int | None = None, weekly_budget_nanos: int | None = None,
+                 hold: int | None = None, alert_at: str | None = None):
         self.project_id = project_id
         self.monthly_budget_nanos, self.total_budget_nanos = monthly_budget_nanos, total_budget_nanos
+        self.daily_budget_nanos, self.weekly_budget_nanos = daily_budget_nanos, weekly_budget_nanos
         self.rate_limit, self.tokens_per_day, self.max_concurrent = rate_limit, tokens_per_day, max_concurrent
-        self.hold = hold
+        self.hold, self.alert_at = hold, alert_at
         self.any = any(getattr(self, f) is not None for f in self.LIMITS)
-        self.tracks_requests = (max_concurrent is not None or monthly_budget_nanos is not None
-                                or total_budget_nanos is not None)
+        self.tracks_requests = max_concurrent is not None or any(
+            getattr(self, f) is not None for f in self.BUDGETS.values())
+
+    def budgets(self) -> dict:
+        """period name ("day", "week", "month", "total") -> its budget, for those set."""
+        return {name: getattr(self, f) for name, f in self.BUDGETS.items() if getattr(self, f) is not None}
 
 
 @lru_cache(maxsize=1024)
@@ -55,46 +63,15 @@ def project_limits(project_id: str, *values) -> ProjectLimits:
     return ProjectLimits(project_id, *values)
 
 
-class Month:
-    """The calendar month (UTC) around a moment, as day numbers and its reset time."""
-
-    __slots__ = ("today", "first_day", "next_first_day")
-
-    def __init__(self, today: int, first_day: int, next_first_day: int):
-        self.today, self.first_day, self.next_first_day = today, first_day, next_first_day
-
-    @classmethod
-    def of(cls, now_ms: int) -> "Month":
-        return _month_of_day(now_ms // DAY_MS)
-
-    @property
-    def resets(self) -> str:
-        return _iso_day(self.next_first_day)
-
-    @property
-    def tomorrow(self) -> str:
-        return _iso_day(self.today + 1)
-
-
-@lru_cache(maxsize=4)
-def _month_of_day(today: int) -> Month:
-    moment = dt.datetime.fromtimestamp(today * 86400, dt.timezone.utc)
-    start = dt.datetime(moment.year, moment.month, 1, tzinfo=dt.timezone.utc)
-    after = dt.datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=dt.timezone.utc)
-    return Month(today, int(start.timestamp()) // 86400, int(after.timestamp()) // 86400)
-
-
-def _iso_day(day: int) -> str:
-    return dt.datetime.fromtimestamp(day * 86400, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Used:
     """What one scope (a key lineage, or a project) has used."""
 
-    __slots__ = ("month_nanos", "total_nanos", "tokens_today", "in_flight", "reserved_nanos", "stale",
-                 "window", "oldest_ms")
+    __slots__ = ("spent", "tokens", "month_nanos", "total_nanos", "tokens_today", "in_flight", "reserved_nanos",
+                 "stale", "window", "oldest_ms")
 
     def __init__(self):
+        self.spent: dict = {}  # period name -> nano-dollars recorded in it (the periods read)
+        self.tokens: dict = {}  # period name -> tokens recorded in it
         self.month_nanos = 0
         self.total_nanos: int | None = None  # None: not read
         self.tokens_today = 0
@@ -105,45 +82,175 @@ class Used:
         self.oldest_ms: int | None = None
 
 
-# The usage of a lineage (every key it has had) or of a project, from its daily roll-up.
-_SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a temporary table)
-    "lineage": ("keys k JOIN usage_daily d ON d.key_id = k.id", "k.lineage = ?"),
-    "project": ("usage_project_daily", "project_id = ?"),
+# Where a scope's usage is summed from: its roll-ups per UTC day and per UTC hour, and
+# (only at a period edge inside an hour) the usage rows themselves.
+#
+# Why this shape (and not day roll-ups keyed by the budget zone's day): the periods are
+# calendar periods in a zone the operator may change at any time, and SQLite cannot
+# compute a zone's local day inside the roll-up trigger. The UTC roll-ups already
+# exist, are written on every request, and are exact under any zone: a period is whole
+# UTC days (usage_daily / usage_project_daily) plus or minus the whole UTC hours at its
+# ends (usage_hourly, found by index: hour, project, key) plus, in a zone whose offset is not
+# whole hours (India, Adelaide, Newfoundland...), the minutes between its boundary and
+# the hour (the usage rows, by the time index). Nothing to re-key when the zone
+# changes, nothing new to write per request; in UTC a month is days alone, as before.
+_DAYS = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a temporary table)
+    "lineage": "keys k JOIN usage_daily d ON d.key_id = k.id WHERE k.lineage = ?",
+    "project": "usage_project_daily d WHERE d.project_id = ?",
 }
+# The hours of a lineage: the (key, project) pairs it used on those days (one CTE,
+# `pairs`, for the whole statement), then each hour's roll-up row by its primary key
+# (hour, project, key): seeks, not a scan of every key's hours. (With the pairs as a
+# subquery in each part instead, SQLite ran a statement holding two such parts ten
+# times slower than the parts one by one.)
+_PAIRS = ("pairs AS (SELECT DISTINCT d.key_id, d.project_id FROM keys k JOIN usage_daily d ON d.key_id = k.id "
+          "WHERE k.lineage = ? AND d.day >= {d0} AND d.day <= {d1})")
+_HOURS = {
+    # (CROSS JOIN: SQLite keeps the pairs outside, as written, instead of reading every
+    # key's rows of an hour through an index it builds each time; PostgreSQL plans freely.)
+    "lineage": ("pairs p CROSS JOIN usage_hourly h WHERE h.project_id = p.project_id AND h.key_id = p.key_id "
+                "AND h.hour IN ({hours})"),
+    "project": "usage_hourly h WHERE h.project_id = ? AND h.hour IN ({hours})",
+}
+_ROWS = {
+    "lineage": "usage u JOIN keys k ON u.key_id = k.id WHERE k.lineage = ? AND u.at_ms >= {a} AND u.at_ms < {b}",
+    "project": "usage u WHERE u.project_id = ? AND u.at_ms >= {a} AND u.at_ms < {b}",
+}
+HOUR_MS = 3_600_000
 
 
-@lru_cache(maxsize=32)
-def _used_sql(kind: str, today: int, total: bool, tracked: bool) -> str:
-    """One statement reading a scope's spend this month (and tokens today), in total, and
-    its requests in flight. One statement, so one snapshot: on PostgreSQL a usage insert
-    may commit between two statements, and its cost would then be neither spend (read
-    before) nor reservation (settled after). `today` is written into the SQL, not a
-    parameter: exact_sums repeats each expression."""
-    table, where = _SOURCES[kind]
-    parts = [f"(SELECT {exact_sums(['cost_nanos', f'CASE WHEN day = {today} THEN {_TOKENS} END'])} "
-             f"FROM {table} WHERE {where} AND day >= ? AND day < ?) AS m"]
+def pieces(start_ms: int, end_ms: int) -> tuple:
+    """[start_ms, end_ms) as (whole UTC days (first, after) or None, UTC hours to add,
+    UTC hours to take away (inside those days), the sub-hour (start, end) ranges at the
+    edges). At each end, whichever reads fewer hours: the hours up to the first whole
+    day, or that whole day less the hours before the start (a day in Berlin is one UTC
+    day, plus an hour before it, less its last hour: three reads, not twenty-four)."""
+    h0, h1 = -(-start_ms // HOUR_MS), end_ms // HOUR_MS
+    if h0 > h1:  # inside one hour
+        return None, (), (), ((start_ms, end_ms),)
+    rows = tuple(r for r in ((start_ms, h0 * HOUR_MS), (h1 * HOUR_MS, end_ms)) if r[0] < r[1])
+    up, down = -(-h0 // 24), h0 // 24
+    first = up if up * 24 - h0 <= h0 - down * 24 else down
+    down, up = h1 // 24, -(-h1 // 24)
+    after = down if h1 - down * 24 <= up * 24 - h1 else up
+    if first >= after:  # no whole day: the hours themselves
+        return None, tuple(range(h0, h1)), (), rows
+    plus = tuple(range(h0, first * 24)) + tuple(range(after * 24, h1))
+    minus = tuple(range(first * 24, h0)) + tuple(range(h1, after * 24))
+    return (first, after), plus, minus, rows
+
+
+def _span_parts(kind: str, start_ms: int, end_ms: int) -> list[tuple[str, int, tuple, int]]:
+    """Subqueries, each summing (cost, tokens) exactly over one piece of the span: (SQL,
+    how many `?` (the scope) it holds, the UTC hours it reads, its sign). Bounds are
+    written into the SQL (exact_sums repeats each expression; the statement is cached
+    until a period moves on)."""
+    days, plus, minus, rows = pieces(start_ms, end_ms)
+    sums = exact_sums(["cost_nanos", _TOKENS])
+    parts = []
+    if days:
+        parts.append((f"(SELECT {sums} FROM {_DAYS[kind]} AND d.day >= {days[0]} AND d.day < {days[1]})", 1, (), 1))
+    for hours, sign in ((plus, 1), (minus, -1)):
+        if hours:
+            listed = ", ".join(str(h) for h in hours)
+            parts.append((f"(SELECT {sums} FROM " + _HOURS[kind].format(hours=listed) + ")",
+                          int(kind != "lineage"), hours, sign))
+    for a, b in rows:
+        parts.append((f"(SELECT {sums} FROM " + _ROWS[kind].format(a=a, b=b) + ")", 1, (), 1))
+    return parts
+
+
+@lru_cache(maxsize=64)
+def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool) -> tuple[str, tuple, int]:
+    """One statement reading a scope's spend (and tokens) in each span, in total, and its
+    requests in flight; the signs of each span's parts (1: add, -1: take away); and how many times the scope is
+    its parameter before the in-flight part's. One statement, so one snapshot: on
+    PostgreSQL a usage insert may commit between two statements, and its cost would then
+    be neither spend (read before) nor reservation (settled after). Its parts are rows
+    of a UNION ALL, each tagged with its place (four values each)."""
+    parts, signs = [], []
+    for start_ms, end_ms in spans:
+        mine = _span_parts(kind, start_ms, end_ms)
+        parts += mine
+        signs.append(tuple(sign for _, _, _, sign in mine))
     if total:
-        parts.append(f"(SELECT {exact_sums(['cost_nanos'])} FROM {table} WHERE {where}) AS t")
+        parts.append((f"(SELECT {exact_sums(['cost_nanos'])}, 0, 0 FROM {_DAYS[kind]})", 1, (), 1))
     if tracked:
-        parts.append(inflight.used_sql("lineage" if kind == "lineage" else "project_id") + " AS f")
-    return "SELECT * FROM " + " CROSS JOIN ".join(parts)
+        parts.append((inflight.used_sql("lineage" if kind == "lineage" else "project_id"), 0, (), 1))
+    if not parts:
+        parts.append(("(SELECT 0, 0, 0, 0)", 0, (), 1))
+    hours = [h for _, _, hs, _ in parts for h in hs] if kind == "lineage" else []
+    cte = ("WITH " + _PAIRS.format(d0=min(hours) // 24, d1=max(hours) // 24) + " ") if hours else ""
+    sql = cte + " UNION ALL ".join(f"SELECT {i} AS part, s{i}.* FROM {p} AS s{i}"
+                                   for i, (p, _, _, _) in enumerate(parts))
+    return sql, tuple(signs), bool(cte) + sum(n for _, n, _, _ in parts)
 
 
-def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None, *, total: bool = True,
+def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, *, total: bool = True,
          tracked: bool = True, scope: str | None = None) -> Used:
-    """Everything a scope has used (the parts that are asked for)."""
-    month = month or Month.of(now_ms)
-    params = [subject, month.first_day, month.next_first_day]
-    params += [subject] if total else []
-    params += [now_ms, now_ms, now_ms, subject] if tracked else []
-    row = conn.execute(_used_sql(kind, month.today, total, tracked), params).fetchone()
+    """Everything a scope has used (the parts that are asked for). `spans`: name ->
+    periods.Period (or anything with start_ms and end_ms) to sum the spend of; by default
+    the UTC calendar day, week and month."""
+    if spans is None:
+        from .periods import periods
+
+        spans = periods(now_ms)
+    names = tuple(spans)
+    sql, signs, scoped = _used_sql(kind, tuple((spans[n].start_ms, spans[n].end_ms) for n in names), total,
+                                    tracked)
+    params = [subject] * scoped + ([now_ms, now_ms, now_ms, subject] if tracked else [])
+    rows = sorted(tuple(r) for r in conn.execute(sql, params).fetchall())
     used = Used()
-    used.month_nanos, used.tokens_today = combine(row[0:4])
-    rest = row[4:]
+    at = 0
+    for name, span_signs in zip(names, signs):
+        cost = tokens = 0
+        for row, sign in zip(rows[at:], span_signs):
+            c, t = combine(row[1:5])
+            cost, tokens = cost + sign * c, tokens + sign * t
+        used.spent[name], used.tokens[name] = cost, tokens
+        at += len(span_signs)
+    used.month_nanos = used.spent.get("month", 0)
+    used.tokens_today = used.tokens.get("day", 0)
     if total:
-        used.total_nanos, rest = combine(rest[0:2])[0], rest[2:]
+        used.total_nanos, at = combine(rows[at][1:3])[0], at + 1
     if tracked:
-        used.in_flight, used.reserved_nanos, used.stale = rest[0], combine(rest[1:3])[0], rest[3]
+        rest = rows[at]
+        used.in_flight, used.reserved_nanos, used.stale = rest[1], combine(rest[2:4])[0], rest[4]
     if scope is not None:
         used.window, used.oldest_ms = windows.window(conn, scope, now_ms)
     return used
+
+
+def standing(used: Used, budgets: dict, calendar: dict, now_ms: int) -> list[dict]:
+    """Each budget (`budgets`: period name -> nano-dollars, as Permissions.budgets()
+    gives them) with what is spent in its period, reserved by requests in flight (they
+    count against every period), left, and when it resets: `keys show`, `projects
+    show` and `alerts` read this. Money in USD (exact); times ISO-8601 with the budget
+    zone's offset."""
+    from .periods import ADJECTIVE
+    from .values import in_usd
+
+    out = []
+    for name, budget in budgets.items():
+        period = calendar.get(name)
+        spent = used.spent.get(name, 0) if period is not None else (used.total_nanos or 0)
+        reserved = used.reserved_nanos
+        committed = spent + reserved
+        out.append({
+            "budget": ADJECTIVE[name],
+            "limit_usd": in_usd(budget),
+            "spent_usd": in_usd(spent),
+            "reserved_usd": in_usd(reserved),
+            "left_usd": in_usd(max(0, budget - committed)),
+            "percent": round(committed * 100 / budget, 1) if budget else (100.0 if committed else 0.0),
+            "period_start": iso_in_zone(period.start_ms, period.tz) if period is not None else None,
+            "resets_at": period.resets if period is not None else None,
+            "resets_in_s": period.seconds_left(now_ms) if period is not None else None,
+        })
+    return out
+
+
+def iso_in_zone(ms: int, tz: str) -> str:
+    from .periods import iso_in_zone as iso
+
+    return iso(ms, tz)

@@ -32,6 +32,8 @@ PRESETS: dict[str, dict] = {
         "max_concurrent": None,
         "timeout": 60,
         "hold": None,
+        "daily_budget_nanos": None,
+        "weekly_budget_nanos": None,
     },
     "pro": {
         "allowed_tools": ["Read", "Grep", "Bash", "Edit", "Write"],
@@ -46,6 +48,8 @@ PRESETS: dict[str, dict] = {
         "max_concurrent": None,
         "timeout": 300,
         "hold": None,
+        "daily_budget_nanos": None,
+        "weekly_budget_nanos": None,
     },
     "enterprise": {
         "allowed_tools": [ALL],
@@ -60,13 +64,22 @@ PRESETS: dict[str, dict] = {
         "max_concurrent": None,
         "timeout": None,
         "hold": None,
+        "daily_budget_nanos": None,
+        "weekly_budget_nanos": None,
     },
 }
 NAMES = tuple(PRESETS)
 LIST_FIELDS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills")
 LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout",
-                "total_budget_nanos", "max_concurrent", "hold")
-OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS
+                "total_budget_nanos", "max_concurrent", "hold", "daily_budget_nanos", "weekly_budget_nanos")
+# Not a limit: the percentages of each budget at which `claude-api alerts` speaks, as
+# text "75,90" (NULL: DEFAULT_ALERTS). Kept, like the limits, when the profile changes.
+ALERT_FIELD = "alert_at"
+DEFAULT_ALERTS = (50, 80, 95)
+OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS + (ALERT_FIELD,)
+# Budgets by period (periods.py), shortest first.
+BUDGET_FIELDS = {"day": "daily_budget_nanos", "week": "weekly_budget_nanos", "month": "monthly_budget_nanos",
+                 "total": "total_budget_nanos"}
 DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
 
 
@@ -106,6 +119,13 @@ class Permissions:
     total_budget_nanos: int | None  # over the key's whole lineage; never resets
     max_concurrent: int | None  # requests in flight at once
     hold: int | None  # seconds an unsettled request's reservation counts (None: the default, 24 h)
+    daily_budget_nanos: int | None  # calendar day in the store's budget time zone
+    weekly_budget_nanos: int | None  # calendar week (from Monday) in the same zone
+    alert_at: tuple[int, ...]  # percentages of each budget that `claude-api alerts` reports
+
+    def budgets(self) -> dict:
+        """period name ("day", "week", "month", "total") -> its budget, for those set."""
+        return {name: getattr(self, f) for name, f in BUDGET_FIELDS.items() if getattr(self, f) is not None}
 
     @cached_property
     def counts_usage(self) -> bool:
@@ -118,7 +138,8 @@ class Permissions:
         """Whether requests must be kept in flight until settled: to count them against a
         concurrency limit, or to reserve their cost against a budget."""
         return (self.max_concurrent is not None or self.monthly_budget_nanos is not None
-                or self.total_budget_nanos is not None)
+                or self.total_budget_nanos is not None or self.daily_budget_nanos is not None
+                or self.weekly_budget_nanos is not None)
 
     def allows_tool(self, tool: str) -> bool:
         if tool in self.blocked_tools or ALL in self.blocked_tools:
@@ -150,6 +171,9 @@ class Permissions:
             "max_concurrent": self.max_concurrent,
             "timeout": self.timeout,
             "hold": self.hold,
+            "daily_budget": in_usd(self.daily_budget_nanos),
+            "weekly_budget": in_usd(self.weekly_budget_nanos),
+            "alert_at": list(self.alert_at),
         }
 
 
@@ -178,7 +202,9 @@ def resolve_overrides(profile: str, *overrides) -> Permissions:
     preset = PRESETS.get(profile, PRESETS["free"])  # an unknown name gets the least
     values = {}
     for field, raw in zip(OVERRIDE_FIELDS, overrides):
-        if field in LIST_FIELDS:
+        if field == ALERT_FIELD:
+            values[field] = parse_alerts(raw) if raw is not None else DEFAULT_ALERTS
+        elif field in LIST_FIELDS:
             if raw is not None:
                 import json  # only keys with list overrides need it
 
@@ -189,6 +215,27 @@ def resolve_overrides(profile: str, *overrides) -> Permissions:
             value = preset[field] if raw is None else raw
             values[field] = None if value == UNLIMITED else value
     return Permissions(profile=profile, **values)
+
+
+def parse_alerts(text) -> tuple[int, ...]:
+    """"75,90" (or "75, 90%") -> (75, 90): whole percentages from 1 to 1000, each once,
+    ascending. An empty text is no alerts. InvalidInput otherwise."""
+    if not isinstance(text, str):
+        raise InvalidInput("alert thresholds must be text such as 75,90")
+    found = set()
+    for part in text.split(","):
+        part = part.strip().removesuffix("%").strip()
+        if not part:
+            continue
+        if not (part.isascii() and part.isdigit() and len(part) <= 4) or not 1 <= int(part) <= 1000:
+            raise InvalidInput(f"alert thresholds are whole percentages from 1 to 1000, "
+                               f"separated by commas (such as 75,90), not {text.strip()[:40]!r}")
+        found.add(int(part))
+    return tuple(sorted(found))
+
+
+def alerts_text(thresholds) -> str:
+    return ",".join(str(t) for t in thresholds)
 
 
 def expand(items, standard):

@@ -1,13 +1,13 @@
 """Projects: the limits that all of a project's keys share, and what each project uses.
 
 A project exists as soon as a key, a limit or a recorded request names it. Its limits
-(a monthly and a total budget, a rate limit shared by all its keys, tokens per day,
+(daily, weekly, monthly and total budgets, a rate limit shared by all its keys, tokens per day,
 requests in flight at once) are checked on every request beside the key's own (see
 claude_keys.gate). A limit of None is no limit; changes are audited.
 """
 from __future__ import annotations
 
-from . import audit, keys, limits
+from . import audit, keys, limits, periods, settings
 from .errors import InvalidInput
 from .db.rollups import combine, exact_sums
 from .values import check_text, in_usd
@@ -20,10 +20,14 @@ SETTINGS = {
     "tokens_per_day": ("tokens_per_day", False),
     "max_concurrent": ("max_concurrent", False),
     "hold": ("hold", False),  # not a limit: how long an unsettled request's reservation counts (inflight.py)
+    "daily_budget": ("daily_budget_nanos", True),
+    "weekly_budget": ("weekly_budget_nanos", True),
+    "alert_at": ("alert_at", False),  # not a limit: `claude-api alerts`' thresholds, "50,80,95" (None: default)
 }
-# retiring_keys came later: last, so CSV columns keep their places.
+_LATER = ("daily_budget", "weekly_budget", "alert_at")
+# retiring_keys and the settings of issue 17 came later: last, so CSV columns keep their places.
 FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
-          *SETTINGS, "retiring_keys")
+          *(s for s in SETTINGS if s not in _LATER), "retiring_keys", *_LATER)
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
@@ -58,7 +62,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
     spend this month and in total, its requests in flight and its limits: the
     `projects list --json` rows."""
     now = conn.now_ms()  # the store's: the clock the gate writes requests in flight by
-    month = limits.Month.of(now)
+    month = periods.periods(now, settings.budget_tz(conn))["month"]
     only, params = (" WHERE project_id = ?", (project_id,)) if project_id is not None else ("", ())
     found: dict[str, dict] = {}
 
@@ -77,12 +81,17 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
         status = keys.status(row, now_s)
         item["active_keys"] += status == "active"
         item["retiring_keys"] += status == "retiring"
-    this_month = f"CASE WHEN day >= {int(month.first_day)} AND day < {int(month.next_first_day)} THEN cost_nanos END"
+    days, plus, minus, edges = limits.pieces(month.start_ms, month.end_ms)
+    first_day, next_first_day = days if days else (0, 0)
+    this_month = f"CASE WHEN day >= {int(first_day)} AND day < {int(next_first_day)} THEN cost_nanos END"
     sums = exact_sums([this_month, "cost_nanos"])  # (days written into the SQL: each sum is repeated)
     for row in conn.execute(f"SELECT project_id, {sums} FROM usage_project_daily{only} GROUP BY project_id",
                             params).fetchall():
         item = entry(row[0])
         month_nanos, total_nanos = combine(row[1:])
+        if plus or minus or edges or not days:  # a month in a zone other than UTC: its hours at either end too
+            month_nanos = limits.read(conn, "project", row[0], now, {"month": month}, total=False,
+                                      tracked=False).spent["month"]
         item["month_cost_usd"], item["total_cost_usd"] = in_usd(month_nanos), in_usd(total_nanos)
     flight_where = " AND project_id = ?" if project_id is not None else ""
     for pid, count in conn.execute(f"SELECT project_id, count(*) FROM in_flight WHERE expires_ms > ?"
@@ -95,6 +104,18 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
         for (name, (_, money)), value in zip(SETTINGS.items(), row[1:]):
             item[name] = in_usd(value) if money else value
     return [found[pid] for pid in sorted(found)]
+
+
+def budgets(conn, project_id: str) -> dict:
+    """The project's budgets with what each has spent, reserved and left, and when it
+    resets (limits.standing), in the store's budget time zone."""
+    now = conn.now_ms()
+    tz = settings.budget_tz(conn)
+    calendar = periods.periods(now, tz)
+    own = get_limits(conn, project_id)
+    used = limits.read(conn, "project", project_id, now, calendar, total=True, tracked=True)
+    return {"budget_tz": tz, "day_cost_usd": in_usd(used.spent["day"]), "week_cost_usd": in_usd(used.spent["week"]),
+            "budgets": limits.standing(used, own.budgets(), calendar, now)}
 
 
 def known(conn, project_id: str) -> bool:

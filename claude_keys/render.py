@@ -401,7 +401,7 @@ def bar(fraction: float, width: int = 24) -> str:
 
 
 LIMITS = ("rate_limit", "tokens_per_day", "max_cost_per_task", "monthly_budget", "timeout",
-          "total_budget", "max_concurrent")
+          "total_budget", "max_concurrent", "daily_budget", "weekly_budget")
 
 
 def readable_permissions(item: dict) -> dict:
@@ -413,6 +413,8 @@ def readable_permissions(item: dict) -> dict:
             out[k] = "unlimited"
         elif k == "hold" and v is None:
             out[k] = "default (24h)"
+        elif k == "alert_at" and isinstance(v, list):
+            out[k] = Shown(", ".join(f"{p}%" for p in v) or "none")
         elif isinstance(v, list) and v == ["*"]:
             out[k] = "all"
     return out
@@ -421,3 +423,30 @@ def readable_permissions(item: dict) -> dict:
 def print_message(text: str) -> None:
     """A human message: stderr, so stdout stays data."""
     sys.stderr.write(text + "\n")
+
+
+def budget_lines(budgets: list, tz: str) -> dict:
+    """limits.standing's budgets for people, one line each: `daily budget: $0.30 spent
+    + $0.10 reserved of $1.00 (40%), $0.60 left; resets 2026-12-04 00:00 +09:00
+    (Asia/Tokyo), in 8 h 30 min`."""
+    out = {}
+    for b in budgets:
+        reserved = f" + {usd(b['reserved_usd'])} reserved" if b["reserved_usd"] else ""
+        line = (f"{usd(b['spent_usd'])} spent{reserved} of {usd(b['limit_usd'])} ({b['percent']:g}%), "
+                f"{usd(b['left_usd'])} left")
+        if b["resets_at"] is None:
+            line += "; never resets"
+        else:
+            when = b["resets_at"].replace("T", " ")[:16] + ("" if b["resets_at"].endswith("Z") else
+                                                              " " + b["resets_at"][-6:])
+            line += f"; resets {when} ({tz}), in {_span(b['resets_in_s'])}"
+        out[f"{b['budget']} budget status"] = line
+    return out
+
+
+def _span(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = -(-rest // 60) if not (days or hours) else rest // 60
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
+    return " ".join(parts[:2]) or "under a minute"

@@ -39,6 +39,7 @@ COMMANDS = {
     "audit": "claude_keys.cli.audit:audit",
     "completion": "claude_keys.cli.completion:completion",
     "prices": "claude_keys.cli.prices:prices",
+    "alerts": "claude_keys.cli.alerts:alerts",
 }
 
 

@@ -8,7 +8,7 @@ import click
 
 from .. import db as store
 from ..errors import StoreDamaged, StoreError
-from .options import FilePath, json_option
+from .options import FilePath, json_option, output_options
 
 
 def _app(ctx):
@@ -124,3 +124,38 @@ def copy(source, destination, fmt) -> None:
         return
     parts = ", ".join(f"{n:,} {table}" for table, n in done.rows.items() if n)
     click.echo(f"Copied {done.source} to {done.destination}: {parts or 'an empty store'}.", err=True)
+
+
+@db.command(epilog="""\b
+Examples:
+  claude-api db settings
+  claude-api db settings budget-tz Europe/Berlin
+  claude-api db settings expiry-warning 3d""")
+@click.argument("name", required=False, metavar="[NAME")
+@click.argument("value", required=False, metavar="[VALUE]]")
+@output_options
+@click.pass_context
+def settings(ctx, name, value, fmt) -> None:
+    """Show the store's settings, one of them, or set one: budget-tz (the time zone of
+    daily, weekly and monthly budgets; default UTC) and expiry-warning (how long before
+    a key expires `alerts` warns; default 7d). Changes are audited."""
+    from .. import settings as lib
+    from ..render import record, table
+
+    app = _app(ctx)
+    if value is not None:
+        lib.change(app.conn, name, value)
+    conn = app.reader
+    rows = lib.listing(conn)
+    if name is not None:
+        lib.get(conn, name)  # an unknown name fails here, with the names it could be
+        wanted = name.strip().lower().replace("_", "-")
+        row = next(r for r in rows if r["name"] == wanted)
+        if fmt == "json":
+            record(row, fmt)
+        elif value is None:
+            click.echo(row["value"])
+        else:
+            click.echo(f"{row['name']} is now {row['value']}", err=True)
+        return
+    table(rows, fmt, ["name", "value", "default", "description"], empty="no settings")

@@ -13,12 +13,12 @@ import click
 from ..values import counted, iso_s
 from . import warn
 from .options import (
-    FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, MetaEntry, Money, Owner, Profile, Project, Seconds, Text,
-    json_option, key_argument, live_key_argument, output_options,
+    FOLLOW_PROFILE, AlertAt, Cost, Count, Duration, Hold, Limit, MetaEntry, Money, Owner, Profile, Project, Seconds,
+    Text, json_option, key_argument, live_key_argument, output_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
-         "reserved_usd")
+         "reserved_usd", "daily_budget", "weekly_budget")
 NAME = Text("the name", max_len=128)  # tools, agents, skills
 
 
@@ -43,8 +43,12 @@ Examples:
 @click.option("--name", type=Text("the name"), help="A label to recognise the key by.")
 @click.option("--rate-limit", type=Count(), help="Requests per minute (overrides the profile).")
 @click.option("--max-cost", type=Money(), help="Maximum cost per task in USD.")
-@click.option("--monthly-budget", type=Money(), help="Spending limit per calendar month (UTC), USD.")
+@click.option("--daily-budget", type=Money(), help="Spending limit per calendar day (budget time zone), USD.")
+@click.option("--weekly-budget", type=Money(), help="Spending limit per calendar week from Monday (budget time zone), USD.")
+@click.option("--monthly-budget", type=Money(), help="Spending limit per calendar month (budget time zone), USD.")
 @click.option("--total-budget", type=Money(), help="Spending limit over the key's whole life, USD.")
+@click.option("--alert-at", type=AlertAt(default=None), metavar="PERCENTS",
+              help="When `claude-api alerts` reports a budget: percentages, e.g. 75,90 (default 50,80,95).")
 @click.option("--max-concurrent", type=Count(), help="Requests in flight at once.")
 @click.option("--expires-in", type=Duration(), help="Lifetime, e.g. 90s, 12h, 30d, 2w.")
 @click.option("--owner", type=Owner(), help="Who answers for the key (a person, team or service).")
@@ -54,14 +58,15 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="Print the secret only.")
 @json_option
 @click.pass_context
-def create(ctx, project_id, profile, name, rate_limit, max_cost, monthly_budget, total_budget,
-           max_concurrent, expires_in, owner, meta, no_keyring, quiet, fmt) -> None:
+def create(ctx, project_id, profile, name, rate_limit, max_cost, daily_budget, weekly_budget, monthly_budget,
+           total_budget, alert_at, max_concurrent, expires_in, owner, meta, no_keyring, quiet, fmt) -> None:
     """Create a key. Its secret is printed once, and kept in the OS keyring if there is one."""
     from .. import keys as lib
 
     overrides = {"rate_limit": rate_limit, "max_cost_nanos": max_cost,
+                 "daily_budget_nanos": daily_budget, "weekly_budget_nanos": weekly_budget,
                  "monthly_budget_nanos": monthly_budget, "total_budget_nanos": total_budget,
-                 "max_concurrent": max_concurrent}
+                 "max_concurrent": max_concurrent, "alert_at": alert_at}
     created = lib.create(
         _app(ctx).conn, project_id, profile=profile, name=name,
         overrides={k: v for k, v in overrides.items() if v is not None},
@@ -245,7 +250,11 @@ def _current_lines(now: dict) -> dict:
         return " of ".join(usd_pair(nanos(usd), nanos(limit)))
 
     window = now["requests_last_minute"]
+    from ..render import budget_lines
+
     return {
+        "budget time zone": now["budget_tz"],
+        **budget_lines(now["budgets"], now["budget_tz"]),
         "cost this month": spent(now["month_cost_usd"], now["monthly_budget"]),
         "cost in total": spent(now["total_cost_usd"], now["total_budget"]),
         "tokens today": of(f"{now['tokens_today']:,}", None if now["tokens_per_day"] is None
@@ -269,6 +278,9 @@ _LIMIT_OPTIONS = {
     "total_budget": "total_budget_nanos",
     "max_concurrent": "max_concurrent",
     "hold": "hold",
+    "daily_budget": "daily_budget_nanos",
+    "weekly_budget": "weekly_budget_nanos",
+    "alert_at": "alert_at",
 }
 
 
@@ -287,8 +299,16 @@ Examples:
 @click.option("--max-cost", type=Limit(Money()), help="Max cost per task in USD, unlimited, or default.")
 @click.option("--rate-limit", type=Limit(Count()), help="Requests per minute, unlimited, or default.")
 @click.option("--timeout", type=Limit(Seconds()), help="Seconds per task, unlimited, or default.")
-@click.option("--monthly-budget", type=Limit(Money()), help="USD per calendar month, unlimited, or default.")
-@click.option("--tokens-per-day", type=Limit(Count()), help="Tokens per UTC day, unlimited, or default.")
+@click.option("--daily-budget", type=Limit(Money()),
+              help="USD per calendar day (budget time zone), unlimited, or default.")
+@click.option("--weekly-budget", type=Limit(Money()),
+              help="USD per calendar week from Monday (budget time zone), unlimited, or default.")
+@click.option("--monthly-budget", type=Limit(Money()),
+              help="USD per calendar month (budget time zone), unlimited, or default.")
+@click.option("--alert-at", type=AlertAt(), metavar="PERCENTS",
+              help="Alert thresholds of every budget, e.g. 75,90; none; or default (50,80,95).")
+@click.option("--tokens-per-day", type=Limit(Count()),
+              help="Tokens per calendar day (budget time zone), unlimited, or default.")
 @click.option("--total-budget", type=Limit(Money()), help="USD over the key's whole life, unlimited, or default.")
 @click.option("--max-concurrent", type=Limit(Count()), help="Requests in flight at once, unlimited, or default.")
 @click.option("--hold", type=Hold(),

@@ -95,6 +95,34 @@ class Hold(click.ParamType):
         return Seconds().convert(value, param, ctx)
 
 
+class AlertAt(click.ParamType):
+    """Alert thresholds: whole percentages of each budget, "75,90"; `none` for no alerts,
+    `default` for the default (50,80,95). Converted to the stored text."""
+
+    name = "PERCENTS|none|default"
+
+    def __init__(self, default=FOLLOW_PROFILE):
+        self.default = default  # what `default` stands for where the option is read
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word == "default":
+            return self.default
+        if word == "none":
+            return ""
+        from ..profiles import alerts_text, parse_alerts
+
+        try:
+            thresholds = parse_alerts(value)
+        except InvalidInput as e:
+            self.fail(str(e), param, ctx)
+        if not thresholds:
+            self.fail("give whole percentages such as 75,90 (or none, or default)", param, ctx)
+        return alerts_text(thresholds)
+
+
 class ProjectLimit(click.ParamType):
     """A project limit: a value, or `unlimited` (none)."""
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 import click
 
 from ..profiles import UNLIMITED
-from .options import Count, Hold, Money, Project, ProjectLimit, output_options
+from .options import AlertAt, Count, Hold, Money, Project, ProjectLimit, output_options
 
-MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget")
+MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget", "daily_budget", "weekly_budget",
+         "day_cost_usd", "week_cost_usd")
 HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "retiring",
            "month_cost_usd": "this month",
            "total_cost_usd": "in total", "in_flight": "in flight", "monthly_budget": "monthly budget",
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
-           "max_concurrent": "concurrent", "hold": "hold"}
+           "max_concurrent": "concurrent", "hold": "hold", "daily_budget": "daily budget",
+           "weekly_budget": "weekly budget", "alert_at": "alerts at"}
 
 # What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
 # `keys`, and the budgets (beside the spend) more than the other limits.
 # `retiring` (usually 0) goes right after `keys`.
-OPTIONAL = ["hold", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
+OPTIONAL = ["alert_at", "hold", "weekly_budget", "daily_budget", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
             "total_budget"]
 
 
@@ -40,7 +42,8 @@ def projects() -> None:
 def _readable(row: dict) -> dict:
     from ..projects import SETTINGS
 
-    return {k: (("default (24h)" if k == "hold" else "unlimited") if k in SETTINGS and row[k] is None else row[k])
+    default = {"hold": "default (24h)", "alert_at": "default (50,80,95)"}
+    return {k: (default.get(k, "unlimited") if k in SETTINGS and row[k] is None else row[k])
             for k in _human_columns(row)}
 
 
@@ -74,34 +77,59 @@ def show(ctx, project_id, fmt) -> None:
     if not lib.known(conn, project_id):
         raise ClaudeKeysError(f"no key, limit or usage names the project {project_id!r} "
                               "(claude-api projects list shows them)")
+    _show(conn, project_id, fmt)
+
+
+def _show(conn, project_id: str, fmt: str) -> None:
+    """A project's row and, beside it, each budget's spend, reservations, what is left
+    and when it resets (JSON: `budget_tz`, `budgets`; CSV keeps the row alone)."""
+    from .. import projects as lib
+    from ..render import budget_lines, record
+
     row = lib.rows(conn, project_id)[0]
-    record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)
+    if fmt in ("csv", "tsv"):
+        record(row, fmt, money=MONEY, headers=HEADERS)
+        return
+    standing = lib.budgets(conn, project_id)
+    if fmt == "json":
+        record({**row, **standing}, fmt)
+        return
+    shown = {**_readable(row), "budget_tz": standing["budget_tz"],
+             **budget_lines(standing["budgets"], standing["budget_tz"])}
+    record(shown, fmt, money=MONEY, headers={**HEADERS, "budget_tz": "budget time zone"})
 
 
 @projects.command("set")
 @click.argument("project_id", metavar="ID", type=Project())
-@click.option("--monthly-budget", type=ProjectLimit(Money()), help="USD per calendar month (UTC), or unlimited.")
+@click.option("--daily-budget", type=ProjectLimit(Money()),
+              help="USD per calendar day (budget time zone), or unlimited.")
+@click.option("--weekly-budget", type=ProjectLimit(Money()),
+              help="USD per calendar week from Monday (budget time zone), or unlimited.")
+@click.option("--monthly-budget", type=ProjectLimit(Money()),
+              help="USD per calendar month (budget time zone), or unlimited.")
 @click.option("--total-budget", type=ProjectLimit(Money()), help="USD over the project's whole life, or unlimited.")
 @click.option("--rate-limit", type=ProjectLimit(Count()),
               help="Requests per minute, one window shared by all its keys, or unlimited.")
-@click.option("--tokens-per-day", type=ProjectLimit(Count()), help="Tokens per UTC day, or unlimited.")
+@click.option("--tokens-per-day", type=ProjectLimit(Count()),
+              help="Tokens per calendar day (budget time zone), or unlimited.")
 @click.option("--max-concurrent", type=ProjectLimit(Count()), help="Requests in flight at once, or unlimited.")
 @click.option("--hold", type=Hold(default=UNLIMITED),
               help="How long an unsettled request's cost stays reserved for keys without their own (default 24h).")
+@click.option("--alert-at", type=AlertAt(default=UNLIMITED), metavar="PERCENTS",
+              help="Alert thresholds of every budget, e.g. 75,90; none; or default (50,80,95).")
 @output_options
 @click.pass_context
 def set_(ctx, project_id, fmt, **options) -> None:
     """Set limits that all of a project's keys share (each also `unlimited`). A request
     must pass its key's limits and its project's. Changes are audited."""
     from .. import projects as lib
-    from ..render import record
 
     changes = {lib.SETTINGS[name][0]: None if value == UNLIMITED else value
                for name, value in options.items() if value is not None}
     if not changes:
-        raise click.UsageError("nothing to set: give --monthly-budget, --total-budget, --rate-limit, "
-                               "--tokens-per-day, --max-concurrent or --hold", ctx)
+        raise click.UsageError("nothing to set: give --daily-budget, --weekly-budget, --monthly-budget, "
+                               "--total-budget, --rate-limit, --tokens-per-day, --max-concurrent, --hold "
+                               "or --alert-at", ctx)
     conn = _app(ctx).conn
     lib.set_limits(conn, project_id, changes)
-    row = lib.rows(conn, project_id)[0]
-    record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)
+    _show(conn, project_id, fmt)

@@ -633,6 +633,55 @@ def m009_sessions_by_id(m: Step) -> None:
     )
 
 
+@step
+def m010_budget_periods_and_alerts(m: Step) -> None:
+    """Budget periods and alerts (issue 17):
+    - keys and projects: a daily and a weekly budget (calendar periods in the store's
+      budget time zone: the setting `budget_tz` in `settings`, absent = UTC), and the
+      alert thresholds (text "50,80,95"; NULL: the default). Spend of a period is read
+      from the existing roll-ups (claude_keys/limits.py says how), so nothing is re-keyed
+      when the zone changes.
+    - alert_notices: one row per alert and period that `claude-api alerts --notify` has
+      taken on (its primary key makes "once" hold across processes and hosts): `sent`
+      once the command succeeded; a claim whose command failed is deleted, so the next
+      run tries again; a claim left by a process that died is taken over after
+      `claimed_ms` is old (claude_keys/alerts.py)."""
+    m.run(
+        sqlite="""
+        ALTER TABLE keys ADD COLUMN daily_budget_nanos INTEGER;
+        ALTER TABLE keys ADD COLUMN weekly_budget_nanos INTEGER;
+        ALTER TABLE keys ADD COLUMN alert_at TEXT;
+        ALTER TABLE projects ADD COLUMN daily_budget_nanos INTEGER;
+        ALTER TABLE projects ADD COLUMN weekly_budget_nanos INTEGER;
+        ALTER TABLE projects ADD COLUMN alert_at TEXT;
+        CREATE TABLE alert_notices (
+            alert TEXT NOT NULL,
+            period TEXT NOT NULL,
+            state TEXT NOT NULL,
+            claimed_ms INTEGER NOT NULL,
+            sent_ms INTEGER,
+            PRIMARY KEY (alert, period)
+        ) WITHOUT ROWID;
+        """,
+        postgres=f"""
+        ALTER TABLE keys ADD COLUMN daily_budget_nanos BIGINT;
+        ALTER TABLE keys ADD COLUMN weekly_budget_nanos BIGINT;
+        ALTER TABLE keys ADD COLUMN alert_at TEXT;
+        ALTER TABLE projects ADD COLUMN daily_budget_nanos BIGINT;
+        ALTER TABLE projects ADD COLUMN weekly_budget_nanos BIGINT;
+        ALTER TABLE projects ADD COLUMN alert_at TEXT;
+        CREATE TABLE alert_notices (
+            alert {T} NOT NULL,
+            period {T} NOT NULL,
+            state {T} NOT NULL,
+            claimed_ms BIGINT NOT NULL,
+            sent_ms BIGINT,
+            PRIMARY KEY (alert, period)
+        );
+        """,
+    )
+
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:
