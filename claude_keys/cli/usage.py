@@ -482,7 +482,7 @@ def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
     if not files:
         files, input_format = _default_logs(input_format), "claude-code"
     prices = pricing.table(pricing.user_prices_path(app.db_path))
-    with _progress() as progress:
+    with _terminate_as_interrupt(), _progress() as progress:
         result = import_files(app.conn, list(files), fmt=input_format, key=key, prices=prices,
                               progress=progress, db_path=app.db_path, full=full)
     for message in result.warnings:
@@ -496,6 +496,32 @@ def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
         write_json(result.as_json())
         return
     click.echo(_summary_line(result), err=True)
+
+
+class _terminate_as_interrupt:
+    """While an import runs: SIGTERM (a `kill`, a service manager stopping us) ends it as
+    Ctrl-C does, workers stopped and one line said, instead of killing the process where
+    it stands."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.saved is not None:
+            signal.signal(signal.SIGTERM, self.saved)
+
+
+def _raise_terminated(signum, frame):
+    from ..importers import Terminated
+
+    raise Terminated()
 
 
 def _default_logs(input_format: str) -> list[str]:

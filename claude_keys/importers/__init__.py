@@ -35,6 +35,15 @@ class ImportInterrupted(ClaudeKeysError):
     exit_code = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the CLI's handler: ends an import as Ctrl-C does (workers
+    stopped, whole batches kept, one line), with the exit code of a terminated process."""
+
+
+class ImportTerminated(ImportInterrupted):
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process it terminated
+
+
 def detect(path: str) -> str:
     """The format of one input: a folder is Claude Code logs; .csv is csv; a file whose
     first record has the shape of a Claude Code log line is one; anything else follows
@@ -121,7 +130,7 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
         if staging is not None:
             staging.close(quietly=True)  # the error to tell is this one, not a clean-up's
         if isinstance(e, KeyboardInterrupt):
-            raise _interrupted(staging) from None
+            raise _interrupted(staging, terminated=isinstance(e, Terminated)) from None
         if isinstance(e, ConnectionLost):
             raise _lost(staging, conn) from None
         raise
@@ -137,12 +146,12 @@ def _stored_so_far(staging: Staging | None, before: str) -> str:
             "the rest were not")
 
 
-def _interrupted(staging: Staging | None) -> ImportInterrupted:
+def _interrupted(staging: Staging | None, terminated: bool = False) -> ImportInterrupted:
+    kind, what = (ImportTerminated, "terminated") if terminated else (ImportInterrupted, "interrupted")
     if staging is None or not staging.total:
-        return ImportInterrupted("interrupted while reading the input: nothing was stored; "
-                                 "run the same import again")
-    return ImportInterrupted(
-        f"interrupted: {_stored_so_far(staging, 'the interruption')}; run the same import again to finish it "
+        return kind(f"{what} while reading the input: nothing was stored; run the same import again")
+    return kind(
+        f"{what}: {_stored_so_far(staging, 'the interruption')}; run the same import again to finish it "
         "(what is stored already is not counted twice)")
 
 
@@ -204,9 +213,19 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
             while pending:
                 _absorb(*pending.popleft(), staging, result, progress)
         except BaseException:
-            for _, future in pending:
-                future.cancel()
+            _stop_workers(pool)
             raise
+
+
+def _stop_workers(pool) -> None:
+    """Interrupted (Ctrl-C, SIGTERM, an error): end the workers now rather than let each
+    finish its unit, and let the pool's shutdown (on leaving `with`) reap them."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass  # already gone
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _workers_ignore_interrupts:
