@@ -37,6 +37,7 @@ def looks_like_id(text) -> bool:
 
 
 STATUSES = ("active", "retiring", "disabled", "revoked", "expired")
+LIVE = ("active", "retiring", "disabled")  # `keys list`'s default
 
 
 def status(row, now: int) -> str:
@@ -285,7 +286,8 @@ def _audited(row) -> dict:
 
 
 def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> list[dict]:
-    """Keys in the order they were made; `status_filter` is one of STATUSES or "all"."""
+    """Keys in the order they were made; `status_filter` is one of STATUSES, "live"
+    (LIVE: what can still be used or brought back) or "all"."""
     where, params = [], []
     if project_id is not None:
         where.append("project_id = ?")
@@ -296,7 +298,9 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all") -> li
     sql = "SELECT * FROM keys" + (" WHERE " + " AND ".join(where) if where else "")
     now = conn.now_s()
     out = [public(r, now) for r in _rows(conn, sql + " ORDER BY seq", params)]
-    if status_filter != "all":
+    if status_filter == "live":
+        out = [k for k in out if k["status"] in LIVE]
+    elif status_filter != "all":
         out = [k for k in out if k["status"] == status_filter]
     return out
 

@@ -88,4 +88,4 @@ def test_revoking_an_old_secret_in_grace_just_ends_its_grace():
     r = cli("keys", "revoke", old["id"], "--force")
     assert r.exit_code == 0 and "Ended the grace period" in r.stderr
     assert verdict(old["key"])[0] == 3 and verdict(new["key"])[0] == 0
-    assert [k["status"] for k in cli("keys", "list", "--json").json()] == ["revoked", "active"]
+    assert [k["status"] for k in cli("keys", "list", "--status", "all", "--json").json()] == ["revoked", "active"]

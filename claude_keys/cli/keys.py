@@ -14,7 +14,7 @@ from ..values import counted, iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, Cost, Count, Duration, Hold, Limit, Money, Profile, Project, Seconds, Text, json_option,
-    key_argument, live_key_argument, output_options,
+    key_argument, limit_option, limited, live_key_argument, output_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
@@ -148,13 +148,15 @@ def _print_created(created, verb: str) -> None:
 @keys.command("list")
 @click.option("--project-id", type=Project(), help="Only keys of this project.")
 @click.option("--profile", type=Profile(), help="Only keys with this profile.")
-@click.option("--status", type=click.Choice(["active", "retiring", "disabled", "revoked", "expired", "all"]),
-              default="all", show_default=True,
-              help="Only keys in this state (retiring: rotated, in their grace period).")
+@click.option("--status", type=click.Choice(["live", "active", "retiring", "disabled", "revoked", "expired", "all"]),
+              default="live", show_default=True,
+              help="Only keys in this state. live: active, retiring (rotated, in their grace "
+                   "period) and disabled; all: revoked and expired too.")
+@limit_option
 @output_options
 @click.pass_context
-def list_(ctx, project_id, profile, status, fmt) -> None:
-    """List keys (never their secrets)."""
+def list_(ctx, project_id, profile, status, limit, fmt) -> None:
+    """List keys (never their secrets): live ones unless --status says otherwise."""
     from .. import keys as lib
 
     rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status)
@@ -162,11 +164,12 @@ def list_(ctx, project_id, profile, status, fmt) -> None:
 
     # With a filter, an empty list says nothing about whether keys exist: say what matched nothing.
     given = [f"{opt} {value}" for opt, value in (("--project-id", project_id), ("--profile", profile),
-                                                  ("--status", None if status == "all" else status)) if value]
-    empty = (f"no key matches {' '.join(given)} (claude-api keys list shows every key)" if given
-             else "no keys (create one with: claude-api keys create --project-id ID)")
-    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"}, empty=empty,
-          optional=["created_at", "last_used_at", "expires_at", "hint"])
+                                                  ("--status", None if status == "live" else status)) if value]
+    empty = (f"no key matches {' '.join(given)} (claude-api keys list --status all shows every key)" if given
+             else "no live keys (create one with: claude-api keys create --project-id ID; "
+                  "--status all lists revoked and expired ones too)")
+    rows = limited(rows, limit, "key", "keys")
+    table(rows, fmt, list(lib.PUBLIC_FIELDS), headers={"project_id": "project"}, empty=empty)
 
 
 @keys.command()

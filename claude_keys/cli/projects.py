@@ -13,13 +13,6 @@ HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "r
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
            "max_concurrent": "concurrent", "hold": "hold"}
 
-# What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
-# `keys`, and the budgets (beside the spend) more than the other limits.
-# `retiring` (usually 0) goes right after `keys`.
-OPTIONAL = ["hold", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
-            "total_budget"]
-
-
 def _human_columns(fields) -> list:
     """People read `retiring` beside `active`; JSON and CSV keep it last (it came later)."""
     fields = [f for f in fields if f != "retiring_keys"]
@@ -56,7 +49,7 @@ def list_(ctx, fmt) -> None:
     data = fmt in ("json", "csv", "tsv")
     table(rows if data else [_readable(r) for r in rows], fmt,
           list(lib.FIELDS) if data else _human_columns(lib.FIELDS),
-          headers=HEADERS, money=MONEY, optional=OPTIONAL, whole=["project_id"],
+          headers=HEADERS, money=MONEY,
           empty="no projects yet (a key, a limit or recorded usage makes one)")
 
 

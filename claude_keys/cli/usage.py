@@ -8,7 +8,6 @@ import sys
 import click
 
 from .. import usage as lib
-from ..render import BAR
 from ..values import Usd, counted, usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
@@ -125,12 +124,7 @@ def _total(rows, label_columns):
     return total
 
 
-# What a narrow terminal leaves out first: the token details (total tokens stay), then
-# a series' bar, then the request count.
-OPTIONAL = ["cache_write_tokens", "cache_read_tokens", "input_tokens", "output_tokens", BAR, "requests"]
-
-
-def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",), optional=()):
+def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",)):
     from ..render import table
 
     columns = label_columns + (columns or COLUMNS)
@@ -138,12 +132,9 @@ def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money
         columns = columns + ["unpriced_requests"]
     _warn_unpriced(rows)
     shown = _grouped_visually(rows, label_columns[0]) if nested and fmt not in ("json", "csv", "tsv") else rows
-    # A narrow terminal leaves out a one-level report's extra labels (a key's name and
-    # project) after the token details; the two levels of a nested report always stay.
-    extra = [] if nested else label_columns[2:] + label_columns[1:2]
+    # (What a narrow terminal leaves out, and in which order, is render.DROP_ORDER's.)
     table(shown, fmt, columns, headers=HEADERS, money=money, bars=bars,
-          empty="no usage in this period", total=_total(rows, label_columns),
-          optional=list(optional) + OPTIONAL + extra)
+          empty="no usage in this period", total=_total(rows, label_columns))
 
 
 def _grouped_visually(rows, first):
@@ -309,10 +300,9 @@ def blocks(report, fmt) -> None:
     columns = ["requests", "total_tokens", "cost_usd"] + extra
     if fmt in ("json", "csv", "tsv"):
         columns = ["end", "active"] + COLUMNS + extra
-    # A narrow terminal keeps the projected cost longest: it is what the rate is for.
+    # A narrow terminal keeps the projected cost longest: it is what the rate is for (DROP_ORDER).
     _show(rows, fmt, ["start"], columns=columns,
-          money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"),
-          optional=["projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour"])
+          money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"))
 
 
 def _local(iso: str, tz) -> str:
