@@ -537,22 +537,32 @@ def disable(conn, key_id: str, reason: str | None = None) -> tuple:
             raise ClaudeKeysError(f"key {key_id} is {state}; there is nothing to disable")
         if state == "disabled":
             return row, []
-        family = {r["id"]: r for r in conn.rows("SELECT id, rotated_from, disabled_at FROM keys "
-                                                "WHERE lineage = ?", (row["lineage"],))}
-        if successor(conn, key_id) is None:
-            reach = list(family)
-        else:  # itself and its ancestors: the secrets it replaced
-            reach, at = [], key_id
-            while at is not None and at in family:
-                reach.append(at)
-                at = family[at]["rotated_from"]
-        targets = sorted(k for k in reach if family[k]["disabled_at"] is None)
+        targets = _disable_reach(conn, row)
         marks = ", ".join("?" * len(targets))
         conn.execute(f"UPDATE keys SET disabled_at = ?, disabled_reason = ?, disabled_by = ? WHERE id IN ({marks})",
                      (now, reason or None, key_id, *targets))
         audit.record(conn, "disable", key_id, {"disabled_at": None},
                      {"disabled_at": now, "disabled_reason": reason or None, "keys": targets})
         return get(conn, key_id), targets
+
+
+def disable_targets(conn, key_id: str) -> list[str]:
+    """The ids `disable(key_id)` would suspend now (for a question before it does)."""
+    return _disable_reach(conn, get(conn, key_id))
+
+
+def _disable_reach(conn, row) -> list[str]:
+    key_id = row["id"]
+    family = {r["id"]: r for r in conn.rows("SELECT id, rotated_from, disabled_at FROM keys "
+                                            "WHERE lineage = ?", (row["lineage"],))}
+    if successor(conn, key_id) is None:
+        reach = list(family)
+    else:  # itself and its ancestors: the secrets it replaced
+        reach, at = [], key_id
+        while at is not None and at in family:
+            reach.append(at)
+            at = family[at]["rotated_from"]
+    return sorted(k for k in reach if family[k]["disabled_at"] is None)
 
 
 def enable(conn, key_id: str) -> tuple:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import sys
+
 import click
 
 from .. import db as store
@@ -101,6 +103,9 @@ def backup(ctx, file) -> None:
     click.echo(f"Backed up the store to {target_path}.", err=True)
 
 
+_BACKENDS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
 @db.command()
 @click.argument("source", type=FilePath(dir_okay=False))
 @click.argument("destination", type=FilePath(dir_okay=False))
@@ -114,8 +119,14 @@ def copy(source, destination, fmt) -> None:
     \b
     claude-api db copy ~/.config/claude-api/keys.db postgresql://claude@db.internal/claude
     claude-api db copy postgresql://claude@db.internal/claude local-copy.db"""
+    from ..db import backend_name, display
     from ..db.transfer import copy_store
 
+    if fmt != "json" and sys.stderr.isatty() and backend_name(destination) == "postgresql":
+        # A person copying onto a server: say what is about to happen (it can take a while).
+        kind = _BACKENDS.get(backend_name(destination), "")
+        click.echo(f"Copying {display(source)} into the {kind} store {display(destination)} "
+                   "(it must be new or empty; the source is not changed)…", err=True)
     done = copy_store(source, destination)
     if fmt == "json":
         from ..render import write_json

@@ -71,6 +71,26 @@ def show(ctx, project_id, fmt) -> None:
     record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)
 
 
+def _ask_below_spend(conn, project_id, changes, yes) -> None:
+    """A budget lowered below the spend it limits stops every key of the project at
+    once: say so, and ask (or go ahead with -y)."""
+    from .. import projects as lib
+    from ..values import usd_pair
+    from .keys import confirmed
+
+    now = lib.rows(conn, project_id)[0]
+    below = []
+    for column, spent, what in (("monthly_budget_nanos", "month_cost_usd", "this month's spend"),
+                                ("total_budget_nanos", "total_cost_usd", "its total spend")):
+        budget = changes.get(column)
+        if budget is not None and budget < now[spent].nanos:
+            shown_budget, shown_spent = usd_pair(budget, now[spent].nanos)
+            below.append(f"the {column.split('_')[0]} budget to {shown_budget}, below {what} ({shown_spent})")
+    if below:
+        confirmed(f"Set {' and '.join(below)} of project {project_id}, so that its keys are refused from "
+                  "now on?", yes)
+
+
 @projects.command("set")
 @click.argument("project_id", metavar="ID", type=Project())
 @click.option("--monthly-budget", type=ProjectLimit(Money()), help="USD per calendar month (UTC), or unlimited.")
@@ -81,11 +101,14 @@ def show(ctx, project_id, fmt) -> None:
 @click.option("--max-concurrent", type=ProjectLimit(Count()), help="Requests in flight at once, or unlimited.")
 @click.option("--hold", type=Hold(default=UNLIMITED),
               help="How long an unsettled request's cost stays reserved for keys without their own (default 24h).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask when a budget is set below what the project has spent.")
 @output_options
 @click.pass_context
-def set_(ctx, project_id, fmt, **options) -> None:
+def set_(ctx, project_id, fmt, yes, **options) -> None:
     """Set limits that all of a project's keys share (each also `unlimited`). A request
-    must pass its key's limits and its project's. Changes are audited."""
+    must pass its key's limits and its project's. A budget below what the project has
+    already spent (its keys are refused at once) is asked about first, unless -y.
+    Changes are audited."""
     from .. import projects as lib
     from ..render import record
 
@@ -95,6 +118,7 @@ def set_(ctx, project_id, fmt, **options) -> None:
         raise click.UsageError("nothing to set: give --monthly-budget, --total-budget, --rate-limit, "
                                "--tokens-per-day, --max-concurrent or --hold", ctx)
     conn = _app(ctx).conn
+    _ask_below_spend(conn, project_id, changes, yes)
     lib.set_limits(conn, project_id, changes)
     row = lib.rows(conn, project_id)[0]
     record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)

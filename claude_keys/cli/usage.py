@@ -480,12 +480,36 @@ def import_(ctx, files, input_format, key_ref, full, fmt) -> None:
     if result.unpriced_models:
         warn(f"no price for model(s) {', '.join(sorted(result.unpriced_models))}: their requests "
              "count as $0 and are marked unpriced (add them to a prices.json)")
+    if key is not None:
+        _say_what_stays_without_a_key(app.conn, result, key, files)
     if fmt == "json":
         from ..render import write_json
 
         write_json(result.as_json())
         return
     click.echo(_summary_line(result), err=True)
+
+
+def _say_what_stays_without_a_key(conn, result, key, files) -> None:
+    """`usage import --key K` after a plain import of the same logs: their requests are
+    stored already, without a key, and stay so (a stored request id changes nothing).
+    Say so, and how to attribute them: delete them, then import again with --key --full."""
+    import shlex
+
+    from ..values import iso_ms
+
+    found = lib.stored_without_key(conn, result.projects)
+    if not found:
+        return
+    requests = sum(n for _, n, _, _ in found)
+    deletes = "; ".join(
+        f"claude-api usage delete --project-id={shlex.quote(project)} --since {iso_ms(first)} "
+        f"--until {iso_ms(last + 1)}" for project, _, first, last in found)
+    paths = " ".join(shlex.quote(str(f)) for f in files)
+    warn(f"{counted(requests, 'request')} of these logs {'is' if requests == 1 else 'are'} already stored "
+         f"without a key (imported before without --key); --key {key['id']} applies only to requests not "
+         f"stored yet. To attribute them to it, delete them and import again: {deletes}; then "
+         f"claude-api usage import {paths} --key {key['id']} --full")
 
 
 class _terminate_as_interrupt:

@@ -182,6 +182,7 @@ def _files(plan, offsets, result):
                 problem(file, str(e))
                 continue
             start, seed = offsets.start(file, st)
+            result.projects.add(project)
             yield _File(file, kind, project, start, st.st_size, seed)
 
 

@@ -17,6 +17,7 @@ class ImportResult:
     unpriced_models: set = field(default_factory=set)
     warnings: list = field(default_factory=list)  # files that could not be read, and why
     read_to: dict = field(default_factory=dict)  # Claude Code log -> offsets.identity()
+    projects: set = field(default_factory=set)  # the Claude Code logs' project folders, read or unchanged
 
     def as_json(self) -> dict:
         return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,
