@@ -268,7 +268,7 @@ ROW_NUMBERS = frozenset({"entry"})
 EMPTY_CELLS = frozenset({"", "-", "0", "$0.00", "none", "unlimited", "default (24h)"})
 MIN_FREE = 8  # a wrapped column narrower than this reads as a column of fragments
 FREE_MIN = {"changes": 24}  # the audit's changes quote times and ids: room for them whole
-NAME_ROOM = 10  # a name cut shorter than this says little
+NAME_ROOM = 8  # a name cut shorter than this says little ("ios-rel…")
 LONG_WORD = 30  # free text keeps words up to this long whole
 BAR_WIDTH, MIN_BAR = 24, 8
 
@@ -313,7 +313,7 @@ def relative_time(text, now: float | None = None):
     if seconds < 60:
         return "in a moment" if ahead else "just now"
     for unit, size, shown in (("min", 60, 60), ("h", 3600, 48), ("days", 86400, 60)):
-        count = int(seconds // size)
+        count = round(seconds / size)  # 4 days 23 h reads "in 5 days"
         if count < shown:
             words = f"{count} {'day' if unit == 'days' and count == 1 else unit}"
             return f"in {words}" if ahead else f"{words} ago"
