@@ -150,12 +150,13 @@ def usd(value: float) -> str:
 def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
           headers: dict | None = None, money=(), bars: str | None = None,
           empty: str = "nothing to show", total: dict | None = None, optional=(),
-          whole=(), exact_times: bool = False) -> None:
+          whole=()) -> None:
     """Render a list of rows. Human formats end with the `total` row if one is given,
-    show times relative to now ("3 h ago", "in 5 days"; exact in JSON and CSV) unless
-    `exact_times`, and right-align numbers. On a terminal, `bars` names a numeric column
+    show times relative to now ("3 h ago", "in 5 days"; exact in JSON and CSV), and
+    right-align numbers. On a terminal, `bars` names a numeric column
     also drawn as a bar, and a table too wide leaves columns out by the one rule of _fit
-    (`optional`: columns it does not know, least useful first)."""
+    (`optional`: columns it does not know, least useful first; `whole` is accepted for
+    callers written before that rule, and ignored: ids are always kept whole)."""
     columns = columns or (list(rows[0]) if rows else [])
     if fmt == "json":
         write_json(rows)
@@ -175,9 +176,8 @@ def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
     titles = [(headers or {}).get(c, c.replace("_", " ")) for c in columns]
     everything = rows + ([total] if total else [])
     body = [[_cell(row.get(c), c, money, human=True) for c in columns] for row in everything]
-    if not exact_times:
-        body = [[relative_time(cell) if is_time_column(c) else cell for c, cell in zip(columns, row)]
-                for row in body]
+    body = [[relative_time(cell) if is_time_column(c) else cell for c, cell in zip(columns, row)]
+            for row in body]
     numeric = [any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
                    for r in everything) for c in columns]
     if fmt == "table" and sys.stdout.isatty():
@@ -330,7 +330,7 @@ def drop_order(columns, body) -> list[int]:
     return empty + [i for i in ranked if i not in empty]
 
 
-def _fit(columns, titles, body, width, optional=(), bars=False, whole=()):
+def _fit(columns, titles, body, width, optional=(), bars=False):
     """Choose what a terminal of `width` cells shows. Returns (shown column indexes, body,
     {index: width}), or None when even the columns that always stay do not fit (the
     caller then lays the rows out vertically).
@@ -338,7 +338,7 @@ def _fit(columns, titles, body, width, optional=(), bars=False, whole=()):
     When the table is too wide: times lose their seconds, free text wraps and names are
     cut (down to their least), then columns go in drop_order() until the rest fit; then
     the most useful of those left out come back while they still fit. (`optional` adds
-    columns, least useful first, after DROP_ORDER's; `whole` is not used any more.)"""
+    columns, least useful first, after DROP_ORDER's.)"""
     keys = list(columns) + ([BAR] if bars else [])
     cells = [list(row) + ([""] if bars else []) for row in body]
     order = drop_order(keys, cells)
