@@ -249,7 +249,7 @@ def test_db_copy_onto_a_server_says_what_it_will_do(tmp_path, postgres):
     try:
         screen = on_terminal("db", "copy", local, uri, columns=120)
         said = " ".join(screen.split())
-        assert f"Copying {local} into the PostgreSQL store" in said and "must be new or empty" in said, screen
+        assert f"Copying {local} into the store on a database server" in said and "must be new or empty" in said, screen
         assert said.index("Copying") < said.index("Copied"), screen
     finally:
         postgres.recycle_database(name)

@@ -80,8 +80,12 @@ def test_sigterm_and_ctrl_c_end_an_import_in_one_line(big_file, sig, code, word)
         if not hit:
             continue
         lines = [line for line in err.splitlines() if line.strip()]
+        if not after_workers and returncode == -sig:
+            continue  # signalled while Python was still starting, before the import began: nothing to say
         assert returncode == code, err
-        assert len(lines) == 1 and lines[0].startswith(f"Error: {word}") and "run the same import again" in lines[0], err
+        assert len(lines) == 1 and lines[0].startswith(f"Error: {word}"), err
+        if after_workers:
+            assert "run the same import again" in lines[0], err
     done = proc("usage", "import", str(big_file), "--json")
     assert done.exit_code == 0, done
     assert proc("db", "check").exit_code == 0
@@ -93,16 +97,18 @@ def test_a_worker_ends_when_its_parent_is_gone_without_a_death_signal(tmp_path):
     # A grandchild whose parent exits at once: it watches the parent's id only (no prctl).
     code = (
         "import os, sys, time\n"
+        "parent = os.getpid()\n"
         "pid = os.fork()\n"
         "if pid:\n"
         "    print(pid, flush=True); time.sleep(0.3); os._exit(0)\n"
+        "os.dup2(os.open(os.devnull, os.O_WRONLY), 1); os.dup2(1, 2)\n"  # the test reads no one's output
         "from claude_keys.importers.units import _watch_parent\n"
         "import threading\n"
-        "threading.Thread(target=_watch_parent, args=(os.getppid(), 0.1), daemon=True).start()\n"
+        "threading.Thread(target=_watch_parent, args=(parent, 0.1), daemon=True).start()\n"
         "time.sleep(30)\n"
     )
     import sys
 
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     orphan = int(child.stdout.split()[0])
-    assert left_behind({orphan: "orphan"}, within=5) == {}
+    assert left_behind({orphan: "orphan"}, within=20) == {}

@@ -103,9 +103,6 @@ def backup(ctx, file) -> None:
     click.echo(f"Backed up the store to {target_path}.", err=True)
 
 
-_BACKENDS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
-
-
 @db.command()
 @click.argument("source", type=FilePath(dir_okay=False))
 @click.argument("destination", type=FilePath(dir_okay=False))
@@ -119,13 +116,12 @@ def copy(source, destination, fmt) -> None:
     \b
     claude-api db copy ~/.config/claude-api/keys.db postgresql://claude@db.internal/claude
     claude-api db copy postgresql://claude@db.internal/claude local-copy.db"""
-    from ..db import backend_name, display
+    from ..db import display
     from ..db.transfer import copy_store
 
-    if fmt != "json" and sys.stderr.isatty() and backend_name(destination) == "postgresql":
-        # A person copying onto a server: say what is about to happen (it can take a while).
-        kind = _BACKENDS.get(backend_name(destination), "")
-        click.echo(f"Copying {display(source)} into the {kind} store {display(destination)} "
+    if fmt != "json" and sys.stderr.isatty() and store.local_folder(destination) is None:
+        # A person copying onto a database server: say what is about to happen (it can take a while).
+        click.echo(f"Copying {display(source)} into the store on a database server {display(destination)} "
                    "(it must be new or empty; the source is not changed)…", err=True)
     done = copy_store(source, destination)
     if fmt == "json":

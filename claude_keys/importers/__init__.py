@@ -223,7 +223,7 @@ def _stop_workers(pool) -> None:
     finish its unit, and let the pool's shutdown (on leaving `with`) reap them."""
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         try:
-            process.terminate()
+            process.kill()  # (SIGKILL: a worker holds SIGTERM back until it is started)
         except (OSError, ValueError, AttributeError):
             pass  # already gone
     pool.shutdown(wait=False, cancel_futures=True)
@@ -232,10 +232,12 @@ def _stop_workers(pool) -> None:
 class _workers_ignore_interrupts:
     """While a submit may start a worker: SIGINT ignored, so the worker starts with it
     ignored (Python keeps an inherited SIG_IGN) and a Ctrl-C during its start-up
-    cannot print its traceback. The importing process handles Ctrl-C itself."""
+    cannot print its traceback; SIGTERM held back (blocked: it lands once the worker is
+    started), so the start-up is never cut off half-way (the worker would print
+    multiprocessing's EOFError). The importing process handles both itself."""
 
     def __init__(self, starting: bool):
-        self.starting, self.saved = starting, None
+        self.starting, self.saved, self.masked = starting, None, False
 
     def __enter__(self):
         import signal
@@ -243,12 +245,17 @@ class _workers_ignore_interrupts:
 
         if self.starting and threading.current_thread() is threading.main_thread():
             self.saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                self.masked = True
 
     def __exit__(self, *exc):
         import signal
 
         if self.saved is not None:
             signal.signal(signal.SIGINT, self.saved)
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending one lands here
 
 
 def _absorb(unit, future, staging, result, progress) -> None:
