@@ -52,11 +52,20 @@ def _json(value: dict | None) -> str | None:
 
 
 def entries(conn, *, key_id: str | None = None, since_ms: int | None = None,
-            until_ms: int | None = None) -> list[dict]:
+            until_ms: int | None = None, action: str | None = None,
+            project_id: str | None = None) -> list[dict]:
+    """The trail, oldest first; `project_id`: changes of that project's limits and of
+    its keys (by the key's project now)."""
     where, params = [], []
     if key_id is not None:
         where.append("key_id = ?")
         params.append(key_id)
+    if action is not None:
+        where.append("action = ?")
+        params.append(action)
+    if project_id is not None:
+        where.append("(action = 'project' OR key_id IN (SELECT id FROM keys WHERE project_id = ?))")
+        params.append(project_id)
     if since_ms is not None:
         where.append("at_ms >= ?")
         params.append(since_ms)
@@ -76,6 +85,8 @@ def entries(conn, *, key_id: str | None = None, since_ms: int | None = None,
             "project_id": (after or before or {}).get("project_id") if action == "project" else None,
             "changes": _diff(present(before), present(after)),
         })
+    if project_id is not None:  # a project's own changes name it in their values
+        out = [e for e in out if e["action"] != "project" or e["project_id"] == project_id]
     return out
 
 

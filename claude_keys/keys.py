@@ -37,6 +37,7 @@ def looks_like_id(text) -> bool:
 
 
 STATUSES = ("active", "retiring", "disabled", "revoked", "expired")
+LIVE = ("active", "retiring", "disabled")  # `keys list`'s default
 
 
 def status(row, now: int) -> str:
@@ -301,11 +302,11 @@ def _audited(row) -> dict:
 
 def list_keys(conn, *, project_id=None, profile=None, status_filter="all", owner=None,
               metadata=()) -> list[dict]:
-    """Keys in the order they were made; `status_filter` is one of STATUSES or "all".
-    `owner`: only keys with this owner ('': keys without one); `metadata`: (key, value)
-    pairs that must all match (a value of None: keys without that key). Metadata is
-    matched here, not in SQL: a list of keys is small, and JSON in SQL is not one
-    language on both backends."""
+    """Keys in the order they were made; `status_filter` is one of STATUSES, "live"
+    (LIVE: what can still be used or brought back) or "all". `owner`: only keys with
+    this owner ('': keys without one); `metadata`: (key, value) pairs that must all
+    match (a value of None: keys without that key). Metadata is matched here, not in
+    SQL: a list of keys is small, and JSON in SQL is not one language on both backends."""
     want_meta = [(labels.check_key(k), v) for k, v in metadata]
     where, params = [], []
     if owner is not None:
@@ -323,7 +324,9 @@ def list_keys(conn, *, project_id=None, profile=None, status_filter="all", owner
     out = [public(r, now) for r in _rows(conn, sql + " ORDER BY seq", params)]
     if want_meta:
         out = [k for k in out if labels.has_entries(k["metadata"], want_meta)]
-    if status_filter != "all":
+    if status_filter == "live":
+        out = [k for k in out if k["status"] in LIVE]
+    elif status_filter != "all":
         out = [k for k in out if k["status"] == status_filter]
     return out
 
@@ -566,22 +569,32 @@ def disable(conn, key_id: str, reason: str | None = None) -> tuple:
             raise ClaudeKeysError(f"key {key_id} is {state}; there is nothing to disable")
         if state == "disabled":
             return row, []
-        family = {r["id"]: r for r in conn.rows("SELECT id, rotated_from, disabled_at FROM keys "
-                                                "WHERE lineage = ?", (row["lineage"],))}
-        if successor(conn, key_id) is None:
-            reach = list(family)
-        else:  # itself and its ancestors: the secrets it replaced
-            reach, at = [], key_id
-            while at is not None and at in family:
-                reach.append(at)
-                at = family[at]["rotated_from"]
-        targets = sorted(k for k in reach if family[k]["disabled_at"] is None)
+        targets = _disable_reach(conn, row)
         marks = ", ".join("?" * len(targets))
         conn.execute(f"UPDATE keys SET disabled_at = ?, disabled_reason = ?, disabled_by = ? WHERE id IN ({marks})",
                      (now, reason or None, key_id, *targets))
         audit.record(conn, "disable", key_id, {"disabled_at": None},
                      {"disabled_at": now, "disabled_reason": reason or None, "keys": targets})
         return get(conn, key_id), targets
+
+
+def disable_targets(conn, key_id: str) -> list[str]:
+    """The ids `disable(key_id)` would suspend now (for a question before it does)."""
+    return _disable_reach(conn, get(conn, key_id))
+
+
+def _disable_reach(conn, row) -> list[str]:
+    key_id = row["id"]
+    family = {r["id"]: r for r in conn.rows("SELECT id, rotated_from, disabled_at FROM keys "
+                                            "WHERE lineage = ?", (row["lineage"],))}
+    if successor(conn, key_id) is None:
+        reach = list(family)
+    else:  # itself and its ancestors: the secrets it replaced
+        reach, at = [], key_id
+        while at is not None and at in family:
+            reach.append(at)
+            at = family[at]["rotated_from"]
+    return sorted(k for k in reach if family[k]["disabled_at"] is None)
 
 
 def enable(conn, key_id: str) -> tuple:

@@ -151,11 +151,12 @@ def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
           headers: dict | None = None, money=(), bars: str | None = None,
           empty: str = "nothing to show", total: dict | None = None, optional=(),
           whole=()) -> None:
-    """Render a list of rows. Human formats end with the `total` row if one is given.
-    On a terminal, `bars` names a numeric column also drawn as a bar, `optional`
-    lists the columns that may be left out, least useful first, when the table would
-    not fit the terminal's width, and `whole` free-text labels kept whole before them
-    (besides WHOLE_FIRST; see _fit)."""
+    """Render a list of rows. Human formats end with the `total` row if one is given,
+    show times relative to now ("3 h ago", "in 5 days"; exact in JSON and CSV), and
+    right-align numbers. On a terminal, `bars` names a numeric column
+    also drawn as a bar, and a table too wide leaves columns out by the one rule of _fit
+    (`optional`: columns it does not know, least useful first; `whole` is accepted for
+    callers written before that rule, and ignored: ids are always kept whole)."""
     columns = columns or (list(rows[0]) if rows else [])
     if fmt == "json":
         write_json(rows)
@@ -175,18 +176,23 @@ def table(rows: list[dict], fmt: str, columns: list[str] | None = None, *,
     titles = [(headers or {}).get(c, c.replace("_", " ")) for c in columns]
     everything = rows + ([total] if total else [])
     body = [[_cell(row.get(c), c, money, human=True) for c in columns] for row in everything]
+    body = [[relative_time(cell) if is_time_column(c) else cell for c, cell in zip(columns, row)]
+            for row in body]
+    numeric = [any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+                   for r in everything) for c in columns]
     if fmt == "table" and sys.stdout.isatty():
-        numeric = [any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
-                       for r in everything) for c in columns]
         peak = max((r.get(bars) or 0) for r in rows) or 1 if bars else 1
         fractions = [(r.get(bars) or 0) / peak if bars else None for r in rows] + [None] * bool(total)
         _rich_table(columns, titles, body, numeric=numeric, fractions=fractions,
-                    optional=optional, total=bool(total), whole=WHOLE_FIRST | frozenset(whole))
+                    optional=optional, total=bool(total))
         return
     from tabulate import tabulate
 
+    # Numbers right-aligned as on a terminal (tabulate would, but only for what it
+    # parses as a number: never "$1,234.00" or "1,234").
     sys.stdout.write(
-        tabulate(body, titles, tablefmt="simple" if fmt == "table" else fmt, disable_numparse=True)
+        tabulate(body, titles, tablefmt="simple" if fmt == "table" else fmt, disable_numparse=True,
+                 colalign=["right" if n else "left" for n in numeric])
         + "\n"
     )
 
@@ -218,20 +224,52 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
 
 
-# Columns of free text (names, lists, descriptions): the only ones a terminal table
-# wraps. Numbers, money, ids, times, hints and states never wrap or get cut.
-FREE_TEXT = frozenset({"name", "project_id", "model", "actor", "changes", "allowed_tools",
-                       "blocked_tools", "allowed_agents", "allowed_skills", "agent",
-                       "revoked_reason", "reason", "value"})
+# -- Fitting a table to a terminal: the one rule, by column name ----------------------
+#
+# Every column is one of three kinds:
+# - free text that wraps at its spaces (lists, reasons, an audit's changes), a word
+#   broken only if it is longer than LONG_WORD;
+# - a free-text name, kept to one line and cut with "…" (the whole name is in --format json);
+# - everything else (ids, model names, numbers, money, times, hints, states): never
+#   narrower than its widest cell, never broken and never cut.
+# When the table is too wide, columns are left out, and a line on stderr says which:
+# first a column with nothing to say (every value empty, zero, "none" or "unlimited"),
+# then those of DROP_ORDER, least useful first. A column not in DROP_ORDER always stays;
+# so does the first column (it names the row) unless it is a row number. When even that
+# does not fit, each row is laid out vertically. Other columns slot in by adding their
+# names here.
+BAR = "\0bar"  # the bar drawn after a series' numbers, as a column of its own
+FREE_TEXT = frozenset({"changes", "allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills",
+                       "agent", "revoked_reason", "reason", "value", "metadata", "allowed_models",
+                       "blocked_models"})
+NAMES = frozenset({"name", "actor", "owner"})
+DROP_ORDER = (
+    # usage: the token details that `total tokens` sums up, then a series' bar
+    "cache_write_tokens", "cache_read_tokens", "input_tokens", "output_tokens", BAR,
+    # usage blocks: the rates behind the projection
+    "projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour",
+    # the audit's entry number
+    "entry",
+    # keys: when made, when last used, the preset
+    "metadata", "created_at", "last_used_at", "profile", "owner",
+    # projects: the rarer limits, then the key counts (spend and budgets stay longest)
+    "alert_at", "hold", "weekly_budget", "daily_budget", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
+    "total_budget", "monthly_budget",
+    # reports: counts, where the money beside them matters more
+    "unpriced_requests", "requests",
+    # keys: when a key stops, then its hint
+    "expires_at", "hint",
+    # labels beside a row's own (a key's name and project in by-key, a session's project)
+    "name", "project_id",
+    # a report's tokens, last: only its money and its labels matter more
+    "total_tokens",
+)
+ROW_NUMBERS = frozenset({"entry"})
+EMPTY_CELLS = frozenset({"", "-", "0", "$0.00", "none", "unlimited", "default (24h)"})
 MIN_FREE = 8  # a wrapped column narrower than this reads as a column of fragments
 FREE_MIN = {"changes": 24}  # the audit's changes quote times and ids: room for them whole
-# Labels read as one word (claude-sonnet-4-5-20250929; a project's id in its own list):
-# kept whole up to WHOLE_WIDTH cells if leaving out optional columns makes room, and
-# wrapped like other free text only if even that is not enough.
-WHOLE_FIRST = frozenset({"model"})
-WHOLE_WIDTH = 26
-MAX_WHOLE_WORD = 12  # words up to this long stay whole when free text wraps
-BAR = "\0bar"  # the bar drawn after a series' numbers, as a column of its own
+NAME_ROOM = 8  # a name cut shorter than this says little ("ios-rel…")
+LONG_WORD = 30  # free text keeps words up to this long whole
 BAR_WIDTH, MIN_BAR = 24, 8
 
 
@@ -254,50 +292,89 @@ def _short_time(text):
     return text
 
 
-def _fit(columns, titles, body, width, optional, bars, whole=WHOLE_FIRST):
-    """_fit_once keeping the `whole` labels whole, else letting them wrap."""
-    for keep in ((whole, frozenset()) if whole & set(columns) else (frozenset(),)):
-        fitted = _fit_once(columns, titles, body, width, optional, bars, keep)
-        if fitted is not None:
-            return fitted
-    return None
+def is_time_column(column: str) -> bool:
+    return column == "at" or column.endswith("_at")
 
 
-def _fit_once(columns, titles, body, width, optional, bars, whole):
+def relative_time(text, now: float | None = None):
+    """An exact time (ISO-8601 UTC) as people read it in a table: "3 h ago", "in 5 days";
+    the date beyond two months. Anything else is returned as it is."""
+    import time
+    from datetime import datetime
+
+    if not (isinstance(text, str) and len(text) >= 17 and text[10:11] == "T" and text.endswith("Z")):
+        return text
+    try:
+        at = datetime.fromisoformat(text[:-1] + "+00:00").timestamp()
+    except ValueError:
+        return text
+    delta = at - (time.time() if now is None else now)
+    ahead, seconds = delta > 0, abs(delta)
+    if seconds < 60:
+        return "in a moment" if ahead else "just now"
+    for unit, size, shown in (("min", 60, 60), ("h", 3600, 48), ("days", 86400, 60)):
+        count = round(seconds / size)  # 4 days 23 h reads "in 5 days"
+        if count < shown:
+            words = f"{count} {'day' if unit == 'days' and count == 1 else unit}"
+            return f"in {words}" if ahead else f"{words} ago"
+    return text[:10]
+
+
+def drop_order(columns, body) -> list[int]:
+    """Which columns a narrow terminal leaves out, first to last (see DROP_ORDER)."""
+    keep_first = columns[0] not in ROW_NUMBERS if columns else False
+    empty = [i for i, c in enumerate(columns) if (i or not keep_first) and c != BAR and body
+             and all(str(row[i]).strip() in EMPTY_CELLS for row in body)]
+    ranked = sorted((i for i, c in enumerate(columns) if c in DROP_ORDER and (i or not keep_first)),
+                    key=lambda i: DROP_ORDER.index(columns[i]))
+    return empty + [i for i in ranked if i not in empty]
+
+
+def _fit(columns, titles, body, width, optional=(), bars=False):
     """Choose what a terminal of `width` cells shows. Returns (shown column indexes, body,
-    {index: width}), or None when even the essential columns do not fit (the caller
-    then lays the rows out vertically).
+    {index: width}), or None when even the columns that always stay do not fit (the
+    caller then lays the rows out vertically).
 
-    Nothing but free text (FREE_TEXT) is ever narrower than its widest cell; titles
-    wrap at their spaces. When the table is too wide: times lose their seconds, free
-    text wraps (keeping ordinary words whole, then down to MIN_FREE), then `optional`
-    columns go, least useful first (BAR among them is a series' bar; last if unnamed)."""
+    When the table is too wide: times lose their seconds, free text wraps and names are
+    cut (down to their least), then columns go in drop_order() until the rest fit; then
+    the most useful of those left out come back while they still fit. (`optional` adds
+    columns, least useful first, after DROP_ORDER's.)"""
     keys = list(columns) + ([BAR] if bars else [])
+    cells = [list(row) + ([""] if bars else []) for row in body]
+    order = drop_order(keys, cells)
+    order += [keys.index(c) for c in optional if c in keys and keys.index(c) not in order]
+    empty = {i for i in order if keys[i] != BAR and all(str(r[i]).strip() in EMPTY_CELLS for r in cells)}
+    times = [i for i, c in enumerate(columns) if is_time_column(c)]
+
+    def fits(shown):
+        natural, soft, least, words = _measure(keys, columns, titles, body, shown)
+        return sum(least.values()) <= width - _column_overhead(len(shown))
+
     shown = list(range(len(keys)))
-    optional = [keys.index(c) for c in optional if c in keys]
-    if bars and len(columns) not in optional:
-        optional.append(len(columns))
-    times = [i for i, c in enumerate(columns) if c == "at" or c.endswith("_at")]
-    while True:
-        natural, soft, least, words = _measure(keys, columns, titles, body, shown, whole)
-        free = {i: keys[i] in FREE_TEXT for i in shown}
-        room = width - _column_overhead(len(shown))
-        if times and sum(soft.values()) > room:  # seconds matter least: they go first
+    if times:
+        natural, soft, _, _ = _measure(keys, columns, titles, body, shown)
+        if sum(soft.values()) > width - _column_overhead(len(shown)):  # seconds matter least: they go first
             body = [[_short_time(c) if i in times else c for i, c in enumerate(row)] for row in body]
-            times = []
-            continue
-        if sum(least.values()) <= room:
-            return shown, body, _share(natural, soft, least, words, free, room)
-        dropped = next((i for i in optional if i in shown), None)
-        if dropped is None:
-            return None
-        shown.remove(dropped)
+    dropped = []
+    for i in order:
+        if fits(shown):
+            break
+        shown.remove(i)
+        dropped.append(i)
+    if not fits(shown):
+        return None
+    for i in reversed(dropped):  # the most useful first: back in if it fits after all
+        if i not in empty and fits(sorted(shown + [i])):
+            shown = sorted(shown + [i])
+    natural, soft, least, words = _measure(keys, columns, titles, body, shown)
+    free = {i: keys[i] in FREE_TEXT or keys[i] in NAMES for i in shown}
+    return shown, body, _share(natural, soft, least, words, free, width - _column_overhead(len(shown)))
 
 
-def _measure(keys, columns, titles, body, shown, whole=frozenset()):
+def _measure(keys, columns, titles, body, shown):
     """For each shown column: its natural width; `soft`, below which a title wraps or a
     word of free text breaks; `least`, the narrowest it may be (a title in two lines;
-    free text down to MIN_FREE); and its longest word."""
+    free text down to its longest word, names to NAME_ROOM); and its longest word."""
     natural, soft, least, words = {}, {}, {}, {}
     for i in shown:
         if keys[i] == BAR:
@@ -309,11 +386,14 @@ def _measure(keys, columns, titles, body, shown, whole=frozenset()):
         natural[i] = soft[i] = max(widest, _width(titles[i]))
         least[i] = max(widest, _two_lines(str(titles[i])))
         words[i] = max([_width(w) for c in cells for w in str(c).split()], default=0)
-        if columns[i] in FREE_TEXT:
-            title_word = max((_width(w) for w in str(titles[i]).split()), default=0)
+        title_word = max((_width(w) for w in str(titles[i]).split()), default=0)
+        if columns[i] in NAMES:
+            least[i] = min(natural[i], max(NAME_ROOM, title_word))
+            soft[i] = least[i]
+        elif columns[i] in FREE_TEXT:
             least[i] = min(natural[i], max(FREE_MIN.get(columns[i], MIN_FREE), title_word,
-                                           WHOLE_WIDTH if columns[i] in whole else 0))
-            soft[i] = min(natural[i], max(least[i], min(words[i], MAX_WHOLE_WORD)))
+                                           min(words[i], LONG_WORD)))
+            soft[i] = min(natural[i], max(least[i], words[i]))
     return natural, soft, least, words
 
 
@@ -326,9 +406,9 @@ def _two_lines(title: str) -> int:
 
 def _share(natural: dict, soft: dict, least: dict, words: dict, free: dict, room: int) -> dict:
     """Every column's width within `room`: natural if all fit; else narrow, a cell at a
-    time and the widest first, free text that can wrap without breaking a word, then
-    titles (into two lines), then free text breaking its words (where they are already
-    broken first), never below a column's least."""
+    time and the widest first, free text that can wrap without breaking a word (and
+    names, cut), then titles (into two lines), then free text breaking its longest
+    words, never below a column's least."""
     widths = dict(natural)
     while sum(widths.values()) > room:
         pool = ([i for i in widths if free[i] and widths[i] > soft[i]]
@@ -338,15 +418,14 @@ def _share(natural: dict, soft: dict, least: dict, words: dict, free: dict, room
     return widths
 
 
-def _rich_table(columns, titles, body, *, numeric, fractions, optional=(), total=False,
-                whole=WHOLE_FIRST) -> None:
+def _rich_table(columns, titles, body, *, numeric, fractions, optional=(), total=False) -> None:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     out = console()
     bars = any(f is not None for f in fractions)
-    fitted = _fit(columns, titles, body, out.width, optional, bars, whole)
+    fitted = _fit(columns, titles, body, out.width, optional, bars)
     if fitted is None:  # too wide even without the optional columns: one record per row
         for n, row in enumerate(body):
             if n:
@@ -360,8 +439,9 @@ def _rich_table(columns, titles, body, *, numeric, fractions, optional=(), total
         if i == len(columns):  # the bar
             grid.add_column("", width=widths[i])
         else:
+            cut = columns[i] in NAMES
             grid.add_column(Text(str(titles[i])), justify="right" if numeric[i] else "left",
-                            overflow="fold", width=widths[i])
+                            overflow="ellipsis" if cut else "fold", no_wrap=cut, width=widths[i])
     for n, (row, fraction) in enumerate(zip(body, fractions)):
         cells = [Text(str(row[i])) for i in shown if i < len(columns)]
         if len(columns) in shown:

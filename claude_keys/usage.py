@@ -232,3 +232,16 @@ def delete(conn, selection: Selection) -> dict:
                          {"requests": 0, "cost_usd": 0, "deleted": selection.describe(deleted)})
     return {**totals, "missing": missing}
 
+
+
+def stored_without_key(conn, projects) -> list[tuple[str, int, int, int]]:
+    """Usage of these projects stored with no key: (project, requests, first and last
+    time in ms) per project. An import with --key tells whether its logs were
+    imported before without one (and so stay without one)."""
+    projects = sorted(projects)
+    if not projects:
+        return []
+    marks = ", ".join("?" * len(projects))
+    return [tuple(r) for r in conn.execute(
+        f"SELECT project_id, COUNT(*), MIN(at_ms), MAX(at_ms) FROM usage WHERE key_id IS NULL "
+        f"AND project_id IN ({marks}) GROUP BY project_id ORDER BY project_id", projects)]

@@ -35,7 +35,7 @@ def test_tokens_from_an_environment_variable():
     r = proc("keys", "import", "--project-id", "x", "--from-env", "NOT_SET_ANYWHERE")
     assert r.exit_code == 2 and "not set" in r.stderr
     # An adopted key can be rotated to a generated one.
-    new = json.loads(proc("keys", "rotate", key["id"], "--json", "--no-keyring").stdout)
+    new = json.loads(proc("keys", "rotate", key["id"], "--json", "--no-keyring", "-y").stdout)
     assert new["key"].startswith("cc_") and proc("keys", "verify", "your-secret-token-here").exit_code == 3
 
 

@@ -50,7 +50,7 @@ def test_filters():
 
 def test_the_trail_never_holds_a_secret(isolated):
     keys = [create(), create("--no-keyring")]
-    cli("keys", "rotate", keys[0]["id"])
+    cli("keys", "rotate", keys[0]["id"], "-y")
     out = "".join(cli("audit", "--format", f).stdout for f in ("json", "table", "csv"))
     stored = dump()
     for key in keys:

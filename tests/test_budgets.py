@@ -72,7 +72,7 @@ def test_usage_dated_more_than_a_day_ahead_is_bad_input_and_spends_nothing():
 def test_a_lifetime_budget_counts_every_month_and_the_whole_lineage():
     key = create("--total-budget", "1")
     cli("usage", "record", "--key", key["id"], "--cost", "0.6", "--at", "2025-03-01T00:00:00Z")
-    new = cli("keys", "rotate", key["id"], "--json").json()
+    new = cli("keys", "rotate", key["id"], "--json", "-y").json()
     cli("usage", "record", "--key", new["id"], "--cost", "0.3")
     assert verdict(new["key"], "--cost", "0.1")[0] == 0
     code, answer = verdict(new["key"], "--cost", "0.1")

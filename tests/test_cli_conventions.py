@@ -82,7 +82,7 @@ def test_yes_is_accepted_where_force_is():
     for key, flag in ((a, "-y"), (b, "--yes"), (c, "--force")):
         r = cli("keys", "revoke", key["id"], flag)
         assert r.exit_code == 0 and "Revoked" in r.stderr, r
-    assert {k["status"] for k in cli("keys", "list", "--json").json()} == {"revoked"}
+    assert {k["status"] for k in cli("keys", "list", "--status", "all", "--json").json()} == {"revoked"}
 
 
 def test_ctrl_c_at_a_prompt_exits_130_with_one_line():

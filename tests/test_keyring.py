@@ -63,7 +63,7 @@ def test_reveal_without_a_backend_says_so():
 def test_a_refusing_keyring_rotates_nothing(backend):
     key = json.loads(cli("keys", "create", "--project-id", "p", "--no-keyring", "--json").stdout)
     keyring.set_keyring(backend())
-    r = cli("keys", "rotate", key["id"])
+    r = cli("keys", "rotate", key["id"], "-y")
     assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1 and "cc_" not in r.stderr
     listed = cli("keys", "list", "--json").json()
     assert [(k["id"], k["status"]) for k in listed] == [(key["id"], "active")]

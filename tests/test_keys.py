@@ -33,7 +33,7 @@ def test_seed_commands_work_as_written(isolated):
     r = cli("keys", "permissions", secret, "--max-cost", "5.00", "--json")
     assert r.json()["max_cost_per_task"] == 5.0
     assert cli("keys", "revoke", secret, "--force").exit_code == 0
-    assert cli("keys", "list", "--json").json()[0]["status"] == "revoked"
+    assert cli("keys", "list", "--status", "all", "--json").json()[0]["status"] == "revoked"
 
 
 def test_create_json_shape_and_defaults():
@@ -71,9 +71,10 @@ def test_list_filters():
         assert all(set(row) == LIST_FIELDS for row in rows)
         return {row["id"] for row in rows}
 
-    assert len(ids()) == 3 and len(ids("--status", "all")) == 3
+    # By default the live keys (issue 20): not the revoked one, nor the expired one.
+    assert ids() == {a["id"]} and ids("--status", "live") == {a["id"]} and len(ids("--status", "all")) == 3
     assert ids("--project-id", "a") == {a["id"]}
-    assert ids("--profile", "pro") == {b["id"]}
+    assert ids("--profile", "pro", "--status", "all") == {b["id"]} and ids("--profile", "pro") == set()
     assert ids("--status", "revoked") == {b["id"]}
     assert ids("--status", "active") == {a["id"]}
     assert len(ids("--status", "expired")) == 1

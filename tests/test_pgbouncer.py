@@ -152,6 +152,6 @@ def test_imports_and_admin_writes_work(behind, tmp_path):
     for _ in range(2):  # the second time every request is already stored
         assert proc("usage", "import", records).exit_code == 0
     assert sql("SELECT count(*), sum(input_tokens) FROM usage") == [(300, sum(100 + i for i in range(300)))]
-    assert proc("keys", "rotate", key["id"], "--no-keyring").exit_code == 0
+    assert proc("keys", "rotate", key["id"], "--no-keyring", "-y").exit_code == 0
     assert proc("keys", "revoke", key["id"], "--yes").exit_code == 0
     assert_consistent()

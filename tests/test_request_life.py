@@ -77,8 +77,8 @@ def test_disabling_a_retiring_key_leaves_the_newer_one_alone_and_enable_undoes_e
     assert verdict(new["key"])[0] == 0 and verdict(old["key"])[0] == 3
     r = cli("keys", "enable", old["id"])
     assert old["id"] in r.stderr and verdict(old["key"])[0] == 0
-    # A disable of the whole lineage is undone as a whole, from either key.
-    r = cli("keys", "disable", new["id"])
+    # A disable of the whole lineage is undone as a whole, from either key (it asks first: issue 20).
+    r = cli("keys", "disable", new["id"], "-y")
     assert old["id"] in r.stderr and new["id"] in r.stderr
     r = cli("keys", "enable", old["id"])
     assert old["id"] in r.stderr and new["id"] in r.stderr

@@ -27,7 +27,7 @@ def test_rotate_keeps_settings_and_links_lineage(memory_keyring):
 
 def test_rotate_without_grace_ends_the_old_key_now():
     key = create()
-    new = cli("keys", "rotate", key["id"], "-q")
+    new = cli("keys", "rotate", key["id"], "-q", "-y")  # no grace: asks first (issue 20)
     assert new.exit_code == 0 and new.stdout.startswith("cc_")
     assert cli("keys", "show", key["id"], "--json").json()["status"] == "revoked"
     assert cli("keys", "rotate", key["id"]).exit_code == 1
@@ -54,7 +54,7 @@ def test_a_rotated_key_in_its_grace_period_is_retiring():
 def test_disabling_the_current_key_suspends_the_old_secret_in_grace():
     old = create()
     new = cli("keys", "rotate", old["id"], "--grace", "1h", "--json").json()
-    assert cli("keys", "disable", new["id"]).exit_code == 0
+    assert cli("keys", "disable", new["id"], "-y").exit_code == 0  # (it asks: the old secret too)
     assert verdict(old["key"])[0] == 3 and verdict(new["key"])[0] == 3
     assert cli("keys", "enable", old["id"]).exit_code == 0
     assert verdict(old["key"])[0] == 0 and verdict(new["key"])[0] == 0
@@ -88,4 +88,4 @@ def test_revoking_an_old_secret_in_grace_just_ends_its_grace():
     r = cli("keys", "revoke", old["id"], "--force")
     assert r.exit_code == 0 and "Ended the grace period" in r.stderr
     assert verdict(old["key"])[0] == 3 and verdict(new["key"])[0] == 0
-    assert [k["status"] for k in cli("keys", "list", "--json").json()] == ["revoked", "active"]
+    assert [k["status"] for k in cli("keys", "list", "--status", "all", "--json").json()] == ["revoked", "active"]

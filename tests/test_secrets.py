@@ -55,7 +55,7 @@ def test_no_secret_anywhere_it_should_not_be(isolated, tmp_path, store_backend):
     # The commands whose job it is show only their own key's secret.
     shown = cli("keys", "reveal", keys[0]["id"]).stdout
     assert keys[0]["key"] in shown and all(s not in shown for s in secrets[1:])
-    new = cli("keys", "rotate", keys[0]["id"], "--json").json()
+    new = cli("keys", "rotate", keys[0]["id"], "--json", "-y").json()
     assert all(s != new["key"] for s in secrets)
 
 

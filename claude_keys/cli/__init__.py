@@ -40,6 +40,7 @@ COMMANDS = {
     "completion": "claude_keys.cli.completion:completion",
     "prices": "claude_keys.cli.prices:prices",
     "alerts": "claude_keys.cli.alerts:alerts",
+    "help": "claude_keys.cli.help:help",
 }
 
 
@@ -192,7 +193,21 @@ def error(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    click.echo(f"Warning: {one_line(message)}", err=True)
+    """A warning on stderr: one line for a program reading it; on a terminal, wrapped at
+    word boundaries to its width (the terminal would cut words anywhere)."""
+    click.echo(on_terminal_width(f"Warning: {one_line(message)}"), err=True)
+
+
+def on_terminal_width(text: str) -> str:
+    if not sys.stderr.isatty():
+        return text
+    try:
+        width = int(os.environ.get("COLUMNS") or 0) or os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return text
+    import textwrap
+
+    return textwrap.fill(text, max(width - 1, 20), break_long_words=False, break_on_hyphens=False)
 
 
 def one_line(message: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import sys
+
 import click
 
 from .. import db as store
@@ -114,8 +116,13 @@ def copy(source, destination, fmt) -> None:
     \b
     claude-api db copy ~/.config/claude-api/keys.db postgresql://claude@db.internal/claude
     claude-api db copy postgresql://claude@db.internal/claude local-copy.db"""
+    from ..db import display
     from ..db.transfer import copy_store
 
+    if fmt != "json" and sys.stderr.isatty() and store.local_folder(destination) is None:
+        # A person copying onto a database server: say what is about to happen (it can take a while).
+        click.echo(f"Copying {display(source)} into the store on a database server {display(destination)} "
+                   "(it must be new or empty; the source is not changed)…", err=True)
     done = copy_store(source, destination)
     if fmt == "json":
         from ..render import write_json

@@ -14,7 +14,7 @@ from ..values import counted, iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, AlertAt, Cost, Count, Duration, Hold, Limit, MetaEntry, Money, Owner, Profile, Project, Seconds,
-    Text, json_option, key_argument, live_key_argument, output_options,
+    Text, json_option, key_argument, limit_option, limited, live_key_argument, output_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
@@ -96,15 +96,28 @@ def _new_metadata(entries) -> dict:
 
 
 def _confirm(question: str) -> bool:
-    """Ask once on stderr; only "y" or "yes" goes ahead (no answer, no terminal: no)."""
+    """Ask once on stderr; only "y" or "yes" goes ahead. Off a terminal the answer is
+    read from standard input (`echo y | …`); no answer there at all is refused in one
+    line after the question, saying that -y goes ahead."""
+    from ..errors import ClaudeKeysError
+
     click.echo(f"{question} [y/N]: ", nl=False, err=True)
     try:
         answer = sys.stdin.readline(MAX_ANSWER)  # bounded: `< /dev/zero` is no answer, not a hang
     except UnicodeDecodeError:
         answer = ""
     if not sys.stdin.isatty():
-        click.echo(err=True)  # the answer was not echoed: end the prompt's line
+        click.echo(err=True)  # the answer was not echoed: end the question's line
+        if not answer.strip():
+            raise ClaudeKeysError("not confirmed: no terminal to ask on and no answer on standard input "
+                                  "(pass -y to go ahead); nothing was changed")
     return answer.strip().lower() in ("y", "yes")
+
+
+def confirmed(question: str, yes: bool) -> None:
+    """Go ahead with -y, or when the user says yes; otherwise stop (exit 1, nothing changed)."""
+    if not yes and not _confirm(question):
+        raise click.Abort()
 
 
 # Bounds on what is read from standard input, so `< /dev/zero` is refused at once rather
@@ -168,16 +181,18 @@ def _print_created(created, verb: str) -> None:
 @keys.command("list")
 @click.option("--project-id", type=Project(), help="Only keys of this project.")
 @click.option("--profile", type=Profile(), help="Only keys with this profile.")
-@click.option("--status", type=click.Choice(["active", "retiring", "disabled", "revoked", "expired", "all"]),
-              default="all", show_default=True,
-              help="Only keys in this state (retiring: rotated, in their grace period).")
+@click.option("--status", type=click.Choice(["live", "active", "retiring", "disabled", "revoked", "expired", "all"]),
+              default="live", show_default=True,
+              help="Only keys in this state. live: active, retiring (rotated, in their grace "
+                   "period) and disabled; all: revoked and expired too.")
 @click.option("--owner", type=Owner(), help="Only keys with this owner ('' for keys without one).")
 @click.option("--meta", type=MetaEntry(), multiple=True, metavar="KEY=VALUE",
               help="Only keys with this metadata entry (KEY= for keys without KEY); repeatable: all must match.")
+@limit_option
 @output_options
 @click.pass_context
-def list_(ctx, project_id, profile, status, owner, meta, fmt) -> None:
-    """List keys (never their secrets)."""
+def list_(ctx, project_id, profile, status, owner, meta, limit, fmt) -> None:
+    """List keys (never their secrets): live ones unless --status says otherwise."""
     from .. import keys as lib
 
     rows = lib.list_keys(_app(ctx).reader, project_id=project_id, profile=profile, status_filter=status,
@@ -186,11 +201,13 @@ def list_(ctx, project_id, profile, status, owner, meta, fmt) -> None:
 
     # With a filter, an empty list says nothing about whether keys exist: say what matched nothing.
     given = [f"{opt} {value}" for opt, value in (("--project-id", project_id), ("--profile", profile),
-                                                  ("--status", None if status == "all" else status)) if value]
+                                                  ("--status", None if status == "live" else status)) if value]
     given += [f"--owner {owner!r}"] if owner is not None else []
     given += [f"--meta {k}={v or ''}" for k, v in meta]
-    empty = (f"no key matches {' '.join(given)} (claude-api keys list shows every key)" if given
-             else "no keys (create one with: claude-api keys create --project-id ID)")
+    empty = (f"no key matches {' '.join(given)} (claude-api keys list --status all shows every key)" if given
+             else "no live keys (create one with: claude-api keys create --project-id ID; "
+                  "--status all lists revoked and expired ones too)")
+    rows = limited(rows, limit, "key", "keys")
     columns = list(lib.PUBLIC_FIELDS)
     if fmt in ("csv", "tsv"):  # a fixed header for scripts; metadata as one JSON object
         columns += ["owner", "metadata"]
@@ -200,8 +217,7 @@ def list_(ctx, project_id, profile, status, owner, meta, fmt) -> None:
 
         columns += [c for c in ("owner", "metadata") if any(r[c] for r in rows)]
         rows = [{**r, "metadata": text(r["metadata"]) or None} for r in rows]
-    table(rows, fmt, columns, headers={"project_id": "project"}, empty=empty,
-          optional=["metadata", "created_at", "last_used_at", "expires_at", "hint", "owner"])
+    table(rows, fmt, columns, headers={"project_id": "project"}, empty=empty)
 
 
 def _json_cell(value) -> str:
@@ -373,9 +389,7 @@ def revoke(ctx, key, force, reason) -> None:
 
     conn = _app(ctx).existing
     row = lib.find(conn, key)
-    if not force:
-        if not _confirm(f"Revoke key {_label(row)} of project {row['project_id']}?"):
-            raise click.Abort()
+    confirmed(f"Revoke key {_label(row)} of project {row['project_id']}?", force)
     done = lib.revoke(conn, row["id"], reason)
     if done.warning:
         warn(done.warning)
@@ -394,15 +408,24 @@ def revoke(ctx, key, force, reason) -> None:
 @keys.command()
 @key_argument
 @click.option("--reason", type=Text("the reason", max_len=1000), help="Why; shown by `keys show`.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask, when the key's rotated secrets would be suspended too.")
 @click.pass_context
-def disable(ctx, key, reason) -> None:
+def disable(ctx, key, reason, yes) -> None:
     """Suspend a key: it is refused as an invalid key until `keys enable`. The current
-    key suspends its whole lineage; a retiring key (after a rotation) only itself and
-    the older secrets. Unlike revoke, this can be undone."""
+    key suspends its whole lineage (asking first when that is more than this key); a
+    retiring key (after a rotation) only itself and the older secrets. Unlike revoke,
+    this can be undone."""
     from .. import keys as lib
 
     conn = _app(ctx).existing
-    row, changed = lib.disable(conn, lib.find(conn, key)["id"], reason)
+    found = lib.find(conn, key)
+    now = conn.now_s()
+    others = [k for k in lib.disable_targets(conn, found["id"])
+              if k != found["id"] and lib.status(lib.get(conn, k), now) in lib.LIVE]
+    if others:  # secrets still working besides the one named: say so first
+        confirmed(f"Disable key {_label(found)} and the {counted(len(others), 'other working secret')} of "
+                  f"its lineage ({', '.join(others)})?", yes)
+    row, changed = lib.disable(conn, found["id"], reason)
     click.echo(f"Disabled {_listed(changed)}." if changed else f"Key {row['id']} was already disabled.",
                err=True)
 
@@ -477,14 +500,19 @@ def release(ctx, request_id) -> None:
               help="How long the old secret keeps working, e.g. 1h or 7d (0s: not at all).")
 @click.option("--no-keyring", is_flag=True, help="Do not store the new secret in the OS keyring.")
 @click.option("-q", "--quiet", is_flag=True, help="Print the new secret only.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask when --grace is 0s (the old secret stops at once).")
 @json_option
 @click.pass_context
-def rotate(ctx, key, grace, no_keyring, quiet, fmt) -> None:
-    """Replace a key's secret, keeping its project, name, profile and permissions."""
+def rotate(ctx, key, grace, no_keyring, quiet, yes, fmt) -> None:
+    """Replace a key's secret, keeping its project, name, profile and permissions. With
+    no --grace the old secret stops at once: it asks first, unless -y."""
     from .. import keys as lib
 
     conn = _app(ctx).existing
     old = lib.find(conn, key)
+    if grace == 0 and lib.status(old, conn.now_s()) == "active":  # (anything else is refused below)
+        confirmed(f"Rotate key {_label(old)} of project {old['project_id']}, stopping its current secret "
+                  "at once (--grace 1h would keep it working an hour)?", yes)
     created, old = lib.rotate(conn, old["id"], grace, use_keyring=not no_keyring)
     if created.warning:
         warn(created.warning)

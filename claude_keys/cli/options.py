@@ -305,3 +305,23 @@ def json_option(fn):
 
 key_argument = click.argument("key", type=KeyRef())
 live_key_argument = click.argument("key", type=KeyRef(live=True))  # completes live keys only
+
+
+DEFAULT_LIMIT = 50
+
+
+def limit_option(fn):
+    """`--limit N` (as gh's): at most N rows, the latest, in every format; a line on
+    stderr says how many more there are. 0 lists all."""
+    return click.option("--limit", type=Count(), default=DEFAULT_LIMIT, show_default=True, metavar="N",
+                        help="At most N rows, the latest (0: all).")(fn)
+
+
+def limited(rows: list, limit: int, noun: str, nouns: str) -> list:
+    """The latest `limit` rows (all with 0), and a line on stderr when some are left out."""
+    if not limit or len(rows) <= limit:
+        return rows
+    from ..render import print_message
+
+    print_message(f"(showing the latest {limit:,} of {len(rows):,} {nouns}; --limit 0 shows all)")
+    return rows[-limit:]

@@ -15,13 +15,6 @@ HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "r
            "max_concurrent": "concurrent", "hold": "hold", "daily_budget": "daily budget",
            "weekly_budget": "weekly budget", "alert_at": "alerts at"}
 
-# What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
-# `keys`, and the budgets (beside the spend) more than the other limits.
-# `retiring` (usually 0) goes right after `keys`.
-OPTIONAL = ["alert_at", "hold", "weekly_budget", "daily_budget", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
-            "total_budget"]
-
-
 def _human_columns(fields) -> list:
     """People read `retiring` beside `active`; JSON and CSV keep it last (it came later)."""
     fields = [f for f in fields if f != "retiring_keys"]
@@ -59,7 +52,7 @@ def list_(ctx, fmt) -> None:
     data = fmt in ("json", "csv", "tsv")
     table(rows if data else [_readable(r) for r in rows], fmt,
           list(lib.FIELDS) if data else _human_columns(lib.FIELDS),
-          headers=HEADERS, money=MONEY, optional=OPTIONAL, whole=["project_id"],
+          headers=HEADERS, money=MONEY,
           empty="no projects yet (a key, a limit or recorded usage makes one)")
 
 
@@ -99,6 +92,26 @@ def _show(conn, project_id: str, fmt: str) -> None:
     record(shown, fmt, money=MONEY, headers={**HEADERS, "budget_tz": "budget time zone"})
 
 
+def _ask_below_spend(conn, project_id, changes, yes) -> None:
+    """A budget lowered below the spend it limits stops every key of the project at
+    once: say so, and ask (or go ahead with -y)."""
+    from .. import projects as lib
+    from ..values import usd_pair
+    from .keys import confirmed
+
+    now = lib.rows(conn, project_id)[0]
+    below = []
+    for column, spent, what in (("monthly_budget_nanos", "month_cost_usd", "this month's spend"),
+                                ("total_budget_nanos", "total_cost_usd", "its total spend")):
+        budget = changes.get(column)
+        if budget is not None and budget < now[spent].nanos:
+            shown_budget, shown_spent = usd_pair(budget, now[spent].nanos)
+            below.append(f"the {column.split('_')[0]} budget to {shown_budget}, below {what} ({shown_spent})")
+    if below:
+        confirmed(f"Set {' and '.join(below)} of project {project_id}, so that its keys are refused from "
+                  "now on?", yes)
+
+
 @projects.command("set")
 @click.argument("project_id", metavar="ID", type=Project())
 @click.option("--daily-budget", type=ProjectLimit(Money()),
@@ -117,11 +130,14 @@ def _show(conn, project_id: str, fmt: str) -> None:
               help="How long an unsettled request's cost stays reserved for keys without their own (default 24h).")
 @click.option("--alert-at", type=AlertAt(default=UNLIMITED), metavar="PERCENTS",
               help="Alert thresholds of every budget, e.g. 75,90; none; or default (50,80,95).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask when a budget is set below what the project has spent.")
 @output_options
 @click.pass_context
-def set_(ctx, project_id, fmt, **options) -> None:
+def set_(ctx, project_id, fmt, yes, **options) -> None:
     """Set limits that all of a project's keys share (each also `unlimited`). A request
-    must pass its key's limits and its project's. Changes are audited."""
+    must pass its key's limits and its project's. A budget below what the project has
+    already spent (its keys are refused at once) is asked about first, unless -y.
+    Changes are audited."""
     from .. import projects as lib
 
     changes = {lib.SETTINGS[name][0]: None if value == UNLIMITED else value
@@ -131,5 +147,6 @@ def set_(ctx, project_id, fmt, **options) -> None:
                                "--total-budget, --rate-limit, --tokens-per-day, --max-concurrent, --hold "
                                "or --alert-at", ctx)
     conn = _app(ctx).conn
+    _ask_below_spend(conn, project_id, changes, yes)
     lib.set_limits(conn, project_id, changes)
     _show(conn, project_id, fmt)

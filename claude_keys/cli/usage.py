@@ -8,7 +8,6 @@ import sys
 import click
 
 from .. import usage as lib
-from ..render import BAR
 from ..values import Usd, counted, usd_text
 from . import warn
 from .options import Count, FilePath, KeyRef, Money, Project, Text, Time, json_option, output_options
@@ -180,12 +179,7 @@ def _total(rows, label_columns):
     return total
 
 
-# What a narrow terminal leaves out first: the token details (total tokens stay), then
-# a series' bar, then the request count.
-OPTIONAL = ["cache_write_tokens", "cache_read_tokens", "input_tokens", "output_tokens", BAR, "requests"]
-
-
-def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",), optional=(),
+def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money=("cost_usd",),
           empty="no usage in this period"):
     from ..render import table
 
@@ -201,12 +195,9 @@ def _show(rows, fmt, label_columns, bars=None, nested=False, columns=None, money
     if not human and not rows and empty:
         print_empty(empty)  # data formats stay empty on stdout; the hint goes to stderr
     shown = _grouped_visually(rows, label_columns[0]) if nested and human else rows
-    # A narrow terminal leaves out a one-level report's extra labels (a key's name and
-    # project) after the token details; the two levels of a nested report always stay.
-    extra = [] if nested else label_columns[2:] + label_columns[1:2]
+    # (What a narrow terminal leaves out, and in which order, is render.DROP_ORDER's.)
     table(shown, fmt, columns, headers=HEADERS, money=money, bars=bars,
-          empty=empty, total=_total(rows, label_columns),
-          optional=list(optional) + OPTIONAL + extra)
+          empty=empty, total=_total(rows, label_columns))
 
 
 def print_empty(message: str) -> None:
@@ -532,7 +523,7 @@ def blocks(report, active, recent, order, fmt) -> None:
     columns = ["requests", "total_tokens", "cost_usd"] + extra
     if fmt in ("json", "csv", "tsv"):
         columns = ["end", "active"] + COLUMNS + extra
-    # A narrow terminal keeps the projected cost longest: it is what the rate is for.
+    # A narrow terminal keeps the projected cost longest: it is what the rate is for (DROP_ORDER).
     if rows:
         empty = ""
     elif active:
@@ -541,8 +532,7 @@ def blocks(report, active, recent, order, fmt) -> None:
     else:
         empty = empty_hint(report)
     _show(rows, fmt, ["start"], columns=columns,
-          money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"),
-          optional=["projected_total_tokens", "tokens_per_minute", "cost_usd_per_hour"], empty=empty)
+          money=("cost_usd", "cost_usd_per_hour", "projected_cost_usd"), empty=empty)
 
 
 def _any_in(report) -> bool:
@@ -732,7 +722,7 @@ def import_(ctx, files, input_format, key_ref, full, cost_mode, fmt) -> None:
     if not files:
         files, input_format = _default_logs(input_format), "claude-code"
     prices = pricing.table(pricing.user_prices_path(app.db_path)).with_mode(cost_mode)
-    with _progress() as progress:
+    with _terminate_as_interrupt(), _progress() as progress:
         result = import_files(app.conn, list(files), fmt=input_format, key=key, prices=prices,
                               progress=progress, db_path=app.db_path, full=full)
     for message in result.warnings:
@@ -740,12 +730,62 @@ def import_(ctx, files, input_format, key_ref, full, cost_mode, fmt) -> None:
     if result.unpriced_models:
         warn(f"no price for model(s) {', '.join(sorted(result.unpriced_models))}: their requests "
              "count as $0 and are marked unpriced (add them to a prices.json)")
+    if key is not None:
+        _say_what_stays_without_a_key(app.conn, result, key, files)
     if fmt == "json":
         from ..render import write_json
 
         write_json(result.as_json())
         return
     click.echo(_summary_line(result), err=True)
+
+
+def _say_what_stays_without_a_key(conn, result, key, files) -> None:
+    """`usage import --key K` after a plain import of the same logs: their requests are
+    stored already, without a key, and stay so (a stored request id changes nothing).
+    Say so, and how to attribute them: delete them, then import again with --key --full."""
+    import shlex
+
+    from ..values import iso_ms
+
+    found = lib.stored_without_key(conn, result.projects)
+    if not found:
+        return
+    requests = sum(n for _, n, _, _ in found)
+    deletes = "; ".join(
+        f"claude-api usage delete --project-id={shlex.quote(project)} --since {iso_ms(first)} "
+        f"--until {iso_ms(last + 1)}" for project, _, first, last in found)
+    paths = " ".join(shlex.quote(str(f)) for f in files)
+    warn(f"{counted(requests, 'request')} of these logs {'is' if requests == 1 else 'are'} already stored "
+         f"without a key (imported before without --key); --key {key['id']} applies only to requests not "
+         f"stored yet. To attribute them to it, delete them and import again: {deletes}; then "
+         f"claude-api usage import {paths} --key {key['id']} --full")
+
+
+class _terminate_as_interrupt:
+    """While an import runs: SIGTERM (a `kill`, a service manager stopping us) ends it as
+    Ctrl-C does, workers stopped and one line said, instead of killing the process where
+    it stands."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.saved is not None:
+            signal.signal(signal.SIGTERM, self.saved)
+
+
+def _raise_terminated(signum, frame):
+    from ..importers import Terminated
+
+    raise Terminated()
 
 
 def _default_logs(input_format: str) -> list[str]:

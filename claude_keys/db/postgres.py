@@ -506,11 +506,20 @@ def translate(error: BaseException, location: str):
     return StoreError(f"the store {location} refused the change: {text}")
 
 
+def one_line(text: str) -> str:
+    """libpq's lines as one line of sentences: "Connection refused" and "Is the server
+    running…?" on two lines read "Connection refused. Is the server running…?"."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return " ".join(line if n == len(lines) - 1 or line[-1] in ".!?:;," else line + "."
+                    for n, line in enumerate(lines))
+
+
 def _without_passwords(text: str, uri: str, given: dict) -> str:
     """A server's or libpq's message on one line, with no password of the URI in it: the
     ones libpq read, and whatever a password with an unencoded `@` or `/` left in the
     host name it quotes. A password too short to replace safely drops the message."""
-    text = " ".join(text.split())
+    text = one_line(text)
     where = uri.partition("://")[2].partition("?")[0]
     raw = where[:where.rfind("@")].partition(":")[2] if "@" in where else ""
     # Without an `@`, libpq reads `user:password/` as a host and a port, and quotes it.

@@ -77,21 +77,21 @@ def bigger(new: str, old: str) -> str:
 
 
 class _batch_and_its_count:
-    """Ctrl-C waits for the batch under way (a fraction of a second): it is stored and
-    counted, or neither, so an interrupted import says exactly how much it stored."""
+    """Ctrl-C and SIGTERM wait for the batch under way (a fraction of a second): it is
+    stored and counted, or neither, so an interrupted import says exactly how much it stored."""
 
     def __enter__(self):
         import signal
 
         self.masked = hasattr(signal, "pthread_sigmask")
         if self.masked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
     def __exit__(self, *exc):
         import signal
 
         if self.masked:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C lands here
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # a pending one lands here
 
 
 class _Rows:

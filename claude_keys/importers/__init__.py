@@ -37,6 +37,15 @@ class ImportInterrupted(ClaudeKeysError):
     exit_code = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised by the CLI's handler: ends an import as Ctrl-C does (workers
+    stopped, whole batches kept, one line), with the exit code of a terminated process."""
+
+
+class ImportTerminated(ImportInterrupted):
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process it terminated
+
+
 def detect(path: str) -> str:
     """The format of one input: a folder is Claude Code logs; .csv is csv; a file whose
     first record has the shape of a Claude Code log line is one; anything else follows
@@ -126,7 +135,7 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
         if staging is not None:
             staging.close(quietly=True)  # the error to tell is this one, not a clean-up's
         if isinstance(e, KeyboardInterrupt):
-            raise _interrupted(staging) from None
+            raise _interrupted(staging, terminated=isinstance(e, Terminated)) from None
         if isinstance(e, ConnectionLost):
             raise _lost(staging, conn) from None
         raise
@@ -142,12 +151,12 @@ def _stored_so_far(staging: Staging | None, before: str) -> str:
             "the rest were not")
 
 
-def _interrupted(staging: Staging | None) -> ImportInterrupted:
+def _interrupted(staging: Staging | None, terminated: bool = False) -> ImportInterrupted:
+    kind, what = (ImportTerminated, "terminated") if terminated else (ImportInterrupted, "interrupted")
     if staging is None or not staging.total:
-        return ImportInterrupted("interrupted while reading the input: nothing was stored; "
-                                 "run the same import again")
-    return ImportInterrupted(
-        f"interrupted: {_stored_so_far(staging, 'the interruption')}; run the same import again to finish it "
+        return kind(f"{what} while reading the input: nothing was stored; run the same import again")
+    return kind(
+        f"{what}: {_stored_so_far(staging, 'the interruption')}; run the same import again to finish it "
         "(what is stored already is not counted twice)")
 
 
@@ -182,6 +191,7 @@ def _files(plan, offsets, result):
                 old = offsets.moved_from(file, st)
                 if old is not None:
                     offsets.moves.append((file, project, old))
+            result.projects.add(project)
             yield _File(file, kind, project, start, st.st_size, seed)
 
 
@@ -213,18 +223,30 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
             while pending:
                 _absorb(*pending.popleft(), staging, result, progress)
         except BaseException:
-            for _, future in pending:
-                future.cancel()
+            _stop_workers(pool)
             raise
+
+
+def _stop_workers(pool) -> None:
+    """Interrupted (Ctrl-C, SIGTERM, an error): end the workers now rather than let each
+    finish its unit, and let the pool's shutdown (on leaving `with`) reap them."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()  # (SIGKILL: a worker holds SIGTERM back until it is started)
+        except (OSError, ValueError, AttributeError):
+            pass  # already gone
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _workers_ignore_interrupts:
     """While a submit may start a worker: SIGINT ignored, so the worker starts with it
     ignored (Python keeps an inherited SIG_IGN) and a Ctrl-C during its start-up
-    cannot print its traceback. The importing process handles Ctrl-C itself."""
+    cannot print its traceback; SIGTERM held back (blocked: it lands once the worker is
+    started), so the start-up is never cut off half-way (the worker would print
+    multiprocessing's EOFError). The importing process handles both itself."""
 
     def __init__(self, starting: bool):
-        self.starting, self.saved = starting, None
+        self.starting, self.saved, self.masked = starting, None, False
 
     def __enter__(self):
         import signal
@@ -232,12 +254,17 @@ class _workers_ignore_interrupts:
 
         if self.starting and threading.current_thread() is threading.main_thread():
             self.saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                self.masked = True
 
     def __exit__(self, *exc):
         import signal
 
         if self.saved is not None:
             signal.signal(signal.SIGINT, self.saved)
+        if self.masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending one lands here
 
 
 def _absorb(unit, future, staging, result, progress) -> None:

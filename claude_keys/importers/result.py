@@ -19,6 +19,7 @@ class ImportResult:
         self.read_to: dict = {}  # Claude Code log -> offsets.identity()
         self.moved_files = 0  # Claude Code logs found at a new path (another project folder)
         self.relabelled = 0  # stored requests that took a moved log's new project
+        self.projects: set = set()  # the Claude Code logs' project folders, read or unchanged
 
     def as_json(self) -> dict:
         return {"files": self.files, "unchanged_files": self.unchanged_files, "lines": self.lines,

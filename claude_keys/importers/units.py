@@ -79,21 +79,35 @@ def read(part: Part, sink, result, *, conn=None, key=None, prices=None) -> None:
 
 def worker_start(parent: int) -> None:
     """In each worker: leave Ctrl-C to the importing process (`parent`), which stops the
-    workers and reports; and die with it, however it dies (Linux's parent-death signal),
-    so a killed import leaves no worker behind."""
+    workers and reports; and die with it, however it dies: Linux's parent-death signal
+    where there is one, and everywhere a watch on the parent's id (a worker whose parent
+    is gone is adopted by another process), so a killed import leaves no worker behind."""
     import signal
     import sys
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGTERM held back (see _workers_ignore_interrupts)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     if sys.platform.startswith("linux"):
         import ctypes
 
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # it died before the signal was set
-            os._exit(1)
+            pass
+    if os.getppid() != parent:  # it died before the signal was set
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    """The fallback: end this worker within `every` seconds of its parent's death."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def read_in_worker(unit: list[Part], db_path: str, key, prices: dict, scratch_dir: str):
