@@ -53,39 +53,38 @@ def tokens(counters) -> int:
 
 
 def closest_budgets(conn, now_ms: int, limit: int = BUDGETS_SHOWN) -> list[dict]:
-    """Monthly and total budgets of live keys (one per lineage: a rotated key shares its
-    budget with its successor) and of projects, the most used first: {"scope": "key" or
-    "project", "id", "name", "project_id", "period": "monthly" or "total",
-    "used_nanos", "limit_nanos"}."""
-    from . import keys, limits
+    """Every budget (daily, weekly, monthly, total: calendar periods in the store's budget
+    time zone) of live keys (one per lineage: a rotated key shares its budget with its
+    successor) and of projects, the most used first: {"scope": "key" or "project", "id",
+    "name", "project_id", "period": "daily" … "total", "used_nanos", "limit_nanos"}."""
+    from . import keys, limits, settings
+    from .periods import ADJECTIVE, periods
 
-    month = limits.Month.of(now_ms)
+    calendar = periods(now_ms, settings.budget_tz(conn))
     now_s = now_ms // 1000
     found, lineages = [], set()
+
+    def add(scope, kind, subject, budgets, **who):
+        used = limits.read(conn, kind, subject, now_ms, calendar, total="total" in budgets, tracked=False)
+        for name, nanos in budgets.items():
+            spent = used.total_nanos if name == "total" else used.spent.get(name, 0)
+            found.append({"scope": scope, **who, "period": ADJECTIVE[name], "limit_nanos": nanos,
+                          "used_nanos": spent or 0})
+
     for row in conn.rows("SELECT * FROM keys ORDER BY seq DESC"):  # a lineage's newest key first
         if row["lineage"] in lineages or keys.status(row, now_s) not in ("active", "retiring"):
             continue
-        perms = keys.permissions(conn, row)
-        budgets = {"monthly": perms.monthly_budget_nanos, "total": perms.total_budget_nanos}
-        budgets = {period: nanos for period, nanos in budgets.items() if nanos is not None}
-        if not budgets:
-            continue
-        lineages.add(row["lineage"])
-        used = limits.read(conn, "lineage", row["lineage"], now_ms, month, total="total" in budgets,
-                           tracked=False)
-        for period, nanos in budgets.items():
-            found.append({"scope": "key", "id": row["id"], "name": row["name"], "project_id": row["project_id"],
-                          "period": period, "limit_nanos": nanos,
-                          "used_nanos": used.month_nanos if period == "monthly" else used.total_nanos})
-    for project_id, monthly, total in conn.execute(
-            "SELECT project_id, monthly_budget_nanos, total_budget_nanos FROM projects "
-            "WHERE monthly_budget_nanos IS NOT NULL OR total_budget_nanos IS NOT NULL").fetchall():
-        used = limits.read(conn, "project", project_id, now_ms, month, total=total is not None, tracked=False)
-        for period, nanos in (("monthly", monthly), ("total", total)):
-            if nanos is not None:
-                found.append({"scope": "project", "id": project_id, "name": None, "project_id": project_id,
-                              "period": period, "limit_nanos": nanos,
-                              "used_nanos": used.month_nanos if period == "monthly" else used.total_nanos})
+        budgets = keys.permissions(conn, row).budgets()
+        if budgets:
+            lineages.add(row["lineage"])
+            add("key", "lineage", row["lineage"], budgets, id=row["id"], name=row["name"],
+                project_id=row["project_id"])
+    for (project_id,) in conn.execute("SELECT project_id FROM projects").fetchall():
+        from .projects import get_limits
+
+        budgets = get_limits(conn, project_id).budgets()
+        if budgets:
+            add("project", "project", project_id, budgets, id=project_id, name=None, project_id=project_id)
     found.sort(key=lambda b: (-fraction(b["used_nanos"], b["limit_nanos"]), b["scope"], b["id"], b["period"]))
     return found[:limit]
 

@@ -29,14 +29,18 @@ def shown_and_left_out(screen: str) -> tuple[str, list[str]]:
 
 
 def whole_values(args) -> dict:
-    """Per column, the values that must appear whole (ids, models), from --json."""
+    """Per column, the values that must appear whole (ids, models), from --json; a model
+    as people see it, by its short name (sonnet-4.5) where it has one."""
+    from claude_keys.pricing import short_model
+
     rows = cli(*args, "--json").json()
     rows = rows if isinstance(rows, list) else [rows]
     columns = {}
     for row in rows:
         for field in ("id", "key_id", "project_id", "session_id", "model"):
             if isinstance(row.get(field), str) and row[field]:
-                columns.setdefault(field, set()).add(row[field])
+                value = short_model(row[field]) if field == "model" else row[field]
+                columns.setdefault(field, set()).add(value)
     return columns
 
 

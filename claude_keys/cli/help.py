@@ -14,6 +14,9 @@ ENVIRONMENT = (
     ("CLAUDE_API_NO_KEYRING", "1: never try the OS keyring (as --no-keyring): a new secret is shown once."),
     ("CLAUDE_API_PRICES", "A prices.json that overrides or adds model prices (default: prices.json beside "
                           "a SQLite store, or in the claude-api config folder)."),
+    ("CLAUDE_API_TZ", "The time zone of reports' periods and dates (as --tz, which wins): an IANA "
+                      "name, UTC or local. Default: the system's zone (TZ, else /etc/localtime). "
+                      "Budgets keep the store's budget time zone."),
     ("CLAUDE_API_POOL_SIZE", "PostgreSQL: connections per process in the Python API's pool."),
     ("CLAUDE_API_DEBUG", "1: an unexpected error prints its traceback instead of one line."),
     ("CLAUDE_CONFIG_DIR", "Where `usage import` (with no FILE) finds Claude Code's logs, as Claude Code "
