@@ -16,7 +16,7 @@ import functools
 import os
 from collections.abc import Mapping
 
-from . import gate, keys, pricing, projects, usage
+from . import gate, keys, models, pricing, projects, usage
 from .db import as_store_error, resolve, timeout as wait_bound
 from .db.connections import Connections
 from .errors import ClaudeKeysError, InvalidInput, StoreError, TryAgain
@@ -100,12 +100,17 @@ class KeyStore(_StoreClient):
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
-              dry_run=False, query=None) -> gate.Decision:
+              dry_run=False, query=None, model=None, max_tokens=None, input_tokens=None) -> gate.Decision:
         """Authenticate, authorize, check budgets and concurrency and take a rate-limit
         slot. An allowed request is in flight (`decision.request_id`) until
         `record_usage(..., request_id=decision.request_id)` settles it, `release()` ends
-        it, or the key's timeout passes; meanwhile it holds `cost` (else the key's max
-        cost per task) against the budgets.
+        it, or the key's timeout passes; meanwhile it holds `cost` (else, given `model`
+        and `max_tokens`, its worst case from the price table; else the key's max cost
+        per task) against the budgets.
+
+        `model` is checked against the key's and project's model lists; `input_tokens`
+        (an estimate of the request's input) counts against an input tokens-per-minute
+        limit and prices the worst case.
 
         The key comes from `key` (the secret) or from `headers` (`x-api-key`, then
         `Authorization: Bearer`) or `query` (`api_key`).
@@ -114,9 +119,11 @@ class KeyStore(_StoreClient):
         _check_names(tool, agent, skill)
         check_flag(dry_run, "dry_run")
         cost_nanos = None if cost is None else parse_cost(cost)
+        model, max_tokens, input_tokens = models.check_request(model, max_tokens, input_tokens)
         try:
             return self._decide(token, tool=tool, agent=agent, skill=skill, cost_nanos=cost_nanos,
-                                dry_run=dry_run)
+                                dry_run=dry_run, model=model, max_tokens=max_tokens,
+                                input_tokens=input_tokens, pricer=self._pricer)
         except StoreError as e:  # (a store that is missing, unreachable or stalled)
             return gate.unavailable(str(e))
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import inflight, limits, profiles
+from . import inflight, limits, models, profiles
 from . import secret as fmt
 from .db import windows
 from .db.windows import WINDOW_MS
@@ -170,7 +170,15 @@ def presented(value, what: str = "the key") -> str | None:
 
 
 def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
-           cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None) -> Decision:
+           cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None,
+           model: str | None = None, max_tokens: int | None = None, input_tokens: int | None = None,
+           pricer=None) -> Decision:
+    """The decision for one request. `model`, `max_tokens` and `input_tokens` (already
+    checked) are what the request will ask the model for: the model is matched against
+    the key's and project's model lists; with no `cost_nanos`, a model and max_tokens
+    reserve the request's worst case (`pricer`: a pricing.Pricer, else the bundled and
+    CLAUDE_API_PRICES table); input_tokens count against an input tokens-per-minute
+    limit."""
     if token:
         token = token.strip()  # a pasted key keeps no surrounding whitespace
     if not token:
@@ -185,12 +193,18 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
     standard = standard_agents or (lambda: profiles.standard_agents(conn))
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
+    if refusal is None and model is not None and (perms.model_lists or project.model_lists):
+        refusal = models.refusal(model, perms.model_lists, project.model_lists)
+    worst = None
+    if (refusal is None and cost_nanos is None and max_tokens is not None
+            and (perms.max_cost_nanos is not None or perms.tracks_requests or project.tracks_requests)):
+        worst, refusal = _worst_case(pricer, model, input_tokens, max_tokens, perms, project)
     if refusal:
         return _deny(403, refusal, _peek(conn, row, perms, project, now), row)
     if not project.any and not perms.counts_usage:
         # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
         return _rate_only(conn, row, perms, now, dry_run)
-    request = _Request(row, perms, project, cost_nanos)
+    request = _Request(row, perms, project, cost_nanos, worst, model, input_tokens)
     if dry_run:
         return request.decide(conn, now, write=False)
     with conn.transaction():
@@ -212,6 +226,29 @@ def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standa
         return (f"Cost {cost} is over the maximum of {most} "
                 "per task for this API key")
     return None
+
+
+def _worst_case(pricer, model: str, input_tokens, max_tokens: int, perms, project) -> tuple:
+    """(the request's worst case in nanos or None, a 403 message or None): its input
+    estimate at the input rate (the long-context tier past its threshold) plus
+    max_tokens at the output rate. A model without a price cannot be reserved: refused
+    when a budget needs the reservation, else it reserves as before (no worst case)."""
+    if pricer is None:
+        from . import pricing
+
+        pricer = pricing.Pricer(pricing.table(pricing.user_prices_path()))
+    worst = pricer(model, input_tokens or 0, max_tokens, 0, 0, 0)
+    if worst is None:
+        whose = "this API key" if perms.has_budget else "this project" if project.has_budget else None
+        if whose is None:
+            return None, None
+        return None, (f"Model '{model}' has no price, so its cost cannot be reserved against the budget "
+                      f"of {whose} (give the cost, or add the model to the price table)")
+    if perms.max_cost_nanos is not None and worst > perms.max_cost_nanos:
+        cost, most = usd_pair(worst, perms.max_cost_nanos)
+        return worst, (f"Cost up to {cost} ({model}, max_tokens {max_tokens:,}) is over the maximum of "
+                       f"{most} per task for this API key")
+    return worst, None
 
 
 def _allowed(row, perms, now: int, headers: dict, warnings: list, request_id: str | None) -> Decision:
@@ -285,23 +322,32 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
 class _Request:
     """One request against its key's and its project's limits."""
 
-    def __init__(self, row, perms, project, cost_nanos: int | None):
+    def __init__(self, row, perms, project, cost_nanos: int | None, worst: int | None = None,
+                 model: str | None = None, input_tokens: int | None = None):
         self.row, self.perms, self.project = row, perms, project
-        self.cost_nanos = cost_nanos
-        # What it reserves: the cost given, else the key's maximum per task, else nothing
-        # (None: nothing was promised, so no settle can be "above" it).
-        self.reserved = cost_nanos if cost_nanos is not None else perms.max_cost_nanos
+        self.cost_nanos, self.worst = cost_nanos, worst
+        self.model, self.input_tokens = model, input_tokens
+        # What it reserves: the cost given, else its worst case (model and max_tokens),
+        # else the key's maximum per task, else nothing (None: nothing was promised, so
+        # no settle can be "above" it).
+        self.reserved = (cost_nanos if cost_nanos is not None else worst if worst is not None
+                         else perms.max_cost_nanos)
         self.reserve = self.reserved or 0
-        self.tracked = perms.tracks_requests or project.tracks_requests
+        # Declared input counts against an input tokens-per-minute limit while in flight.
+        declares = bool(input_tokens) and (perms.input_tokens_per_minute is not None
+                                           or project.input_tokens_per_minute is not None)
+        self.tracked = perms.tracks_requests or project.tracks_requests or declares
         self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
+        self.retry_after: int | None = None  # set by a tokens-per-minute refusal
 
     def decide(self, conn, now: int, *, write: bool) -> Decision:
         row, perms, project = self.row, self.perms, self.project
         month = limits.Month.of(now)
         key = limits.read(conn, "lineage", row["lineage"], now, month, total=perms.total_budget_nanos is not None,
-                          tracked=self.tracked)
+                          tracked=self.tracked, minute=_per_minute(perms))
         shared = (limits.read(conn, "project", row["project_id"], now, month,
-                              total=project.total_budget_nanos is not None, tracked=self.tracked)
+                              total=project.total_budget_nanos is not None, tracked=self.tracked,
+                              minute=_per_minute(project))
                   if project.any else None)
         if write:
             for column, subject, used in (("lineage", row["lineage"], key), ("project_id", row["project_id"], shared)):
@@ -313,9 +359,15 @@ class _Request:
                 or (shared and self._spend(shared, project.monthly_budget_nanos, project.total_budget_nanos,
                                            project.tokens_per_day, month, "project", warnings))
                 or _concurrency(key, perms.max_concurrent, "")
-                or (shared and _concurrency(shared, project.max_concurrent, "project")))
+                or (shared and _concurrency(shared, project.max_concurrent, "project"))
+                or self._per_minute(conn, key, perms, "lineage", row["lineage"], now, "")
+                or (shared and self._per_minute(conn, shared, project, "project", row["project_id"], now,
+                                                "project")))
         if over:
-            return _deny(429, over, _peek(conn, row, perms, project, now), row)
+            headers = _peek(conn, row, perms, project, now)
+            if self.retry_after is not None:
+                headers["Retry-After"] = str(self.retry_after)
+            return _deny(429, over, headers, row)
 
         taken_windows = []  # (scope, limit, count, whose, slots pruned): every rate limit that applies
         for scope, limit, whose in ((row["lineage"], perms.rate_limit, ""),
@@ -345,10 +397,33 @@ class _Request:
             if self.tracked:
                 inflight.open_request(conn, row, request_id, now, timeout_s=perms.timeout,
                                       hold_s=perms.hold if perms.hold is not None else project.hold,
-                                      reserved=self.reserved)
+                                      reserved=self.reserved, model=self.model, input_tokens=self.input_tokens)
             windows.touch(conn, row["id"], row["last_used_at"], now // 1000)
         headers = self._headers(conn, taken_windows, header_scope, now, taken=write)
         return _allowed(row, perms, now, headers, warnings, request_id)
+
+    def _per_minute(self, conn, used: limits.Used, limits_of, kind: str, subject: str, now: int,
+                    whose: str) -> str | None:
+        """A refusal for tokens per minute, or None. A request needs room for its
+        declared input (at least one token: a window that has reached its limit admits
+        nothing); output cannot be declared before it is produced, so it counts once
+        recorded."""
+        for which, limit, tokens, need in (
+                ("input", limits_of.input_tokens_per_minute, used.minute_input, max(self.input_tokens or 0, 1)),
+                ("output", limits_of.output_tokens_per_minute, used.minute_output, 1)):
+            if limit is None or tokens + need <= limit:
+                continue
+            label = f"{'Project ' if whose else ''}{which} tokens per minute limit exceeded"
+            label = label[0].upper() + label[1:]
+            subject_text = "this project" if whose else "this API key"
+            if need > limit:
+                return (f"{label}: this request's {need:,} input tokens are over the limit of {limit:,} per "
+                        f"minute for {subject_text}.")
+            self.retry_after = limits.minute_frees(conn, kind, subject, now, which, tokens + need - limit)
+            this = f", and this request declares {need:,}" if which == "input" and self.input_tokens else ""
+            return (f"{label}: {tokens:,} of {limit:,} {which} tokens in the last minute for {subject_text}"
+                    f"{this}. Reset in {self.retry_after} seconds.")
+        return None
 
     def _headers(self, conn, taken_windows, header_scope, now: int, *, taken: bool) -> dict:
         for scope, limit, count, _, _ in taken_windows:
@@ -371,7 +446,7 @@ class _Request:
                 continue
             what = f"{label}{name} budget exceeded"
             message = _over(spent, used.reserved_nanos, used.in_flight, self.reserve, budget, self.cost_nanos,
-                            what[0].upper() + what[1:], when, resets)
+                            what[0].upper() + what[1:], when, resets, self.worst is not None)
             if message:
                 return message
             committed = spent + used.reserved_nanos
@@ -390,7 +465,7 @@ class _Request:
 
 
 def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, cost_nanos,
-          what: str, when: str, resets) -> str | None:
+          what: str, when: str, resets, worst: bool = False) -> str | None:
     """The refusal when spent + reserved (+ this request's reservation) passes a budget
     (`resets`: the message's last sentence, made only for a refusal)."""
     committed = spent + reserved
@@ -400,9 +475,15 @@ def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, 
             if reserved else "")
     this = ""
     if committed < budget:
-        verb = "would cost" if cost_nanos is not None else "may cost (its key's maximum per task)"
+        verb = ("would cost" if cost_nanos is not None else "may cost up to" if worst
+                else "may cost (its key's maximum per task)")
         this = f", and this request {verb} {usd_text(reserve)}"
     return f"{what}: {' of '.join(usd_pair(spent, budget))} spent {when}{held}{this}.{resets()}"
+
+
+def _per_minute(limits_of) -> bool:
+    """Whether a key's permissions (or a project's limits) limit tokens per minute."""
+    return limits_of.input_tokens_per_minute is not None or limits_of.output_tokens_per_minute is not None
 
 
 def _concurrency(used: limits.Used, limit: int | None, whose: str) -> str | None:

@@ -32,6 +32,10 @@ PRESETS: dict[str, dict] = {
         "max_concurrent": None,
         "timeout": 60,
         "hold": None,
+        "input_tokens_per_minute": None,
+        "output_tokens_per_minute": None,
+        "allowed_models": [ALL],
+        "blocked_models": [],
     },
     "pro": {
         "allowed_tools": ["Read", "Grep", "Bash", "Edit", "Write"],
@@ -46,6 +50,10 @@ PRESETS: dict[str, dict] = {
         "max_concurrent": None,
         "timeout": 300,
         "hold": None,
+        "input_tokens_per_minute": None,
+        "output_tokens_per_minute": None,
+        "allowed_models": [ALL],
+        "blocked_models": [],
     },
     "enterprise": {
         "allowed_tools": [ALL],
@@ -60,13 +68,22 @@ PRESETS: dict[str, dict] = {
         "max_concurrent": None,
         "timeout": None,
         "hold": None,
+        "input_tokens_per_minute": None,
+        "output_tokens_per_minute": None,
+        "allowed_models": [ALL],
+        "blocked_models": [],
     },
 }
 NAMES = tuple(PRESETS)
 LIST_FIELDS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills")
 LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout",
-                "total_budget_nanos", "max_concurrent", "hold")
-OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS
+                "total_budget_nanos", "max_concurrent", "hold", "input_tokens_per_minute",
+                "output_tokens_per_minute")
+# Model lists (models.py): shell patterns; every preset allows every model. Kept apart
+# from LIST_FIELDS: the first allowed pattern replaces "*" (a restriction), where a tool
+# added to "*" changes nothing.
+MODEL_FIELDS = ("allowed_models", "blocked_models")
+OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS + MODEL_FIELDS
 DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
 
 
@@ -106,12 +123,30 @@ class Permissions:
     total_budget_nanos: int | None  # over the key's whole lineage; never resets
     max_concurrent: int | None  # requests in flight at once
     hold: int | None  # seconds an unsettled request's reservation counts (None: the default, 24 h)
+    input_tokens_per_minute: int | None  # recorded (and declared, in flight) in the last 60 s
+    output_tokens_per_minute: int | None  # recorded in the last 60 s
+    allowed_models: tuple[str, ...]  # lowercased shell patterns; ("*",): every model
+    blocked_models: tuple[str, ...]
+
+    @cached_property
+    def model_lists(self):
+        """The key's model lists as a models.Lists, or None when it allows every model
+        (the request path then spends nothing on the model)."""
+        from . import models
+
+        return models.lists(self.allowed_models, self.blocked_models)
+
+    @property
+    def has_budget(self) -> bool:
+        """Whether a request's cost must be reserved (a model without a price cannot be)."""
+        return self.monthly_budget_nanos is not None or self.total_budget_nanos is not None
 
     @cached_property
     def counts_usage(self) -> bool:
         """Whether a request must read usage or hold its place: any budget, a daily
         token limit or a concurrency limit (cached: the request path asks every time)."""
-        return self.tracks_requests or self.tokens_per_day is not None
+        return (self.tracks_requests or self.tokens_per_day is not None
+                or self.input_tokens_per_minute is not None or self.output_tokens_per_minute is not None)
 
     @property
     def tracks_requests(self) -> bool:
@@ -150,6 +185,10 @@ class Permissions:
             "max_concurrent": self.max_concurrent,
             "timeout": self.timeout,
             "hold": self.hold,
+            "input_tokens_per_minute": self.input_tokens_per_minute,
+            "output_tokens_per_minute": self.output_tokens_per_minute,
+            "allowed_models": list(self.allowed_models),
+            "blocked_models": list(self.blocked_models),
         }
 
 
@@ -178,7 +217,7 @@ def resolve_overrides(profile: str, *overrides) -> Permissions:
     preset = PRESETS.get(profile, PRESETS["free"])  # an unknown name gets the least
     values = {}
     for field, raw in zip(OVERRIDE_FIELDS, overrides):
-        if field in LIST_FIELDS:
+        if field in LIST_FIELDS or field in MODEL_FIELDS:
             if raw is not None:
                 import json  # only keys with list overrides need it
 

@@ -401,7 +401,7 @@ def bar(fraction: float, width: int = 24) -> str:
 
 
 LIMITS = ("rate_limit", "tokens_per_day", "max_cost_per_task", "monthly_budget", "timeout",
-          "total_budget", "max_concurrent")
+          "total_budget", "max_concurrent", "input_tokens_per_minute", "output_tokens_per_minute")
 
 
 def readable_permissions(item: dict) -> dict:

@@ -4,19 +4,21 @@ from __future__ import annotations
 import click
 
 from ..profiles import UNLIMITED
-from .options import Count, Hold, Money, Project, ProjectLimit, output_options
+from .options import Count, Hold, Money, Project, ProjectLimit, model_options, output_options
 
 MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget")
 HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "retiring",
            "month_cost_usd": "this month",
            "total_cost_usd": "in total", "in_flight": "in flight", "monthly_budget": "monthly budget",
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
-           "max_concurrent": "concurrent", "hold": "hold"}
+           "max_concurrent": "concurrent", "hold": "hold", "input_tokens_per_minute": "input tok / min",
+           "output_tokens_per_minute": "output tok / min", "allowed_models": "models",
+           "blocked_models": "blocked models"}
 
 # What a narrow terminal leaves out first: counts `active` and `in flight` tell more than
 # `keys`, and the budgets (beside the spend) more than the other limits.
 # `retiring` (usually 0) goes right after `keys`.
-OPTIONAL = ["hold", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
+OPTIONAL = ["blocked_models", "allowed_models", "output_tokens_per_minute", "input_tokens_per_minute", "hold", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
             "total_budget"]
 
 
@@ -40,7 +42,8 @@ def projects() -> None:
 def _readable(row: dict) -> dict:
     from ..projects import SETTINGS
 
-    return {k: (("default (24h)" if k == "hold" else "unlimited") if k in SETTINGS and row[k] is None else row[k])
+    return {k: (("default (24h)" if k == "hold" else "unlimited") if k in SETTINGS and row[k] is None
+                else "all" if row[k] == ["*"] else row[k])
             for k in _human_columns(row)}
 
 
@@ -88,20 +91,31 @@ def show(ctx, project_id, fmt) -> None:
 @click.option("--max-concurrent", type=ProjectLimit(Count()), help="Requests in flight at once, or unlimited.")
 @click.option("--hold", type=Hold(default=UNLIMITED),
               help="How long an unsettled request's cost stays reserved for keys without their own (default 24h).")
+@click.option("--input-tokens-per-minute", type=ProjectLimit(Count()),
+              help="Input tokens recorded (or declared in flight) in any 60 s by all its keys, or unlimited.")
+@click.option("--output-tokens-per-minute", type=ProjectLimit(Count()),
+              help="Output tokens recorded in any 60 s by all its keys, or unlimited.")
+@model_options
+@click.option("--clear-models", is_flag=True,
+              help="Empty both model lists (every model again), before any --allow-model/--block-model.")
 @output_options
 @click.pass_context
-def set_(ctx, project_id, fmt, **options) -> None:
+def set_(ctx, project_id, fmt, allow_model, block_model, clear_models, **options) -> None:
     """Set limits that all of a project's keys share (each also `unlimited`). A request
-    must pass its key's limits and its project's. Changes are audited."""
+    must pass its key's limits and its project's, and its model both model lists.
+    Changes are audited."""
     from .. import projects as lib
     from ..render import record
 
     changes = {lib.SETTINGS[name][0]: None if value == UNLIMITED else value
                for name, value in options.items() if value is not None}
-    if not changes:
+    models = {f: list(patterns) for f, patterns in (("allowed_models", allow_model),
+                                                    ("blocked_models", block_model)) if patterns}
+    if not changes and not models and not clear_models:
         raise click.UsageError("nothing to set: give --monthly-budget, --total-budget, --rate-limit, "
-                               "--tokens-per-day, --max-concurrent or --hold", ctx)
+                               "--tokens-per-day, --max-concurrent, --hold, --input-tokens-per-minute, "
+                               "--output-tokens-per-minute, --allow-model, --block-model or --clear-models", ctx)
     conn = _app(ctx).conn
-    lib.set_limits(conn, project_id, changes)
+    lib.set_limits(conn, project_id, changes, models=models, clear_models=clear_models)
     row = lib.rows(conn, project_id)[0]
     record(row if fmt in ("json", "csv", "tsv") else _readable(row), fmt, money=MONEY, headers=HEADERS)

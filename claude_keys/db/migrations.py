@@ -603,6 +603,29 @@ def m007_a_requests_life(m: Step) -> None:
     )
 
 
+@step
+def m008_model_limits(m: Step) -> None:
+    """Model-aware limits (issue 17; claude_keys/models.py, gate.py):
+
+    - keys and projects: allowed_models / blocked_models (JSON lists of lowercased shell
+      patterns; NULL: the profile's, every model, for a key; none for a project) and
+      input_tokens_per_minute / output_tokens_per_minute (NULL: the profile's / no limit;
+      -1 on a key: no limit);
+    - in_flight: the model a request named and the input tokens it declared: until it is
+      settled, those count against an input tokens-per-minute limit for 60 s from its
+      start (its usage row counts from then on). No index: the tokens of the last minute
+      are read from usage by time (usage_by_time), only for a scope with such a limit."""
+    columns = [("keys", "input_tokens_per_minute", "INTEGER"), ("keys", "output_tokens_per_minute", "INTEGER"),
+               ("keys", "allowed_models", "TEXT"), ("keys", "blocked_models", "TEXT"),
+               ("projects", "input_tokens_per_minute", "INTEGER"), ("projects", "output_tokens_per_minute", "INTEGER"),
+               ("projects", "allowed_models", "TEXT"), ("projects", "blocked_models", "TEXT"),
+               ("in_flight", "model", "TEXT"), ("in_flight", "input_tokens", "INTEGER")]
+    m.run(
+        sqlite="\n".join(f"ALTER TABLE {t} ADD COLUMN {c} {kind};" for t, c, kind in columns),
+        postgres="\n".join(f"ALTER TABLE {t} ADD COLUMN {c} {'BIGINT' if kind == 'INTEGER' else T};"
+                           for t, c, kind in columns),
+    )
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:
