@@ -1,18 +1,27 @@
 """How one request is decided: authenticate, authorize, budgets, concurrency, rate limits.
 
 The order is the contract's: authenticate (401) -> blocked tools, then allowed tools,
-agents and skills (403) -> cost against the max cost per task (403) -> budgets and tokens
-per day (429) -> requests in flight (429) -> rate limits (429). Every limit is checked
-for the key (over its whole rotation lineage) and then for its project (shared by all
-the project's keys); a refusal says which.
+agents and skills (403) -> the model against the key's, then the project's model lists
+(403, models.py) -> cost against the max cost per task (403; a worst case too) -> budgets
+and tokens per day (429) -> requests in flight (429) -> tokens per minute (429) -> rate
+limits (429). Every limit is checked for the key (over its whole rotation lineage) and
+then for its project (shared by all the project's keys); a refusal says which.
 
 An allowed request that a budget or a concurrency limit must count is put *in flight*
 (inflight.py: what that is and how it ends), reserving its cost (the cost given to the
-check, else the key's max cost per task); every budget check counts recorded spend plus
+check, else its worst case when the check names the model and max_tokens, else the
+key's max cost per task); every budget check counts recorded spend plus
 held reservations plus its own, inside the same serialized transaction that admits it:
 so with a budget, N processes can never together admit more than the budget holds.
 Otherwise nothing is stored and the request path stays one read and, for a
-rate-limited key, one slot (db/windows.py).
+rate-limited key, one slot (db/windows.py); a model with no model lists to pass costs
+nothing more (the lists come with the key's row).
+
+Tokens per minute are read from the usage of the last 60 s (by time) in the same
+statement as the rest of a scope's use, plus, for input, what requests still in
+flight declared (input_tokens) when they started in it: so admissions that declare
+their input never together pass an input limit. Output cannot be declared before it
+is produced: it counts once recorded.
 
 Admission is written once for both backends. It runs in one transaction that is
 serialized where it matters: the connection locks the lineage's (and project's) rate

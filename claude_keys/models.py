@@ -7,10 +7,13 @@ regard to case. One model has many spellings: a dated id and its alias
 (`claude-sonnet-4-5@20250929`). pricing.normalize maps each to the alias, so a
 pattern matches a model when it (or its own normalized form) matches the model as
 given or its alias: `claude-sonnet-4-5` allows every spelling of it, and
-`anthropic.claude-sonnet-*` still matches the Bedrock id as written.
+`anthropic.claude-sonnet-*` still matches the Bedrock id as written. (A pattern with
+wildcards is matched as written, never normalized: `*-20251001` must not become `*`.)
 
 The allowed list ["*"] (every preset's) is every model; a block wins over an allow.
-A key's lists and its project's both apply: a model must pass each.
+A key's lists and its project's both apply: a model must pass each. A dated id in a
+list stands for its model (`claude-sonnet-4-5-20250929` allows every snapshot of
+Claude Sonnet 4.5, as the alias does).
 """
 from __future__ import annotations
 
@@ -51,9 +54,11 @@ class Lists:
 
 
 def _spellings(patterns: tuple) -> tuple:
+    """The patterns, and each plain model id's alias. A pattern with wildcards stays as
+    written: normalizing would widen it (`*-20251001` would become `*`)."""
     out = []
     for p in patterns:
-        for q in (p, normalize(p)):
+        for q in (p,) if any(c in p for c in "*?[") else (p, normalize(p)):
             if q not in out:
                 out.append(q)
     return tuple(out)
