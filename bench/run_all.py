@@ -16,6 +16,7 @@ import cold_cli  # noqa: E402
 import concurrency  # noqa: E402
 import import_speed  # noqa: E402
 import keys_scale  # noqa: E402
+import model_check  # noqa: E402
 import postgres  # noqa: E402
 import reports_scale  # noqa: E402
 import request_path  # noqa: E402
@@ -28,6 +29,7 @@ def main(smoke: bool) -> None:
         inputs_folder(out)  # never reuse full-size inputs
         cold_cli.main(runs=2)
         request_path.main(seconds=0.2)
+        model_check.main(seconds=0.2)
         keys_scale.main(many=300, runs=2, seconds=0.4)
         reports_scale.main(sizes=(300, 3000), runs=1)
         import_speed.main(records=3000, log_mb=(1,))
@@ -36,6 +38,7 @@ def main(smoke: bool) -> None:
     else:
         cold_cli.main()
         request_path.main()
+        model_check.main()
         keys_scale.main()
         reports_scale.main()
         import_speed.main()

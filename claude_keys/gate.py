@@ -353,10 +353,10 @@ class _Request:
         row, perms, project = self.row, self.perms, self.project
         month = limits.Month.of(now)
         key = limits.read(conn, "lineage", row["lineage"], now, month, total=perms.total_budget_nanos is not None,
-                          tracked=self.tracked, minute=_per_minute(perms))
+                          tracked=self.tracked, minute=row["project_id"] if _per_minute(perms) else None)
         shared = (limits.read(conn, "project", row["project_id"], now, month,
                               total=project.total_budget_nanos is not None, tracked=self.tracked,
-                              minute=_per_minute(project))
+                              minute=row["project_id"] if _per_minute(project) else None)
                   if project.any else None)
         if write:
             for column, subject, used in (("lineage", row["lineage"], key), ("project_id", row["project_id"], shared)):
@@ -428,7 +428,8 @@ class _Request:
             if need > limit:
                 return (f"{label}: this request's {need:,} input tokens are over the limit of {limit:,} per "
                         f"minute for {subject_text}.")
-            self.retry_after = limits.minute_frees(conn, kind, subject, now, which, tokens + need - limit)
+            self.retry_after = limits.minute_frees(conn, kind, subject, self.row["project_id"], now, which,
+                                                   tokens + need - limit)
             this = f", and this request declares {need:,}" if which == "input" and self.input_tokens else ""
             return (f"{label}: {tokens:,} of {limit:,} {which} tokens in the last minute for {subject_text}"
                     f"{this}. Reset in {self.retry_after} seconds.")

@@ -136,29 +136,37 @@ _SOURCES = {  # (a join: faster than `key_id IN (SELECT …)`, which builds a te
 
 
 MINUTE_MS = 60_000
-# The last minute's usage of a scope, by time (usage_by_time): one range of the index,
-# the rows of this scope's keys (or project) picked out of it.
+# The last minute's usage of a scope: one range of usage_by_project_time (its project's
+# last minute, read from the index alone), a lineage's keys picked out of it (every key
+# of a lineage has its project).
 _MINUTE = {
-    "lineage": ("usage WHERE at_ms > ? AND key_id IN (SELECT id FROM keys WHERE lineage = ?)", "lineage = ?"),
-    "project": ("usage WHERE at_ms > ? AND project_id = ?", "project_id = ?"),
+    "lineage": ("usage WHERE project_id = ? AND at_ms > ? AND key_id IN (SELECT id FROM keys WHERE lineage = ?)",
+                "lineage = ?"),
+    "project": ("usage WHERE project_id = ? AND at_ms > ?", "project_id = ?"),
 }
+
+
+def _minute_params(kind: str, subject: str, project_id: str, since: int) -> list:
+    """The parameters of a scope's last-minute usage (_MINUTE)."""
+    return [project_id, since, subject] if kind == "lineage" else [project_id, since]
 
 
 def _minute_sql(kind: str) -> str:
     """A scope's tokens in the last minute: recorded input and output, and the input
-    declared by its requests in flight that started in it. Parameters: since, the scope,
-    the scope, since."""
+    declared by its requests in flight that started in it. Parameters: _minute_params,
+    then the scope and since."""
     usage, flight = _MINUTE[kind]
     return (f"(SELECT {exact_sums(['input_tokens', 'output_tokens'])} FROM {usage}) AS w CROSS JOIN "
             f"(SELECT {exact_sums(['input_tokens'])} FROM in_flight WHERE {flight} AND started_ms > ?) AS wf")
 
 
-def minute_frees(conn, kind: str, subject: str, now_ms: int, which: str, excess: int) -> int:
+def minute_frees(conn, kind: str, subject: str, project_id: str, now_ms: int, which: str, excess: int) -> int:
     """Seconds until at least `excess` of a scope's `which` ("input" or "output") tokens
     of the last minute have left it (Retry-After): read only for a refusal."""
     usage, flight = _MINUTE[kind]
     since = now_ms - MINUTE_MS
-    entries = conn.execute(f"SELECT at_ms, {which}_tokens FROM {usage}", (since, subject)).fetchall()
+    entries = conn.execute(f"SELECT at_ms, {which}_tokens FROM {usage}",
+                           _minute_params(kind, subject, project_id, since)).fetchall()
     if which == "input":
         entries += conn.execute(f"SELECT started_ms, input_tokens FROM in_flight WHERE {flight} "
                                 "AND started_ms > ? AND input_tokens > 0", (subject, since)).fetchall()
@@ -190,15 +198,16 @@ def _used_sql(kind: str, today: int, total: bool, tracked: bool, minute: bool = 
 
 
 def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None, *, total: bool = True,
-         tracked: bool = True, scope: str | None = None, minute: bool = False) -> Used:
-    """Everything a scope has used (the parts that are asked for; `minute`: its tokens
-    of the last minute, for tokens-per-minute limits)."""
+         tracked: bool = True, scope: str | None = None, minute: str | None = None) -> Used:
+    """Everything a scope has used (the parts that are asked for; `minute`: the scope's
+    project, to read its tokens of the last minute, for tokens-per-minute limits)."""
     month = month or Month.of(now_ms)
     params = [subject, month.first_day, month.next_first_day]
     params += [subject] if total else []
     params += [now_ms, now_ms, now_ms, subject] if tracked else []
-    params += [now_ms - MINUTE_MS, subject, subject, now_ms - MINUTE_MS] if minute else []
-    row = conn.execute(_used_sql(kind, month.today, total, tracked, minute), params).fetchone()
+    if minute is not None:
+        params += _minute_params(kind, subject, minute, now_ms - MINUTE_MS) + [subject, now_ms - MINUTE_MS]
+    row = conn.execute(_used_sql(kind, month.today, total, tracked, minute is not None), params).fetchone()
     used = Used()
     used.month_nanos, used.tokens_today = combine(row[0:4])
     rest = row[4:]
@@ -207,7 +216,7 @@ def read(conn, kind: str, subject: str, now_ms: int, month: Month | None = None,
     if tracked:
         used.in_flight, used.reserved_nanos, used.stale = rest[0], combine(rest[1:3])[0], rest[3]
         rest = rest[4:]
-    if minute:
+    if minute is not None:
         recorded_in, used.minute_output, declared_in = combine(rest[0:6])
         used.minute_input = recorded_in + declared_in
     if scope is not None:

@@ -183,7 +183,7 @@ def _verify_at(secret, max_tokens, start_at):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=dies_with_this_process())
 
 
-def test_32_processes_against_a_one_dollar_budget_admit_exactly_what_the_worst_case_allows(isolated):
+def test_32_processes_against_a_one_dollar_budget_admit_exactly_what_the_worst_case_allows():
     """$0.15 worst case each (10,000 output tokens at $15/M): six fit in $1, never seven."""
     key = create("--total-budget", "1.00", "--monthly-budget", "1.00")
     start_at = time.time() + 4  # time for 32 processes to start
