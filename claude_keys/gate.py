@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import inflight, limits, models, profiles
+from . import inflight, limits, profiles
 from . import secret as fmt
 from .db import windows
 from .db.windows import WINDOW_MS
@@ -203,7 +203,9 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
     if refusal is None and model is not None and (perms.model_lists or project.model_lists):
-        refusal = models.refusal(model, perms.model_lists, project.model_lists)
+        from .models import refusal as model_refusal  # (loaded already: the lists were made by it)
+
+        refusal = model_refusal(model, perms.model_lists, project.model_lists)
     worst = None
     if (refusal is None and cost_nanos is None and max_tokens is not None
             and (perms.max_cost_nanos is not None or perms.tracks_requests or project.tracks_requests)):

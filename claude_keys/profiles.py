@@ -131,7 +131,9 @@ class Permissions:
     @cached_property
     def model_lists(self):
         """The key's model lists as a models.Lists, or None when it allows every model
-        (the request path then spends nothing on the model)."""
+        (the request path then spends nothing on the model, not even an import)."""
+        if self.allowed_models == (ALL,) and not self.blocked_models:
+            return None
         from . import models
 
         return models.lists(self.allowed_models, self.blocked_models)
