@@ -29,7 +29,7 @@ def main(smoke: bool) -> None:
         inputs_folder(out)  # never reuse full-size inputs
         cold_cli.main(runs=2)
         request_path.main(seconds=0.2)
-        model_check.main(seconds=0.2)
+        model_check.main(seconds=0.2, busy=300)
         keys_scale.main(many=300, runs=2, seconds=0.4)
         reports_scale.main(sizes=(300, 3000), runs=1)
         import_speed.main(records=3000, log_mb=(1,))
