@@ -362,7 +362,9 @@ def current(conn, row, perms, now: int) -> dict:
     from .inflight import over_reservations
 
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
-    used = limits.read(conn, "lineage", row["lineage"], now, scope=scope)
+    per_minute = perms.input_tokens_per_minute is not None or perms.output_tokens_per_minute is not None
+    used = limits.read(conn, "lineage", row["lineage"], now, scope=scope,
+                       minute=row["project_id"] if per_minute else None)
     return {
         "month_cost_usd": in_usd(used.month_nanos), "monthly_budget": in_usd(perms.monthly_budget_nanos),
         "total_cost_usd": in_usd(used.total_nanos), "total_budget": in_usd(perms.total_budget_nanos),
@@ -371,6 +373,9 @@ def current(conn, row, perms, now: int) -> dict:
         "max_concurrent": perms.max_concurrent,
         "requests_last_minute": used.window, "rate_limit": perms.rate_limit,
         "settled_above_reservation": over_reservations(conn, row["lineage"]),
+        # (null without a tokens-per-minute limit: not read)
+        "input_tokens_last_minute": used.minute_input, "input_tokens_per_minute": perms.input_tokens_per_minute,
+        "output_tokens_last_minute": used.minute_output, "output_tokens_per_minute": perms.output_tokens_per_minute,
     }
 
 

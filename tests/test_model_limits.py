@@ -214,6 +214,8 @@ def _seconds(message: str) -> int:
 def test_input_tokens_per_minute_refuse_and_recover():
     key = create("--input-tokens-per-minute", "1000")
     record(key["id"], "--input-tokens", "900", "--output-tokens", "5", "--model", SONNET, "--at", "57s")
+    current = cli("keys", "show", key["id"], "--json").json()["current"]
+    assert (current["input_tokens_last_minute"], current["input_tokens_per_minute"]) == (900, 1000)
     verify(key["key"], "--input-tokens", "100", code=0)  # 900 + 100: at the limit, not past it
     answer = verify(key["key"], "--input-tokens", "101", code=5)  # (the 100 are declared, in flight)
     kind, message = error(answer)

@@ -220,6 +220,9 @@ def _current_lines(now: dict) -> dict:
                      + (f" (reserving {money(now['reserved_usd'])})" if now["reserved_usd"] else ""),
         "requests last minute": "-" if window is None and now["rate_limit"] is None
                                 else of(f"{window or 0:,}", now["rate_limit"]),
+        **{f"{which} tokens last minute": of(f"{now[f'{which}_tokens_last_minute']:,}",
+                                             f"{now[f'{which}_tokens_per_minute']:,}")
+           for which in ("input", "output") if now[f"{which}_tokens_per_minute"] is not None},
         **({"above reservation": f"{counted(now['settled_above_reservation'], 'request')} cost more than "
                                  "its check reserved (see `claude-api audit`)"}
            if now["settled_above_reservation"] else {}),
