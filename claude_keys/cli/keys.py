@@ -483,7 +483,7 @@ Examples:
 @click.option("--skill", type=NAME, help="The skill the request wants to invoke.")
 @click.option("--cost", type=Cost(), help="The request's (estimated) cost in USD: reserved against the "
               "budgets until `usage record --request-id` or `keys release`.")
-@click.option("--model", type=Text("the model", max_len=256), help="The model the request asks for "
+@click.option("--model", type=Text("the model", max_len=256, allow_empty=False), help="The model the request asks for "
               "(checked against the model lists).")
 @click.option("--max-tokens", type=Count(), help="The request's max_tokens: without --cost, its worst case "
               "from the price table is reserved (needs --model).")

@@ -251,7 +251,7 @@ key_argument = click.argument("key", type=KeyRef())
 live_key_argument = click.argument("key", type=KeyRef(live=True))  # completes live keys only
 
 
-MODEL_PATTERN = Text("the model pattern", max_len=128)
+MODEL_PATTERN = Text("the model pattern", max_len=128, allow_empty=False)
 
 
 def model_options(fn):
