@@ -427,7 +427,9 @@ class _Request:
             label = f"{'Project ' if whose else ''}{which} tokens per minute limit exceeded"
             label = label[0].upper() + label[1:]
             subject_text = "this project" if whose else "this API key"
-            if need > limit:
+            if need > limit:  # no wait makes room: say so, with no reset time
+                if limit == 0:
+                    return f"{label}: {subject_text} allows no {which} tokens."
                 return (f"{label}: this request's {need:,} input tokens are over the limit of {limit:,} per "
                         f"minute for {subject_text}.")
             self.retry_after = limits.minute_frees(conn, kind, subject, self.row["project_id"], now, which,

@@ -258,7 +258,12 @@ def test_output_tokens_per_minute_refuse_once_reached_and_recover():
     assert 1 <= _seconds(message) <= 3 and answer["headers"]["Retry-After"] == str(_seconds(message))
     time.sleep(_seconds(message) + 0.2)
     verify(key["key"], code=0)
+    assert permissions(key["id"], "--output-tokens-per-minute", "0")["output_tokens_per_minute"] == 0
+    answer = verify(key["key"], code=5)
+    assert error(answer)[1] == "Output tokens per minute limit exceeded: this API key allows no output tokens."
+    assert "Retry-After" not in answer["headers"]
     assert permissions(key["id"], "--output-tokens-per-minute", "unlimited")["output_tokens_per_minute"] is None
+    verify(key["key"], code=0)
 
 
 def test_project_tokens_per_minute_are_shared_by_its_keys():
