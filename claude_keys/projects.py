@@ -28,7 +28,8 @@ SETTINGS = {
 MODEL_LISTS = ("allowed_models", "blocked_models")  # JSON lists of patterns (models.py); NULL: every model
 # Later fields go last, so CSV columns keep their places.
 FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
-          *list(SETTINGS)[:6], "retiring_keys", *list(SETTINGS)[6:], *MODEL_LISTS)
+          "monthly_budget", "total_budget", "rate_limit", "tokens_per_day", "max_concurrent", "hold",
+          "retiring_keys", "input_tokens_per_minute", "output_tokens_per_minute", *MODEL_LISTS)
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
