@@ -18,6 +18,7 @@ import concurrency  # noqa: E402
 import import_speed  # noqa: E402
 import keys_scale  # noqa: E402
 import labels_report  # noqa: E402
+import model_check  # noqa: E402
 import postgres  # noqa: E402
 import reports_scale  # noqa: E402
 import request_path  # noqa: E402
@@ -31,6 +32,7 @@ def main(smoke: bool) -> None:
         inputs_folder(out)  # never reuse full-size inputs
         cold_cli.main(runs=2)
         request_path.main(seconds=0.2)
+        model_check.main(seconds=0.2, busy=300)
         keys_scale.main(many=300, runs=2, seconds=0.4)
         reports_scale.main(sizes=(300, 3000), runs=1)
         labels_report.main(size=3000, runs=1)
@@ -42,6 +44,7 @@ def main(smoke: bool) -> None:
     else:
         cold_cli.main()
         request_path.main()
+        model_check.main()
         keys_scale.main()
         reports_scale.main()
         labels_report.main()

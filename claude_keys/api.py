@@ -16,7 +16,7 @@ import functools
 import os
 from collections.abc import Mapping
 
-from . import gate, keys, pricing, projects, usage
+from . import gate, keys, models, pricing, projects, usage
 from .db import as_store_error, resolve, timeout as wait_bound
 from .db.connections import Connections
 from .errors import ClaudeKeysError, InvalidInput, StoreError, TryAgain
@@ -100,12 +100,17 @@ class KeyStore(_StoreClient):
         self._pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(self.path)))
 
     def check(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
-              dry_run=False, query=None) -> gate.Decision:
+              dry_run=False, query=None, model=None, max_tokens=None, input_tokens=None) -> gate.Decision:
         """Authenticate, authorize, check budgets and concurrency and take a rate-limit
         slot. An allowed request is in flight (`decision.request_id`) until
         `record_usage(..., request_id=decision.request_id)` settles it, `release()` ends
-        it, or the key's timeout passes; meanwhile it holds `cost` (else the key's max
-        cost per task) against the budgets.
+        it, or the key's timeout passes; meanwhile it holds `cost` (else, given `model`
+        and `max_tokens`, its worst case from the price table; else the key's max cost
+        per task) against the budgets.
+
+        `model` is checked against the key's and project's model lists; `input_tokens`
+        (an estimate of the request's input) counts against an input tokens-per-minute
+        limit and prices the worst case.
 
         The key comes from `key` (the secret) or from `headers` (`x-api-key`, then
         `Authorization: Bearer`) or `query` (`api_key`).
@@ -114,9 +119,11 @@ class KeyStore(_StoreClient):
         _check_names(tool, agent, skill)
         check_flag(dry_run, "dry_run")
         cost_nanos = None if cost is None else parse_cost(cost)
+        model, max_tokens, input_tokens = models.check_request(model, max_tokens, input_tokens)
         try:
             return self._decide(token, tool=tool, agent=agent, skill=skill, cost_nanos=cost_nanos,
-                                dry_run=dry_run)
+                                dry_run=dry_run, model=model, max_tokens=max_tokens,
+                                input_tokens=input_tokens, pricer=self._pricer)
         except StoreError as e:  # (a store that is missing, unreachable or stalled)
             return gate.unavailable(str(e))
 
@@ -279,7 +286,10 @@ def _alert_at(value) -> str | None:
         value = ",".join(str(parse_count(v, "alert_at")) for v in value)
     return alerts_text(parse_alerts(value))
 _COUNT_SETTINGS = {"rate_limit": "rate_limit", "tokens_per_day": "tokens_per_day", "timeout": "timeout",
-                   "max_concurrent": "max_concurrent", "hold": "hold"}
+                   "max_concurrent": "max_concurrent", "hold": "hold",
+                   "input_tokens_per_minute": "input_tokens_per_minute",
+                   "output_tokens_per_minute": "output_tokens_per_minute"}
+_MODEL_LISTS = ("allowed_models", "blocked_models")
 
 
 class PermissionManager(_StoreClient):
@@ -296,12 +306,23 @@ class PermissionManager(_StoreClient):
         """Set a key's permissions: lists replace the profile's; a limit of None
         means no limit. Keys as in the seed: allowed_tools, blocked_tools,
         allowed_agents, allowed_skills, max_cost_per_task, monthly_budget, rate_limit,
-        tokens_per_day, timeout, total_budget, max_concurrent (and optionally profile)."""
+        tokens_per_day, timeout, total_budget, max_concurrent, input_tokens_per_minute,
+        output_tokens_per_minute (and optionally profile); allowed_models and
+        blocked_models (shell patterns) replace the key's model lists ([]: every model)."""
         if not isinstance(settings, Mapping):
             raise InvalidInput(f"settings must be a dict, not {type(settings).__name__}")
         changes = keys.PermissionChanges(profile=settings.get("profile"), keep_overrides=True)
+        if any(name in _MODEL_LISTS for name in settings):
+            changes.clear_models = True
+            for name in _MODEL_LISTS:  # the list not given keeps its patterns
+                if name not in settings:
+                    settings = {**settings, name: get_model_list(conn, key, name)}
         for name, value in settings.items():
-            if name in LIST_FIELDS:
+            if name in _MODEL_LISTS:
+                if isinstance(value, str) or not hasattr(value, "__iter__"):
+                    raise InvalidInput(f"{name} must be a list of model patterns")
+                changes.models[name] = [p for p in value if p != "*" or name == "blocked_models"]
+            elif name in LIST_FIELDS:
                 if isinstance(value, str) or not hasattr(value, "__iter__"):
                     raise InvalidInput(f"{name} must be a list of names")
                 changes.replace[name] = list(value)
@@ -329,12 +350,19 @@ class PermissionManager(_StoreClient):
     @_writes
     def set_project(self, conn, project_id: str, settings: dict) -> dict:
         """Set limits shared by all of a project's keys: monthly_budget, total_budget
-        (USD), rate_limit, tokens_per_day, max_concurrent; None means no limit."""
+        (USD), rate_limit, tokens_per_day, max_concurrent, input_tokens_per_minute,
+        output_tokens_per_minute; None means no limit. allowed_models and blocked_models
+        (shell patterns) replace the project's model lists ([] or None: every model)."""
         check_text(project_id, "project id")
         if not isinstance(settings, Mapping):
             raise InvalidInput(f"settings must be a dict, not {type(settings).__name__}")
-        changes = {}
+        changes, models_given = {}, {}
         for name, value in settings.items():
+            if name in _MODEL_LISTS:
+                if value is not None and (isinstance(value, str) or not hasattr(value, "__iter__")):
+                    raise InvalidInput(f"{name} must be a list of model patterns")
+                models_given[name] = [p for p in value or () if p != "*" or name == "blocked_models"]
+                continue
             if name not in projects.SETTINGS:
                 raise InvalidInput(f"unknown project limit {name!r}")
             column, money = projects.SETTINGS[name]
@@ -342,8 +370,18 @@ class PermissionManager(_StoreClient):
                 changes[column] = _alert_at(value)
                 continue
             changes[column] = None if value is None else (parse_money(value) if money else parse_count(value, name))
-        projects.set_limits(conn, project_id, changes)
+        if models_given:
+            kept = dict(zip(_MODEL_LISTS, projects.get_limits(conn, project_id).models()))
+            for name in _MODEL_LISTS:  # the list not given keeps its patterns
+                models_given.setdefault(name, [p for p in kept[name] if p != "*"])
+        projects.set_limits(conn, project_id, changes, models=models_given, clear_models=bool(models_given))
         return projects.rows(conn, project_id)[0]
+
+
+def get_model_list(conn, key, name: str) -> list:
+    """A key's allowed or blocked model patterns as stored ("*" left out: every model)."""
+    row = keys.find(conn, key)
+    return [p for p in getattr(keys.permissions(conn, row), name) if p != "*"]
 
 
 def _change(conn, key, changes) -> dict:

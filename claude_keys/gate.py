@@ -1,18 +1,27 @@
 """How one request is decided: authenticate, authorize, budgets, concurrency, rate limits.
 
 The order is the contract's: authenticate (401) -> blocked tools, then allowed tools,
-agents and skills (403) -> cost against the max cost per task (403) -> budgets and tokens
-per day (429) -> requests in flight (429) -> rate limits (429). Every limit is checked
-for the key (over its whole rotation lineage) and then for its project (shared by all
-the project's keys); a refusal says which.
+agents and skills (403) -> the model against the key's, then the project's model lists
+(403, models.py) -> cost against the max cost per task (403; a worst case too) -> budgets
+and tokens per day (429) -> requests in flight (429) -> tokens per minute (429) -> rate
+limits (429). Every limit is checked for the key (over its whole rotation lineage) and
+then for its project (shared by all the project's keys); a refusal says which.
 
 An allowed request that a budget or a concurrency limit must count is put *in flight*
 (inflight.py: what that is and how it ends), reserving its cost (the cost given to the
-check, else the key's max cost per task); every budget check counts recorded spend plus
+check, else its worst case when the check names the model and max_tokens, else the
+key's max cost per task); every budget check counts recorded spend plus
 held reservations plus its own, inside the same serialized transaction that admits it:
 so with a budget, N processes can never together admit more than the budget holds.
 Otherwise nothing is stored and the request path stays one read and, for a
-rate-limited key, one slot (db/windows.py).
+rate-limited key, one slot (db/windows.py); a model with no model lists to pass costs
+nothing more (the lists come with the key's row).
+
+Tokens per minute are read from the usage of the last 60 s (by time) in the same
+statement as the rest of a scope's use, plus, for input, what requests still in
+flight declared (input_tokens) when they started in it: so admissions that declare
+their input never together pass an input limit. Output cannot be declared before it
+is produced: it counts once recorded.
 
 Admission is written once for both backends. It runs in one transaction that is
 serialized where it matters: the connection locks the lineage's (and project's) rate
@@ -172,7 +181,15 @@ def presented(value, what: str = "the key") -> str | None:
 
 
 def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
-           cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None) -> Decision:
+           cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None,
+           model: str | None = None, max_tokens: int | None = None, input_tokens: int | None = None,
+           pricer=None) -> Decision:
+    """The decision for one request. `model`, `max_tokens` and `input_tokens` (already
+    checked) are what the request will ask the model for: the model is matched against
+    the key's and project's model lists; with no `cost_nanos`, a model and max_tokens
+    reserve the request's worst case (`pricer`: a pricing.Pricer, else the bundled and
+    CLAUDE_API_PRICES table); input_tokens count against an input tokens-per-minute
+    limit."""
     if token:
         token = token.strip()  # a pasted key keeps no surrounding whitespace
     if not token:
@@ -187,12 +204,20 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
     standard = standard_agents or (lambda: profiles.standard_agents(conn))
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
+    if refusal is None and model is not None and (perms.model_lists or project.model_lists):
+        from .models import refusal as model_refusal  # (loaded already: the lists were made by it)
+
+        refusal = model_refusal(model, perms.model_lists, project.model_lists)
+    worst = None
+    if (refusal is None and cost_nanos is None and max_tokens is not None
+            and (perms.max_cost_nanos is not None or perms.tracks_requests or project.tracks_requests)):
+        worst, refusal = _worst_case(pricer, model, input_tokens, max_tokens, perms, project)
     if refusal:
         return _deny(403, refusal, _peek(conn, row, perms, project, now), row)
     if not project.any and not perms.counts_usage:
         # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
         return _rate_only(conn, row, perms, now, dry_run)
-    request = _Request(row, perms, project, cost_nanos)
+    request = _Request(row, perms, project, cost_nanos, worst, model, input_tokens)
     if dry_run:
         return request.decide(conn, now, write=False)
     with conn.transaction():
@@ -214,6 +239,29 @@ def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standa
         return (f"Cost {cost} is over the maximum of {most} "
                 "per task for this API key")
     return None
+
+
+def _worst_case(pricer, model: str, input_tokens, max_tokens: int, perms, project) -> tuple:
+    """(the request's worst case in nanos or None, a 403 message or None): its input
+    estimate at the input rate (the long-context tier past its threshold) plus
+    max_tokens at the output rate. A model without a price cannot be reserved: refused
+    when a budget needs the reservation, else it reserves as before (no worst case)."""
+    if pricer is None:
+        from . import pricing
+
+        pricer = pricing.Pricer(pricing.table(pricing.user_prices_path()))
+    worst = pricer(model, input_tokens or 0, max_tokens, 0, 0, 0)
+    if worst is None:
+        whose = "this API key" if perms.has_budget else "this project" if project.has_budget else None
+        if whose is None:
+            return None, None
+        return None, (f"Model '{model}' has no price, so its cost cannot be reserved against the budget "
+                      f"of {whose} (give the cost, or add the model to the price table)")
+    if perms.max_cost_nanos is not None and worst > perms.max_cost_nanos:
+        cost, most = usd_pair(worst, perms.max_cost_nanos)
+        return worst, (f"Cost up to {cost} ({model}, max_tokens {max_tokens:,}) is over the maximum of "
+                       f"{most} per task for this API key")
+    return worst, None
 
 
 def _allowed(row, perms, now: int, headers: dict, warnings: list, request_id: str | None) -> Decision:
@@ -287,23 +335,33 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
 class _Request:
     """One request against its key's and its project's limits."""
 
-    def __init__(self, row, perms, project, cost_nanos: int | None):
+    def __init__(self, row, perms, project, cost_nanos: int | None, worst: int | None = None,
+                 model: str | None = None, input_tokens: int | None = None):
         self.row, self.perms, self.project = row, perms, project
-        self.cost_nanos = cost_nanos
-        # What it reserves: the cost given, else the key's maximum per task, else nothing
-        # (None: nothing was promised, so no settle can be "above" it).
-        self.reserved = cost_nanos if cost_nanos is not None else perms.max_cost_nanos
+        self.cost_nanos, self.worst = cost_nanos, worst
+        self.model, self.input_tokens = model, input_tokens
+        # What it reserves: the cost given, else its worst case (model and max_tokens),
+        # else the key's maximum per task, else nothing (None: nothing was promised, so
+        # no settle can be "above" it).
+        self.reserved = (cost_nanos if cost_nanos is not None else worst if worst is not None
+                         else perms.max_cost_nanos)
         self.reserve = self.reserved or 0
-        self.tracked = perms.tracks_requests or project.tracks_requests
+        # Declared input counts against an input tokens-per-minute limit while in flight.
+        declares = bool(input_tokens) and (perms.input_tokens_per_minute is not None
+                                           or project.input_tokens_per_minute is not None)
+        self.tracked = perms.tracks_requests or project.tracks_requests or declares
         self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
+        self.retry_after: int | None = None  # set by a tokens-per-minute refusal
 
     def decide(self, conn, now: int, *, write: bool) -> Decision:
         row, perms, project = self.row, self.perms, self.project
         calendar = periods.periods(now, row["budget_tz"] or periods.UTC)
         key = limits.read(conn, "lineage", row["lineage"], now, _spans(calendar, perms),
-                          total=perms.total_budget_nanos is not None, tracked=self.tracked)
+                          total=perms.total_budget_nanos is not None, tracked=self.tracked,
+                          minute=row["project_id"] if _per_minute(perms) else None)
         shared = (limits.read(conn, "project", row["project_id"], now, _spans(calendar, project),
-                              total=project.total_budget_nanos is not None, tracked=self.tracked)
+                              total=project.total_budget_nanos is not None, tracked=self.tracked,
+                              minute=row["project_id"] if _per_minute(project) else None)
                   if project.any else None)
         if write:
             for column, subject, used in (("lineage", row["lineage"], key), ("project_id", row["project_id"], shared)):
@@ -313,9 +371,14 @@ class _Request:
         over = (self._spend(key, perms, calendar, now, "", warnings)
                 or (shared and self._spend(shared, project, calendar, now, "project", warnings))
                 or _concurrency(key, perms.max_concurrent, "")
-                or (shared and _concurrency(shared, project.max_concurrent, "project")))
+                or (shared and _concurrency(shared, project.max_concurrent, "project"))
+                or self._per_minute(conn, key, perms, "lineage", row["lineage"], now, "")
+                or (shared and self._per_minute(conn, shared, project, "project", row["project_id"], now,
+                                                "project")))
         if over:
-            message, retry_after = over if isinstance(over, tuple) else (over, None)
+            # (a budget's refusal carries its period's reset; a tokens-per-minute refusal
+            # sets self.retry_after)
+            message, retry_after = over if isinstance(over, tuple) else (over, self.retry_after)
             headers = _peek(conn, row, perms, project, now)
             if retry_after is not None:
                 headers = {**headers, "Retry-After": str(retry_after)}
@@ -349,10 +412,36 @@ class _Request:
             if self.tracked:
                 inflight.open_request(conn, row, request_id, now, timeout_s=perms.timeout,
                                       hold_s=perms.hold if perms.hold is not None else project.hold,
-                                      reserved=self.reserved)
+                                      reserved=self.reserved, model=self.model, input_tokens=self.input_tokens)
             windows.touch(conn, row["id"], row["last_used_at"], now // 1000)
         headers = self._headers(conn, taken_windows, header_scope, now, taken=write)
         return _allowed(row, perms, now, headers, warnings, request_id)
+
+    def _per_minute(self, conn, used: limits.Used, limits_of, kind: str, subject: str, now: int,
+                    whose: str) -> str | None:
+        """A refusal for tokens per minute, or None. A request needs room for its
+        declared input (at least one token: a window that has reached its limit admits
+        nothing); output cannot be declared before it is produced, so it counts once
+        recorded."""
+        for which, limit, tokens, need in (
+                ("input", limits_of.input_tokens_per_minute, used.minute_input, max(self.input_tokens or 0, 1)),
+                ("output", limits_of.output_tokens_per_minute, used.minute_output, 1)):
+            if limit is None or tokens + need <= limit:
+                continue
+            label = f"{'Project ' if whose else ''}{which} tokens per minute limit exceeded"
+            label = label[0].upper() + label[1:]
+            subject_text = "this project" if whose else "this API key"
+            if need > limit:  # no wait makes room: say so, with no reset time
+                if limit == 0:
+                    return f"{label}: {subject_text} allows no {which} tokens."
+                return (f"{label}: this request's {need:,} input tokens are over the limit of {limit:,} per "
+                        f"minute for {subject_text}.")
+            self.retry_after = limits.minute_frees(conn, kind, subject, self.row["project_id"], now, which,
+                                                   tokens + need - limit)
+            this = f", and this request declares {need:,}" if which == "input" and self.input_tokens else ""
+            return (f"{label}: {tokens:,} of {limit:,} {which} tokens in the last minute for {subject_text}"
+                    f"{this}. Reset in {self.retry_after} seconds.")
+        return None
 
     def _headers(self, conn, taken_windows, header_scope, now: int, *, taken: bool) -> dict:
         for scope, limit, count, _, _ in taken_windows:
@@ -377,7 +466,7 @@ class _Request:
             resets = ((lambda: f" The total budget of {subject} never resets.") if period is None
                       else (lambda p=period: f" Resets at {p.resets}."))
             message = _over(spent, used.reserved_nanos, used.in_flight, self.reserve, budget, self.cost_nanos,
-                            what[0].upper() + what[1:], when, resets)
+                            what[0].upper() + what[1:], when, resets, self.worst is not None)
             if message:
                 refusals.append((period.end_ms if period else float("inf"), message,
                                  period.seconds_left(now) if period else None))
@@ -415,7 +504,7 @@ def _spans(calendar: dict, limits_of) -> dict:
 
 
 def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, cost_nanos,
-          what: str, when: str, resets) -> str | None:
+          what: str, when: str, resets, worst: bool = False) -> str | None:
     """The refusal when spent + reserved (+ this request's reservation) passes a budget
     (`resets`: the message's last sentence, made only for a refusal)."""
     committed = spent + reserved
@@ -425,9 +514,15 @@ def _over(spent: int, reserved: int, in_flight: int, reserve: int, budget: int, 
             if reserved else "")
     this = ""
     if committed < budget:
-        verb = "would cost" if cost_nanos is not None else "may cost (its key's maximum per task)"
+        verb = ("would cost" if cost_nanos is not None else "may cost up to" if worst
+                else "may cost (its key's maximum per task)")
         this = f", and this request {verb} {usd_text(reserve)}"
     return f"{what}: {' of '.join(usd_pair(spent, budget))} spent {when}{held}{this}.{resets()}"
+
+
+def _per_minute(limits_of) -> bool:
+    """Whether a key's permissions (or a project's limits) limit tokens per minute."""
+    return limits_of.input_tokens_per_minute is not None or limits_of.output_tokens_per_minute is not None
 
 
 def _concurrency(used: limits.Used, limit: int | None, whose: str) -> str | None:

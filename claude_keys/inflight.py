@@ -37,15 +37,17 @@ OVER_RESERVATION = "usage above reservation"  # the audit action of a flagged se
 
 
 def open_request(conn, row, request_id: str, now: int, *, timeout_s: int | None, hold_s: int | None,
-                 reserved: int | None) -> None:
+                 reserved: int | None, model: str | None = None, input_tokens: int | None = None) -> None:
     """Put an admitted request in flight (inside the admission's transaction). `row`:
-    the key's row; `reserved`: the cost it holds (None: nothing was promised)."""
+    the key's row; `reserved`: the cost it holds (None: nothing was promised);
+    `model` and `input_tokens`: what the check named (the declared input counts against
+    an input tokens-per-minute limit for 60 s from the start, until it is settled)."""
     timeout_s = timeout_s or DEFAULT_TIMEOUT_S  # (a timeout of 0 would hold nothing)
     hold_s = max(hold_s if hold_s is not None else DEFAULT_HOLD_S, timeout_s)
     conn.execute("INSERT INTO in_flight (request_id, lineage, key_id, project_id, started_ms, expires_ms, "
-                 "held_ms, reserved_nanos) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 "held_ms, reserved_nanos, model, input_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (request_id, row["lineage"], row["id"], row["project_id"], now, now + timeout_s * 1000,
-                  now + hold_s * 1000, reserved))
+                  now + hold_s * 1000, reserved, model, input_tokens))
 
 
 def used_sql(column: str) -> str:

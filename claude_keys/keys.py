@@ -238,6 +238,8 @@ def create(
     unknown = set(overrides) - set(profiles.OVERRIDE_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown permission settings: {', '.join(sorted(unknown))}")
+    for f in profiles.MODEL_FIELDS:  # patterns to add to the profile's (every model)
+        overrides[f] = model_list(f, profiles.preset_list(profile, f), overrides[f]) if overrides.get(f) else None
     secret = fmt.new_secret()
     key_id = _new_id(conn)
     in_keyring, warning = _keep_secret(key_id, secret, use_keyring)
@@ -283,7 +285,7 @@ def _insert(conn, key_id, token, project_id, name, profile, overrides, *, create
         "seq": conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM keys").fetchone()[0],
         **{f: overrides.get(f) for f in profiles.OVERRIDE_FIELDS},
     }
-    for f in profiles.LIST_FIELDS:
+    for f in profiles.LIST_FIELDS + profiles.MODEL_FIELDS:
         if isinstance(columns[f], (list, tuple)):
             columns[f] = json.dumps(list(columns[f]))
     names = ", ".join(columns)
@@ -392,7 +394,9 @@ def current(conn, row, perms, now: int) -> dict:
     scope = row["lineage"] if perms.rate_limit is not None else None  # unlimited keys keep no window
     tz = settings.budget_tz(conn)
     calendar = periods.periods(now, tz)
-    used = limits.read(conn, "lineage", row["lineage"], now, calendar, scope=scope)
+    per_minute = perms.input_tokens_per_minute is not None or perms.output_tokens_per_minute is not None
+    used = limits.read(conn, "lineage", row["lineage"], now, calendar, scope=scope,
+                       minute=row["project_id"] if per_minute else None)
     return {
         "month_cost_usd": in_usd(used.month_nanos), "monthly_budget": in_usd(perms.monthly_budget_nanos),
         "total_cost_usd": in_usd(used.total_nanos), "total_budget": in_usd(perms.total_budget_nanos),
@@ -404,6 +408,9 @@ def current(conn, row, perms, now: int) -> dict:
         "day_cost_usd": in_usd(used.spent["day"]), "week_cost_usd": in_usd(used.spent["week"]),
         "budget_tz": tz,
         "budgets": limits.standing(used, perms.budgets(), calendar, now),
+        # (null without a tokens-per-minute limit: not read)
+        "input_tokens_last_minute": used.minute_input, "input_tokens_per_minute": perms.input_tokens_per_minute,
+        "output_tokens_last_minute": used.minute_output, "output_tokens_per_minute": perms.output_tokens_per_minute,
     }
 
 
@@ -420,10 +427,12 @@ class PermissionChanges:
     add: dict = field(default_factory=dict)
     remove: dict = field(default_factory=dict)
     limits: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # allowed_models / blocked_models -> patterns to add
+    clear_models: bool = False  # both model lists back to every model, before `models`
 
     def empty(self) -> bool:
         return not (self.profile or self.reset or self.replace or self.add or self.remove
-                    or self.limits)
+                    or self.limits or self.models or self.clear_models)
 
 
 _WHAT = {"allowed_tools": "tools", "allowed_agents": "agents", "allowed_skills": "skills",
@@ -432,7 +441,8 @@ _WHAT = {"allowed_tools": "tools", "allowed_agents": "agents", "allowed_skills":
 
 # What switching profile keeps of a key's own settings: its limits and its blocked tools.
 # The new preset's allow-lists replace the key's (that is what switching tier means).
-KEPT_ON_SWITCH = ("blocked_tools",) + profiles.LIMIT_FIELDS + (profiles.ALERT_FIELD,)
+# Model lists are the operator's restrictions, not a tier's: kept too.
+KEPT_ON_SWITCH = ("blocked_tools",) + profiles.LIMIT_FIELDS + profiles.MODEL_FIELDS + (profiles.ALERT_FIELD,)
 ALLOW_LISTS = ("allowed_tools", "allowed_agents", "allowed_skills")
 JSON_NAMES = {"max_cost_nanos": "max_cost_per_task", "monthly_budget_nanos": "monthly_budget",
               "total_budget_nanos": "total_budget", "daily_budget_nanos": "daily_budget",
@@ -480,6 +490,11 @@ def change_permissions(conn, key_id: str, changes: PermissionChanges) -> Changed
                 _add(items(f), check_text(n, _WHAT[f], max_len=128))
         for f, value in lists.items():
             new[f] = json.dumps(value)
+        if changes.clear_models:
+            new.update(dict.fromkeys(profiles.MODEL_FIELDS))
+        for f, patterns in changes.models.items():
+            current_list = json.loads(new[f]) if new[f] is not None else profiles.preset_list(profile, f)
+            new[f] = json.dumps(model_list(f, current_list, patterns))
         new.update(changes.limits)
         if profile == row["profile"] and new == current:
             return Changed(row, kept)
@@ -489,6 +504,18 @@ def change_permissions(conn, key_id: str, changes: PermissionChanges) -> Changed
         audit.record(conn, "permissions", key_id,
                      {"profile": row["profile"], **current}, {"profile": profile, **new})
         return Changed(get(conn, key_id), kept)
+
+
+def model_list(field: str, items: list, patterns) -> list:
+    """A model list (allowed_models / blocked_models) with `patterns` added (models.add)."""
+    from . import models
+
+    if isinstance(patterns, str) or not hasattr(patterns, "__iter__"):
+        raise InvalidInput(f"{field} must be a list of model patterns")
+    items = list(items)
+    for pattern in patterns:
+        models.add(items, pattern, allowed=field == "allowed_models")
+    return items
 
 
 def _add(items: list, name: str) -> None:

@@ -27,34 +27,56 @@ def project_scope(project_id: str) -> str:
 
 class ProjectLimits:
     """A project's own limits (None: no limit), shared by all its keys, its hold limit
-    (inflight.py; None: the default) and its alert thresholds (percent, as text
-    "50,80,95"; None: the default). (Plain classes here, not dataclasses: this module is
-    on `keys verify`'s cold path, and making a dataclass costs ~0.4 ms of import each.)"""
+    (inflight.py; None: the default), its alert thresholds (percent, as text "50,80,95";
+    None: the default) and its model lists (JSON text, NULL: every model; models.py).
+    (Plain classes here, not dataclasses: this module is on `keys verify`'s cold path,
+    and making a dataclass costs ~0.4 ms of import each.)"""
 
     LIMITS = ("monthly_budget_nanos", "total_budget_nanos", "rate_limit", "tokens_per_day",
-              "max_concurrent", "daily_budget_nanos", "weekly_budget_nanos")
-    FIELDS = LIMITS + ("hold", "alert_at")
+              "max_concurrent", "daily_budget_nanos", "weekly_budget_nanos", "input_tokens_per_minute",
+              "output_tokens_per_minute")
+    FIELDS = LIMITS + ("hold", "alert_at", "allowed_models", "blocked_models")
     BUDGETS = {"day": "daily_budget_nanos", "week": "weekly_budget_nanos", "month": "monthly_budget_nanos",
                "total": "total_budget_nanos"}
-    __slots__ = ("project_id", *FIELDS, "any", "tracks_requests")
+    __slots__ = ("project_id", *FIELDS, "any", "tracks_requests", "model_lists")
 
     def __init__(self, project_id: str, monthly_budget_nanos: int | None = None,
                  total_budget_nanos: int | None = None, rate_limit: int | None = None,
                  tokens_per_day: int | None = None, max_concurrent: int | None = None,
                  daily_budget_nanos: int | None = None, weekly_budget_nanos: int | None = None,
-                 hold: int | None = None, alert_at: str | None = None):
+                 input_tokens_per_minute: int | None = None, output_tokens_per_minute: int | None = None,
+                 hold: int | None = None, alert_at: str | None = None, allowed_models: str | None = None,
+                 blocked_models: str | None = None):
         self.project_id = project_id
         self.monthly_budget_nanos, self.total_budget_nanos = monthly_budget_nanos, total_budget_nanos
         self.daily_budget_nanos, self.weekly_budget_nanos = daily_budget_nanos, weekly_budget_nanos
         self.rate_limit, self.tokens_per_day, self.max_concurrent = rate_limit, tokens_per_day, max_concurrent
+        self.input_tokens_per_minute, self.output_tokens_per_minute = input_tokens_per_minute, output_tokens_per_minute
         self.hold, self.alert_at = hold, alert_at
+        self.allowed_models, self.blocked_models = allowed_models, blocked_models
         self.any = any(getattr(self, f) is not None for f in self.LIMITS)
-        self.tracks_requests = max_concurrent is not None or any(
-            getattr(self, f) is not None for f in self.BUDGETS.values())
+        self.tracks_requests = max_concurrent is not None or self.has_budget
+        self.model_lists = None
+        if allowed_models is not None or blocked_models is not None:
+            from . import models
+
+            self.model_lists = models.lists(*self.models())
+
+    @property
+    def has_budget(self) -> bool:
+        """Whether a request's cost must be reserved (a model without a price cannot be)."""
+        return any(getattr(self, f) is not None for f in self.BUDGETS.values())
 
     def budgets(self) -> dict:
         """period name ("day", "week", "month", "total") -> its budget, for those set."""
         return {name: getattr(self, f) for name, f in self.BUDGETS.items() if getattr(self, f) is not None}
+
+    def models(self) -> tuple[tuple, tuple]:
+        """(allowed, blocked) patterns; ("*",) and (): every model."""
+        import json
+
+        return (tuple(json.loads(self.allowed_models)) if self.allowed_models is not None else ("*",),
+                tuple(json.loads(self.blocked_models)) if self.blocked_models is not None else ())
 
 
 @lru_cache(maxsize=1024)
@@ -67,7 +89,7 @@ class Used:
     """What one scope (a key lineage, or a project) has used."""
 
     __slots__ = ("spent", "tokens", "month_nanos", "total_nanos", "tokens_today", "in_flight", "reserved_nanos",
-                 "stale", "window", "oldest_ms")
+                 "stale", "window", "oldest_ms", "minute_input", "minute_output")
 
     def __init__(self):
         self.spent: dict = {}  # period name -> nano-dollars recorded in it (the periods read)
@@ -80,6 +102,10 @@ class Used:
         self.stale = 0  # rows of requests past their hold, not yet cleared
         self.window: int | None = None  # requests in the last minute; None: not read
         self.oldest_ms: int | None = None
+        # Tokens of the last 60 s (None: not read): recorded, and for input also declared
+        # by requests still in flight that started in it.
+        self.minute_input: int | None = None
+        self.minute_output: int | None = None
 
 
 # Where a scope's usage is summed from: its roll-ups per UTC day and per UTC hour, and
@@ -117,6 +143,50 @@ _ROWS = {
     "project": "usage u WHERE u.project_id = ? AND u.at_ms >= {a} AND u.at_ms < {b}",
 }
 HOUR_MS = 3_600_000
+
+
+MINUTE_MS = 60_000
+# The last minute's usage of a scope: one range of usage_by_project_time (its project's
+# last minute, read from the index alone), a lineage's keys picked out of it (every key
+# of a lineage has its project).
+_MINUTE = {
+    "lineage": ("usage WHERE project_id = ? AND at_ms > ? AND key_id IN (SELECT id FROM keys WHERE lineage = ?)",
+                "lineage = ?"),
+    "project": ("usage WHERE project_id = ? AND at_ms > ?", "project_id = ?"),
+}
+
+
+def _minute_params(kind: str, subject: str, project_id: str, since: int) -> list:
+    """The parameters of a scope's last-minute usage (_MINUTE)."""
+    return [project_id, since, subject] if kind == "lineage" else [project_id, since]
+
+
+def _minute_parts(kind: str) -> list[str]:
+    """A scope's tokens in the last minute, as two parts of _used_sql's UNION ALL: its
+    recorded input and output, and the input declared by its requests in flight that
+    started in it. Parameters: _minute_params, then the scope and since."""
+    usage, flight = _MINUTE[kind]
+    return [f"(SELECT {exact_sums(['input_tokens', 'output_tokens'])} FROM {usage})",
+            f"(SELECT {exact_sums(['input_tokens'])}, 0, 0 FROM in_flight WHERE {flight} AND started_ms > ?)"]
+
+
+def minute_frees(conn, kind: str, subject: str, project_id: str, now_ms: int, which: str, excess: int) -> int:
+    """Seconds until at least `excess` of a scope's `which` ("input" or "output") tokens
+    of the last minute have left it (Retry-After): read only for a refusal."""
+    usage, flight = _MINUTE[kind]
+    since = now_ms - MINUTE_MS
+    entries = conn.execute(f"SELECT at_ms, {which}_tokens FROM {usage}",
+                           _minute_params(kind, subject, project_id, since)).fetchall()
+    if which == "input":
+        entries += conn.execute(f"SELECT started_ms, input_tokens FROM in_flight WHERE {flight} "
+                                "AND started_ms > ? AND input_tokens > 0", (subject, since)).fetchall()
+    gone = 0
+    for at, tokens in sorted(entries):
+        gone += tokens or 0
+        if gone >= excess:
+            return max(1, -(-(at + MINUTE_MS - now_ms) // 1000))
+    return MINUTE_MS // 1000  # (not reached: the window holds the excess)
+
 
 
 def pieces(start_ms: int, end_ms: int) -> tuple:
@@ -161,7 +231,7 @@ def _span_parts(kind: str, start_ms: int, end_ms: int) -> list[tuple[str, int, t
 
 
 @lru_cache(maxsize=64)
-def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool) -> tuple[str, tuple, int]:
+def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool, minute: bool = False) -> tuple[str, tuple, int]:
     """One statement reading a scope's spend (and tokens) in each span, in total, and its
     requests in flight; the signs of each span's parts (1: add, -1: take away); and how many times the scope is
     its parameter before the in-flight part's. One statement, so one snapshot: on
@@ -177,6 +247,8 @@ def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool) -> tuple[str,
         parts.append((f"(SELECT {exact_sums(['cost_nanos'])}, 0, 0 FROM {_DAYS[kind]})", 1, (), 1))
     if tracked:
         parts.append((inflight.used_sql("lineage" if kind == "lineage" else "project_id"), 0, (), 1))
+    if minute:
+        parts += [(part, 0, (), 1) for part in _minute_parts(kind)]
     if not parts:
         parts.append(("(SELECT 0, 0, 0, 0)", 0, (), 1))
     hours = [h for _, _, hs, _ in parts for h in hs] if kind == "lineage" else []
@@ -187,18 +259,21 @@ def _used_sql(kind: str, spans: tuple, total: bool, tracked: bool) -> tuple[str,
 
 
 def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, *, total: bool = True,
-         tracked: bool = True, scope: str | None = None) -> Used:
+         tracked: bool = True, scope: str | None = None, minute: str | None = None) -> Used:
     """Everything a scope has used (the parts that are asked for). `spans`: name ->
     periods.Period (or anything with start_ms and end_ms) to sum the spend of; by default
-    the UTC calendar day, week and month."""
+    the UTC calendar day, week and month. `minute`: the scope's project, to read its
+    tokens of the last minute (tokens-per-minute limits)."""
     if spans is None:
         from .periods import periods
 
         spans = periods(now_ms)
     names = tuple(spans)
     sql, signs, scoped = _used_sql(kind, tuple((spans[n].start_ms, spans[n].end_ms) for n in names), total,
-                                    tracked)
+                                    tracked, minute is not None)
     params = [subject] * scoped + ([now_ms, now_ms, now_ms, subject] if tracked else [])
+    if minute is not None:
+        params += _minute_params(kind, subject, minute, now_ms - MINUTE_MS) + [subject, now_ms - MINUTE_MS]
     rows = sorted(tuple(r) for r in conn.execute(sql, params).fetchall())
     used = Used()
     at = 0
@@ -214,8 +289,11 @@ def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, 
     if total:
         used.total_nanos, at = combine(rows[at][1:3])[0], at + 1
     if tracked:
-        rest = rows[at]
+        rest, at = rows[at], at + 1
         used.in_flight, used.reserved_nanos, used.stale = rest[1], combine(rest[2:4])[0], rest[4]
+    if minute is not None:
+        recorded_in, used.minute_output = combine(rows[at][1:5])
+        used.minute_input = recorded_in + combine(rows[at + 1][1:3])[0]
     if scope is not None:
         used.window, used.oldest_ms = windows.window(conn, scope, now_ms)
     return used

@@ -34,6 +34,10 @@ PRESETS: dict[str, dict] = {
         "hold": None,
         "daily_budget_nanos": None,
         "weekly_budget_nanos": None,
+        "input_tokens_per_minute": None,
+        "output_tokens_per_minute": None,
+        "allowed_models": [ALL],
+        "blocked_models": [],
     },
     "pro": {
         "allowed_tools": ["Read", "Grep", "Bash", "Edit", "Write"],
@@ -50,6 +54,10 @@ PRESETS: dict[str, dict] = {
         "hold": None,
         "daily_budget_nanos": None,
         "weekly_budget_nanos": None,
+        "input_tokens_per_minute": None,
+        "output_tokens_per_minute": None,
+        "allowed_models": [ALL],
+        "blocked_models": [],
     },
     "enterprise": {
         "allowed_tools": [ALL],
@@ -66,17 +74,26 @@ PRESETS: dict[str, dict] = {
         "hold": None,
         "daily_budget_nanos": None,
         "weekly_budget_nanos": None,
+        "input_tokens_per_minute": None,
+        "output_tokens_per_minute": None,
+        "allowed_models": [ALL],
+        "blocked_models": [],
     },
 }
 NAMES = tuple(PRESETS)
 LIST_FIELDS = ("allowed_tools", "blocked_tools", "allowed_agents", "allowed_skills")
 LIMIT_FIELDS = ("rate_limit", "tokens_per_day", "max_cost_nanos", "monthly_budget_nanos", "timeout",
-                "total_budget_nanos", "max_concurrent", "hold", "daily_budget_nanos", "weekly_budget_nanos")
+                "total_budget_nanos", "max_concurrent", "hold", "daily_budget_nanos", "weekly_budget_nanos",
+                "input_tokens_per_minute", "output_tokens_per_minute")
+# Model lists (models.py): shell patterns; every preset allows every model. Kept apart
+# from LIST_FIELDS: the first allowed pattern replaces "*" (a restriction), where a tool
+# added to "*" changes nothing.
+MODEL_FIELDS = ("allowed_models", "blocked_models")
 # Not a limit: the percentages of each budget at which `claude-api alerts` speaks, as
 # text "75,90" (NULL: DEFAULT_ALERTS). Kept, like the limits, when the profile changes.
 ALERT_FIELD = "alert_at"
 DEFAULT_ALERTS = (50, 80, 95)
-OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS + (ALERT_FIELD,)
+OVERRIDE_FIELDS = LIST_FIELDS + LIMIT_FIELDS + MODEL_FIELDS + (ALERT_FIELD,)
 # Budgets by period (periods.py), shortest first.
 BUDGET_FIELDS = {"day": "daily_budget_nanos", "week": "weekly_budget_nanos", "month": "monthly_budget_nanos",
                  "total": "total_budget_nanos"}
@@ -121,6 +138,10 @@ class Permissions:
     hold: int | None  # seconds an unsettled request's reservation counts (None: the default, 24 h)
     daily_budget_nanos: int | None  # calendar day in the store's budget time zone
     weekly_budget_nanos: int | None  # calendar week (from Monday) in the same zone
+    input_tokens_per_minute: int | None  # recorded (and declared, in flight) in the last 60 s
+    output_tokens_per_minute: int | None  # recorded in the last 60 s
+    allowed_models: tuple[str, ...]  # lowercased shell patterns; ("*",): every model
+    blocked_models: tuple[str, ...]
     alert_at: tuple[int, ...]  # percentages of each budget that `claude-api alerts` reports
 
     def budgets(self) -> dict:
@@ -128,10 +149,26 @@ class Permissions:
         return {name: getattr(self, f) for name, f in BUDGET_FIELDS.items() if getattr(self, f) is not None}
 
     @cached_property
+    def model_lists(self):
+        """The key's model lists as a models.Lists, or None when it allows every model
+        (the request path then spends nothing on the model, not even an import)."""
+        if self.allowed_models == (ALL,) and not self.blocked_models:
+            return None
+        from . import models
+
+        return models.lists(self.allowed_models, self.blocked_models)
+
+    @property
+    def has_budget(self) -> bool:
+        """Whether a request's cost must be reserved (a model without a price cannot be)."""
+        return any(getattr(self, f) is not None for f in BUDGET_FIELDS.values())
+
+    @cached_property
     def counts_usage(self) -> bool:
         """Whether a request must read usage or hold its place: any budget, a daily
         token limit or a concurrency limit (cached: the request path asks every time)."""
-        return self.tracks_requests or self.tokens_per_day is not None
+        return (self.tracks_requests or self.tokens_per_day is not None
+                or self.input_tokens_per_minute is not None or self.output_tokens_per_minute is not None)
 
     @property
     def tracks_requests(self) -> bool:
@@ -173,6 +210,10 @@ class Permissions:
             "hold": self.hold,
             "daily_budget": in_usd(self.daily_budget_nanos),
             "weekly_budget": in_usd(self.weekly_budget_nanos),
+            "input_tokens_per_minute": self.input_tokens_per_minute,
+            "output_tokens_per_minute": self.output_tokens_per_minute,
+            "allowed_models": list(self.allowed_models),
+            "blocked_models": list(self.blocked_models),
             "alert_at": list(self.alert_at),
         }
 
@@ -204,7 +245,7 @@ def resolve_overrides(profile: str, *overrides) -> Permissions:
     for field, raw in zip(OVERRIDE_FIELDS, overrides):
         if field == ALERT_FIELD:
             values[field] = parse_alerts(raw) if raw is not None else DEFAULT_ALERTS
-        elif field in LIST_FIELDS:
+        elif field in LIST_FIELDS or field in MODEL_FIELDS:
             if raw is not None:
                 import json  # only keys with list overrides need it
 

@@ -7,6 +7,8 @@ claude_keys.gate). A limit of None is no limit; changes are audited.
 """
 from __future__ import annotations
 
+import json
+
 from . import audit, keys, limits, periods, settings
 from .errors import InvalidInput
 from .db.rollups import combine, exact_sums
@@ -23,11 +25,15 @@ SETTINGS = {
     "daily_budget": ("daily_budget_nanos", True),
     "weekly_budget": ("weekly_budget_nanos", True),
     "alert_at": ("alert_at", False),  # not a limit: `claude-api alerts`' thresholds, "50,80,95" (None: default)
+    "input_tokens_per_minute": ("input_tokens_per_minute", False),
+    "output_tokens_per_minute": ("output_tokens_per_minute", False),
 }
-_LATER = ("daily_budget", "weekly_budget", "alert_at")
-# retiring_keys and the settings of issue 17 came later: last, so CSV columns keep their places.
+MODEL_LISTS = ("allowed_models", "blocked_models")  # JSON lists of patterns (models.py); NULL: every model
+# Later fields go last, so CSV columns keep their places.
 FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd", "in_flight",
-          *(s for s in SETTINGS if s not in _LATER), "retiring_keys", *_LATER)
+          "monthly_budget", "total_budget", "rate_limit", "tokens_per_day", "max_concurrent", "hold",
+          "retiring_keys", "daily_budget", "weekly_budget", "alert_at", "input_tokens_per_minute",
+          "output_tokens_per_minute", *MODEL_LISTS)
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
@@ -36,16 +42,24 @@ def get_limits(conn, project_id: str) -> limits.ProjectLimits:
     return limits.ProjectLimits(project_id, *(tuple(row) if row else ()))
 
 
-def set_limits(conn, project_id: str, changes: dict) -> limits.ProjectLimits:
-    """Change some of a project's limits: `changes` maps column -> value (None: no limit)."""
+def set_limits(conn, project_id: str, changes: dict, *, models: dict | None = None,
+               clear_models: bool = False) -> limits.ProjectLimits:
+    """Change some of a project's limits: `changes` maps column -> value (None: no limit);
+    `models` maps allowed_models / blocked_models to patterns to add, after
+    `clear_models` (both lists back to every model)."""
     check_text(project_id, "project id")
-    unknown = set(changes) - set(limits.ProjectLimits.FIELDS)
+    unknown = set(changes) - set(limits.ProjectLimits.FIELDS) | set(changes) & set(MODEL_LISTS)
     if unknown:
         raise InvalidInput(f"unknown project limits: {', '.join(sorted(unknown))}")
     with conn.write():
         before = get_limits(conn, project_id)
         old = {f: getattr(before, f) for f in limits.ProjectLimits.FIELDS}
         new = {**old, **changes}
+        if clear_models:
+            new.update(dict.fromkeys(MODEL_LISTS))
+        for f, patterns in (models or {}).items():
+            items = json.loads(new[f]) if new[f] is not None else (["*"] if f == "allowed_models" else [])
+            new[f] = json.dumps(keys.model_list(f, items, patterns))
         if new == old:
             return before
         columns = ", ".join(new)
@@ -69,7 +83,7 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
     def entry(pid):
         return found.setdefault(pid, {"project_id": pid, "keys": 0, "active_keys": 0, "month_cost_usd": in_usd(0),
                                       "total_cost_usd": in_usd(0), "in_flight": 0, **dict.fromkeys(SETTINGS),
-                                      "retiring_keys": 0})
+                                      "retiring_keys": 0, "allowed_models": ["*"], "blocked_models": []})
 
     if project_id is not None:
         entry(project_id)
@@ -98,11 +112,14 @@ def rows(conn, project_id: str | None = None) -> list[dict]:
                                    f"{flight_where} GROUP BY project_id",
                                    (now, *params)).fetchall():
         entry(pid)["in_flight"] = count
-    columns = ", ".join(column for column, _ in SETTINGS.values())
+    columns = ", ".join([column for column, _ in SETTINGS.values()] + list(MODEL_LISTS))
     for row in conn.execute(f"SELECT project_id, {columns} FROM projects{only}", params).fetchall():
         item = entry(row[0])
         for (name, (_, money)), value in zip(SETTINGS.items(), row[1:]):
             item[name] = in_usd(value) if money else value
+        for name, value in zip(MODEL_LISTS, row[1 + len(SETTINGS):]):
+            if value is not None:
+                item[name] = json.loads(value)
     return [found[pid] for pid in sorted(found)]
 
 

@@ -253,6 +253,7 @@ DROP_ORDER = (
     # keys: when made, when last used, the preset
     "metadata", "created_at", "last_used_at", "profile", "owner",
     # projects: the rarer limits, then the key counts (spend and budgets stay longest)
+    "blocked_models", "allowed_models", "output_tokens_per_minute", "input_tokens_per_minute",
     "alert_at", "hold", "weekly_budget", "daily_budget", "keys", "retiring_keys", "tokens_per_day", "rate_limit", "max_concurrent", "in_flight",
     "total_budget", "monthly_budget",
     # reports: counts, where the money beside them matters more
@@ -481,7 +482,8 @@ def bar(fraction: float, width: int = 24) -> str:
 
 
 LIMITS = ("rate_limit", "tokens_per_day", "max_cost_per_task", "monthly_budget", "timeout",
-          "total_budget", "max_concurrent", "daily_budget", "weekly_budget")
+          "total_budget", "max_concurrent", "daily_budget", "weekly_budget", "input_tokens_per_minute",
+          "output_tokens_per_minute")
 
 
 def readable_permissions(item: dict) -> dict:

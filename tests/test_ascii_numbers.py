@@ -104,7 +104,7 @@ def _secret_and_id():
 
 API_CALLS = {
     # (object, method): {parameter: spellings}
-    ("KeyStore", "check"): {"cost": AMOUNTS},
+    ("KeyStore", "check"): {"cost": AMOUNTS, "max_tokens": COUNTS, "input_tokens": COUNTS},
     ("KeyStore", "record_usage"): {"input_tokens": COUNTS, "output_tokens": COUNTS,
                                    "cache_read_tokens": COUNTS, "cache_write_tokens": COUNTS,
                                    "cache_write_1h_tokens": COUNTS, "cost": AMOUNTS, "at": TIMES},
@@ -114,10 +114,12 @@ API_CALLS = {
     ("PermissionManager", "set_profile"): {"max_cost_per_task": AMOUNTS, "monthly_budget": AMOUNTS,
                                            "total_budget": AMOUNTS, "rate_limit": COUNTS,
                                            "tokens_per_day": COUNTS, "max_concurrent": COUNTS,
-                                           "timeout": COUNTS, "hold": COUNTS},
+                                           "timeout": COUNTS, "hold": COUNTS, "input_tokens_per_minute": COUNTS,
+                                           "output_tokens_per_minute": COUNTS},
     ("PermissionManager", "set_project"): {"monthly_budget": AMOUNTS, "total_budget": AMOUNTS,
                                            "rate_limit": COUNTS, "tokens_per_day": COUNTS,
-                                           "max_concurrent": COUNTS, "hold": COUNTS},
+                                           "max_concurrent": COUNTS, "hold": COUNTS, "input_tokens_per_minute": COUNTS,
+                                           "output_tokens_per_minute": COUNTS},
 }
 CLASSES = {"KeyStore": KeyStore, "AuthManager": AuthManager, "PermissionManager": PermissionManager}
 NUMERIC_NAME = re.compile(r"tokens|cost|budget|limit|concurrent|timeout|expires|grace|seconds|^at$")

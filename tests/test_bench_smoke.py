@@ -16,7 +16,7 @@ def test_benchmarks_run_at_tiny_sizes():
     done = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--smoke"], capture_output=True,
                           text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for section in ("Cold CLI", "In-process request path", "Flat in the number of keys",
+    for section in ("Cold CLI", "In-process request path", "A check with a model", "Flat in the number of keys",
                     "Reports at scale", "usage import", "Concurrency", "PostgreSQL", "Status line"):
         assert f"## {section}" in done.stdout, section
     assert "errors" in done.stdout and "Traceback" not in done.stderr

@@ -45,7 +45,8 @@ def test_import_claude_keys_is_light():
     assert not [m for m in modules if m.split(".")[0] in HEAVY + ("click",)]
 
 
-@pytest.mark.parametrize("extra", [["--dry-run"], ["--tool", "Read"], []])
+@pytest.mark.parametrize("extra", [["--dry-run"], ["--tool", "Read"], [],
+                                   ["--model", "claude-sonnet-4-5", "--max-tokens", "100", "--input-tokens", "10"]])
 def test_keys_verify_stays_light(extra):
     key = create("--profile", "pro")
     assert loaded_heavy_modules("keys", "verify", key["key"], "--json", *extra) == []

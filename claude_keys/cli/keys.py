@@ -14,7 +14,8 @@ from ..values import counted, iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, AlertAt, Cost, Count, Duration, Hold, Limit, MetaEntry, Money, Owner, Profile, Project, Seconds,
-    Text, json_option, key_argument, limit_option, limited, live_key_argument, output_options,
+    Text, json_option, key_argument, limit_option, limited, live_key_argument, model_options, output_options,
+    per_minute_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
@@ -50,6 +51,8 @@ Examples:
 @click.option("--alert-at", type=AlertAt(default=None), metavar="PERCENTS",
               help="When `claude-api alerts` reports a budget: percentages, e.g. 75,90 (default 50,80,95).")
 @click.option("--max-concurrent", type=Count(), help="Requests in flight at once.")
+@per_minute_options
+@model_options
 @click.option("--expires-in", type=Duration(), help="Lifetime, e.g. 90s, 12h, 30d, 2w.")
 @click.option("--owner", type=Owner(), help="Who answers for the key (a person, team or service).")
 @click.option("--meta", type=MetaEntry(), multiple=True, metavar="KEY=VALUE",
@@ -59,14 +62,18 @@ Examples:
 @json_option
 @click.pass_context
 def create(ctx, project_id, profile, name, rate_limit, max_cost, daily_budget, weekly_budget, monthly_budget,
-           total_budget, alert_at, max_concurrent, expires_in, owner, meta, no_keyring, quiet, fmt) -> None:
+           total_budget, alert_at, max_concurrent, input_tokens_per_minute, output_tokens_per_minute, allow_model,
+           block_model, expires_in, owner, meta, no_keyring, quiet, fmt) -> None:
     """Create a key. Its secret is printed once, and kept in the OS keyring if there is one."""
     from .. import keys as lib
 
     overrides = {"rate_limit": rate_limit, "max_cost_nanos": max_cost,
                  "daily_budget_nanos": daily_budget, "weekly_budget_nanos": weekly_budget,
                  "monthly_budget_nanos": monthly_budget, "total_budget_nanos": total_budget,
-                 "max_concurrent": max_concurrent, "alert_at": alert_at}
+                 "max_concurrent": max_concurrent, "alert_at": alert_at,
+                 "input_tokens_per_minute": input_tokens_per_minute,
+                 "output_tokens_per_minute": output_tokens_per_minute,
+                 "allowed_models": list(allow_model) or None, "blocked_models": list(block_model) or None}
     created = lib.create(
         _app(ctx).conn, project_id, profile=profile, name=name,
         overrides={k: v for k, v in overrides.items() if v is not None},
@@ -279,6 +286,9 @@ def _current_lines(now: dict) -> dict:
                      + (f" (reserving {money(now['reserved_usd'])})" if now["reserved_usd"] else ""),
         "requests last minute": "-" if window is None and now["rate_limit"] is None
                                 else of(f"{window or 0:,}", now["rate_limit"]),
+        **{f"{which} tokens last minute": of(f"{now[f'{which}_tokens_last_minute']:,}",
+                                             f"{now[f'{which}_tokens_per_minute']:,}")
+           for which in ("input", "output") if now[f"{which}_tokens_per_minute"] is not None},
         **({"above reservation": f"{counted(now['settled_above_reservation'], 'request')} cost more than "
                                  "its check reserved (see `claude-api audit`)"}
            if now["settled_above_reservation"] else {}),
@@ -297,6 +307,8 @@ _LIMIT_OPTIONS = {
     "daily_budget": "daily_budget_nanos",
     "weekly_budget": "weekly_budget_nanos",
     "alert_at": "alert_at",
+    "input_tokens_per_minute": "input_tokens_per_minute",
+    "output_tokens_per_minute": "output_tokens_per_minute",
 }
 
 
@@ -304,6 +316,7 @@ _LIMIT_OPTIONS = {
 Examples:
   claude-api keys permissions ci
   claude-api keys permissions ci --allow-tool Bash --max-cost 0.50
+  claude-api keys permissions ci --clear-models --allow-model 'claude-haiku-*'
   claude-api keys permissions ci --set-profile enterprise --reset""")
 @key_argument
 @click.option("--set-profile", type=Profile(),
@@ -329,6 +342,13 @@ Examples:
 @click.option("--max-concurrent", type=Limit(Count()), help="Requests in flight at once, unlimited, or default.")
 @click.option("--hold", type=Hold(),
               help="How long an unsettled request's cost stays reserved (default 24h; at least the timeout).")
+@click.option("--input-tokens-per-minute", type=Limit(Count()),
+              help="Input tokens recorded (or declared in flight) in any 60 s, unlimited, or default.")
+@click.option("--output-tokens-per-minute", type=Limit(Count()),
+              help="Output tokens recorded in any 60 s, unlimited, or default.")
+@model_options
+@click.option("--clear-models", is_flag=True,
+              help="Empty both model lists (every model again), before any --allow-model/--block-model.")
 @click.option("--allow-tool", type=NAME, multiple=True, metavar="TOOL", help="Allow a tool ('*' for all).")
 @click.option("--disallow-tool", type=NAME, multiple=True, metavar="TOOL", help="Take a tool off the allowed list.")
 @click.option("--block-tool", type=NAME, multiple=True, metavar="TOOL", help="Block a tool (a block always wins).")
@@ -358,6 +378,10 @@ def permissions(ctx, key, set_profile, keep_overrides, reset, fmt, **options) ->
         for column, option in fields.items():
             if options[option]:
                 getattr(changes, kind)[column] = list(options[option])
+    changes.clear_models = options["clear_models"]
+    for column, option in (("allowed_models", "allow_model"), ("blocked_models", "block_model")):
+        if options[option]:
+            changes.models[column] = list(options[option])
     if keep_overrides and not set_profile:
         raise click.UsageError("--keep-overrides only makes sense with --set-profile", ctx)
     conn = _app(ctx).reader if changes.empty() else _app(ctx).existing
@@ -544,6 +568,7 @@ def reveal(ctx, key) -> None:
 Examples:
   claude-api keys verify "$KEY" --tool Bash --json
   claude-api keys verify ci --cost 0.25 --dry-run
+  claude-api keys verify "$KEY" --model claude-sonnet-4-5 --max-tokens 1024
   printf %s "$KEY" | claude-api keys verify - --tool Read""")
 @click.argument("key", required=False, metavar="[KEY|-]")
 @click.option("--tool", type=NAME, help="The tool the request wants to use.")
@@ -551,22 +576,36 @@ Examples:
 @click.option("--skill", type=NAME, help="The skill the request wants to invoke.")
 @click.option("--cost", type=Cost(), help="The request's (estimated) cost in USD: reserved against the "
               "budgets until `usage record --request-id` or `keys release`.")
+@click.option("--model", type=Text("the model", max_len=256, allow_empty=False), help="The model the request asks for "
+              "(checked against the model lists).")
+@click.option("--max-tokens", type=Count(), help="The request's max_tokens: without --cost, its worst case "
+              "from the price table is reserved (needs --model).")
+@click.option("--input-tokens", type=Count(), help="The request's input tokens (an estimate): priced into "
+              "the worst case, counted against an input tokens-per-minute limit.")
 @click.option("--dry-run", is_flag=True, help="Decide without taking a rate-limit slot or marking the key used.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON, whatever it is.")
 @click.pass_context
-def verify(ctx, key, tool, agent, skill, cost, dry_run, as_json) -> None:
+def verify(ctx, key, tool, agent, skill, cost, model, max_tokens, input_tokens, dry_run, as_json) -> None:
     """Decide whether a request may go ahead (exit 0), or why not: 3 invalid key (401),
     4 not permitted (403), 5 rate limit or budget (429). KEY "-" reads it from stdin."""
     from .. import gate
     from ..errors import StoreError
 
+    if max_tokens is not None and model is None:
+        raise click.UsageError("--max-tokens needs --model: its price makes the request's worst case", ctx)
     if key == "-":
         key = _secret_from_stdin()
     app = _app(ctx)
     app.request_path = True  # a gateway waits a few seconds at most, then fails closed
+    pricer = None
+    if max_tokens is not None and cost is None:
+        from .. import pricing
+
+        pricer = pricing.Pricer(pricing.table(pricing.user_prices_path(app.db_path)))
     try:
         decision = gate.decide(app.existing, key, tool=tool, agent=agent, skill=skill,
-                               cost_nanos=cost, dry_run=dry_run)
+                               cost_nanos=cost, dry_run=dry_run, model=model, max_tokens=max_tokens,
+                               input_tokens=input_tokens, pricer=pricer)
     except Exception as e:
         from ..db import as_store_error
 

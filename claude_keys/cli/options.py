@@ -325,3 +325,23 @@ def limited(rows: list, limit: int, noun: str, nouns: str) -> list:
 
     print_message(f"(showing the latest {limit:,} of {len(rows):,} {nouns}; --limit 0 shows all)")
     return rows[-limit:]
+
+
+MODEL_PATTERN = Text("the model pattern", max_len=128, allow_empty=False)
+
+
+def model_options(fn):
+    """--allow-model / --block-model (keys create, keys permissions, projects set)."""
+    fn = click.option("--block-model", type=MODEL_PATTERN, multiple=True, metavar="PATTERN",
+                      help="Block models matching a shell pattern, e.g. 'claude-opus-*' (a block wins).")(fn)
+    return click.option("--allow-model", type=MODEL_PATTERN, multiple=True, metavar="PATTERN",
+                        help="Allow only models matching shell patterns, e.g. 'claude-haiku-*' "
+                             "(default: every model).")(fn)
+
+
+def per_minute_options(fn):
+    """--input-tokens-per-minute / --output-tokens-per-minute (keys create)."""
+    fn = click.option("--output-tokens-per-minute", type=Count(), metavar="N",
+                      help="Output tokens recorded in any 60 s.")(fn)
+    return click.option("--input-tokens-per-minute", type=Count(), metavar="N",
+                        help="Input tokens recorded (or declared in flight) in any 60 s.")(fn)

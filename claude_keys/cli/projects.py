@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..profiles import UNLIMITED
-from .options import AlertAt, Count, Hold, Money, Project, ProjectLimit, output_options
+from .options import AlertAt, Count, Hold, Money, Project, ProjectLimit, model_options, output_options
 
 MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget", "daily_budget", "weekly_budget",
          "day_cost_usd", "week_cost_usd")
@@ -13,7 +13,9 @@ HEADERS = {"project_id": "project", "active_keys": "active", "retiring_keys": "r
            "total_cost_usd": "in total", "in_flight": "in flight", "monthly_budget": "monthly budget",
            "total_budget": "total budget", "rate_limit": "rate / min", "tokens_per_day": "tokens / day",
            "max_concurrent": "concurrent", "hold": "hold", "daily_budget": "daily budget",
-           "weekly_budget": "weekly budget", "alert_at": "alerts at"}
+           "weekly_budget": "weekly budget", "alert_at": "alerts at",
+           "input_tokens_per_minute": "input tok / min", "output_tokens_per_minute": "output tok / min",
+           "allowed_models": "models", "blocked_models": "blocked models"}
 
 def _human_columns(fields) -> list:
     """People read `retiring` beside `active`; JSON and CSV keep it last (it came later)."""
@@ -36,7 +38,8 @@ def _readable(row: dict) -> dict:
     from ..projects import SETTINGS
 
     default = {"hold": "default (24h)", "alert_at": "default (50,80,95)"}
-    return {k: (default.get(k, "unlimited") if k in SETTINGS and row[k] is None else row[k])
+    return {k: (default.get(k, "unlimited") if k in SETTINGS and row[k] is None
+                else "all" if row[k] == ["*"] else row[k])
             for k in _human_columns(row)}
 
 
@@ -130,23 +133,34 @@ def _ask_below_spend(conn, project_id, changes, yes) -> None:
               help="How long an unsettled request's cost stays reserved for keys without their own (default 24h).")
 @click.option("--alert-at", type=AlertAt(default=UNLIMITED), metavar="PERCENTS",
               help="Alert thresholds of every budget, e.g. 75,90; none; or default (50,80,95).")
+@click.option("--input-tokens-per-minute", type=ProjectLimit(Count()),
+              help="Input tokens recorded (or declared in flight) in any 60 s by all its keys, or unlimited.")
+@click.option("--output-tokens-per-minute", type=ProjectLimit(Count()),
+              help="Output tokens recorded in any 60 s by all its keys, or unlimited.")
+@model_options
+@click.option("--clear-models", is_flag=True,
+              help="Empty both model lists (every model again), before any --allow-model/--block-model.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask when a budget is set below what the project has spent.")
 @output_options
 @click.pass_context
-def set_(ctx, project_id, fmt, yes, **options) -> None:
+def set_(ctx, project_id, fmt, yes, allow_model, block_model, clear_models, **options) -> None:
     """Set limits that all of a project's keys share (each also `unlimited`). A request
-    must pass its key's limits and its project's. A budget below what the project has
-    already spent (its keys are refused at once) is asked about first, unless -y.
+    must pass its key's limits and its project's, and its model both model lists. A
+    budget below what the project has already spent (its keys are refused at once) is
+    asked about first, unless -y.
     Changes are audited."""
     from .. import projects as lib
 
     changes = {lib.SETTINGS[name][0]: None if value == UNLIMITED else value
                for name, value in options.items() if value is not None}
-    if not changes:
+    models = {f: list(patterns) for f, patterns in (("allowed_models", allow_model),
+                                                    ("blocked_models", block_model)) if patterns}
+    if not changes and not models and not clear_models:
         raise click.UsageError("nothing to set: give --daily-budget, --weekly-budget, --monthly-budget, "
-                               "--total-budget, --rate-limit, --tokens-per-day, --max-concurrent, --hold "
-                               "or --alert-at", ctx)
+                               "--total-budget, --rate-limit, --tokens-per-day, --max-concurrent, --hold, "
+                               "--alert-at, --input-tokens-per-minute, --output-tokens-per-minute, "
+                               "--allow-model, --block-model or --clear-models", ctx)
     conn = _app(ctx).conn
     _ask_below_spend(conn, project_id, changes, yes)
-    lib.set_limits(conn, project_id, changes)
+    lib.set_limits(conn, project_id, changes, models=models, clear_models=clear_models)
     _show(conn, project_id, fmt)

@@ -9,7 +9,7 @@ from ..errors import InvalidInput
 
 # The number of steps in db.migrations (a test checks the two agree). Kept here so
 # that opening an up-to-date store never imports the migrations.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # How long any one call may wait on the store (a lock held by another process, a server
 # that does not answer), in seconds. CLAUDE_API_TIMEOUT sets it for everything; without

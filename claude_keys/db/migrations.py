@@ -682,6 +682,36 @@ def m010_budget_periods_and_alerts(m: Step) -> None:
     )
 
 
+@step
+def m011_model_limits(m: Step) -> None:
+    """Model-aware limits (issue 17; claude_keys/models.py, gate.py):
+
+    - keys and projects: allowed_models / blocked_models (JSON lists of lowercased shell
+      patterns; NULL: the profile's, every model, for a key; none for a project) and
+      input_tokens_per_minute / output_tokens_per_minute (NULL: the profile's / no limit;
+      -1 on a key: no limit);
+    - in_flight: the model a request named and the input tokens it declared: until it is
+      settled, those count against an input tokens-per-minute limit for 60 s from its
+      start (its usage row counts from then on);
+    - usage_by_project_time: a project's usage by time, with the key and the tokens, so
+      a tokens-per-minute check reads only its project's last minute, from the index
+      alone. (By time alone, usage_by_time, it read every project's last minute, a row
+      lookup each: 20 ms at 10,000 requests a minute, inside the serialized admission.)
+      One more index entry per recorded request (BENCHMARKS.md: what it costs)."""
+    columns = [("keys", "input_tokens_per_minute", "INTEGER"), ("keys", "output_tokens_per_minute", "INTEGER"),
+               ("keys", "allowed_models", "TEXT"), ("keys", "blocked_models", "TEXT"),
+               ("projects", "input_tokens_per_minute", "INTEGER"), ("projects", "output_tokens_per_minute", "INTEGER"),
+               ("projects", "allowed_models", "TEXT"), ("projects", "blocked_models", "TEXT"),
+               ("in_flight", "model", "TEXT"), ("in_flight", "input_tokens", "INTEGER")]
+    index = ("CREATE INDEX usage_by_project_time ON usage(project_id, at_ms, key_id, input_tokens, "
+             "output_tokens);")
+    m.run(
+        sqlite="\n".join([f"ALTER TABLE {t} ADD COLUMN {c} {kind};" for t, c, kind in columns] + [index]),
+        postgres="\n".join([f"ALTER TABLE {t} ADD COLUMN {c} {'BIGINT' if kind == 'INTEGER' else T};"
+                            for t, c, kind in columns] + [index]),
+    )
+
+
 # -- derived objects: replaced after every upgrade ---------------------------------------
 
 def _install_sqlite(conn) -> None:
