@@ -135,18 +135,12 @@ class KeyGate:
 
 
 def _check_kwargs(asked: dict, described: dict) -> dict:
-    """What the gate gives KeyStore.check besides the headers: the service's `describe`.
-
-    The request's model, max_tokens and input-token estimate are read (`asked`) but not
-    given yet: KeyStore.check takes `model=`, `max_tokens=`, `input_tokens=` with
-    issue 17 (with no cost, it then reserves the worst case from the price table). Once
-    check takes them, switch them on here, and only here:
-
-        kwargs = {"model": asked.get("model"), "max_tokens": asked.get("max_tokens"),
-                  "input_tokens": asked.get("input_tokens")}
-    """
-    kwargs: dict = {}
-    kwargs.update(described)  # (the service's word wins)
+    """What the gate gives KeyStore.check besides the headers: the Messages request's
+    model, max_tokens and input-token estimate (`asked`; with no cost, check reserves
+    the request's worst case from the price table, so a budget stays a hard cap), then
+    the service's `describe` (its word wins)."""
+    kwargs = {name: asked[name] for name in ("model", "max_tokens", "input_tokens") if asked.get(name) is not None}
+    kwargs.update(described)
     return kwargs
 
 
