@@ -3,17 +3,15 @@ httpx clients, the gate in front of a fake Messages API with known usage
 (tests/helpers/asgi.py). On both backends."""
 import asyncio
 import json
-import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from claude_keys import AuthManager
 from tests.helpers.asgi import COST_NANOS, MODEL, RECORDED, messages, serving
-from tests.helpers.store import assert_consistent, sql
+from tests.helpers.store import assert_consistent, sql, store_held_busy
 
 RECORDED_COLUMNS = ", ".join(["model", *RECORDED])
 
@@ -160,26 +158,6 @@ def test_a_budget_with_reservations_is_never_passed(reserved):
         assert many(url, [messages(url, secret, **asked)])[0].status_code == 429  # spent is spent
     spent = sql("SELECT sum(cost_nanos) FROM usage")[0][0]
     assert spent == 5 * COST_NANOS <= 50_000_000
-
-
-@contextmanager
-def store_held_busy(store_backend, target):
-    """Another connection holding what a rate-limited key's slot writes to."""
-    if store_backend == "sqlite":
-        other = sqlite3.connect(target, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
-        return
-    import psycopg
-
-    with psycopg.connect(target) as other:
-        other.execute("LOCK TABLE rate_windows IN EXCLUSIVE MODE")
-        yield
-        other.rollback()
 
 
 def test_the_loop_answers_while_the_store_is_slow(store_backend, isolated, capsys):

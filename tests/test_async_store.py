@@ -1,38 +1,16 @@
 """AsyncKeyStore: KeyStore's calls, awaitable, never blocking the event loop (its calls
 run in bounded worker threads: claude_keys/db/async_connections.py). On both backends."""
 import asyncio
-import sqlite3
 import time
-from contextlib import contextmanager
 
 import pytest
 
 from claude_keys import AsyncKeyStore, AuthManager, KeyNotFound
-from tests.helpers.store import assert_consistent, sql
+from tests.helpers.store import assert_consistent, sql, store_held_busy
 
 
 def key(**opts) -> str:
     return AuthManager().generate_key("async", rate_limit=opts.pop("rate_limit", None), **opts)
-
-
-@contextmanager
-def store_held_busy(store_backend, target):
-    """Another connection holding what a rate-limited key's slot writes to."""
-    if store_backend == "sqlite":
-        other = sqlite3.connect(target, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
-        return
-    import psycopg
-
-    with psycopg.connect(target) as other:
-        other.execute("LOCK TABLE rate_windows IN EXCLUSIVE MODE")
-        yield
-        other.rollback()
 
 
 def test_the_same_calls_awaited():

@@ -189,50 +189,60 @@ def test_tabulate_formats_right_align_numbers_as_the_terminal_does():
 
 # -- questions: what a command will do, and -y ----------------------------------------
 
-def refused(r, *asked) -> str:
-    """No terminal and no answer: the question (naming each of `asked`), then one line
-    saying so and that -y goes ahead; exit 1. Returns the question."""
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.exit_code == 1 and len(lines) == 2 and lines[0].rstrip().endswith("[y/N]:"), r
-    assert lines[1].startswith("Error: not confirmed") and "pass -y" in lines[1] and "nothing was changed" in lines[1], r
+def asked_on_a_terminal(args, answer: bytes, *asked) -> str:
+    """Run on a pseudo-terminal, answer the question with `answer`; the screen, after
+    checking the question names each of `asked`."""
+    from tests.test_terminal import on_terminal
+
+    screen = on_terminal(*args, columns=200, typed=[answer])
+    said = " ".join(screen.split())
+    assert "[y/N]:" in said, screen
     for text in asked:
-        assert text in lines[0], r
-    return lines[0]
+        assert text in said, screen
+    return said
 
 
-def test_rotate_without_grace_asks_first_unless_yes():
+# Off a terminal these questions are not asked: the contract's command lines (`keys
+# rotate`, `keys disable`, `projects set`) have no -y, and scripts keep working.
+
+def test_rotate_without_grace_asks_first_on_a_terminal_unless_yes():
     key = create()
-    refused(cli("keys", "rotate", key["id"]), key["id"], "at once")  # no terminal, no answer
+    said = asked_on_a_terminal(("keys", "rotate", key["id"]), b"n\n", key["id"], "at once")
+    assert "nothing was changed" in said
     assert cli("keys", "show", key["id"], "--json").json()["status"] == "active"
-    assert cli("keys", "rotate", key["id"], input="n\n").exit_code == 1
-    assert cli("keys", "show", key["id"], "--json").json()["status"] == "active"
-    new = cli("keys", "rotate", key["id"], "--json", input="y\n")
-    assert new.exit_code == 0, new
-    newer = cli("keys", "rotate", new.json()["id"], "-y", "--json")
-    assert newer.exit_code == 0 and newer.json()["rotated_from"] == new.json()["id"]
-    graced = cli("keys", "rotate", newer.json()["id"], "--grace", "1h", "--json")  # no question
+    asked_on_a_terminal(("keys", "rotate", key["id"]), b"y\n", key["id"])
+    assert cli("keys", "show", key["id"], "--json").json()["status"] == "revoked"
+    new = next(k for k in cli("keys", "list", "--json").json() if k["status"] == "active")
+    newer = cli("keys", "rotate", new["id"], "--json")  # a script: no question
+    assert newer.exit_code == 0 and newer.stderr == "" and newer.json()["rotated_from"] == new["id"], newer
+    graced = cli("keys", "rotate", newer.json()["id"], "--grace", "1h", "--json")
     assert graced.exit_code == 0 and graced.stderr == "", graced
 
 
-def test_disable_asks_when_it_would_suspend_other_working_secrets():
+def test_disable_asks_on_a_terminal_when_it_would_suspend_other_working_secrets():
     key = create()
     assert cli("keys", "disable", key["id"]).exit_code == 0  # one key: no question
     assert cli("keys", "enable", key["id"]).exit_code == 0
     new = cli("keys", "rotate", key["id"], "--grace", "1h", "--json").json()
-    refused(cli("keys", "disable", new["id"]), new["id"], f"1 other working secret of its lineage ({key['id']})")
+    asked_on_a_terminal(("keys", "disable", new["id"]), b"n\n", new["id"],
+                        f"1 other working secret of its lineage ({key['id']})")
     assert {k["status"] for k in cli("keys", "list", "--json").json()} == {"active", "retiring"}
-    assert cli("keys", "disable", new["id"], "-y").exit_code == 0
+    assert cli("keys", "disable", new["id"]).exit_code == 0  # a script: as the contract says
     assert {k["status"] for k in cli("keys", "list", "--json").json()} == {"disabled"}
 
 
-def test_projects_set_asks_before_a_budget_below_the_spend():
+def test_projects_set_asks_on_a_terminal_before_a_budget_below_the_spend():
     key = create("--project-id", "webshop")
     assert cli("usage", "record", "--key", key["id"], "--cost", "7.30").exit_code == 0
-    refused(cli("projects", "set", "webshop", "--monthly-budget", "5"),
-            "monthly budget to $5.00, below this month's spend ($7.30) of project webshop")
+    asked_on_a_terminal(("projects", "set", "webshop", "--monthly-budget", "5"), b"n\n",
+                        "monthly budget to $5.00, below this month's spend ($7.30) of project webshop")
     assert cli("projects", "show", "webshop", "--json").json()["monthly_budget"] is None
-    assert cli("projects", "set", "webshop", "--monthly-budget", "10").exit_code == 0  # above: no question
-    done = cli("projects", "set", "webshop", "--monthly-budget", "5", "--total-budget", "1", "-y", "--json")
+    # every budget period is asked about, each against its own period's spend
+    asked_on_a_terminal(("projects", "set", "webshop", "--daily-budget", "2", "--weekly-budget", "3"), b"n\n",
+                        "daily budget to $2.00, below today's spend ($7.30) and the weekly budget to $3.00, "
+                        "below this week's spend ($7.30) of project webshop")
+    assert cli("projects", "show", "webshop", "--json").json()["daily_budget"] is None
+    done = cli("projects", "set", "webshop", "--monthly-budget", "5", "--total-budget", "1", "--json")  # a script
     assert done.exit_code == 0 and done.json()["monthly_budget"] == 5.0 and done.json()["total_budget"] == 1.0
 
 

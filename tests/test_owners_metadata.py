@@ -198,7 +198,7 @@ def test_rotation_keeps_them_and_they_belong_to_the_lineage():
     edit(key["id"], "--owner", "bob", "--meta", "team=ads")
     for k in (key["id"], new["id"]):
         assert (show(k)["owner"], show(k)["metadata"]) == ("bob", {"team": "ads"})
-    newer = cli("keys", "rotate", new["id"], "--json").json()  # no grace: `new` is revoked now
+    newer = cli("keys", "rotate", new["id"], "-y", "--json").json()  # no grace: `new` is revoked now
     edit(newer["id"], "--meta", "team=infra")
     assert {show(k)["metadata"]["team"] for k in (key["id"], new["id"], newer["id"])} == {"infra"}
     assert listed("--meta", "team=infra") == [key["id"], new["id"], newer["id"]]

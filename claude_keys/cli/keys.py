@@ -14,8 +14,8 @@ from ..values import counted, iso_s
 from . import warn
 from .options import (
     FOLLOW_PROFILE, AlertAt, Cost, Count, Duration, Hold, Limit, MetaEntry, Money, Owner, Profile, Project, Seconds,
-    Text, json_option, key_argument, limit_option, limited, live_key_argument, model_options, output_options,
-    per_minute_options,
+    Text, clear_models_option, json_option, key_argument, limit_option, limited, live_key_argument, model_options,
+    output_options, per_minute_options,
 )
 
 MONEY = ("max_cost_per_task", "monthly_budget", "total_budget", "month_cost_usd", "total_cost_usd",
@@ -125,6 +125,14 @@ def confirmed(question: str, yes: bool) -> None:
     """Go ahead with -y, or when the user says yes; otherwise stop (exit 1, nothing changed)."""
     if not yes and not _confirm(question):
         raise click.Abort()
+
+
+def confirmed_on_a_terminal(question: str, yes: bool) -> None:
+    """A question only a person at a terminal is asked: off a terminal it goes ahead, as
+    it did before the question existed, so the contract's command lines (which have no
+    -y for it: `keys rotate`, `keys disable`, `projects set`) keep working in scripts."""
+    if sys.stdin.isatty():
+        confirmed(question, yes)
 
 
 # Bounds on what is read from standard input, so `< /dev/zero` is refused at once rather
@@ -347,8 +355,7 @@ Examples:
 @click.option("--output-tokens-per-minute", type=Limit(Count()),
               help="Output tokens recorded in any 60 s, unlimited, or default.")
 @model_options
-@click.option("--clear-models", is_flag=True,
-              help="Empty both model lists (every model again), before any --allow-model/--block-model.")
+@clear_models_option
 @click.option("--allow-tool", type=NAME, multiple=True, metavar="TOOL", help="Allow a tool ('*' for all).")
 @click.option("--disallow-tool", type=NAME, multiple=True, metavar="TOOL", help="Take a tool off the allowed list.")
 @click.option("--block-tool", type=NAME, multiple=True, metavar="TOOL", help="Block a tool (a block always wins).")
@@ -447,7 +454,7 @@ def disable(ctx, key, reason, yes) -> None:
     others = [k for k in lib.disable_targets(conn, found["id"])
               if k != found["id"] and lib.status(lib.get(conn, k), now) in lib.LIVE]
     if others:  # secrets still working besides the one named: say so first
-        confirmed(f"Disable key {_label(found)} and the {counted(len(others), 'other working secret')} of "
+        confirmed_on_a_terminal(f"Disable key {_label(found)} and the {counted(len(others), 'other working secret')} of "
                   f"its lineage ({', '.join(others)})?", yes)
     row, changed = lib.disable(conn, found["id"], reason)
     click.echo(f"Disabled {_listed(changed)}." if changed else f"Key {row['id']} was already disabled.",
@@ -535,7 +542,7 @@ def rotate(ctx, key, grace, no_keyring, quiet, yes, fmt) -> None:
     conn = _app(ctx).existing
     old = lib.find(conn, key)
     if grace == 0 and lib.status(old, conn.now_s()) == "active":  # (anything else is refused below)
-        confirmed(f"Rotate key {_label(old)} of project {old['project_id']}, stopping its current secret "
+        confirmed_on_a_terminal(f"Rotate key {_label(old)} of project {old['project_id']}, stopping its current secret "
                   "at once (--grace 1h would keep it working an hour)?", yes)
     created, old = lib.rotate(conn, old["id"], grace, use_keyring=not no_keyring)
     if created.warning:

@@ -339,6 +339,11 @@ def model_options(fn):
                              "(default: every model).")(fn)
 
 
+clear_models_option = click.option(
+    "--clear-models", is_flag=True,
+    help="Empty both model lists (every model again), before any --allow-model/--block-model.")
+
+
 def per_minute_options(fn):
     """--input-tokens-per-minute / --output-tokens-per-minute (keys create)."""
     fn = click.option("--output-tokens-per-minute", type=Count(), metavar="N",

@@ -4,7 +4,9 @@ from __future__ import annotations
 import click
 
 from ..profiles import UNLIMITED
-from .options import AlertAt, Count, Hold, Money, Project, ProjectLimit, model_options, output_options
+from .options import (
+    AlertAt, Count, Hold, Money, Project, ProjectLimit, clear_models_option, model_options, output_options,
+)
 
 MONEY = ("month_cost_usd", "total_cost_usd", "monthly_budget", "total_budget", "daily_budget", "weekly_budget",
          "day_cost_usd", "week_cost_usd")
@@ -95,23 +97,33 @@ def _show(conn, project_id: str, fmt: str) -> None:
     record(shown, fmt, money=MONEY, headers={**HEADERS, "budget_tz": "budget time zone"})
 
 
-def _ask_below_spend(conn, project_id, changes, yes) -> None:
-    """A budget lowered below the spend it limits stops every key of the project at
-    once: say so, and ask (or go ahead with -y)."""
-    from .. import projects as lib
-    from ..values import usd_pair
-    from .keys import confirmed
+_SPEND_OF = {"day": "today's spend", "week": "this week's spend", "month": "this month's spend",
+             "total": "its total spend"}
 
-    now = lib.rows(conn, project_id)[0]
+
+def _ask_below_spend(conn, project_id, changes, yes) -> None:
+    """A budget lowered below the spend it limits (in its period of the budget time zone)
+    stops every key of the project at once: say so, and ask (or go ahead with -y)."""
+    from .. import limits, periods, settings
+    from ..values import usd_pair
+    from .keys import confirmed_on_a_terminal
+
+    lowered = {name: changes[column] for name, column in limits.ProjectLimits.BUDGETS.items()
+               if changes.get(column) is not None}
+    if not lowered:
+        return
+    now = conn.now_ms()
+    calendar = periods.periods(now, settings.budget_tz(conn))
+    used = limits.read(conn, "project", project_id, now, calendar, total="total" in lowered, tracked=False)
     below = []
-    for column, spent, what in (("monthly_budget_nanos", "month_cost_usd", "this month's spend"),
-                                ("total_budget_nanos", "total_cost_usd", "its total spend")):
-        budget = changes.get(column)
-        if budget is not None and budget < now[spent].nanos:
-            shown_budget, shown_spent = usd_pair(budget, now[spent].nanos)
-            below.append(f"the {column.split('_')[0]} budget to {shown_budget}, below {what} ({shown_spent})")
+    for name, budget in lowered.items():
+        spent = (used.total_nanos or 0) if name == "total" else used.spent[name]
+        if budget < spent:
+            shown_budget, shown_spent = usd_pair(budget, spent)
+            below.append(f"the {periods.ADJECTIVE[name]} budget to {shown_budget}, below {_SPEND_OF[name]} "
+                         f"({shown_spent})")
     if below:
-        confirmed(f"Set {' and '.join(below)} of project {project_id}, so that its keys are refused from "
+        confirmed_on_a_terminal(f"Set {' and '.join(below)} of project {project_id}, so that its keys are refused from "
                   "now on?", yes)
 
 
@@ -138,8 +150,7 @@ def _ask_below_spend(conn, project_id, changes, yes) -> None:
 @click.option("--output-tokens-per-minute", type=ProjectLimit(Count()),
               help="Output tokens recorded in any 60 s by all its keys, or unlimited.")
 @model_options
-@click.option("--clear-models", is_flag=True,
-              help="Empty both model lists (every model again), before any --allow-model/--block-model.")
+@clear_models_option
 @click.option("-y", "--yes", is_flag=True, help="Do not ask when a budget is set below what the project has spent.")
 @output_options
 @click.pass_context

@@ -144,8 +144,8 @@ def report_options(fn):
         win = reports.window(period, since, until, tz, last=last, unit=unit,
                              week_start=reports.week_day(week_start))
         if kwargs.get("active") or kwargs.get("recent"):
-            win.since_ms = win.since_ms // reports.HOUR_MS * reports.HOUR_MS  # blocks start on the hour
-            win.what = "in the last 5 hours" if kwargs.get("active") else "in the last 3 days"
+            win = win._replace(since_ms=win.since_ms // reports.HOUR_MS * reports.HOUR_MS,  # blocks start on the hour
+                               what="in the last 5 hours" if kwargs.get("active") else "in the last 3 days")
         conn = _app(ctx).reader
         key_id = keys.find(conn, key_ref, "--key")["id"] if key_ref is not None else None
         report = reports.Report(conn, win, project_id=project_id, key_id=key_id, session_id=session_id)

@@ -1,6 +1,7 @@
 """Reading the test's store back (either backend): rows, every row, and whether it is
 consistent."""
 import os
+from contextlib import contextmanager
 
 USAGE_TABLES = ("usage", "usage_daily", "usage_hourly", "usage_project_daily")
 NANOS = 1_000_000_000  # nano-dollars in a dollar
@@ -87,3 +88,25 @@ def store_is_absent(store_backend, target) -> bool:
     except StoreMissing:
         return True
     return False
+
+
+@contextmanager
+def store_held_busy(store_backend, target):
+    """Another connection holding what a rate-limited key's slot writes to."""
+    if store_backend == "sqlite":
+        import sqlite3
+
+        other = sqlite3.connect(target, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        return
+    import psycopg
+
+    with psycopg.connect(target) as other:
+        other.execute("LOCK TABLE rate_windows IN EXCLUSIVE MODE")
+        yield
+        other.rollback()
