@@ -201,7 +201,7 @@ def test_rotation_keeps_them_and_they_belong_to_the_lineage():
     newer = cli("keys", "rotate", new["id"], "-y", "--json").json()  # no grace: `new` is revoked now
     edit(newer["id"], "--meta", "team=infra")
     assert {show(k)["metadata"]["team"] for k in (key["id"], new["id"], newer["id"])} == {"infra"}
-    assert listed("--meta", "team=infra") == [key["id"], new["id"], newer["id"]]
+    assert listed("--meta", "team=infra", "--status", "all") == [key["id"], new["id"], newer["id"]]
 
 
 def test_a_revoked_key_cannot_be_relabelled():
