@@ -59,6 +59,7 @@ def closest_budgets(conn, now_ms: int, limit: int = BUDGETS_SHOWN) -> list[dict]
     "name", "project_id", "period": "daily" … "total", "used_nanos", "limit_nanos"}."""
     from . import keys, limits, settings
     from .periods import ADJECTIVE, periods
+    from .projects import get_limits
 
     calendar = periods(now_ms, settings.budget_tz(conn))
     now_s = now_ms // 1000
@@ -80,8 +81,6 @@ def closest_budgets(conn, now_ms: int, limit: int = BUDGETS_SHOWN) -> list[dict]
             add("key", "lineage", row["lineage"], budgets, id=row["id"], name=row["name"],
                 project_id=row["project_id"])
     for (project_id,) in conn.execute("SELECT project_id FROM projects").fetchall():
-        from .projects import get_limits
-
         budgets = get_limits(conn, project_id).budgets()
         if budgets:
             add("project", "project", project_id, budgets, id=project_id, name=None, project_id=project_id)

@@ -454,8 +454,9 @@ def disable(ctx, key, reason, yes) -> None:
     others = [k for k in lib.disable_targets(conn, found["id"])
               if k != found["id"] and lib.status(lib.get(conn, k), now) in lib.LIVE]
     if others:  # secrets still working besides the one named: say so first
-        confirmed_on_a_terminal(f"Disable key {_label(found)} and the {counted(len(others), 'other working secret')} of "
-                  f"its lineage ({', '.join(others)})?", yes)
+        confirmed_on_a_terminal(f"Disable key {_label(found)} and the "
+                                f"{counted(len(others), 'other working secret')} of its lineage "
+                                f"({', '.join(others)})?", yes)
     row, changed = lib.disable(conn, found["id"], reason)
     click.echo(f"Disabled {_listed(changed)}." if changed else f"Key {row['id']} was already disabled.",
                err=True)
@@ -542,8 +543,8 @@ def rotate(ctx, key, grace, no_keyring, quiet, yes, fmt) -> None:
     conn = _app(ctx).existing
     old = lib.find(conn, key)
     if grace == 0 and lib.status(old, conn.now_s()) == "active":  # (anything else is refused below)
-        confirmed_on_a_terminal(f"Rotate key {_label(old)} of project {old['project_id']}, stopping its current secret "
-                  "at once (--grace 1h would keep it working an hour)?", yes)
+        confirmed_on_a_terminal(f"Rotate key {_label(old)} of project {old['project_id']}, stopping its current "
+                                "secret at once (--grace 1h would keep it working an hour)?", yes)
     created, old = lib.rotate(conn, old["id"], grace, use_keyring=not no_keyring)
     if created.warning:
         warn(created.warning)

@@ -123,8 +123,8 @@ def _ask_below_spend(conn, project_id, changes, yes) -> None:
             below.append(f"the {periods.ADJECTIVE[name]} budget to {shown_budget}, below {_SPEND_OF[name]} "
                          f"({shown_spent})")
     if below:
-        confirmed_on_a_terminal(f"Set {' and '.join(below)} of project {project_id}, so that its keys are refused from "
-                  "now on?", yes)
+        confirmed_on_a_terminal(f"Set {' and '.join(below)} of project {project_id}, so that its keys are "
+                                "refused from now on?", yes)
 
 
 @projects.command("set")
