@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
+
+from _common import scratch
 
 CASES = (("monthly budget, UTC", {"monthly_budget": 1000}, None),
          ("daily + monthly, UTC", {"daily_budget": 1000, "monthly_budget": 1000}, None),
@@ -26,7 +27,7 @@ def one(options: dict, zone: str | None, n: int) -> float:
     from claude_keys import AuthManager, KeyStore
     from claude_keys.db import connect
 
-    db = os.path.join(tempfile.mkdtemp(prefix="claude-api-bench-"), "keys.db")
+    db = str(scratch("budget-periods") / "keys.db")
     secret = AuthManager(db).generate_key("p", rate_limit=None, use_keyring=False, **options)
     if zone:
         from claude_keys import settings
@@ -43,15 +44,17 @@ def one(options: dict, zone: str | None, n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=1000)
-    args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.1f}")
+def main(n: int = 1000) -> list[tuple]:
+    print(f"\n## Budget periods in a time zone\n\nload average {os.getloadavg()[0]:.1f}")
+    rows = []
     for name, options, zone in CASES:
-        runs = [one(options, zone, args.n) for _ in range(3)]
+        runs = [one(options, zone, n) for _ in range(3)]
+        rows.append((name, statistics.median(runs)))
         print(f"{name:32} {statistics.median(runs):7.0f} us per check + release")
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1000)
+    main(parser.parse_args().n)

@@ -65,3 +65,8 @@ class StoreMissing(StoreError):
 
 class KeyringFailure(ClaudeKeysError):
     """The OS keyring refused (locked, erroring); distinct from having no keyring."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while a command that handles it runs (an import): it ends the command as
+    Ctrl-C does, with the exit code of a terminated process (143) and its own word."""

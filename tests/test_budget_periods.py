@@ -222,14 +222,14 @@ print(json.dumps({"code": done.returncode, **answer}))
 """
 
 
-def test_32_processes_against_a_one_dollar_daily_budget_admit_exactly_ten():
+def test_16_processes_against_a_one_dollar_daily_budget_admit_exactly_ten():
     set_zone("Asia/Tokyo")
     key = create("--daily-budget", "1.00")
-    start_at = time.time() + 4  # time for 32 processes to start
+    start_at = time.time() + 4  # time for 16 processes to start
     children = [subprocess.Popen([sys.executable, "-c", _CHECK_AND_RECORD, EXE, key["key"], key["id"], str(start_at)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "CLAUDE_API_TIMEOUT": "60"}, preexec_fn=dies_with_this_process())
-                for _ in range(32)]
+                for _ in range(16)]
     answers = []
     for child in children:
         out, err = child.communicate(timeout=240)

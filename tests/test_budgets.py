@@ -1,6 +1,6 @@
 """Budgets: monthly, lifetime and daily-token limits counted from recorded usage (the
 whole lineage's), and the cost a request in flight reserves until its usage settles
-it or it is released; exact when 32 processes race for the last dollar."""
+it or it is released; exact when 16 processes race for the last dollar."""
 import time
 
 import pytest
@@ -155,11 +155,11 @@ def _check_work_record(args):
     return 1, decision.status
 
 
-def test_32_processes_against_a_one_dollar_budget_admit_exactly_two(isolated):
+def test_16_processes_against_a_one_dollar_budget_admit_exactly_two(isolated):
     key = create("--monthly-budget", "1.00")
-    start_at = time.time() + 3  # time for 32 processes to start
-    with spawn_pool(32) as pool:
-        results = pool.map(_check_work_record, [(str(isolated), key["key"], start_at, "0.50")] * 32)
+    start_at = time.time() + 3  # time for 16 processes to start
+    with spawn_pool(16) as pool:
+        results = pool.map(_check_work_record, [(str(isolated), key["key"], start_at, "0.50")] * 16)
     assert sum(r[0] for r in results) == 2
     assert sorted({r[1] for r in results}) == [200, 429]
     assert sql("SELECT count(*), sum(cost_nanos) FROM usage") == [(2, NANOS)]  # never over the budget

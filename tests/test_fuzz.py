@@ -18,7 +18,7 @@ HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan
            "a\x9b31mb", "a\u2066b\u2069", "9" * 5000, "Europe", "proj[/x]", " cc_" + "A" * 38 + "\n"]
 
 
-_open: dict = {}
+_open: dict = {}  # store -> (its connection, the query of its snapshot or None), kept
 _unchanged: dict = {}  # store -> its snapshot, while nothing has changed it since
 
 
@@ -27,10 +27,19 @@ def snapshot(db) -> str:
     from claude_keys import db as store
     from claude_keys.db import transfer
 
-    conn = _open.get(str(db))
-    if conn is None:
+    if str(db) not in _open:
         _open.clear()
-        conn = _open[str(db)] = store.connect(db)
+        conn, query = store.connect(db), None
+        if str(db).startswith("postgresql"):
+            # A round trip per table made the snapshots half of this file's time: on
+            # PostgreSQL, every row of every table (and the list of tables) in one.
+            rows = [f"SELECT '{t}' AS t, s::text AS r FROM {t} s" for t in transfer.tables(conn)]
+            rows.append("SELECT 'table', tablename::text FROM pg_tables WHERE schemaname = current_schema()")
+            query = f"SELECT string_agg(t || ' ' || r, E'\\n' ORDER BY t, r) FROM ({' UNION ALL '.join(rows)}) a"
+        _open[str(db)] = conn, query
+    conn, query = _open[str(db)]
+    if query:
+        return next(iter(conn.execute(query)))[0]
     return "\n".join(repr(tuple(r)) for t in transfer.tables(conn)
                      for r in conn.execute(f"SELECT * FROM {t} ORDER BY 1"))
 
@@ -93,11 +102,15 @@ def test_every_option_with_hostile_values(fuzz_env, store_backend):
     assert tried > 2000 if store_backend == "sqlite" else tried > 1000
 
 
-def test_every_argument_with_hostile_values(fuzz_env):
+def test_every_argument_with_hostile_values(fuzz_env, store_backend):
     db, key_id, record = fuzz_env
-    for path, command in commands():
+    for n, (path, command) in enumerate(commands()):
         arguments = [p for p in command.params if isinstance(p, click.Argument)]
-        for value in HOSTILE:
+        for i, value in enumerate(HOSTILE):
+            # On PostgreSQL each command gets a third of the values, the next command the
+            # next third (a call costs ~6x what it does on SQLite).
+            if store_backend == "postgres" and (i + n) % 3:
+                continue
             if arguments:
                 run_and_check(list(path) + [value] * (1 if arguments[0].nargs == 1 else 2), db)
             run_and_check(list(path) + ["--no-such-option", value], db)

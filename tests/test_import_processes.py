@@ -17,10 +17,10 @@ from tests.test_crash import write_records
 
 @pytest.fixture
 def big_file(isolated, tmp_path):
-    """~22 MB of records: read by worker processes (from 8 MB on)."""
+    """~15 MB of records: read by worker processes (from 8 MB on)."""
     key = create()
     path = tmp_path / "usage.jsonl"
-    write_records(path, key["id"], 150_000)
+    write_records(path, key["id"], 100_000)
     return path
 
 
@@ -86,8 +86,7 @@ def test_sigterm_and_ctrl_c_end_an_import_in_one_line(big_file, sig, code, word)
         assert len(lines) == 1 and lines[0].startswith(f"Error: {word}"), err
         if after_workers:
             assert "run the same import again" in lines[0], err
-    done = proc("usage", "import", str(big_file), "--json")
-    assert done.exit_code == 0, done
+    # (That a rerun then finishes exactly: test_records_import's Ctrl-C test.)
     assert proc("db", "check").exit_code == 0
 
 
@@ -112,3 +111,29 @@ def test_a_worker_ends_when_its_parent_is_gone_without_a_death_signal(tmp_path):
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     orphan = int(child.stdout.split()[0])
     assert left_behind({orphan: "orphan"}, within=20) == {}
+
+
+@pytest.mark.one_backend
+def test_sigterm_before_the_import_takes_over_is_still_a_termination(capsys):
+    """SIGTERM that lands while `usage import` still opens its store (a slow server), before
+    the import's own handling: a terminated process's word and code (143), not Ctrl-C's."""
+    import click
+
+    from claude_keys.cli import run_reporting_errors
+    from claude_keys.errors import Terminated
+
+    def terminated():
+        raise Terminated()
+
+    def aborted_by_it():  # what click makes of it inside a command
+        try:
+            terminated()
+        except KeyboardInterrupt as e:
+            raise click.Abort() from e
+
+    def ctrl_c():
+        raise KeyboardInterrupt()
+
+    assert [run_reporting_errors(call) for call in (terminated, aborted_by_it, ctrl_c)] == [143, 143, 130]
+    assert capsys.readouterr().err.splitlines() == [
+        "Error: terminated", "Error: terminated; nothing was changed", "Error: interrupted"]

@@ -240,7 +240,7 @@ def _interrupt(path, delay):
 
 def test_ctrl_c_says_what_was_stored_and_a_rerun_finishes(isolated, tmp_path):
     key = create()
-    n = 150_000
+    n = 100_000
     path = tmp_path / "usage.jsonl"
     with open(path, "w") as f:
         for i in range(n):
@@ -248,7 +248,7 @@ def test_ctrl_c_says_what_was_stored_and_a_rerun_finishes(isolated, tmp_path):
                                 "model": "claude-haiku-4-5", "input_tokens": i % 100,
                                 "request_id": f"r{i:07d}"}) + "\n")
     seen = set()
-    for delay in (0.5, 1.5, 3.0):
+    for delay in (0.4, 1.2, 2.0):
         before = sql("SELECT count(*) FROM usage")[0][0]
         code, err = _interrupt(path, delay)
         if code == 0 or (code == -signal.SIGINT and not err):

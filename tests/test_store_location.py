@@ -81,9 +81,10 @@ def test_a_password_is_never_printed_nor_made_a_path(spelling, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     path = cli("--db", closed, "db", "path")
     assert path.exit_code == 0 and "hunter22" not in path.stdout
-    for args in (["keys", "create", "--project-id", "p", "--no-keyring"], ["keys", "list"],
-                 ["keys", "verify", "cc_x", "--json"]):
-        result = proc("--db", closed, *args, env={"CLAUDE_API_TIMEOUT": "2"})
+    monkeypatch.setenv("CLAUDE_API_TIMEOUT", "2")
+    for run, args in ((cli, ["keys", "create", "--project-id", "p", "--no-keyring"]), (cli, ["keys", "list"]),
+                      (proc, ["keys", "verify", "cc_x", "--json"])):  # (and once as a program of its own)
+        result = run("--db", closed, *args)
         assert result.exit_code == 1, result
         assert "hunter22" not in result.stderr + result.stdout
     assert os.listdir(tmp_path) == []

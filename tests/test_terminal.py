@@ -112,22 +112,22 @@ def test_keys_list_keeps_ids_hints_and_times_whole(realistic, columns):
 
 
 @pytest.mark.parametrize("columns", [80, 120])
-@pytest.mark.parametrize("report", [("usage", "by-key"), ("usage", "by-project"),
-                                    ("usage", "summary", "--by", "model"), ("usage", "summary")])
-def test_reports_keep_numbers_and_money_whole(realistic, columns, report):
-    screen = on_terminal(*report, "--period", "all", columns=columns)
-    check_screen(screen, columns)
-    rows = cli(*report, "--period", "all", "--json").json()
-    rows = rows if isinstance(rows, list) else [rows]
-    left_out = " ".join(screen.partition("(not shown")[2].split())
-    atoms = [usd(r["cost_usd"]) for r in rows]
-    if "total tokens" not in left_out:  # a narrow screen may leave the tokens out (and says so)
-        atoms += [f"{r['total_tokens']:,}" for r in rows]
-    assert ("$0.0042" in atoms or len(rows) == 1) and not intact(screen, atoms), (atoms, screen)
-    assert "24.979881" not in screen and "$24.9798" not in screen  # cents in human tables
-    if columns == 120 and report[-1] != "summary":  # shown whole, or left out and said so
-        assert "input" in screen.partition("(not shown")[2] or not intact(
-            screen, [f"{r['input_tokens']:,}" for r in rows]), screen
+def test_reports_keep_numbers_and_money_whole(realistic, columns):
+    for report in (("usage", "by-key"), ("usage", "by-project"), ("usage", "summary", "--by", "model"),
+                   ("usage", "summary")):
+        screen = on_terminal(*report, "--period", "all", columns=columns)
+        check_screen(screen, columns)
+        rows = cli(*report, "--period", "all", "--json").json()
+        rows = rows if isinstance(rows, list) else [rows]
+        left_out = " ".join(screen.partition("(not shown")[2].split())
+        atoms = [usd(r["cost_usd"]) for r in rows]
+        if "total tokens" not in left_out:  # a narrow screen may leave the tokens out (and says so)
+            atoms += [f"{r['total_tokens']:,}" for r in rows]
+        assert ("$0.0042" in atoms or len(rows) == 1) and not intact(screen, atoms), (atoms, screen)
+        assert "24.979881" not in screen and "$24.9798" not in screen  # cents in human tables
+        if columns == 120 and report[-1] != "summary":  # shown whole, or left out and said so
+            assert "input" in screen.partition("(not shown")[2] or not intact(
+                screen, [f"{r['input_tokens']:,}" for r in rows]), screen
 
 
 @pytest.mark.parametrize("columns", [80, 120])
@@ -235,28 +235,28 @@ def test_keys_list_with_retiring_and_disabled_keys(spending, columns):
 
 
 @pytest.mark.parametrize("columns", [80, 120])
-@pytest.mark.parametrize("report", [("blocks",), ("summary", "--by", "day,model"), ("summary", "--by", "project,model"),
-                                    ("summary", "--by", "session")])
-def test_usage_import_reports_keep_numbers_money_and_ids_whole(spending, columns, report):
-    screen = on_terminal("usage", *report, "--period", "all", columns=columns)
-    check_screen(screen, columns)
-    rows = cli("usage", *report, "--period", "all", "--json").json()
-    left_out = " ".join(screen.partition("(not shown")[2].split())
-    atoms = [usd(r["cost_usd"]) for r in rows]
-    if "total tokens" not in left_out:  # a narrow screen may leave the tokens out (and says so)
-        atoms += [f"{r['total_tokens']:,}" for r in rows]
-    atoms += [r["session_id"] for r in rows if r.get("session_id")]
-    atoms += [short_model(r["model"]) for r in rows if r.get("model")]  # human tables: sonnet-4.5
-    assert not intact(screen, atoms), (atoms, screen)
-    assert not re.search(r"\d\.\d{5,}", screen), screen  # money and rates as people read them
-    if report[0] == "blocks":
-        active = next(r for r in rows if r["active"])
-        assert "(active)" in screen and usd(active["projected_cost_usd"]) in screen, screen
-    if "model" in report[-1]:  # the total row: its label, and no second label under it
-        total = next(line for line in screen.splitlines() if line.lstrip().startswith("total"))
-        assert " - " not in total, screen
-    if "project" in report[-1]:
-        assert "proj[/x]" in screen, screen
+def test_usage_import_reports_keep_numbers_money_and_ids_whole(spending, columns):
+    for report in (("blocks",), ("summary", "--by", "day,model"), ("summary", "--by", "project,model"),
+                   ("summary", "--by", "session")):
+        screen = on_terminal("usage", *report, "--period", "all", columns=columns)
+        check_screen(screen, columns)
+        rows = cli("usage", *report, "--period", "all", "--json").json()
+        left_out = " ".join(screen.partition("(not shown")[2].split())
+        atoms = [usd(r["cost_usd"]) for r in rows]
+        if "total tokens" not in left_out:  # a narrow screen may leave the tokens out (and says so)
+            atoms += [f"{r['total_tokens']:,}" for r in rows]
+        atoms += [r["session_id"] for r in rows if r.get("session_id")]
+        atoms += [short_model(r["model"]) for r in rows if r.get("model")]  # human tables: sonnet-4.5
+        assert not intact(screen, atoms), (atoms, screen)
+        assert not re.search(r"\d\.\d{5,}", screen), screen  # money and rates as people read them
+        if report[0] == "blocks":
+            active = next(r for r in rows if r["active"])
+            assert "(active)" in screen and usd(active["projected_cost_usd"]) in screen, screen
+        if "model" in report[-1]:  # the total row: its label, and no second label under it
+            total = next(line for line in screen.splitlines() if line.lstrip().startswith("total"))
+            assert " - " not in total, screen
+        if "project" in report[-1]:
+            assert "proj[/x]" in screen, screen
 
 
 @pytest.mark.parametrize("columns", [80, 120])

@@ -116,6 +116,15 @@ class Root(LazyGroup):
         return code
 
 
+def _interrupted(e: KeyboardInterrupt, said: str) -> int:
+    """Ctrl-C (130), or SIGTERM where a command turned it into Terminated (143)."""
+    from ..errors import Terminated
+
+    terminated = isinstance(e, Terminated)
+    error(("terminated" if terminated else "interrupted") + said)
+    return 143 if terminated else 130
+
+
 def run_reporting_errors(call) -> int:
     """Run the CLI; turn any failure into one line on stderr and an exit code."""
     try:
@@ -127,8 +136,7 @@ def run_reporting_errors(call) -> int:
         return 0
     except click.exceptions.Abort as e:
         if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C before a command's own handling
-            error("interrupted; nothing was changed")
-            return 130
+            return _interrupted(e.__cause__, "; nothing was changed")
         error("aborted; nothing was changed")
         return 1
     except click.UsageError as e:
@@ -141,9 +149,8 @@ def run_reporting_errors(call) -> int:
     except ClaudeKeysError as e:
         error(str(e))
         return e.exit_code
-    except KeyboardInterrupt:
-        error("interrupted")
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(e, "")
     except UnicodeDecodeError:
         error("the input is not UTF-8 text")
         return 2

@@ -783,7 +783,7 @@ class _terminate_as_interrupt:
 
 
 def _raise_terminated(signum, frame):
-    from ..importers import Terminated
+    from ..errors import Terminated
 
     raise Terminated()
 

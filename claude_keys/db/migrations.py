@@ -38,25 +38,23 @@ class Step:
         self.dialect = conn.backend
 
     def run(self, *, sqlite: str = "", postgres: str = "") -> None:
-        script = sqlite if self.dialect == "sqlite" else postgres
-        for statement in _statements(script, self.dialect):
+        if self.dialect != "sqlite":
+            self.conn.run_script(postgres)  # PostgreSQL: one round trip for the whole step
+            return
+        for statement in _sqlite_statements(sqlite):
             self.conn.execute(statement)
 
 
-def _statements(script: str, dialect: str) -> list[str]:
-    """A script's statements, each run on its own inside the caller's transaction
+def _sqlite_statements(script: str) -> list[str]:
+    """A SQLite script's statements, each run on its own inside the caller's transaction
     (sqlite3's executescript would commit it). SQLite's own parser says where one ends
-    (a trigger's body holds `;`); PostgreSQL's function bodies are $$-quoted."""
+    (a trigger's body holds `;`)."""
     import sqlite3
 
-    out, current, in_body = [], "", False
+    out, current = [], ""
     for line in script.splitlines(keepends=True):
         current += line
-        if line.count("$$") % 2:
-            in_body = not in_body
-        ended = (sqlite3.complete_statement(current) if dialect == "sqlite"
-                 else not in_body and line.rstrip().endswith(";"))
-        if ended:
+        if sqlite3.complete_statement(current):
             if current.strip().rstrip(";").strip():
                 out.append(current.strip().rstrip(";"))
             current = ""
@@ -722,8 +720,7 @@ def _install_sqlite(conn) -> None:
 
 
 def _install_postgres(conn) -> None:
-    for statement in _statements(windows.TAKE_SLOT_FUNCTION, "postgres"):
-        conn.execute(statement)
+    conn.run_script(windows.TAKE_SLOT_FUNCTION)
 
 
 # -- running them ---------------------------------------------------------------------

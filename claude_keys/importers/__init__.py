@@ -21,7 +21,7 @@ import os
 import stat
 from collections import namedtuple
 
-from ..errors import ClaudeKeysError, ConnectionLost, InvalidInput
+from ..errors import ClaudeKeysError, ConnectionLost, InvalidInput, Terminated
 from .lines import shown, text_field
 from .result import ImportResult
 from ..db.staging import Staging
@@ -35,11 +35,6 @@ class ImportInterrupted(ClaudeKeysError):
     """Ctrl-C: says how much was stored (whole batches), and that a re-run finishes."""
 
     exit_code = 130
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised by the CLI's handler: ends an import as Ctrl-C does (workers
-    stopped, whole batches kept, one line), with the exit code of a terminated process."""
 
 
 class ImportTerminated(ImportInterrupted):

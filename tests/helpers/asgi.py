@@ -169,7 +169,8 @@ def serving(factory: str = "tests.helpers.asgi:gated", env: dict | None = None, 
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", factory, *(["--app-dir", app_dir] if app_dir else ["--factory"]), "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log"],
+         "--log-level", "warning", "--no-access-log",
+         "--timeout-graceful-shutdown", "1"],  # (a slow stream whose client left runs on: do not wait for it)
         env={**os.environ, **(env or {})}, preexec_fn=dies_with_this_process())
     url = f"http://127.0.0.1:{port}"
     try:
