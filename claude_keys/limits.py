@@ -311,7 +311,7 @@ def standing(used: Used, budgets: dict, calendar: dict, now_ms: int) -> list[dic
     out = []
     for name, budget in budgets.items():
         period = calendar.get(name)
-        spent = used.spent.get(name, 0) if period is not None else (used.total_nanos or 0)
+        spent = spent_in(used, name)
         reserved = used.reserved_nanos
         committed = spent + reserved
         out.append({
@@ -319,13 +319,25 @@ def standing(used: Used, budgets: dict, calendar: dict, now_ms: int) -> list[dic
             "limit_usd": in_usd(budget),
             "spent_usd": in_usd(spent),
             "reserved_usd": in_usd(reserved),
-            "left_usd": in_usd(max(0, budget - committed)),
+            "left_usd": in_usd(left(used, {name: budget})[name]),
             "percent": round(committed * 100 / budget, 1) if budget else (100.0 if committed else 0.0),
             "period_start": iso_in_zone(period.start_ms, period.tz) if period is not None else None,
             "resets_at": period.resets if period is not None else None,
             "resets_in_s": period.seconds_left(now_ms) if period is not None else None,
         })
     return out
+
+
+def spent_in(used: Used, name: str) -> int:
+    """What is recorded in a budget's period ("total": ever)."""
+    return (used.total_nanos or 0) if name == "total" else used.spent.get(name, 0)
+
+
+def left(used: Used, budgets: dict) -> dict:
+    """Each budget's period name -> nano-dollars left of it (never below 0): what is
+    recorded in its period and reserved by requests in flight taken off, as `standing`
+    counts them."""
+    return {name: max(0, budget - spent_in(used, name) - used.reserved_nanos) for name, budget in budgets.items()}
 
 
 def iso_in_zone(ms: int, tz: str) -> str:

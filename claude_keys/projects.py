@@ -135,6 +135,26 @@ def budgets(conn, project_id: str) -> dict:
             "budgets": limits.standing(used, own.budgets(), calendar, now)}
 
 
+def tightest_budget(conn, key_row, now: int) -> dict | None:
+    """Of a key's budgets (its lineage's: a rotated key shares them) and its project's,
+    the one with the least left, as `keys show` and `projects show` count it (spent in
+    the period of the store's budget time zone, and reserved by requests in flight):
+    {"scope": "key" or "project", "budget": "daily" … "total", "left_nanos"}; None when
+    neither has a budget. The status line shows it."""
+    calendar = periods.periods(now, settings.budget_tz(conn))
+    found = []
+    for scope, kind, subject, budgets in (
+            ("key", "lineage", key_row["lineage"], keys.permissions(conn, key_row).budgets()),
+            ("project", "project", key_row["project_id"], get_limits(conn, key_row["project_id"]).budgets())):
+        if not budgets:
+            continue
+        spans = {name: calendar[name] for name in budgets if name in calendar}
+        used = limits.read(conn, kind, subject, now, spans, total="total" in budgets)
+        for name, nanos in limits.left(used, budgets).items():
+            found.append({"scope": scope, "budget": periods.ADJECTIVE[name], "left_nanos": nanos})
+    return min(found, key=lambda b: b["left_nanos"]) if found else None
+
+
 def known(conn, project_id: str) -> bool:
     """Whether a key, a limit or a recorded request names the project."""
     return any(conn.execute(f"SELECT 1 FROM {table} WHERE project_id = ? LIMIT 1", (project_id,)).fetchone()
