@@ -94,6 +94,33 @@ class _batch_and_its_count:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # a pending one lands here
 
 
+class _indexes_rebuilt:
+    """Inside a batch's write transaction: when the store holds at most as many requests
+    as the batch brings (`rows`: a first import), the usage table's secondary indexes are dropped before the batch
+    and made again after it, from the sorted table, which costs less than half of
+    keeping them up row by row in request-id order (measured: 0.26 s against 0.46 s of
+    CPU for 54,000 requests). Atomic with the batch (SQLite's DDL is transactional:
+    readers see the indexes throughout); on a bigger table, rebuilding would cost more
+    than it saves, and nothing changes. (SQLite: the staging is in place.)"""
+
+    def __init__(self, conn, rows: int):
+        self.conn, self.rows, self.indexes = conn, rows, []
+
+    def __enter__(self):
+        conn = self.conn
+        if conn.execute("SELECT 1 FROM usage LIMIT 1 OFFSET ?", (self.rows,)).fetchone():
+            return  # (at most `rows` steps of an index to learn it, whatever the table's size)
+        self.indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                    "AND tbl_name = 'usage' AND sql IS NOT NULL").fetchall()
+        for name, _ in self.indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+
+    def __exit__(self, kind, *exc):
+        if kind is None:  # (after an error the transaction is rolled back, indexes and all)
+            for _, sql in self.indexes:
+                self.conn.execute(sql)
+
+
 class _Rows:
     """A table of staged rows, filled by add() in batches of one transaction."""
 
@@ -186,8 +213,10 @@ class Staging(_Rows):
                     "replay_ids", {"message_id": "text", "request_id": "text"},
                     conn.execute("SELECT message_id, request_id FROM staging WHERE message_id IS NOT NULL")):
                 stored = dict(store.execute(found.format(table="replay_ids")))
-        twice = [m for (m,) in conn.execute("SELECT DISTINCT s.message_id FROM staging s WHERE s.message_id "
-                                            f"IS NOT NULL AND {another('staging', 's')}")]
+        # Messages staged under more than one request id: one sort by message id (a seek
+        # per row into the message's range of ids cost three times as much).
+        twice = [m for (m,) in conn.execute("SELECT message_id FROM staging WHERE message_id IS NOT NULL "
+                                            "GROUP BY message_id HAVING min(request_id) <> max(request_id)")]
         if not stored and not twice:
             return
         conn.execute("BEGIN")
@@ -260,7 +289,8 @@ class Staging(_Rows):
             with _batch_and_its_count():
                 if self.in_place:
                     with write(conn), conn.bulk_load():  # the roll-ups are merged set-wise
-                        added, replaced = self._store_batch(last, bound)
+                        with _indexes_rebuilt(conn, min(BATCH, total - seen)):
+                            added, replaced = self._store_batch(last, bound)
                 else:
                     added, replaced = self._send_batch(last, bound)
                 self.imported += added
@@ -293,10 +323,11 @@ class Staging(_Rows):
                          "ORDER BY request_id", (lo, hi))
             source, params = "SELECT * FROM temp.fresh WHERE true", ()
         else:
-            source, params = batch.format(columns=columns) + " ORDER BY request_id", (lo, hi)
-        count = conn.execute(f"INSERT INTO usage ({columns}) {source}", params).rowcount
+            source, params = batch.format(columns=columns), (lo, hi)
+        count = conn.execute(f"INSERT INTO usage ({columns}) {source} ORDER BY request_id", params).rowcount
         if count:
             # The new requests at the roll-ups' finest grouping, then every roll-up from it.
+            # (Grouping needs no order: the batch's rows are read as they lie.)
             conn.execute(f"CREATE TEMP TABLE grain AS {rollups.grain_sql(f'({source}) AS s')}", params)
             for table in rollups.ROLLUPS:
                 conn.execute(rollups.merge_sql(table, "temp.grain", canonical=True))
