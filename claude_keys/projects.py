@@ -37,9 +37,7 @@ FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
-    row = conn.row(f"SELECT {', '.join(limits.ProjectLimits.FIELDS)} FROM projects WHERE project_id = ?",
-                   (project_id,))
-    return limits.ProjectLimits(project_id, *(tuple(row) if row else ()))
+    return limits.of_project(conn, project_id)
 
 
 def set_limits(conn, project_id: str, changes: dict, *, models: dict | None = None,
@@ -133,26 +131,6 @@ def budgets(conn, project_id: str) -> dict:
     used = limits.read(conn, "project", project_id, now, calendar, total=True, tracked=True)
     return {"budget_tz": tz, "day_cost_usd": in_usd(used.spent["day"]), "week_cost_usd": in_usd(used.spent["week"]),
             "budgets": limits.standing(used, own.budgets(), calendar, now)}
-
-
-def tightest_budget(conn, key_row, now: int) -> dict | None:
-    """Of a key's budgets (its lineage's: a rotated key shares them) and its project's,
-    the one with the least left, as `keys show` and `projects show` count it (spent in
-    the period of the store's budget time zone, and reserved by requests in flight):
-    {"scope": "key" or "project", "budget": "daily" … "total", "left_nanos"}; None when
-    neither has a budget. The status line shows it."""
-    calendar = periods.periods(now, settings.budget_tz(conn))
-    found = []
-    for scope, kind, subject, budgets in (
-            ("key", "lineage", key_row["lineage"], keys.permissions(conn, key_row).budgets()),
-            ("project", "project", key_row["project_id"], get_limits(conn, key_row["project_id"]).budgets())):
-        if not budgets:
-            continue
-        spans = {name: calendar[name] for name in budgets if name in calendar}
-        used = limits.read(conn, kind, subject, now, spans, total="total" in budgets)
-        for name, nanos in limits.left(used, budgets).items():
-            found.append({"scope": scope, "budget": periods.ADJECTIVE[name], "left_nanos": nanos})
-    return min(found, key=lambda b: b["left_nanos"]) if found else None
 
 
 def known(conn, project_id: str) -> bool:

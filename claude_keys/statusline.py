@@ -150,7 +150,7 @@ def budget_part(conn, key, now: int) -> list[str]:
     project's (`project monthly` when that one is the project's); [] when neither has a
     budget, or it cannot be read (the rest of the line still shows)."""
     try:
-        from .projects import tightest_budget
+        from .limits import tightest_budget
         from .values import usd_text
 
         tightest = tightest_budget(conn, key, now)
