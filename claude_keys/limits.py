@@ -79,6 +79,12 @@ class ProjectLimits:
                 tuple(json.loads(self.blocked_models)) if self.blocked_models is not None else ())
 
 
+def of_project(conn, project_id: str) -> ProjectLimits:
+    """A project's limits, as stored (no row: none)."""
+    row = conn.row(f"SELECT {', '.join(ProjectLimits.FIELDS)} FROM projects WHERE project_id = ?", (project_id,))
+    return ProjectLimits(project_id, *(tuple(row) if row else ()))
+
+
 @lru_cache(maxsize=1024)
 def project_limits(project_id: str, *values) -> ProjectLimits:
     """A project's limits from a key row's (the request path asks for the same few)."""
@@ -311,7 +317,7 @@ def standing(used: Used, budgets: dict, calendar: dict, now_ms: int) -> list[dic
     out = []
     for name, budget in budgets.items():
         period = calendar.get(name)
-        spent = used.spent.get(name, 0) if period is not None else (used.total_nanos or 0)
+        spent = spent_in(used, name)
         reserved = used.reserved_nanos
         committed = spent + reserved
         out.append({
@@ -319,13 +325,48 @@ def standing(used: Used, budgets: dict, calendar: dict, now_ms: int) -> list[dic
             "limit_usd": in_usd(budget),
             "spent_usd": in_usd(spent),
             "reserved_usd": in_usd(reserved),
-            "left_usd": in_usd(max(0, budget - committed)),
+            "left_usd": in_usd(left(used, {name: budget})[name]),
             "percent": round(committed * 100 / budget, 1) if budget else (100.0 if committed else 0.0),
             "period_start": iso_in_zone(period.start_ms, period.tz) if period is not None else None,
             "resets_at": period.resets if period is not None else None,
             "resets_in_s": period.seconds_left(now_ms) if period is not None else None,
         })
     return out
+
+
+def spent_in(used: Used, name: str) -> int:
+    """What is recorded in a budget's period ("total": ever)."""
+    return (used.total_nanos or 0) if name == "total" else used.spent.get(name, 0)
+
+
+def left(used: Used, budgets: dict) -> dict:
+    """Each budget's period name -> nano-dollars left of it (never below 0): what is
+    recorded in its period and reserved by requests in flight taken off, as `standing`
+    counts them."""
+    return {name: max(0, budget - spent_in(used, name) - used.reserved_nanos) for name, budget in budgets.items()}
+
+
+def tightest_budget(conn, key_row, now: int) -> dict | None:
+    """Of a key's budgets (its lineage's: a rotated key shares them) and its project's,
+    the one with the least left, as `keys show` and `projects show` count it (spent in
+    the period of the store's budget time zone, and reserved by requests in flight):
+    {"scope": "key" or "project", "budget": "daily" … "total", "left_nanos"}; None when
+    neither has a budget. The status line shows it, so this loads no more than it needs
+    (not the key lifecycle: a key's budgets are its profile's and overrides')."""
+    from . import periods, profiles, settings
+
+    calendar = periods.periods(now, settings.budget_tz(conn))
+    found = []
+    for scope, kind, subject, budgets in (
+            ("key", "lineage", key_row["lineage"], profiles.resolve(key_row).budgets()),
+            ("project", "project", key_row["project_id"], of_project(conn, key_row["project_id"]).budgets())):
+        if not budgets:
+            continue
+        spans = {name: calendar[name] for name in budgets if name in calendar}
+        used = read(conn, kind, subject, now, spans, total="total" in budgets)
+        for name, nanos in left(used, budgets).items():
+            found.append({"scope": scope, "budget": periods.ADJECTIVE[name], "left_nanos": nanos})
+    return min(found, key=lambda b: b["left_nanos"]) if found else None
 
 
 def iso_in_zone(ms: int, tz: str) -> str:

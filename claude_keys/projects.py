@@ -37,9 +37,7 @@ FIELDS = ("project_id", "keys", "active_keys", "month_cost_usd", "total_cost_usd
 
 
 def get_limits(conn, project_id: str) -> limits.ProjectLimits:
-    row = conn.row(f"SELECT {', '.join(limits.ProjectLimits.FIELDS)} FROM projects WHERE project_id = ?",
-                   (project_id,))
-    return limits.ProjectLimits(project_id, *(tuple(row) if row else ()))
+    return limits.of_project(conn, project_id)
 
 
 def set_limits(conn, project_id: str, changes: dict, *, models: dict | None = None,

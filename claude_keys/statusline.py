@@ -101,32 +101,65 @@ def figures(payload: dict, db=None, *, now_ms: int | None = None) -> list[str]:
     now = now_ms if now_ms is not None else clock()
     session = payload.get("session_id")
     transcript = payload.get("transcript_path")
+    session = session if isinstance(session, str) and session else None
     conn = connect(db, create=True, wait=min(WAIT_S, timeout()))
     try:
+        key = session_key(conn, session) if session else None
         if isinstance(transcript, str) and transcript:
             try:
-                import_transcript(conn, transcript, db)
+                import_transcript(conn, transcript, db, key=key)
             except Exception:  # noqa: BLE001
                 # Busy (another import holds the write lock past the bound) or a
                 # transcript that is gone: show what is stored; the next call imports
                 # what was missed. (A store that cannot be read fails below.)
                 pass
-        return _parts(conn, session if isinstance(session, str) else None, now)
+        parts = _parts(conn, session, now)
+        if key is not None:
+            parts += budget_part(conn, key, now)
+        return parts
     finally:
         conn.close()
 
 
-def import_transcript(conn, path: str, db=None) -> None:
+def import_transcript(conn, path: str, db=None, key=None) -> None:
     """Store the requests Claude Code appended since they were last read (whole files
     the first time) to the transcript `path` and to its subagents' logs
-    (`<session>/subagents/*.jsonl` beside it), in this process."""
+    (`<session>/subagents/*.jsonl` beside it), in this process, under the keys row
+    `key` (None: no key)."""
     from .db import resolve
     from .importers import import_files
     from .pricing import table, user_prices_path
 
     path = os.path.abspath(os.path.expanduser(path))
     prices = table(user_prices_path(resolve(db)))
-    import_files(conn, [path] + subagent_logs(path), fmt="claude-code", prices=prices, workers=1)
+    import_files(conn, [path] + subagent_logs(path), fmt="claude-code", key=key, prices=prices, workers=1)
+
+
+def session_key(conn, session: str):
+    """The keys row the session's usage is attributed to (`usage import --key`, or a
+    key recorded for its requests): the key of its latest hour with one; None when its
+    requests have no key, or it has none stored yet. (One seek on the session's
+    roll-up index: the status line without keys pays only this.)"""
+    found = conn.execute("SELECT key_id FROM usage_sessions WHERE session_id = ? AND key_id <> '' "
+                         "ORDER BY hour DESC LIMIT 1", (session,)).fetchone()
+    return conn.row("SELECT * FROM keys WHERE id = ?", (found[0],)) if found else None
+
+
+def budget_part(conn, key, now: int) -> list[str]:
+    """["$12.34 budget left (weekly)"]: the least left of the key's budgets and its
+    project's (`project monthly` when that one is the project's); [] when neither has a
+    budget, or it cannot be read (the rest of the line still shows)."""
+    try:
+        from .limits import tightest_budget
+        from .values import usd_text
+
+        tightest = tightest_budget(conn, key, now)
+    except Exception:  # noqa: BLE001  (the status bar shows what it has)
+        return []
+    if tightest is None:
+        return []
+    whose = "project " if tightest["scope"] == "project" else ""
+    return [f"{usd_text(tightest['left_nanos'])} budget left ({whose}{tightest['budget']})"]
 
 
 def subagent_logs(transcript: str) -> list[str]:

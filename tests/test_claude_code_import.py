@@ -587,3 +587,38 @@ def test_a_copied_session_file_changes_no_label(log):
     again = imported(log.parent.parent)
     assert (again["already_stored"], again["relabelled"]) == (1, 0)
     assert _projects() == {"-home-me-app": 1}
+
+
+def _usage_indexes(conn) -> set:
+    if conn.backend != "sqlite":
+        return set()  # (PostgreSQL's merge sends batches to the server; its indexes stay as they are)
+    return {r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage' "
+                                       "AND sql IS NOT NULL").fetchall()}
+
+
+def test_a_first_import_in_many_batches_keeps_every_index_and_total(logs, monkeypatch, isolated):
+    """The first batch into an empty store makes the usage indexes again after its rows
+    (cheaper than keeping them row by row); later batches, into a store holding more
+    than they bring, keep them as they go. Either way: the truth, every roll-up, the
+    same indexes. Two imports on one connection (as the live view runs them) each stage
+    in a private database of their own."""
+    from claude_keys import db as store
+    from claude_keys.db import staging
+    from claude_keys.importers import import_files
+
+    root, truth = logs
+    monkeypatch.setattr(staging, "BATCH", 10)  # the first batches on an empty store, then many
+    conn = store.connect()
+    try:
+        indexes = _usage_indexes(conn)
+        assert indexes or conn.backend != "sqlite"
+        files = sorted(str(p) for p in root.rglob("*.jsonl"))
+        first = import_files(conn, files[:3], db_path=str(isolated))
+        rest = import_files(conn, files, db_path=str(isolated))
+        assert first.imported > 30 and first.imported + rest.imported == truth.requests
+        assert _usage_indexes(conn) == indexes
+    finally:
+        conn.close()
+    assert assert_consistent()[:2] == (truth.requests, truth.input_tokens)
+    total = report("summary", "--period", "all")
+    assert total["total_tokens"] == truth.total_tokens and round(total["cost_usd"] * 1e9) == truth.cost_nanos

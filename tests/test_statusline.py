@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -100,6 +102,65 @@ def test_no_active_block_and_no_session_yet(session):
     # A new session: Claude Code has not written its transcript yet.
     parts = status(session)
     assert parts == ["Haiku 4.5", "$0.00 session", "$0.00 today", "no active block"]
+
+
+def _key(*limits, project="-home-user-app") -> str:
+    r = cli("keys", "create", f"--project-id={project}", "--name", "laptop", *limits, "--json")
+    assert r.exit_code == 0, r
+    return r.json()["id"]
+
+
+def _least_left(key: str) -> float:
+    """What `keys show` and `projects show` say: the least left of their budgets."""
+    shown = cli("keys", "show", key, "--json").json()
+    project = cli("projects", "show", "--json", "--", shown["project_id"]).json()
+    left = [b["left_usd"] for b in shown["current"]["budgets"] + project["budgets"]]
+    return min(left)
+
+
+def test_a_session_imported_with_a_key_shows_the_budget_left(session):
+    key = _key("--daily-budget", "1", "--monthly-budget", "5")
+    add_requests(session, 1, 3, minutes_ago=[3, 2, 1])
+    assert cli("usage", "import", str(session), "--key", key).exit_code == 0
+    parts = status(session)
+    assert parts[1] == "$0.06 session" and parts[-1] == "$0.94 budget left (daily)"
+    assert _least_left(key) == 0.94
+    # The lines appended since are the session's: the status line imports them under its key.
+    add_requests(session, 4, 2, minutes_ago=[0.5, 0.2])
+    parts = status(session)
+    assert parts[1] == "$0.10 session" and parts[-1] == "$0.90 budget left (daily)"
+    assert cli("keys", "show", key, "--json").json()["current"]["day_cost_usd"] == 0.1
+
+
+def test_the_project_budget_shows_when_it_is_the_tightest(session):
+    key = _key("--monthly-budget", "5")
+    assert cli("projects", "set", "--weekly-budget", "0.5", "--", "-home-user-app").exit_code == 0
+    add_requests(session, 1, 2, minutes_ago=[2, 1])
+    assert cli("usage", "import", str(session), "--key", key).exit_code == 0
+    assert status(session)[-1] == "$0.46 budget left (project weekly)"
+
+
+def test_the_budget_left_is_counted_in_the_budget_time_zone(session):
+    assert cli("db", "settings", "budget-tz", "Pacific/Kiritimati").exit_code == 0  # UTC+14
+    key = _key("--daily-budget", "1")
+    add_requests(session, 1, 1, minutes_ago=[1])
+    add_requests(session, 2, 1, minutes_ago=[15 * 60])  # today there or not, by the hour
+    assert cli("usage", "import", str(session), "--key", key).exit_code == 0
+    zone = ZoneInfo("Pacific/Kiritimati")
+    now = datetime.now(zone)
+    today_there = (now - timedelta(hours=15)).date() == now.date()
+    expected = "$0.96" if today_there else "$0.98"
+    assert status(session)[-1] == f"{expected} budget left (daily)"
+    assert f"${_least_left(key):.2f}" == expected
+
+
+def test_no_budget_part_without_a_key_or_without_budgets(session):
+    add_requests(session, 1, 1, minutes_ago=[1])
+    other = transcript(session.parents[2], session="11111111-2222-4333-8444-555555555555")
+    add_requests(other, 100, 1, minutes_ago=[1])
+    key = _key()  # no budget, nor its project
+    assert cli("usage", "import", str(other), "--key", key).exit_code == 0
+    assert not any("budget" in part for part in status(other) + status(session))
 
 
 @pytest.mark.parametrize("stdin", [b"", b"not json", b"[1, 2]", b"null", b'"text"', b"\xff\xfe{}", b"{" * 100_000])

@@ -94,6 +94,51 @@ class _batch_and_its_count:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # a pending one lands here
 
 
+class _indexes_rebuilt:
+    """Inside a batch's write transaction: when the store holds at most as many requests
+    as the batch brings (`rows`: a first import), the usage table's secondary indexes
+    are dropped before the batch and made again after it, from the sorted table, which
+    costs about half of keeping them up row by row in request-id order (measured: 0.27 s
+    against 0.46 s of CPU for 54,000 requests). Atomic with the batch (SQLite's DDL is
+    transactional: readers see the indexes throughout); on a bigger table rebuilding
+    would cost more than it saves, and nothing changes. (SQLite: the staging is in place.)"""
+
+    def __init__(self, conn, rows: int):
+        self.conn, self.rows, self.indexes = conn, rows, []
+
+    def __enter__(self):
+        conn = self.conn
+        if conn.execute("SELECT 1 FROM usage LIMIT 1 OFFSET ?", (self.rows,)).fetchone():
+            return  # (at most `rows` steps of an index to learn it, whatever the table's size)
+        self.indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                    "AND tbl_name = 'usage' AND sql IS NOT NULL").fetchall()
+        for name, _ in self.indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+
+    def __exit__(self, kind, *exc):
+        if kind is None:  # (after an error the transaction is rolled back, indexes and all)
+            for _, sql in self.indexes:
+                self.conn.execute(sql)
+
+
+_PRIVATE = "import_staging"
+
+
+def _attach_private(conn) -> str:
+    """The staging table's name in a private database attached to the store connection
+    (SQLite makes its file, on disk, and deletes it when it is detached): dropping the
+    staging is then detaching it, where dropping a table of the connection's temporary
+    database walks every page of it (~1.5 µs a staged request). An earlier import on
+    this connection that could not detach (interrupted mid-statement) left it attached:
+    it is reused, emptied."""
+    if any(row[1] == _PRIVATE for row in conn.execute("PRAGMA database_list")):
+        conn.execute(f"DROP TABLE IF EXISTS {_PRIVATE}.staging")
+    else:
+        conn.execute(f"ATTACH DATABASE '' AS {_PRIVATE}")
+    conn.execute(f"PRAGMA {_PRIVATE}.cache_size = -16384")  # 16 MiB, then it spills to disk
+    return f"{_PRIVATE}.staging"
+
+
 class _Rows:
     """A table of staged rows, filled by add() in batches of one transaction."""
 
@@ -141,8 +186,9 @@ class Staging(_Rows):
         self.store = store
         self.in_place = store.features.stages_in_place
         if self.in_place:
-            conn = store  # staged in the store connection's own temporary database
+            conn = store  # staged beside the store, in a private database of its connection
             store.tune_for_import()
+            self.table = _attach_private(conn)
         else:
             conn = sqlite3.connect("", isolation_level=None)  # private, on disk, gone when closed
             conn.execute("PRAGMA temp.cache_size = -16384")  # 16 MiB, then it spills to disk
@@ -157,7 +203,7 @@ class Staging(_Rows):
         self.flush()
         self.conn.execute("ATTACH DATABASE ? AS unit", (scratch,))
         try:
-            self.conn.execute("INSERT INTO temp.staging SELECT * FROM unit.staging")
+            self.conn.execute(f"INSERT INTO {self.table} SELECT * FROM unit.staging")
         finally:
             self.conn.execute("DETACH DATABASE unit")
         os.unlink(scratch)
@@ -186,8 +232,10 @@ class Staging(_Rows):
                     "replay_ids", {"message_id": "text", "request_id": "text"},
                     conn.execute("SELECT message_id, request_id FROM staging WHERE message_id IS NOT NULL")):
                 stored = dict(store.execute(found.format(table="replay_ids")))
-        twice = [m for (m,) in conn.execute("SELECT DISTINCT s.message_id FROM staging s WHERE s.message_id "
-                                            f"IS NOT NULL AND {another('staging', 's')}")]
+        # Messages staged under more than one request id: one sort by message id (a seek
+        # per row into the message's range of ids cost three times as much).
+        twice = [m for (m,) in conn.execute("SELECT message_id FROM staging WHERE message_id IS NOT NULL "
+                                            "GROUP BY message_id HAVING min(request_id) <> max(request_id)")]
         if not stored and not twice:
             return
         conn.execute("BEGIN")
@@ -211,7 +259,7 @@ class Staging(_Rows):
                  f"OR EXISTS (SELECT 1 FROM in_flight f WHERE f.request_id = o.request_id "
                  f"AND f.lineage <> coalesce({owner.format(key='o.key_id')}, ''))) LIMIT 1")
         if self.in_place:
-            found = self.conn.execute(clash.format(ours="temp.staging")).fetchone()
+            found = self.conn.execute(clash.format(ours=self.table)).fetchone()
         else:
             store = self.store
             ours = self.conn.execute("SELECT request_id, key_id, replaceable FROM staging WHERE replaceable = 0")
@@ -244,7 +292,7 @@ class Staging(_Rows):
         replaced, already stored); repeated copies of a request count once."""
         self.flush()
         conn = self.conn
-        conn.execute(f"CREATE INDEX temp.staging_order ON staging ({_INDEX})")
+        conn.execute(f"CREATE INDEX {self.table}_order ON staging ({_INDEX})")
         self._resolve_replays()
         self._keep_best_copies()
         self._refuse_ids_of_others()
@@ -260,7 +308,8 @@ class Staging(_Rows):
             with _batch_and_its_count():
                 if self.in_place:
                     with write(conn), conn.bulk_load():  # the roll-ups are merged set-wise
-                        added, replaced = self._store_batch(last, bound)
+                        with _indexes_rebuilt(conn, min(BATCH, total - seen)):
+                            added, replaced = self._store_batch(last, bound)
                 else:
                     added, replaced = self._send_batch(last, bound)
                 self.imported += added
@@ -293,16 +342,17 @@ class Staging(_Rows):
                          "ORDER BY request_id", (lo, hi))
             source, params = "SELECT * FROM temp.fresh WHERE true", ()
         else:
-            source, params = batch.format(columns=columns) + " ORDER BY request_id", (lo, hi)
-        count = conn.execute(f"INSERT INTO usage ({columns}) {source}", params).rowcount
+            source, params = batch.format(columns=columns), (lo, hi)
+        count = conn.execute(f"INSERT INTO usage ({columns}) {source} ORDER BY request_id", params).rowcount
         if count:
             # The new requests at the roll-ups' finest grouping, then every roll-up from it.
+            # (Grouping needs no order: the batch's rows are read as they lie.)
             conn.execute(f"CREATE TEMP TABLE grain AS {rollups.grain_sql(f'({source}) AS s')}", params)
             for table in rollups.ROLLUPS:
                 conn.execute(rollups.merge_sql(table, "temp.grain", canonical=True))
             conn.execute("DROP TABLE temp.grain")
         conn.execute("DROP TABLE IF EXISTS temp.fresh")
-        self._settle("temp.staging WHERE replaceable = 0 AND request_id > ? AND request_id <= ?", (lo, hi))
+        self._settle(f"{self.table} WHERE replaceable = 0 AND request_id > ? AND request_id <= ?", (lo, hi))
         return count - replaced, replaced
 
     def _send_batch(self, lo: str, hi: str) -> tuple[int, int]:
@@ -336,6 +386,7 @@ class Staging(_Rows):
         try:
             if self.conn is self.store:
                 self.drop()
+                self.conn.execute(f"DETACH DATABASE {_PRIVATE}")  # its file goes with it
             else:
                 self.conn.close()  # a private database: closing it is dropping it
         except Exception:
