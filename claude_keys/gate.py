@@ -327,7 +327,7 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
         return _deny(429, f"{prefix} exceeded. {subject} allows no requests.", headers, row)
     oldest = oldest if oldest is not None else now  # (no slot to wait for: a whole window)
     wait = max(1, -(-(oldest + WINDOW_MS - now) // 1000))
-    return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", headers, row)
+    return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", {**headers, "Retry-After": str(wait)}, row)
 
 
 # -- the full admission: budgets, concurrency and rate limits of a key and its project ---
@@ -370,14 +370,15 @@ class _Request:
         warnings: list[str] = []
         over = (self._spend(key, perms, calendar, now, "", warnings)
                 or (shared and self._spend(shared, project, calendar, now, "project", warnings))
-                or _concurrency(key, perms.max_concurrent, "")
-                or (shared and _concurrency(shared, project.max_concurrent, "project"))
+                or self._concurrency(conn, key, perms.max_concurrent, "lineage", row["lineage"], now)
+                or (shared and self._concurrency(conn, shared, project.max_concurrent, "project_id",
+                                                 row["project_id"], now))
                 or self._per_minute(conn, key, perms, "lineage", row["lineage"], now, "")
                 or (shared and self._per_minute(conn, shared, project, "project", row["project_id"], now,
                                                 "project")))
         if over:
-            # (a budget's refusal carries its period's reset; a tokens-per-minute refusal
-            # sets self.retry_after)
+            # (a budget's refusal carries its period's reset; a refusal for requests in
+            # flight or tokens per minute sets self.retry_after)
             message, retry_after = over if isinstance(over, tuple) else (over, self.retry_after)
             headers = _peek(conn, row, perms, project, now)
             if retry_after is not None:
@@ -416,6 +417,18 @@ class _Request:
             windows.touch(conn, row["id"], row["last_used_at"], now // 1000)
         headers = self._headers(conn, taken_windows, header_scope, now, taken=write)
         return _allowed(row, perms, now, headers, warnings, request_id)
+
+    def _concurrency(self, conn, used: limits.Used, limit: int | None, column: str, subject: str,
+                     now: int) -> str | None:
+        """A refusal for requests in flight, or None. Its Retry-After: a place frees when
+        one of them ends, which no one can foresee; at the latest when the first of them
+        gives its place up at its timeout. So the seconds until then, at most
+        CONCURRENCY_RETRY_S: soon enough to take a place that freed early, never past the
+        moment one is sure to free (read only for a refusal)."""
+        message = _concurrency(used, limit, "project" if column == "project_id" else "")
+        if message is not None:
+            self.retry_after = inflight.place_frees(conn, column, subject, now, CONCURRENCY_RETRY_S)
+        return message
 
     def _per_minute(self, conn, used: limits.Used, limits_of, kind: str, subject: str, now: int,
                     whose: str) -> str | None:
@@ -492,6 +505,7 @@ class _Request:
         return None
 
 
+CONCURRENCY_RETRY_S = 5  # the most a refusal for requests in flight tells the client to wait
 _WHEN = {"day": "today", "week": "this week", "month": "this month"}
 
 

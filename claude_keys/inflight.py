@@ -71,6 +71,16 @@ def clear(conn, column: str, subject: str, now_ms: int) -> None:
     conn.execute(f"DELETE FROM in_flight WHERE {column} = ? AND held_ms <= ?", (subject, now_ms))
 
 
+def place_frees(conn, column: str, subject: str, now_ms: int, at_most: int) -> int:
+    """Seconds (1 to `at_most`) until a scope's first request in flight gives up its
+    place at its timeout: a Retry-After for a concurrency refusal (see gate.py)."""
+    first = conn.execute(f"SELECT min(expires_ms) FROM in_flight WHERE {column} = ? AND expires_ms > ?",
+                         (subject, now_ms)).fetchone()[0]
+    if first is None:
+        return 1
+    return max(1, min(at_most, -(-(first - now_ms) // 1000)))
+
+
 def release(conn, request_id: str) -> bool:
     """End a request in flight without usage. False if it was not in flight (settled,
     released, or past its hold already)."""
