@@ -84,11 +84,18 @@ def check_time(at_ms: int, now: int | None = None) -> int:
     return at_ms
 
 
-def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
-           model: str | None = None, tokens: dict, cost_nanos: int | None = None,
-           request_id: str | None = None, at_ms: int | None = None, speed=None,
-           web_searches: int = 0) -> Recorded:
-    """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
+def record(conn, key_id: str, project_id: str, lineage: str, **given) -> Recorded:
+    """Store one request (record_steps, run on `conn`)."""
+    from .db.steps import run
+
+    return run(conn, record_steps(key_id, project_id, lineage, **given))
+
+
+def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
+                 model: str | None = None, tokens: dict, cost_nanos: int | None = None,
+                 request_id: str | None = None, at_ms: int | None = None, speed=None,
+                 web_searches: int = 0):
+    """Store one request, as steps (db/steps.py). `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
     missing cost comes from `pricer` (at fast-mode rates for speed "fast", with the price
     of `web_searches`; its cost mode may override a given cost), and an
     unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
@@ -109,15 +116,17 @@ def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
     if fresh:
-        return Recorded(conn.write_usage(_INSERT, row, one=True) == 1, request_id, cost, priced)
-    stored, reserved = inflight.settle(conn, row, lineage, cost)
+        return Recorded((yield ("write_usage", _INSERT, row, True)) == 1, request_id, cost, priced)
+    stored, reserved = yield from inflight.settle_steps(row, lineage, cost)
     return Recorded(stored, request_id, cost, priced, reserved)
 
 
 def release(conn, request_id: str) -> bool:
     """End a request in flight without usage (its work failed). False if it was not in
     flight (settled, released or expired already)."""
-    return inflight.release(conn, check_text(request_id, "request id"))
+    from .db.steps import run
+
+    return run(conn, inflight.release_steps(check_text(request_id, "request id")))
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",

@@ -277,7 +277,7 @@ class Connection:
         rows it changed."""
         return self.execute(sql, params).rowcount
 
-    def write_usage(self, insert: str, params=(), *, one: bool = False) -> int:
+    def write_usage(self, insert: str, params=(), one: bool = False) -> int:
         """An INSERT into usage and its roll-ups, as one statement (safe against every
         concurrent writer). How many rows it stored. `one`: it inserts one row at most."""
         from .rollups import with_rollups

@@ -88,7 +88,7 @@ class Connection(sqlite3.Connection):
         with self.transaction():
             return self.execute(sql, params).rowcount
 
-    def write_usage(self, insert: str, params=(), *, one: bool = False) -> int:
+    def write_usage(self, insert: str, params=(), one: bool = False) -> int:
         """An INSERT into usage; the roll-ups follow by trigger. How many rows it stored.
         (`one`: it inserts one row at most; the same here.)"""
         return self.execute(insert, params).rowcount
