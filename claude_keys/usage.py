@@ -58,7 +58,13 @@ def check_tokens(**counts) -> dict:
 
 def owner_of(conn, key_id: str) -> tuple[str, str]:
     """A key's (project id, lineage)."""
-    row = conn.execute("SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,)).fetchone()
+    from .db.steps import run
+
+    return run(conn, owner_steps(key_id))
+
+
+def owner_steps(key_id: str):
+    row = yield ("one", "SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,))
     if row is None:
         from .keys import looks_like_id
 

@@ -1,16 +1,21 @@
-"""The async API's way to the store (AsyncKeyStore): every call runs in a worker
-thread, never on the event loop.
+"""The async API's way to the store (AsyncKeyStore): never a wait on the event loop.
 
-The library's calls are synchronous: deciding one request is a few statements with the
-product's rules between them (gate.py), written once for both backends. So an awaitable
-call hands the whole call to a worker, which takes its connection where the threaded API
-does (db/connections.py: one per thread on SQLite, the process's bounded pool on
-PostgreSQL). The workers are bounded too: as many as the connections one process may
-hold (the pool's size, CLAUDE_API_POOL_SIZE, else 10), so a slow store fills the workers
-and never the event loop. A check waits for a free worker within the store's wait bound,
-like a call waiting for a pooled connection; past it, it is unavailable (StoreError).
-Recording usage and releasing wait their turn however long a burst makes it: they end
-requests already served.
+Deciding one request, recording its usage and releasing it are steps (db/steps.py): the
+product's rules written once, asking for each statement. On PostgreSQL, once the store
+is known to be set up, AsyncKeyStore plays those steps on the event loop itself, over
+psycopg's asynchronous connections from an AsyncConnectionPool of the loop
+(db/postgres_async.py): a request waiting on the server holds no thread. Everything
+else runs in a worker thread, with its connection where the threaded API takes it
+(db/connections.py): every call on SQLite (whose driver has no asynchronous side; a
+local file answers in microseconds, and it stays off the loop), and on PostgreSQL the
+first calls, which check (or set up) the store's schema.
+
+Both are bounded alike: at most as many calls under way as the connections one process
+may hold (the pool's size, CLAUDE_API_POOL_SIZE, else 10), so a slow store fills those
+places and never the event loop. A check waits for a place within the store's wait
+bound, like a call waiting for a pooled connection; past it, it is unavailable
+(StoreError). Recording usage and releasing wait their turn however long a burst makes
+it: they end requests already served.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import StoreError
+from .steps import run_async
 
 
 class Workers:
@@ -41,10 +47,11 @@ class Workers:
             self._pid = os.getpid()
         return self._executor
 
-    async def run(self, fn, /, *args, bounded: bool = True, **kwargs):
-        """fn(*args, **kwargs) in a worker; StoreError when no worker is free within the
-        bound. `bounded=False`: wait for a worker as long as it takes (a request's usage
-        must be recorded after a burst, not lost to it; the call itself is still bounded)."""
+    async def place(self, bounded: bool) -> asyncio.Semaphore:
+        """One of the `size` places for a call under way, taken (release it when done);
+        StoreError when none is free within the bound. `bounded=False`: wait as long as
+        it takes (a request's usage must be recorded after a burst, not lost to it; the
+        call itself is still bounded)."""
         loop = asyncio.get_running_loop()
         free = self._free.get(loop)
         if free is None:
@@ -57,8 +64,14 @@ class Workers:
         except asyncio.TimeoutError:
             raise StoreError(f"the store {self.location} is unavailable: every one of this process's "
                              f"{self.size} connections stayed busy for {self.wait:g} s; try again") from None
+        return free
+
+    async def run(self, fn, /, *args, bounded: bool = True, **kwargs):
+        """fn(*args, **kwargs) in a worker, in a place (see `place`)."""
+        free = await self.place(bounded)
         try:
-            return await loop.run_in_executor(self._threads(), functools.partial(fn, *args, **kwargs))
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads(), functools.partial(fn, *args, **kwargs))
         finally:
             free.release()
 
@@ -67,3 +80,79 @@ class Workers:
         if self._executor is not None and self._pid == os.getpid():
             self._executor.shutdown(wait=False)
         self._executor = None
+
+
+class AsyncWay:
+    """How an AsyncKeyStore reaches its store: its worker threads over `connections`
+    (db/connections.py), and on PostgreSQL, once the store is known to be set up, an
+    asynchronous pool per event loop (db/postgres_async.py) to play steps on."""
+
+    def __init__(self, connections, size: int):
+        self.connections, self.size = connections, size
+        self.workers = Workers(size, connections.wait, connections.location)
+        self._pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+        self._pid = os.getpid()
+
+    @property
+    def direct(self) -> bool:
+        """Whether steps can be played on the event loop (PostgreSQL, set up)."""
+        from .location import POSTGRES
+
+        return self.connections.kind == POSTGRES and self.connections.ready
+
+    async def play(self, make_steps, *, bounded: bool = True):
+        """The steps that `make_steps()` gives, played on a connection of the loop's
+        pool; once more (new steps) if the store asked to try again (a pooler forgot a
+        prepared statement: nothing was done)."""
+        from ..errors import TryAgain
+        from . import postgres_async
+
+        free = await self.workers.place(bounded)
+        try:
+            opened = await self._pool()
+            for attempt in (1, 2):
+                conn = await postgres_async.getconn(opened, self.connections.location, self.connections.wait)
+                try:
+                    return await run_async(conn, make_steps())
+                except TryAgain:
+                    if attempt == 2:
+                        raise
+                except Exception as e:
+                    found = postgres_async.is_error(e) and postgres_async.translate(e, self.connections.location)
+                    if not found:  # (a driver's error not met by a statement: the pool's, say)
+                        raise
+                    raise found from None
+                finally:
+                    await postgres_async.putconn(opened, conn)
+        finally:
+            free.release()
+
+    async def _pool(self):
+        loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():  # (a forked child opens its own)
+            self._pools, self._pid = weakref.WeakKeyDictionary(), os.getpid()
+        opening = self._pools.get(loop)
+        if opening is None:  # (the first calls of a burst wait for the same pool)
+            from . import postgres_async
+
+            opening = self._pools[loop] = asyncio.ensure_future(
+                postgres_async.pool(self.connections.where, self.connections.wait, self.size))
+        try:
+            return await asyncio.shield(opening)
+        except Exception:
+            if self._pools.get(loop) is opening:
+                del self._pools[loop]
+            raise
+
+    async def aclose(self) -> None:
+        """Close the running loop's pool (its connections) and let the workers end."""
+        loop = asyncio.get_running_loop()
+        opening = self._pools.pop(loop, None) if self._pid == os.getpid() else None
+        self.close()
+        if opening is not None and opening.done() and not opening.exception():
+            await opening.result().close(timeout=1.0)
+
+    def close(self) -> None:
+        """Let the workers end. (A loop's pool closes with `aclose`, or when the loop
+        and this object are gone.)"""
+        self.workers.close()
