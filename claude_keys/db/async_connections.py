@@ -23,30 +23,46 @@ import asyncio
 import functools
 import os
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 
 from ..errors import StoreError
 from .steps import run_async
 
 
 class Workers:
-    """A bounded set of worker threads for one API object's calls."""
+    """A bounded set of worker threads for one API object's calls.
+
+    A call is handed over through a plain queue and its answer comes back to the loop
+    with one call_soon_threadsafe: about a third of run_in_executor's cost per call
+    (no concurrent.futures Future, no chained futures, no executor bookkeeping), which
+    is most of what the gate costs per request beside the store's own work
+    (BENCHMARKS.md §9). Still one call per hand-off: a worker that took several at
+    once would hold the interpreter lock long enough to stall the loop."""
 
     def __init__(self, size: int, wait: float, location: str):
         self.size, self.wait, self.location = size, wait, location
-        self._executor: ThreadPoolExecutor | None = None
+        self._calls: queue.SimpleQueue | None = None
+        self._started = 0  # worker threads started (they start as calls need them, up to size)
+        self._busy = 0  # calls handed over and not yet answered
         self._pid = None
         # One semaphore per event loop (an asyncio primitive belongs to the loop that
         # first waits on it; a test or a script may run several loops in turn).
         self._free: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = \
             weakref.WeakKeyDictionary()
 
-    def _threads(self) -> ThreadPoolExecutor:
-        if self._executor is None or self._pid != os.getpid():  # (a forked child starts its own)
-            self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="claude-api")
-            self._pid = os.getpid()
-        return self._executor
-
+    def _hand_over(self, loop, fn) -> asyncio.Future:
+        """fn() in a worker; a future of the loop for its answer."""
+        if self._calls is None or self._pid != os.getpid():  # (a forked child starts its own)
+            self._calls, self._started, self._busy, self._pid = queue.SimpleQueue(), 0, 0, os.getpid()
+        self._busy += 1
+        if self._busy > self._started and self._started < self.size:
+            self._started += 1
+            threading.Thread(target=_work, args=(self._calls,), name=f"claude-api-{self._started}",
+                             daemon=True).start()
+        answer = loop.create_future()
+        self._calls.put((fn, answer, loop))
+        return answer
     async def place(self, bounded: bool) -> asyncio.Semaphore:
         """One of the `size` places for a call under way, taken (release it when done);
         StoreError when none is free within the bound. `bounded=False`: wait as long as
@@ -70,16 +86,45 @@ class Workers:
         """fn(*args, **kwargs) in a worker, in a place (see `place`)."""
         free = await self.place(bounded)
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._threads(), functools.partial(fn, *args, **kwargs))
+            return await self._hand_over(asyncio.get_running_loop(), functools.partial(fn, *args, **kwargs))
         finally:
+            self._busy -= 1
             free.release()
 
     def close(self) -> None:
         """Let the workers end (a call under way finishes first, without the caller waiting)."""
-        if self._executor is not None and self._pid == os.getpid():
-            self._executor.shutdown(wait=False)
-        self._executor = None
+        if self._calls is not None and self._pid == os.getpid():
+            for _ in range(self._started):
+                self._calls.put(None)
+        self._calls = None
+
+
+def _work(calls: queue.SimpleQueue) -> None:
+    """A worker thread: calls from the queue, one at a time, each answer sent to its loop,
+    until a None says to end."""
+    while True:
+        item = calls.get()
+        if item is None:
+            return
+        fn, answer, loop = item
+        try:
+            result, error = fn(), None
+        except BaseException as e:  # (the caller's to see, whatever it is)
+            result, error = None, e
+        try:
+            loop.call_soon_threadsafe(_answer, answer, result, error)
+        except RuntimeError:  # the loop has closed: nobody waits for it
+            pass
+        del item, fn, answer, result, error
+
+
+def _answer(answer: asyncio.Future, result, error) -> None:
+    if answer.cancelled():  # (the caller stopped waiting; the call was made)
+        return
+    if error is None:
+        answer.set_result(result)
+    else:
+        answer.set_exception(error)
 
 
 class AsyncWay:
@@ -92,13 +137,14 @@ class AsyncWay:
         self.workers = Workers(size, connections.wait, connections.location)
         self._pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
+        from .location import POSTGRES
+
+        self._server = connections.kind == POSTGRES
 
     @property
     def direct(self) -> bool:
         """Whether steps can be played on the event loop (PostgreSQL, set up)."""
-        from .location import POSTGRES
-
-        return self.connections.kind == POSTGRES and self.connections.ready
+        return self._server and self.connections.ready
 
     async def play(self, make_steps, *, bounded: bool = True):
         """The steps that `make_steps()` gives, played on a connection of the loop's
