@@ -180,20 +180,22 @@ class KeyStore(_StoreClient):
 class AsyncKeyStore:
     """KeyStore's calls, awaitable, for an `async def` service: `await check(...)`, then
     `await record_usage(...)` or `await release(...)`. They never block the event loop
-    (db/async_connections.py): on PostgreSQL they run on it over psycopg's async pool,
-    on SQLite in one of a bounded set of worker threads; at most as many at once as the
-    connections this process may hold (`pool_size`). Same arguments, same answers, same
+    (db/async_connections.py): each runs in one of a bounded set of worker threads, or
+    with `async_pool=True` on PostgreSQL on the loop itself over psycopg's async pool;
+    at most as many at once as the connections this process may hold (`pool_size`). Same arguments, same answers, same
     errors as KeyStore's; `check` answers 503 when no place is free within `timeout`, as
     when the store does not answer (`record_usage` and `release` wait their turn: they
     end requests already served)."""
 
-    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
+    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None,
+                 async_pool: bool = False):
         from .db.async_connections import AsyncWay
         from .db.connections import pool_size as default_size
 
+        check_flag(async_pool, "async_pool")
         self._store = KeyStore(db, timeout=timeout, pool_size=pool_size)
         self.path, self.timeout = self._store.path, self._store.timeout
-        self._way = AsyncWay(self._store._connections, default_size(pool_size))
+        self._way = AsyncWay(self._store._connections, default_size(pool_size), async_pool)
         self._workers = self._way.workers
 
     async def check(self, headers=None, **asked) -> gate.Decision:

@@ -90,7 +90,7 @@ def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
     secret = key(max_cost=0.05, monthly_budget=100, rate_limit=1000)
 
     async def scenario():
-        async with AsyncKeyStore(pool_size=4) as store:
+        async with AsyncKeyStore(pool_size=4, async_pool=True) as store:
             first = await store.check(key=secret)  # in a worker: it checks the schema
             assert store._way.direct
             threads = threading.active_count()
@@ -129,7 +129,7 @@ def test_a_stopped_server_process_is_503_within_the_bound_on_the_loop(pg):
     bound = 1.5
 
     async def scenario():
-        async with AsyncKeyStore(timeout=bound, pool_size=2) as store:
+        async with AsyncKeyStore(timeout=bound, pool_size=2, async_pool=True) as store:
             assert (await store.check(key=secret)).allowed and store._way.direct
             assert (await store.check(key=secret)).allowed  # the loop's pool is open
             with psycopg.connect(pg, autocommit=True) as admin:

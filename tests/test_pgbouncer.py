@@ -155,7 +155,7 @@ def test_the_async_store_stays_exact(behind, monkeypatch):
     key = create("--monthly-budget", "1", "--max-concurrent", "100", "--rate-limit", "40")
 
     async def scenario():
-        async with AsyncKeyStore(pool_size=6) as store:
+        async with AsyncKeyStore(pool_size=6, async_pool=True) as store:
             decisions = await asyncio.gather(*[store.check(key=key["key"], cost="0.10") for _ in range(64)])
             allowed = [d for d in decisions if d.allowed]
             for d in allowed[:3]:

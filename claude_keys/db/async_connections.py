@@ -1,14 +1,18 @@
 """The async API's way to the store (AsyncKeyStore): never a wait on the event loop.
 
+By default every call runs in a worker thread, with its connection where the threaded
+API takes it (db/connections.py): one per thread on SQLite (whose driver has no
+asynchronous side), the process's bounded pool on PostgreSQL.
+
 Deciding one request, recording its usage and releasing it are steps (db/steps.py): the
-product's rules written once, asking for each statement. On PostgreSQL, once the store
-is known to be set up, AsyncKeyStore plays those steps on the event loop itself, over
-psycopg's asynchronous connections from an AsyncConnectionPool of the loop
-(db/postgres_async.py): a request waiting on the server holds no thread. Everything
-else runs in a worker thread, with its connection where the threaded API takes it
-(db/connections.py): every call on SQLite (whose driver has no asynchronous side; a
-local file answers in microseconds, and it stays off the loop), and on PostgreSQL the
-first calls, which check (or set up) the store's schema.
+product's rules written once, asking for each statement. With `async_pool=True` on
+PostgreSQL, once the first call (in a worker) has found the store set up, AsyncKeyStore
+plays those steps on the event loop itself, over psycopg's asynchronous connections
+from an AsyncConnectionPool of the loop (db/postgres_async.py): a request waiting on the
+server holds no thread. It is not the default because it measured slower here
+(BENCHMARKS.md §9: half the throughput of the threads, and longer stalls of the loop,
+with the server on the same 2 cores): the driver's own work for each statement then
+runs on the loop, where in a worker it runs beside it, the lock released while it waits.
 
 Both are bounded alike: at most as many calls under way as the connections one process
 may hold (the pool's size, CLAUDE_API_POOL_SIZE, else 10), so a slow store fills those
@@ -132,14 +136,14 @@ class AsyncWay:
     (db/connections.py), and on PostgreSQL, once the store is known to be set up, an
     asynchronous pool per event loop (db/postgres_async.py) to play steps on."""
 
-    def __init__(self, connections, size: int):
+    def __init__(self, connections, size: int, async_pool: bool = False):
         self.connections, self.size = connections, size
         self.workers = Workers(size, connections.wait, connections.location)
         self._pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
         from .location import POSTGRES
 
-        self._server = connections.kind == POSTGRES
+        self._server = async_pool and connections.kind == POSTGRES
 
     @property
     def direct(self) -> bool:
