@@ -4,7 +4,8 @@ The connection is sqlite3's own (a subclass adding the backend interface, see
 claude_keys.db), so the request path calls SQLite's C code directly. Opening an
 up-to-date store is: connect, set per-connection pragmas, read `PRAGMA user_version`.
 Writers take the single write lock up front (BEGIN IMMEDIATE), so concurrent writers
-wait their turn, for at most the store's wait bound (SQLite's busy timeout). The store's
+wait their turn, for at most the store's wait bound (SQLite's busy timeout; the threads
+of one process first take turns on a lock of the process, see _turns). The store's
 clock is this machine's.
 """
 from __future__ import annotations
