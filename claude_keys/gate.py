@@ -359,7 +359,7 @@ class _Request:
                                            or project.input_tokens_per_minute is not None)
         self.tracked = perms.tracks_requests or project.tracks_requests or declares
         self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
-        self.retry_after: int | None = None  # set by a tokens-per-minute refusal
+        self.retry_after: int | None = None  # set by a refusal for requests in flight or tokens per minute
 
     def admit(self):
         """The admission, as steps inside a transaction: lock the lineage's rate window,

@@ -4,14 +4,14 @@ it ends.
 A request that a limit has to count (a budget or a concurrency limit, on its key or
 its project) is *in flight* from the admission that allows it until it ends: a row of
 `in_flight` (one per request id: an id has one owner), holding its lineage, its
-project, its place and the cost it reserves. It is opened by `open_request`, inside the
+project, its place and the cost it reserves. It is opened by `open_request_step`, inside the
 gate's serialized admission (gate.py), and ends in one of three ways:
 
 - **settled**: its usage is recorded with its request id under any key of its lineage
-  (a rotation in between changes nothing): `settle` (from usage.record) stores the
+  (a rotation in between changes nothing): `settle_steps` (from usage.record) stores the
   usage and deletes the row in one step (conn.record_request); an import of records
   does the same per batch (db/staging.py). From then on its cost counts as spend.
-- **released** (`release`): its work failed; the row goes and nothing is spent.
+- **released** (`release_steps`): its work failed; the row goes and nothing is spent.
 - **held out**: nothing came back. At `expires_ms` (the key's timeout, else 10 min) it
   gives up its place, so a concurrency limit is not blocked by lost work; but its
   reservation keeps counting against budgets until `held_ms` (the hold limit: the

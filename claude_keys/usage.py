@@ -106,7 +106,7 @@ def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     of `web_searches`; its cost mode may override a given cost), and an
     unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
     such a request could never be priced. A request id given is checked and settles the
-    request in flight with it (inflight.settle)."""
+    request in flight with it (inflight.settle_steps)."""
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
     if not model and cost_nanos is None:
         raise InvalidInput("give the request's model (to price it) or its cost")

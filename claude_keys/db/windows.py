@@ -25,13 +25,8 @@ _WINDOW = "SELECT coalesce(sum(n), 0), min(at_ms) FROM rate_slots WHERE lineage 
 
 def window_steps(scope: str, now_ms: int):
     """Requests in the window of a scope, and the oldest one's time (a read: no prune).
-    (Steps: db/steps.py; `window` runs them on a connection.)"""
+    (Steps: db/steps.py.)"""
     count, oldest = yield ("one", _WINDOW, (scope, now_ms - WINDOW_MS))
-    return count, oldest
-
-
-def window(conn, scope: str, now_ms: int) -> tuple[int, int | None]:
-    count, oldest = conn.execute(_WINDOW, (scope, now_ms - WINDOW_MS)).fetchone()
     return count, oldest
 
 
