@@ -1,5 +1,6 @@
 """AsyncKeyStore: KeyStore's calls, awaitable, never blocking the event loop (its calls
-run in bounded worker threads: claude_keys/db/async_connections.py). On both backends."""
+run in bounded worker threads, or with async_pool=True on PostgreSQL on the loop over
+psycopg's async pool: claude_keys/db/async_connections.py). On both backends."""
 import asyncio
 import time
 
@@ -83,17 +84,17 @@ def test_the_loop_runs_while_the_store_waits(store_backend, isolated):
 
 @pytest.mark.postgres_only
 def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
-    """Once the first call has found the store set up, check, record_usage and release
-    play their steps on the event loop (db/async_connections.py), holding no thread."""
-    import threading
-
+    """With async_pool=True, once the first call has found the store set up, check,
+    record_usage and release play their steps on the event loop
+    (db/async_connections.py), holding no thread."""
     secret = key(max_cost=0.05, monthly_budget=100, rate_limit=1000)
 
     async def scenario():
         async with AsyncKeyStore(pool_size=4, async_pool=True) as store:
             first = await store.check(key=secret)  # in a worker: it checks the schema
             assert store._way.direct
-            threads = threading.active_count()
+            handed, hand_over = [], store._workers._hand_over
+            store._workers._hand_over = lambda loop, fn: handed.append(fn) or hand_over(loop, fn)
             decisions = await asyncio.gather(*[store.check(key=secret, model="claude-sonnet-4-5", max_tokens=100)
                                                for _ in range(20)])
             assert all(d.allowed for d in decisions)
@@ -101,7 +102,7 @@ def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
                 store.record_usage(d.key_id, model="claude-sonnet-4-5", input_tokens=10, output_tokens=5,
                                    request_id=d.request_id) for d in decisions[:10]])
             released = await asyncio.gather(*[store.release(d.request_id) for d in decisions[10:]])
-            assert threading.active_count() == threads  # no worker thread was started for them
+            assert handed == []  # none of them went to a worker thread
             assert await store.release(first.request_id) is True
             with pytest.raises(KeyNotFound):
                 await store.record_usage("key_nobody", model="claude-sonnet-4-5", input_tokens=1)
