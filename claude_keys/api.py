@@ -16,9 +16,10 @@ import functools
 import os
 from collections.abc import Mapping
 
-from . import gate, keys, models, pricing, projects, usage
+from . import gate, inflight, keys, models, pricing, projects, usage
 from .db import as_store_error, resolve, timeout as wait_bound
 from .db.connections import Connections
+from .db.steps import run
 from .errors import ClaudeKeysError, InvalidInput, StoreError, TryAgain
 from .profiles import LIST_FIELDS, UNLIMITED
 from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds
@@ -115,28 +116,38 @@ class KeyStore(_StoreClient):
         The key comes from `key` (the secret) or from `headers` (`x-api-key`, then
         `Authorization: Bearer`) or `query` (`api_key`).
         """
+        token, asked = self._asked(headers, key, tool, agent, skill, cost, dry_run, query, model, max_tokens,
+                                   input_tokens)
+        try:
+            return self._decide(token, **asked)
+        except StoreError as e:  # (a store that is missing, unreachable or stalled)
+            return gate.unavailable(str(e))
+
+    def _asked(self, headers=None, key=None, tool=None, agent=None, skill=None, cost=None,
+               dry_run=False, query=None, model=None, max_tokens=None, input_tokens=None) -> tuple:
+        """check's arguments, checked: (the token, gate.decide_steps' keyword arguments)."""
         token = gate.presented(key, "key") if key is not None else gate.token_from(headers, query)
         _check_names(tool, agent, skill)
         check_flag(dry_run, "dry_run")
         cost_nanos = None if cost is None else parse_cost(cost)
         model, max_tokens, input_tokens = models.check_request(model, max_tokens, input_tokens)
-        try:
-            return self._decide(token, tool=tool, agent=agent, skill=skill, cost_nanos=cost_nanos,
-                                dry_run=dry_run, model=model, max_tokens=max_tokens,
-                                input_tokens=input_tokens, pricer=self._pricer)
-        except StoreError as e:  # (a store that is missing, unreachable or stalled)
-            return gate.unavailable(str(e))
+        return token, {"tool": tool, "agent": agent, "skill": skill, "cost_nanos": cost_nanos,
+                       "dry_run": dry_run, "model": model, "max_tokens": max_tokens,
+                       "input_tokens": input_tokens, "pricer": self._pricer}
 
     @_reads
     def _decide(self, conn, token, **asked) -> gate.Decision:
         return gate.decide(conn, token, **asked)
 
     @_writes
-    def record_usage(self, conn, key_id, model=None, input_tokens=0, output_tokens=0,
-                     cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
-                     at=None, cache_write_1h_tokens=0, speed=None,
-                     web_search_requests=0) -> usage.Recorded:
-        """Record one request. `cache_write_tokens` are 5-minute writes; a request id
+    def record_usage(self, conn, key_id, *args, **given) -> usage.Recorded:
+        """Record one request (arguments: see _record_steps)."""
+        return run(conn, self._record_steps(key_id, *args, **given))
+
+    def _record_steps(self, key_id, model=None, input_tokens=0, output_tokens=0,
+                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
+                      at=None, cache_write_1h_tokens=0, speed=None, web_search_requests=0):
+        """Record one request, as steps (db/steps.py). `cache_write_tokens` are 5-minute writes; a request id
         already stored changes nothing (`.recorded` is then False). Give the `model`
         (priced from the price table; `speed="fast"` at fast-mode rates, with
         `web_search_requests` server-side searches at the table's price) or the `cost`.
@@ -148,16 +159,16 @@ class KeyStore(_StoreClient):
         check_text(key_id, "key_id", max_len=512)
         owner = self._owners.get(key_id)
         if owner is None:
-            owner = self._owners[key_id] = usage.owner_of(conn, key_id)
+            owner = self._owners[key_id] = yield from usage.owner_steps(key_id)
         tokens = usage.check_tokens(
             input_tokens=input_tokens, output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens)
         searches = usage.check_tokens(web_search_requests=web_search_requests)["web_search_requests"]
-        return usage.record(conn, key_id, *owner, pricer=self._pricer, model=model, tokens=tokens,
-                            cost_nanos=None if cost is None else parse_cost(cost),
-                            request_id=request_id, at_ms=moment_ms(at), speed=speed,
-                            web_searches=searches)
+        return (yield from usage.record_steps(key_id, *owner, pricer=self._pricer, model=model, tokens=tokens,
+                                              cost_nanos=None if cost is None else parse_cost(cost),
+                                              request_id=request_id, at_ms=moment_ms(at), speed=speed,
+                                              web_searches=searches))
 
     @_reads
     def release(self, conn, request_id) -> bool:
@@ -168,47 +179,66 @@ class KeyStore(_StoreClient):
 
 class AsyncKeyStore:
     """KeyStore's calls, awaitable, for an `async def` service: `await check(...)`, then
-    `await record_usage(...)` or `await release(...)`. They never block the event loop:
-    each runs in one of a bounded set of worker threads (db/async_connections.py), as
-    many as the connections this process may hold (`pool_size`). Same arguments, same
-    answers, same errors as KeyStore's; `check` answers 503 when no worker is free
-    within `timeout`, as when the store does not answer (`record_usage` and `release`
-    wait their turn: they end requests already served)."""
+    `await record_usage(...)` or `await release(...)`. They never block the event loop
+    (db/async_connections.py): each runs in one of a bounded set of worker threads, or
+    with `async_pool=True` on PostgreSQL on the loop itself over psycopg's async pool;
+    at most as many at once as the connections this process may hold (`pool_size`). Same arguments, same answers, same
+    errors as KeyStore's; `check` answers 503 when no place is free within `timeout`, as
+    when the store does not answer (`record_usage` and `release` wait their turn: they
+    end requests already served)."""
 
-    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None):
-        from .db.async_connections import Workers
+    def __init__(self, db: str | os.PathLike | None = None, *, timeout=None, pool_size=None,
+                 async_pool: bool = False):
+        from .db.async_connections import AsyncWay
         from .db.connections import pool_size as default_size
 
+        check_flag(async_pool, "async_pool")
         self._store = KeyStore(db, timeout=timeout, pool_size=pool_size)
         self.path, self.timeout = self._store.path, self._store.timeout
-        self._workers = Workers(default_size(pool_size), self.timeout, self._store._connections.location)
+        self._way = AsyncWay(self._store._connections, default_size(pool_size), async_pool)
+        self._workers = self._way.workers
 
     async def check(self, headers=None, **asked) -> gate.Decision:
         """KeyStore.check, awaitable (the same keyword arguments: key, tool, agent, skill,
         cost, dry_run, query, and whatever KeyStore.check takes)."""
         try:
+            if self._way.direct:
+                token, checked = self._store._asked(headers, **asked)
+                return await self._way.play(lambda: gate.decide_steps(token, **checked))
             return await self._workers.run(self._store.check, headers, **asked)
-        except StoreError as e:  # no worker was free within the bound
+        except StoreError as e:  # no place was free within the bound, or the store did not answer
             return gate.unavailable(str(e))
 
-    async def record_usage(self, key_id, **usage_) -> usage.Recorded:
-        """KeyStore.record_usage, awaitable (the same keyword arguments)."""
-        return await self._workers.run(self._store.record_usage, key_id, bounded=False, **usage_)
+    async def record_usage(self, key_id, *args, **usage_) -> usage.Recorded:
+        """KeyStore.record_usage, awaitable (the same arguments)."""
+        if self._way.direct:
+            make = functools.partial(self._store._record_steps, key_id, *args, **usage_)
+            return await self._way.play(make, bounded=False)
+        return await self._workers.run(self._store.record_usage, key_id, *args, bounded=False, **usage_)
 
     async def release(self, request_id) -> bool:
         """KeyStore.release, awaitable."""
+        if self._way.direct:
+            checked = check_text(request_id, "request id")
+            return await self._way.play(lambda: inflight.release_steps(checked), bounded=False)
         return await self._workers.run(self._store.release, request_id, bounded=False)
 
     def close(self) -> None:
-        """Let the workers end; their connections close with them."""
-        self._workers.close()
+        """Let the workers end; their connections close with them. (In a coroutine,
+        `aclose` closes the event loop's pool at once too.)"""
+        self._way.close()
+        self._store.close()
+
+    async def aclose(self) -> None:
+        """close(), and the running event loop's connections to PostgreSQL."""
+        await self._way.aclose()
         self._store.close()
 
     async def __aenter__(self):
         return self
 
     async def __aexit__(self, *exc):
-        self.close()
+        await self.aclose()
 
 
 class AuthManager(_StoreClient):

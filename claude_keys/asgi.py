@@ -30,8 +30,6 @@ import asyncio
 import inspect
 import json
 import logging
-import math
-import time
 
 from .errors import ClaudeKeysError, InvalidInput
 
@@ -221,16 +219,10 @@ def _rate_headers(decision) -> list:
 
 
 async def _refuse(send, decision) -> None:
-    headers = _rate_headers(decision)
-    reset = decision.headers.get("X-RateLimit-Reset")
-    if decision.status == 429 and reset and decision.headers.get("X-RateLimit-Remaining") == "0":
-        # The rate window is full: a slot frees when its oldest request leaves it.
-        from .db.windows import WINDOW_MS
-
-        wait = min(max(1, math.ceil(int(reset) - time.time())), WINDOW_MS // 1000)
-        headers.append((b"retry-after", str(wait).encode()))
+    """The Decision's refusal as Anthropic's error, with its headers as they are
+    (X-RateLimit-* and Retry-After: the same as `keys verify --json` shows)."""
     error = decision.body["error"]
-    await _error(send, decision.status, error["type"], error["message"], headers)
+    await _error(send, decision.status, error["type"], error["message"], _rate_headers(decision))
 
 
 # -- the reply, and the end of the request's life ------------------------------------------

@@ -37,10 +37,14 @@ def actor() -> str:
 
 
 def record(conn, action: str, key_id: str | None, before, after) -> None:
-    conn.execute(
-        "INSERT INTO audit (at_ms, actor, action, key_id, before, after) VALUES (?, ?, ?, ?, ?, ?)",
-        (now_ms(), actor(), action, key_id, _json(before), _json(after)),
-    )
+    _, sql, params = record_step(action, key_id, before, after)
+    conn.execute(sql, params)
+
+
+def record_step(action: str, key_id: str | None, before, after) -> tuple:
+    """`record` as a step (db/steps.py)."""
+    return ("run", "INSERT INTO audit (at_ms, actor, action, key_id, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+            (now_ms(), actor(), action, key_id, _json(before), _json(after)))
 
 
 def _json(value: dict | None) -> str | None:

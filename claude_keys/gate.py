@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from . import inflight, limits, periods, profiles
 from . import secret as fmt
 from .db import windows
+from .db.steps import run
 from .db.windows import WINDOW_MS
 from .errors import InvalidInput
 from .values import new_request_id, usd_pair, usd_text
@@ -145,12 +146,12 @@ def token_from(headers=None, query=None) -> str | None:
     return None
 
 
-def lookup(conn, token: str | None):
+def lookup_steps(token: str | None):
     """(the key's row, or None, and the time now in ms) for a presented token."""
     digest = fmt.lookup_digest(token)
     if digest is None:
         return None, None
-    return conn.row_with_clock(_LOOKUP, (digest,))
+    return (yield ("row_with_clock", _LOOKUP, (digest,)))
 
 
 def usable(row, now_ms: int) -> bool:
@@ -180,11 +181,17 @@ def presented(value, what: str = "the key") -> str | None:
     raise InvalidInput(f"{what} must be text or bytes, not {type(value).__name__}")
 
 
-def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
-           cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None,
-           model: str | None = None, max_tokens: int | None = None, input_tokens: int | None = None,
-           pricer=None) -> Decision:
-    """The decision for one request. `model`, `max_tokens` and `input_tokens` (already
+def decide(conn, token: str | None, **asked) -> Decision:
+    """The decision for one request (decide_steps, run on `conn`)."""
+    return run(conn, decide_steps(token, **asked))
+
+
+def decide_steps(token: str | None, *, tool=None, agent=None, skill=None,
+                 cost_nanos: int | None = None, dry_run: bool = False, standard_agents=None,
+                 model: str | None = None, max_tokens: int | None = None, input_tokens: int | None = None,
+                 pricer=None):
+    """The decision for one request, as steps (db/steps.py: run on a connection of
+    either kind). `model`, `max_tokens` and `input_tokens` (already
     checked) are what the request will ask the model for: the model is matched against
     the key's and project's model lists; with no `cost_nanos`, a model and max_tokens
     reserve the request's worst case (`pricer`: a pricing.Pricer, else the bundled and
@@ -194,14 +201,19 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
         token = token.strip()  # a pasted key keeps no surrounding whitespace
     if not token:
         return _deny(401, "Missing Authorization header")
-    row, now = lookup(conn, token)
+    row, now = yield from lookup_steps(token)
     if row is None or not usable(row, now):
         # The caller learns nothing more; `keys show` tells the operator why.
         return _deny(401, "Invalid API key")
     values = tuple(row)
     perms = profiles.resolve_overrides(row["profile"], *values[_OVERRIDES])
     project = limits.project_limits(row["project_id"], *values[_PROJECT])
-    standard = standard_agents or (lambda: profiles.standard_agents(conn))
+    standard = standard_agents
+    if standard is None and agent is not None and not perms.allows_agent(agent):
+        # (read only when the key's agents name the standard ones and not this agent)
+        found = yield ("one", profiles.STANDARD_AGENTS, ())
+        agents = profiles.standard_agents_of(found)
+        standard = lambda: agents  # noqa: E731
 
     refusal = _refusal(perms, tool, agent, skill, cost_nanos, standard)
     if refusal is None and model is not None and (perms.model_lists or project.model_lists):
@@ -213,18 +225,14 @@ def decide(conn, token: str | None, *, tool=None, agent=None, skill=None,
             and (perms.max_cost_nanos is not None or perms.tracks_requests or project.tracks_requests)):
         worst, refusal = _worst_case(pricer, model, input_tokens, max_tokens, perms, project)
     if refusal:
-        return _deny(403, refusal, _peek(conn, row, perms, project, now), row)
+        return _deny(403, refusal, (yield from _peek(row, perms, project, now)), row)
     if not project.any and not perms.counts_usage:
         # Nothing to count but (maybe) the key's own rate: the request path's fast lane.
-        return _rate_only(conn, row, perms, now, dry_run)
+        return (yield from _rate_only(row, perms, now, dry_run))
     request = _Request(row, perms, project, cost_nanos, worst, model, input_tokens)
     if dry_run:
-        return request.decide(conn, now, write=False)
-    with conn.transaction():
-        # Lock the lineage's rate window, then the project's (always in that order, so
-        # two admissions never wait on each other in a cycle), then read the clock.
-        now = conn.lock_scopes(request.scopes)
-        return request.decide(conn, now, write=True)
+        return (yield from request.decide(now, write=False))
+    return (yield ("transaction", request.admit()))
 
 
 def _refusal(perms: profiles.Permissions, tool, agent, skill, cost_nanos, standard) -> str | None:
@@ -274,20 +282,20 @@ def _allowed(row, perms, now: int, headers: dict, warnings: list, request_id: st
 
 # -- the fast lane: no budget, no concurrency, no project limits ------------------------
 
-def _rate_only(conn, row, perms, now: int, dry_run: bool) -> Decision:
+def _rate_only(row, perms, now: int, dry_run: bool):
     limit = perms.rate_limit
     now_s = now // 1000
     if limit is None:
         headers = {}
         if not dry_run and (row["last_used_at"] or 0) < now_s:
-            conn.write_one(windows.TOUCH, (now_s, row["id"], now_s))  # one statement, its own transaction
+            yield ("write_one", windows.TOUCH, (now_s, row["id"], now_s))  # one statement, its own transaction
     elif dry_run:
-        count, oldest = windows.window(conn, row["lineage"], now)
+        count, oldest = yield from windows.window_steps(row["lineage"], now)
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now, "")
         headers = _headers(limit, count, oldest, now)
     else:
-        count, oldest, now = conn.take_slot(row["lineage"], limit, row["id"], row["last_used_at"])
+        count, oldest, now = yield ("take_slot", row["lineage"], limit, row["id"], row["last_used_at"])
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now, "")
         headers = _headers(limit, count + 1, oldest, now)
@@ -310,11 +318,11 @@ def _header_scope(row, perms, project) -> tuple[str | None, int | None]:
     return None, None
 
 
-def _peek(conn, row, perms, project, now: int) -> dict:
+def _peek(row, perms, project, now: int):
     scope, limit = _header_scope(row, perms, project)
     if limit is None:
         return {}
-    count, oldest = windows.window(conn, scope, now)
+    count, oldest = yield from windows.window_steps(scope, now)
     return _headers(limit, count, oldest, now)
 
 
@@ -327,7 +335,7 @@ def _rate_limited(row, limit: int, count: int, oldest: int | None, now: int, who
         return _deny(429, f"{prefix} exceeded. {subject} allows no requests.", headers, row)
     oldest = oldest if oldest is not None else now  # (no slot to wait for: a whole window)
     wait = max(1, -(-(oldest + WINDOW_MS - now) // 1000))
-    return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", headers, row)
+    return _deny(429, f"{prefix} exceeded. Reset in {wait} seconds.", {**headers, "Retry-After": str(wait)}, row)
 
 
 # -- the full admission: budgets, concurrency and rate limits of a key and its project ---
@@ -351,35 +359,58 @@ class _Request:
                                            or project.input_tokens_per_minute is not None)
         self.tracked = perms.tracks_requests or project.tracks_requests or declares
         self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
-        self.retry_after: int | None = None  # set by a tokens-per-minute refusal
+        self.retry_after: int | None = None  # set by a refusal for requests in flight or tokens per minute
 
-    def decide(self, conn, now: int, *, write: bool) -> Decision:
+    def admit(self):
+        """The admission, as steps inside a transaction: lock the lineage's rate window,
+        then the project's (always in that order, so two admissions never wait on each
+        other in a cycle), then read the clock, then decide and write."""
+        now = yield ("lock_scopes", self.scopes)
+        return (yield from self.decide(now, write=True))
+
+    def decide(self, now: int, *, write: bool):
         row, perms, project = self.row, self.perms, self.project
         calendar = periods.periods(now, row["budget_tz"] or periods.UTC)
-        key = limits.read(conn, "lineage", row["lineage"], now, _spans(calendar, perms),
-                          total=perms.total_budget_nanos is not None, tracked=self.tracked,
-                          minute=row["project_id"] if _per_minute(perms) else None)
-        shared = (limits.read(conn, "project", row["project_id"], now, _spans(calendar, project),
-                              total=project.total_budget_nanos is not None, tracked=self.tracked,
-                              minute=row["project_id"] if _per_minute(project) else None)
-                  if project.any else None)
+        key = yield from limits.read_steps("lineage", row["lineage"], now, _spans(calendar, perms),
+                                           total=perms.total_budget_nanos is not None, tracked=self.tracked,
+                                           minute=row["project_id"] if _per_minute(perms) else None)
+        shared = None
+        if project.any:
+            shared = yield from limits.read_steps("project", row["project_id"], now, _spans(calendar, project),
+                                                  total=project.total_budget_nanos is not None,
+                                                  tracked=self.tracked,
+                                                  minute=row["project_id"] if _per_minute(project) else None)
         if write:
             for column, subject, used in (("lineage", row["lineage"], key), ("project_id", row["project_id"], shared)):
                 if used is not None and used.stale >= inflight.CLEAR_AT:
-                    inflight.clear(conn, column, subject, now)
+                    yield inflight.clear_step(column, subject, now)
         warnings: list[str] = []
         over = (self._spend(key, perms, calendar, now, "", warnings)
-                or (shared and self._spend(shared, project, calendar, now, "project", warnings))
-                or _concurrency(key, perms.max_concurrent, "")
-                or (shared and _concurrency(shared, project.max_concurrent, "project"))
-                or self._per_minute(conn, key, perms, "lineage", row["lineage"], now, "")
-                or (shared and self._per_minute(conn, shared, project, "project", row["project_id"], now,
-                                                "project")))
+                or (shared and self._spend(shared, project, calendar, now, "project", warnings)))
+        for scope_used, scope_limits, column, subject, whose in (
+                (key, perms, "lineage", row["lineage"], ""),
+                (shared, project, "project_id", row["project_id"], "project")):
+            if over or scope_used is None:
+                break
+            over = _concurrency(scope_used, scope_limits.max_concurrent, whose)
+            if over:
+                # A place frees when one of them ends, which no one can foresee; at the
+                # latest when the first gives its place up at its timeout: Retry-After
+                # says the seconds until then, at most CONCURRENCY_RETRY_S (read only
+                # for a refusal).
+                self.retry_after = yield from inflight.place_frees_steps(column, subject, now,
+                                                                         CONCURRENCY_RETRY_S)
+        for scope_used, scope_limits, kind, subject, whose in (
+                (key, perms, "lineage", row["lineage"], ""),
+                (shared, project, "project", row["project_id"], "project")):
+            if over or scope_used is None:
+                break
+            over = yield from self._per_minute(scope_used, scope_limits, kind, subject, now, whose)
         if over:
-            # (a budget's refusal carries its period's reset; a tokens-per-minute refusal
-            # sets self.retry_after)
+            # (a budget's refusal carries its period's reset; a refusal for requests in
+            # flight or tokens per minute sets self.retry_after)
             message, retry_after = over if isinstance(over, tuple) else (over, self.retry_after)
-            headers = _peek(conn, row, perms, project, now)
+            headers = yield from _peek(row, perms, project, now)
             if retry_after is not None:
                 headers = {**headers, "Retry-After": str(retry_after)}
             return _deny(429, message, headers, row)
@@ -390,9 +421,9 @@ class _Request:
             if limit is None:
                 continue
             if write:
-                count, pruned = windows.prune(conn, scope, now)
+                count, pruned = yield from windows.prune_steps(scope, now)
             else:
-                count, pruned = windows.window(conn, scope, now)[0], 0
+                count, pruned = (yield from windows.window_steps(scope, now))[0], 0
             taken_windows.append((scope, limit, count, whose, pruned))
         header_scope, _ = _header_scope(row, perms, project)
         for scope, limit, count, whose, _ in taken_windows:
@@ -400,25 +431,27 @@ class _Request:
                 # A refusal commits too: every window pruned keeps its count true.
                 for other, _, left, _, pruned in taken_windows:
                     if pruned:
-                        windows.set_count(conn, other, left)
-                oldest = windows.oldest(conn, scope) if write else windows.window(conn, scope, now)[1]
+                        yield windows.set_count_step(other, left)
+                oldest = ((yield from windows.oldest_steps(scope)) if write
+                          else (yield from windows.window_steps(scope, now))[1])
                 return _rate_limited(row, limit, count, oldest, now, whose,
-                                     self._headers(conn, taken_windows, header_scope, now, taken=False))
+                                     (yield from self._headers(taken_windows, header_scope, now, taken=False)))
         request_id = None
         if write:
             for scope, _, count, _, _ in taken_windows:
-                windows.add(conn, scope, now, count)
+                yield from windows.add_steps(scope, now, count)
             request_id = new_request_id()
             if self.tracked:
-                inflight.open_request(conn, row, request_id, now, timeout_s=perms.timeout,
-                                      hold_s=perms.hold if perms.hold is not None else project.hold,
-                                      reserved=self.reserved, model=self.model, input_tokens=self.input_tokens)
-            windows.touch(conn, row["id"], row["last_used_at"], now // 1000)
-        headers = self._headers(conn, taken_windows, header_scope, now, taken=write)
+                yield inflight.open_request_step(row, request_id, now, timeout_s=perms.timeout,
+                                                 hold_s=perms.hold if perms.hold is not None else project.hold,
+                                                 reserved=self.reserved, model=self.model,
+                                                 input_tokens=self.input_tokens)
+            yield from windows.touch_steps(row["id"], row["last_used_at"], now // 1000)
+        headers = yield from self._headers(taken_windows, header_scope, now, taken=write)
         return _allowed(row, perms, now, headers, warnings, request_id)
 
-    def _per_minute(self, conn, used: limits.Used, limits_of, kind: str, subject: str, now: int,
-                    whose: str) -> str | None:
+    def _per_minute(self, used: limits.Used, limits_of, kind: str, subject: str, now: int,
+                    whose: str):
         """A refusal for tokens per minute, or None. A request needs room for its
         declared input (at least one token: a window that has reached its limit admits
         nothing); output cannot be declared before it is produced, so it counts once
@@ -436,18 +469,19 @@ class _Request:
                     return f"{label}: {subject_text} allows no {which} tokens."
                 return (f"{label}: this request's {need:,} input tokens are over the limit of {limit:,} per "
                         f"minute for {subject_text}.")
-            self.retry_after = limits.minute_frees(conn, kind, subject, self.row["project_id"], now, which,
-                                                   tokens + need - limit)
+            self.retry_after = yield from limits.minute_frees_steps(kind, subject, self.row["project_id"], now,
+                                                                    which, tokens + need - limit)
             this = f", and this request declares {need:,}" if which == "input" and self.input_tokens else ""
             return (f"{label}: {tokens:,} of {limit:,} {which} tokens in the last minute for {subject_text}"
                     f"{this}. Reset in {self.retry_after} seconds.")
         return None
 
-    def _headers(self, conn, taken_windows, header_scope, now: int, *, taken: bool) -> dict:
+    def _headers(self, taken_windows, header_scope, now: int, *, taken: bool):
         for scope, limit, count, _, _ in taken_windows:
             if scope == header_scope:
-                return _headers(limit, count + taken, windows.oldest(conn, scope) if taken else
-                                windows.window(conn, scope, now)[1], now)
+                oldest = ((yield from windows.oldest_steps(scope)) if taken
+                          else (yield from windows.window_steps(scope, now))[1])
+                return _headers(limit, count + taken, oldest, now)
         return {}
 
     def _spend(self, used: limits.Used, limits_of, calendar: dict, now: int, whose: str,
@@ -492,6 +526,7 @@ class _Request:
         return None
 
 
+CONCURRENCY_RETRY_S = 5  # the most a refusal for requests in flight tells the client to wait
 _WHEN = {"day": "today", "week": "this week", "month": "this month"}
 
 

@@ -4,14 +4,14 @@ it ends.
 A request that a limit has to count (a budget or a concurrency limit, on its key or
 its project) is *in flight* from the admission that allows it until it ends: a row of
 `in_flight` (one per request id: an id has one owner), holding its lineage, its
-project, its place and the cost it reserves. It is opened by `open_request`, inside the
+project, its place and the cost it reserves. It is opened by `open_request_step`, inside the
 gate's serialized admission (gate.py), and ends in one of three ways:
 
 - **settled**: its usage is recorded with its request id under any key of its lineage
-  (a rotation in between changes nothing): `settle` (from usage.record) stores the
+  (a rotation in between changes nothing): `settle_steps` (from usage.record) stores the
   usage and deletes the row in one step (conn.record_request); an import of records
   does the same per batch (db/staging.py). From then on its cost counts as spend.
-- **released** (`release`): its work failed; the row goes and nothing is spent.
+- **released** (`release_steps`): its work failed; the row goes and nothing is spent.
 - **held out**: nothing came back. At `expires_ms` (the key's timeout, else 10 min) it
   gives up its place, so a concurrency limit is not blocked by lost work; but its
   reservation keeps counting against budgets until `held_ms` (the hold limit: the
@@ -36,15 +36,16 @@ DEFAULT_HOLD_S = 86_400  # a reservation, for a key and project without a hold l
 OVER_RESERVATION = "usage above reservation"  # the audit action of a flagged settle
 
 
-def open_request(conn, row, request_id: str, now: int, *, timeout_s: int | None, hold_s: int | None,
-                 reserved: int | None, model: str | None = None, input_tokens: int | None = None) -> None:
+def open_request_step(row, request_id: str, now: int, *, timeout_s: int | None, hold_s: int | None,
+                      reserved: int | None, model: str | None = None, input_tokens: int | None = None) -> tuple:
     """Put an admitted request in flight (inside the admission's transaction). `row`:
     the key's row; `reserved`: the cost it holds (None: nothing was promised);
     `model` and `input_tokens`: what the check named (the declared input counts against
-    an input tokens-per-minute limit for 60 s from the start, until it is settled)."""
+    an input tokens-per-minute limit for 60 s from the start, until it is settled).
+    The statement, as a step (db/steps.py)."""
     timeout_s = timeout_s or DEFAULT_TIMEOUT_S  # (a timeout of 0 would hold nothing)
     hold_s = max(hold_s if hold_s is not None else DEFAULT_HOLD_S, timeout_s)
-    conn.execute("INSERT INTO in_flight (request_id, lineage, key_id, project_id, started_ms, expires_ms, "
+    return ("run", "INSERT INTO in_flight (request_id, lineage, key_id, project_id, started_ms, expires_ms, "
                  "held_ms, reserved_nanos, model, input_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (request_id, row["lineage"], row["id"], row["project_id"], now, now + timeout_s * 1000,
                   now + hold_s * 1000, reserved, model, input_tokens))
@@ -64,27 +65,40 @@ def used_sql(column: str) -> str:
 CLEAR_AT = 4  # rows past their hold a lineage (or project) keeps before an admission clears them
 
 
-def clear(conn, column: str, subject: str, now_ms: int) -> None:
+def clear_step(column: str, subject: str, now_ms: int) -> tuple:
     """Inside an admission: delete a scope's rows past their hold. They count for
     nothing already; clearing CLEAR_AT at a time keeps the table small at a fraction of
     a write per request."""
-    conn.execute(f"DELETE FROM in_flight WHERE {column} = ? AND held_ms <= ?", (subject, now_ms))
+    return ("run", f"DELETE FROM in_flight WHERE {column} = ? AND held_ms <= ?", (subject, now_ms))
 
 
-def release(conn, request_id: str) -> bool:
+def place_frees_steps(column: str, subject: str, now_ms: int, at_most: int):
+    """Seconds (1 to `at_most`) until a scope's first request in flight gives up its
+    place at its timeout: a Retry-After for a concurrency refusal (see gate.py)."""
+    first = (yield ("one", f"SELECT min(expires_ms) FROM in_flight WHERE {column} = ? AND expires_ms > ?",
+                    (subject, now_ms)))[0]
+    if first is None:
+        return 1
+    return max(1, min(at_most, -(-(first - now_ms) // 1000)))
+
+
+def release_steps(request_id: str):
     """End a request in flight without usage. False if it was not in flight (settled,
     released, or past its hold already)."""
-    return conn.write_one("DELETE FROM in_flight WHERE request_id = ?", (request_id,)) == 1
+    return (yield ("write_one", "DELETE FROM in_flight WHERE request_id = ?", (request_id,))) == 1
 
 
-def settle(conn, row: tuple, lineage: str | None, cost: int) -> tuple[bool, int | None]:
+def settle_steps(row: tuple, lineage: str | None, cost: int):
     """Store a usage row (USAGE_COLUMNS; its request id given by the caller) for a key
     of `lineage`, settling the request if it is in flight there. Returns (stored, the
     cost it reserved: None if nothing was reserved or it was not in flight). Raises
     RequestIdConflict, with nothing written, when another lineage owns the id."""
-    stored, holder, reserved = conn.record_request(row, lineage)
+    stored, holder, reserved = yield ("record_request", row, lineage)
     if not stored:
-        owner = holder if holder is not None else _stored_owner(conn, row[0], lineage)
+        owner = holder
+        if owner is None:  # stored already: by which lineage's key?
+            found = yield ("one", _STORED_OWNER, (row[0],))
+            owner = found[0] if found else lineage  # (not stored: deleted meanwhile)
         if owner != lineage:
             raise RequestIdConflict(f"the request id {row[0]!r} belongs to another key's request; "
                                     "nothing was recorded (record it with that key, or use another id)")
@@ -94,17 +108,13 @@ def settle(conn, row: tuple, lineage: str | None, cost: int) -> tuple[bool, int 
     if cost > reserved:
         from . import audit
 
-        audit.record(conn, OVER_RESERVATION, row[1], {"reserved_usd": usd_exact(reserved)},
-                     {"cost_usd": usd_exact(cost), "request_id": row[0]})
+        yield audit.record_step(OVER_RESERVATION, row[1], {"reserved_usd": usd_exact(reserved)},
+                                {"cost_usd": usd_exact(cost), "request_id": row[0]})
     return True, reserved
 
 
-def _stored_owner(conn, request_id: str, otherwise):
-    """The lineage of the key that stored a request (None: stored without a key;
-    `otherwise` when it is not stored: deleted meanwhile)."""
-    found = conn.execute("SELECT k.lineage FROM usage u LEFT JOIN keys k ON k.id = u.key_id "
-                         "WHERE u.request_id = ?", (request_id,)).fetchone()
-    return found[0] if found else otherwise
+# The lineage of the key that stored a request (None: stored without a key).
+_STORED_OWNER = "SELECT k.lineage FROM usage u LEFT JOIN keys k ON k.id = u.key_id WHERE u.request_id = ?"
 
 
 def over_reservations(conn, lineage: str) -> int:

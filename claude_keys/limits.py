@@ -176,16 +176,17 @@ def _minute_parts(kind: str) -> list[str]:
             f"(SELECT {exact_sums(['input_tokens'])}, 0, 0 FROM in_flight WHERE {flight} AND started_ms > ?)"]
 
 
-def minute_frees(conn, kind: str, subject: str, project_id: str, now_ms: int, which: str, excess: int) -> int:
+def minute_frees_steps(kind: str, subject: str, project_id: str, now_ms: int, which: str, excess: int):
     """Seconds until at least `excess` of a scope's `which` ("input" or "output") tokens
-    of the last minute have left it (Retry-After): read only for a refusal."""
+    of the last minute have left it (Retry-After): read only for a refusal. (Steps:
+    db/steps.py.)"""
     usage, flight = _MINUTE[kind]
     since = now_ms - MINUTE_MS
-    entries = conn.execute(f"SELECT at_ms, {which}_tokens FROM {usage}",
-                           _minute_params(kind, subject, project_id, since)).fetchall()
+    entries = list((yield ("all", f"SELECT at_ms, {which}_tokens FROM {usage}",
+                           _minute_params(kind, subject, project_id, since))))
     if which == "input":
-        entries += conn.execute(f"SELECT started_ms, input_tokens FROM in_flight WHERE {flight} "
-                                "AND started_ms > ? AND input_tokens > 0", (subject, since)).fetchall()
+        entries += (yield ("all", f"SELECT started_ms, input_tokens FROM in_flight WHERE {flight} "
+                           "AND started_ms > ? AND input_tokens > 0", (subject, since)))
     gone = 0
     for at, tokens in sorted(entries):
         gone += tokens or 0
@@ -270,6 +271,16 @@ def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, 
     periods.Period (or anything with start_ms and end_ms) to sum the spend of; by default
     the UTC calendar day, week and month. `minute`: the scope's project, to read its
     tokens of the last minute (tokens-per-minute limits)."""
+    from .db.steps import run
+
+    return run(conn, read_steps(kind, subject, now_ms, spans, total=total, tracked=tracked, scope=scope,
+                                minute=minute))
+
+
+def read_steps(kind: str, subject: str, now_ms: int, spans: dict | None = None, *, total: bool = True,
+               tracked: bool = True, scope: str | None = None, minute: str | None = None):
+    """`read` as steps (db/steps.py): the gate's admission runs them on either kind of
+    connection."""
     if spans is None:
         from .periods import periods
 
@@ -280,7 +291,7 @@ def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, 
     params = [subject] * scoped + ([now_ms, now_ms, now_ms, subject] if tracked else [])
     if minute is not None:
         params += _minute_params(kind, subject, minute, now_ms - MINUTE_MS) + [subject, now_ms - MINUTE_MS]
-    rows = sorted(tuple(r) for r in conn.execute(sql, params).fetchall())
+    rows = sorted(tuple(r) for r in (yield ("all", sql, params)))
     used = Used()
     at = 0
     for name, span_signs in zip(names, signs):
@@ -301,7 +312,7 @@ def read(conn, kind: str, subject: str, now_ms: int, spans: dict | None = None, 
         recorded_in, used.minute_output = combine(rows[at][1:5])
         used.minute_input = recorded_in + combine(rows[at + 1][1:3])[0]
     if scope is not None:
-        used.window, used.oldest_ms = windows.window(conn, scope, now_ms)
+        used.window, used.oldest_ms = yield from windows.window_steps(scope, now_ms)
     return used
 
 

@@ -100,11 +100,18 @@ BUDGET_FIELDS = {"day": "daily_budget_nanos", "week": "weekly_budget_nanos", "mo
 DEFAULT_STANDARD_AGENTS = ["code-reviewer", "security-auditor"]
 
 
+STANDARD_AGENTS = "SELECT value FROM settings WHERE name = 'standard_agents'"
+
+
 def standard_agents(conn) -> list[str]:
     """The operator's "standard agents" list, kept in the store's settings."""
+    return standard_agents_of(conn.execute(STANDARD_AGENTS).fetchone())
+
+
+def standard_agents_of(row) -> list[str]:
+    """The standard agents from their settings row (None: the default list)."""
     import json
 
-    row = conn.execute("SELECT value FROM settings WHERE name = 'standard_agents'").fetchone()
     return json.loads(row[0]) if row else list(DEFAULT_STANDARD_AGENTS)
 
 

@@ -58,7 +58,13 @@ def check_tokens(**counts) -> dict:
 
 def owner_of(conn, key_id: str) -> tuple[str, str]:
     """A key's (project id, lineage)."""
-    row = conn.execute("SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,)).fetchone()
+    from .db.steps import run
+
+    return run(conn, owner_steps(key_id))
+
+
+def owner_steps(key_id: str):
+    row = yield ("one", "SELECT project_id, lineage FROM keys WHERE id = ?", (key_id,))
     if row is None:
         from .keys import looks_like_id
 
@@ -84,16 +90,23 @@ def check_time(at_ms: int, now: int | None = None) -> int:
     return at_ms
 
 
-def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
-           model: str | None = None, tokens: dict, cost_nanos: int | None = None,
-           request_id: str | None = None, at_ms: int | None = None, speed=None,
-           web_searches: int = 0) -> Recorded:
-    """Store one request. `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
+def record(conn, key_id: str, project_id: str, lineage: str, **given) -> Recorded:
+    """Store one request (record_steps, run on `conn`)."""
+    from .db.steps import run
+
+    return run(conn, record_steps(key_id, project_id, lineage, **given))
+
+
+def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
+                 model: str | None = None, tokens: dict, cost_nanos: int | None = None,
+                 request_id: str | None = None, at_ms: int | None = None, speed=None,
+                 web_searches: int = 0):
+    """Store one request, as steps (db/steps.py). `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
     missing cost comes from `pricer` (at fast-mode rates for speed "fast", with the price
     of `web_searches`; its cost mode may override a given cost), and an
     unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
     such a request could never be priced. A request id given is checked and settles the
-    request in flight with it (inflight.settle)."""
+    request in flight with it (inflight.settle_steps)."""
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
     if not model and cost_nanos is None:
         raise InvalidInput("give the request's model (to price it) or its cost")
@@ -109,15 +122,17 @@ def record(conn, key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     cost = cost or 0
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
     if fresh:
-        return Recorded(conn.write_usage(_INSERT, row, one=True) == 1, request_id, cost, priced)
-    stored, reserved = inflight.settle(conn, row, lineage, cost)
+        return Recorded((yield ("write_usage", _INSERT, row, True)) == 1, request_id, cost, priced)
+    stored, reserved = yield from inflight.settle_steps(row, lineage, cost)
     return Recorded(stored, request_id, cost, priced, reserved)
 
 
 def release(conn, request_id: str) -> bool:
     """End a request in flight without usage (its work failed). False if it was not in
     flight (settled, released or expired already)."""
-    return inflight.release(conn, check_text(request_id, "request id"))
+    from .db.steps import run
+
+    return run(conn, inflight.release_steps(check_text(request_id, "request id")))
 
 
 EXPORT_FIELDS = ("key", "project_id", "at", "model", "input_tokens", "output_tokens",

@@ -79,3 +79,34 @@ def test_16_processes_never_exceed_the_concurrency_limit(isolated):
     assert peak.value == 3 and sum(admitted) > 3
     assert sql(LIVE) == [(0,)]
     assert sql("SELECT count(*) FROM usage") == [(sum(admitted),)]
+
+
+def test_a_concurrency_refusal_says_when_to_try_again():
+    # Retry-After: until the first request in flight gives its place up at its timeout,
+    # at most gate.CONCURRENCY_RETRY_S; the same in `keys verify --json`, the Decision
+    # and (tests/test_asgi.py) the gate's reply. With a rate limit, its headers too.
+    from claude_keys.gate import CONCURRENCY_RETRY_S
+
+    key = create("--max-concurrent", "1", "--rate-limit", "100")
+    assert verdict(key["key"])[0] == 0
+    code, answer = verdict(key["key"])
+    assert code == 5 and answer["error"]["message"].startswith("Concurrency limit reached")
+    assert answer["headers"]["Retry-After"] == str(CONCURRENCY_RETRY_S)  # the default timeout: 10 minutes
+    assert answer["headers"]["X-RateLimit-Limit"] == "100" and answer["headers"]["X-RateLimit-Remaining"] == "99"
+    short = create("--max-concurrent", "1")
+    assert cli("keys", "permissions", short["id"], "--timeout", "2").exit_code == 0
+    assert verdict(short["key"])[0] == 0
+    decision = KeyStore().check(key=short["key"])
+    assert decision.status == 429 and decision.headers["Retry-After"] in ("1", "2")
+    assert verdict(short["key"], "--dry-run")[1]["headers"]["Retry-After"] in ("1", "2")
+
+
+def test_a_project_concurrency_refusal_says_when_to_try_again():
+    from claude_keys import PermissionManager
+
+    key = create("--project-id", "shared")
+    PermissionManager().set_project("shared", {"max_concurrent": 1})
+    assert verdict(key["key"])[0] == 0
+    code, answer = verdict(key["key"])
+    assert code == 5 and answer["error"]["message"].startswith("Project concurrency limit reached")
+    assert 1 <= int(answer["headers"]["Retry-After"]) <= 5

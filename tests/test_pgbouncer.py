@@ -143,6 +143,36 @@ def test_budgets_stay_exact(behind, monkeypatch):
     assert_consistent()
 
 
+def test_the_async_store_stays_exact(behind, monkeypatch):
+    """AsyncKeyStore's own pool on the event loop (db/postgres_async.py) behind the pooler:
+    statements prepared only where no pooler is seen, the budget and rate exact."""
+    import asyncio
+
+    from claude_keys import AsyncKeyStore
+    from claude_keys.db.postgres import RawConnection
+
+    monkeypatch.setattr(RawConnection, "unprepared", set())
+    key = create("--monthly-budget", "1", "--max-concurrent", "100", "--rate-limit", "40")
+
+    async def scenario():
+        async with AsyncKeyStore(pool_size=6, async_pool=True) as store:
+            decisions = await asyncio.gather(*[store.check(key=key["key"], cost="0.10") for _ in range(64)])
+            allowed = [d for d in decisions if d.allowed]
+            for d in allowed[:3]:
+                assert (await store.record_usage(key["id"], cost="0.10", request_id=d.request_id)).recorded
+            for d in allowed[3:]:
+                assert await store.release(d.request_id)
+            return decisions, store._way.direct
+
+    decisions, direct = asyncio.run(scenario())
+    assert direct  # (the calls after the first ran on the loop's pool)
+    assert sum(d.allowed for d in decisions) == 10  # $1 at $0.10 reserved each
+    assert all(d.status == 429 for d in decisions if not d.allowed)
+    assert RawConnection.unprepared  # the pooler was seen
+    assert sql("SELECT count(*) FROM in_flight") == [(0,)] and sql("SELECT count(*) FROM usage") == [(3,)]
+    assert_consistent()
+
+
 def test_imports_and_admin_writes_work(behind, tmp_path):
     key = create()
     records = tmp_path / "usage.jsonl"

@@ -203,3 +203,50 @@ def _as_another_user(commands):
     os.close(read)
     os.waitpid(pid, 0)
     return json.loads(data)
+
+
+@pytest.mark.sqlite_only
+def test_threads_of_one_process_take_turns_to_write(isolated):
+    """Writers of one process wait on a lock of the process (woken as soon as the writer
+    before commits, not sleeping in SQLite's busy handler), within the wait bound; then
+    one clear StoreError, and the store is as it was."""
+    import threading
+    import time
+
+    from claude_keys import KeyStore, StoreError
+
+    secret = create("--rate-limit", "1000")["key"]
+    store = KeyStore(timeout=1)
+    held, release = threading.Event(), threading.Event()
+
+    def writer():
+        with store._connections.connection(create=False) as c, c.write():
+            held.set()
+            release.wait(5)
+
+    # another thread of this process holds a write transaction
+    holder = threading.Thread(target=writer)
+    holder.start()
+    assert held.wait(5)
+    started = time.monotonic()
+    decisions = []
+    waiting = threading.Thread(target=lambda: decisions.append(KeyStore(timeout=1).check(key=secret)))
+    waiting.start()
+    time.sleep(0.2)
+    release.set()  # its turn comes as soon as the holder commits
+    waiting.join(5)
+    holder.join(5)
+    assert decisions[0].allowed and time.monotonic() - started < 1.0
+    holder = threading.Thread(target=writer)
+    release.clear(), held.clear()
+    holder.start()
+    assert held.wait(5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="busy past its wait bound"):
+            store.record_usage(decisions[0].key_id, model="claude-sonnet-4-5", input_tokens=1)
+        assert 0.9 < time.monotonic() - started < 2.0
+    finally:
+        release.set()
+        holder.join(5)
+    assert sqlite3.connect(isolated).execute("SELECT count(*) FROM usage").fetchone() == (0,)

@@ -289,7 +289,7 @@ class Connection:
         rows it changed."""
         return self.execute(sql, params).rowcount
 
-    def write_usage(self, insert: str, params=(), *, one: bool = False) -> int:
+    def write_usage(self, insert: str, params=(), one: bool = False) -> int:
         """An INSERT into usage and its roll-ups, as one statement (safe against every
         concurrent writer). How many rows it stored. `one`: it inserts one row at most."""
         from .rollups import with_rollups
@@ -710,15 +710,20 @@ def _configure(raw: RawConnection) -> None:
         ).fetchone()
     finally:
         raw.deadline = None
-    info = raw.info
+    if not speaks_to_the_server(raw.info, port, address, folders):
+        raw.prepare_threshold = None
+        RawConnection.unprepared.add(raw.info.dsn)
+
+
+def speaks_to_the_server(info, port: str, address, folders: str) -> bool:
+    """Whether a connection (its `info`) reaches the server that answered with its
+    `port`, address and socket folders itself, not through a pooler or proxy."""
     if info.host.startswith("/"):
         here = os.path.realpath(info.host)
         direct = address is None and here in [os.path.realpath(f.strip()) for f in folders.split(",")]
     else:
         direct = address is not None and info.hostaddr == address
-    if not (direct and str(info.port) == port):
-        raw.prepare_threshold = None
-        RawConnection.unprepared.add(info.dsn)
+    return direct and str(info.port) == port
 
 
 class _Unmasked(logging.Filter):
@@ -735,14 +740,18 @@ class _Unmasked(logging.Filter):
 
 
 def pool(uri: str, wait: float, size: int):
-    # The pool logs each failed reconnection: the service's logging decides where that
-    # goes (without any, it is not printed on its stderr), always without a password.
+    pool_logging(uri, wait)
+    return _pool(uri, wait, size)
+
+
+def pool_logging(uri: str, wait: float) -> None:
+    """A pool logs each failed reconnection: the service's logging decides where that
+    goes (without any, it is not printed on its stderr), always without a password."""
     log = logging.getLogger("psycopg.pool")
     log.addHandler(logging.NullHandler())
     given, _ = _parameters(uri, masked(uri), wait)
     if not any(isinstance(f, _Unmasked) and f.uri == uri for f in log.filters):
         log.addFilter(_Unmasked(uri, given))
-    return _pool(uri, wait, size)
 
 
 def _pool(uri: str, wait: float, size: int):

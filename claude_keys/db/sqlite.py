@@ -4,7 +4,8 @@ The connection is sqlite3's own (a subclass adding the backend interface, see
 claude_keys.db), so the request path calls SQLite's C code directly. Opening an
 up-to-date store is: connect, set per-connection pragmas, read `PRAGMA user_version`.
 Writers take the single write lock up front (BEGIN IMMEDIATE), so concurrent writers
-wait their turn, for at most the store's wait bound (SQLite's busy timeout). The store's
+wait their turn, for at most the store's wait bound (SQLite's busy timeout; the threads
+of one process first take turns on a lock of the process, see _turns). The store's
 clock is this machine's.
 """
 from __future__ import annotations
@@ -22,6 +23,28 @@ from ..errors import StoreDamaged, StoreError, StoreMissing
 # dirties one page in each of four b-trees (usage and three roll-ups).
 PAGE_SIZE = 1024
 WAL_AUTOCHECKPOINT = 4000  # pages (4 MB): fewer, larger checkpoints; the WAL stays small
+
+
+# Writers of one process take turns on a lock of their own before SQLite's: SQLite's
+# busy handler makes a waiting writer sleep (1, 2, 5, 10... ms) and try again, so threads
+# of a service that write at once (KeyStore shared by threads, AsyncKeyStore's workers)
+# would sleep through most of the time the lock was free; a thread waiting on this
+# lock is woken the moment the writer before it commits. Other processes still wait
+# through the busy timeout. (Reentrant: a write inside a write of the same thread.)
+_turns: dict = {}
+
+
+def _turn(location: str):
+    turn = _turns.get(location)
+    if turn is None:
+        import threading
+
+        turn = _turns.setdefault(location, threading.RLock())
+    return turn
+
+
+if hasattr(os, "register_at_fork"):  # a forked child's writers start with no turn held
+    os.register_at_fork(after_in_child=lambda: _turns.clear())
 
 
 class _NotOurs(Exception):
@@ -88,10 +111,14 @@ class Connection(sqlite3.Connection):
         with self.transaction():
             return self.execute(sql, params).rowcount
 
-    def write_usage(self, insert: str, params=(), *, one: bool = False) -> int:
+    def write_usage(self, insert: str, params=(), one: bool = False) -> int:
         """An INSERT into usage; the roll-ups follow by trigger. How many rows it stored.
         (`one`: it inserts one row at most; the same here.)"""
-        return self.execute(insert, params).rowcount
+        turn = self._take_turn()
+        try:
+            return self.execute(insert, params).rowcount
+        finally:
+            turn.release()
 
     def record_request(self, row: tuple, lineage: str | None) -> tuple:
         """Store one request (a usage row, USAGE_COLUMNS) for a key of `lineage` and
@@ -178,17 +205,29 @@ class Connection(sqlite3.Connection):
     @contextmanager
     def write(self):
         """A write transaction, taken at once (BEGIN IMMEDIATE) so it never deadlocks
-        upgrading a read lock, and waits out other writers through the busy timeout."""
-        self.execute("BEGIN IMMEDIATE")
+        upgrading a read lock, and waits out other writers through the busy timeout
+        (this process's own writers, on their turn: see _turns)."""
+        turn = self._take_turn()
         try:
-            yield self
-            self.execute("COMMIT")
-        except BaseException:
-            # A COMMIT that failed (a full disk) leaves the transaction open: end it, or
-            # every later write on this connection fails too.
-            if self.in_transaction:
-                self.execute("ROLLBACK")
-            raise
+            self.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self.execute("COMMIT")
+            except BaseException:
+                # A COMMIT that failed (a full disk) leaves the transaction open: end it, or
+                # every later write on this connection fails too.
+                if self.in_transaction:
+                    self.execute("ROLLBACK")
+                raise
+        finally:
+            turn.release()
+
+    def _take_turn(self):
+        turn = _turn(self.location)
+        if not turn.acquire(timeout=self.wait):
+            raise StoreError("the store stayed busy past its wait bound (another thread of this process is "
+                             "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
+        return turn
 
     transaction = write  # one writer at a time: every write transaction is serialized
 

@@ -20,43 +20,54 @@ WINDOW_MS = 60_000
 TOUCH = "UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
 
 
-def window(conn, scope: str, now_ms: int) -> tuple[int, int | None]:
-    """Requests in the window of a scope, and the oldest one's time (a read: no prune)."""
-    count, oldest = conn.execute(
-        "SELECT coalesce(sum(n), 0), min(at_ms) FROM rate_slots WHERE lineage = ? AND at_ms > ?",
-        (scope, now_ms - WINDOW_MS)).fetchone()
+_WINDOW = "SELECT coalesce(sum(n), 0), min(at_ms) FROM rate_slots WHERE lineage = ? AND at_ms > ?"
+
+
+def window_steps(scope: str, now_ms: int):
+    """Requests in the window of a scope, and the oldest one's time (a read: no prune).
+    (Steps: db/steps.py.)"""
+    count, oldest = yield ("one", _WINDOW, (scope, now_ms - WINDOW_MS))
     return count, oldest
 
 
-def prune(conn, scope: str, now: int) -> tuple[int, int]:
+def prune_steps(scope: str, now: int):
     """Drop the slots that left the window; (slots left in it, slots dropped)."""
-    pruned = sum(n for (n,) in conn.execute(
-        "DELETE FROM rate_slots WHERE lineage = ? AND at_ms <= ? RETURNING n",
-        (scope, now - WINDOW_MS)).fetchall())
-    stored = conn.execute("SELECT used FROM rate_windows WHERE lineage = ?", (scope,)).fetchone()
+    gone = yield ("all", "DELETE FROM rate_slots WHERE lineage = ? AND at_ms <= ? RETURNING n",
+                  (scope, now - WINDOW_MS))
+    pruned = sum(n for (n,) in gone)
+    stored = yield ("one", "SELECT used FROM rate_windows WHERE lineage = ?", (scope,))
     return (stored[0] if stored else 0) - pruned, pruned
 
 
-def add(conn, scope: str, now: int, count: int) -> None:
+def add_steps(scope: str, now: int, count: int):
     """Take a slot at `now` in a window holding `count` (after prune)."""
-    conn.execute("INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT (lineage, at_ms) "
-                 "DO UPDATE SET n = rate_slots.n + 1", (scope, now))
-    set_count(conn, scope, count + 1)
+    yield ("run", "INSERT INTO rate_slots VALUES (?, ?, 1) ON CONFLICT (lineage, at_ms) "
+                  "DO UPDATE SET n = rate_slots.n + 1", (scope, now))
+    yield set_count_step(scope, count + 1)
 
 
-def set_count(conn, scope: str, count: int) -> None:
-    conn.execute("INSERT INTO rate_windows VALUES (?, ?) ON CONFLICT (lineage) DO UPDATE "
-                 "SET used = excluded.used", (scope, count))
+def set_count_step(scope: str, count: int) -> tuple:
+    return ("run", "INSERT INTO rate_windows VALUES (?, ?) ON CONFLICT (lineage) DO UPDATE "
+                   "SET used = excluded.used", (scope, count))
 
 
-def oldest(conn, scope: str) -> int | None:
-    return conn.execute("SELECT min(at_ms) FROM rate_slots WHERE lineage = ?", (scope,)).fetchone()[0]
+_OLDEST = "SELECT min(at_ms) FROM rate_slots WHERE lineage = ?"
 
 
-def touch(conn, key_id: str, last_used_at, now_s: int) -> None:
+def oldest_steps(scope: str):
+    found = yield ("one", _OLDEST, (scope,))
+    return found[0]
+
+
+def touch_steps(key_id: str, last_used_at, now_s: int):
     """last_used_at, to the second: at most one write per key per second."""
     if (last_used_at or 0) < now_s:
-        conn.execute(TOUCH, (now_s, key_id, now_s))
+        yield ("run", TOUCH, (now_s, key_id, now_s))
+
+
+def iter_step(op: tuple):
+    """One operation as steps."""
+    yield op
 
 
 def take_slot_steps(conn, lineage: str, limit: int, key_id: str,
@@ -64,17 +75,19 @@ def take_slot_steps(conn, lineage: str, limit: int, key_id: str,
     """A key's slot as the library's own steps, in one write transaction (SQLite's
     `take_slot`). Returns (slots in the window before this request, the oldest slot's
     time, the time of the decision)."""
+    from .steps import run
+
     with conn.write():
         # The window is measured from when the lock was ours: a request that waited
         # must not be counted as earlier than it was admitted.
         now = conn.lock_scopes([lineage])
-        count, pruned = prune(conn, lineage, now)
+        count, pruned = run(conn, prune_steps(lineage, now))
         if count < limit:
-            add(conn, lineage, now, count)
-            touch(conn, key_id, last_used_at, now // 1000)
+            run(conn, add_steps(lineage, now, count))
+            run(conn, touch_steps(key_id, last_used_at, now // 1000))
         elif pruned:
-            set_count(conn, lineage, count)
-        first = oldest(conn, lineage)
+            run(conn, iter_step(set_count_step(lineage, count)))
+        first = conn.execute(_OLDEST, (lineage,)).fetchone()[0]
     return count, first, now
 
 

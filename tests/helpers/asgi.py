@@ -142,13 +142,15 @@ def upstream():
 
 def gated():
     """uvicorn's factory: the gate in front of the fake. GATE_TIMEOUT: the store's wait
-    bound; GATE_COST: the cost the service's describe hook names for every request."""
+    bound; GATE_COST: the cost the service's describe hook names for every request;
+    GATE_ASYNC_POOL=1: AsyncKeyStore's async_pool (PostgreSQL on the event loop)."""
+    from claude_keys import AsyncKeyStore
     from claude_keys.asgi import KeyGate
 
     cost = os.environ.get("GATE_COST")
     describe = (lambda scope, body: {"cost": cost}) if cost else None
-    return KeyGate(upstream(), timeout=os.environ.get("GATE_TIMEOUT"), public_paths=PUBLIC,
-                   describe=describe)
+    store = AsyncKeyStore(timeout=os.environ.get("GATE_TIMEOUT"), async_pool=os.environ.get("GATE_ASYNC_POOL") == "1")
+    return KeyGate(upstream(), store=store, public_paths=PUBLIC, describe=describe)
 
 
 def free_port() -> int:
