@@ -35,12 +35,18 @@ def _store_call(*, writes: bool):
     def wrap(method):
         @functools.wraps(method)
         def call(self, *args, **kwargs):
+            connections = self._connections
             try:
+                # SQLite: this thread's connection, without a context manager (the request
+                # path's calls are a few tens of microseconds; a generator costs a few).
+                conn = connections.local(create=writes)
+                if conn is not None:
+                    return method(self, conn, *args, **kwargs)
                 try:
-                    with self._connections.connection(create=writes) as conn:
+                    with connections.connection(create=writes) as conn:
                         return method(self, conn, *args, **kwargs)
                 except TryAgain:  # nothing was done: once more
-                    with self._connections.connection(create=writes) as conn:
+                    with connections.connection(create=writes) as conn:
                         return method(self, conn, *args, **kwargs)
             except ClaudeKeysError:
                 self._connections.forget_broken()
@@ -80,11 +86,31 @@ class _StoreClient:
         self.close()
 
 
+_NAMES_SEEN: set = set()  # names that passed check_text: the request path asks for the same few
+
+
 def _check_names(tool, agent, skill) -> None:
     """The tool, agent and skill a request asks for: each None or text (values.check_text)."""
     for what, name in (("tool", tool), ("agent", agent), ("skill", skill)):
-        if name is not None:
+        if name is not None and (type(name) is not str or name not in _NAMES_SEEN):
             check_text(name, what, max_len=128)
+            if type(name) is str and len(_NAMES_SEEN) < 4096:  # bounded: junk cannot grow it
+                _NAMES_SEEN.add(name)
+
+
+_COSTS_SEEN: dict = {}  # cost text -> nanos: the request path gives the same few costs
+
+
+def _cost_nanos(cost) -> int:
+    """parse_cost, remembered for text (a pure function of it; bounded)."""
+    if type(cost) is str:
+        nanos = _COSTS_SEEN.get(cost)
+        if nanos is None:
+            nanos = parse_cost(cost)
+            if len(_COSTS_SEEN) < 4096:
+                _COSTS_SEEN[cost] = nanos
+        return nanos
+    return parse_cost(cost)
 
 
 class KeyStore(_StoreClient):
@@ -127,10 +153,13 @@ class KeyStore(_StoreClient):
                dry_run=False, query=None, model=None, max_tokens=None, input_tokens=None) -> tuple:
         """check's arguments, checked: (the token, gate.decide_steps' keyword arguments)."""
         token = gate.presented(key, "key") if key is not None else gate.token_from(headers, query)
-        _check_names(tool, agent, skill)
-        check_flag(dry_run, "dry_run")
-        cost_nanos = None if cost is None else parse_cost(cost)
-        model, max_tokens, input_tokens = models.check_request(model, max_tokens, input_tokens)
+        if tool is not None or agent is not None or skill is not None:
+            _check_names(tool, agent, skill)
+        if dry_run is not False:
+            check_flag(dry_run, "dry_run")
+        cost_nanos = None if cost is None else _cost_nanos(cost)
+        if model is not None or max_tokens is not None or input_tokens is not None:
+            model, max_tokens, input_tokens = models.check_request(model, max_tokens, input_tokens)
         return token, {"tool": tool, "agent": agent, "skill": skill, "cost_nanos": cost_nanos,
                        "dry_run": dry_run, "model": model, "max_tokens": max_tokens,
                        "input_tokens": input_tokens, "pricer": self._pricer}
@@ -156,19 +185,18 @@ class KeyStore(_StoreClient):
         changes nothing). Spend above what the check reserved is recorded and flagged
         (`.warning`); a request id that another key's lineage owns raises
         RequestIdConflict, and nothing is written."""
-        check_text(key_id, "key_id", max_len=512)
-        owner = self._owners.get(key_id)
+        owner = self._owners.get(key_id) if type(key_id) is str else None  # (found: checked already)
         if owner is None:
+            check_text(key_id, "key_id", max_len=512)
             owner = self._owners[key_id] = yield from usage.owner_steps(key_id)
-        tokens = usage.check_tokens(
-            input_tokens=input_tokens, output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens, cache_write_5m_tokens=cache_write_tokens,
-            cache_write_1h_tokens=cache_write_1h_tokens)
-        searches = usage.check_tokens(web_search_requests=web_search_requests)["web_search_requests"]
+        tokens = usage.check_counts(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                                    cache_write_1h_tokens)
+        if type(web_search_requests) is not int or web_search_requests != 0:
+            web_search_requests = usage.check_tokens(web_search_requests=web_search_requests)["web_search_requests"]
         return (yield from usage.record_steps(key_id, *owner, pricer=self._pricer, model=model, tokens=tokens,
-                                              cost_nanos=None if cost is None else parse_cost(cost),
-                                              request_id=request_id, at_ms=moment_ms(at), speed=speed,
-                                              web_searches=searches))
+                                              cost_nanos=None if cost is None else _cost_nanos(cost),
+                                              request_id=request_id, at_ms=None if at is None else moment_ms(at),
+                                              speed=speed, web_searches=web_search_requests))
 
     @_reads
     def release(self, conn, request_id) -> bool:

@@ -358,7 +358,8 @@ class _Request:
         declares = bool(input_tokens) and (perms.input_tokens_per_minute is not None
                                            or project.input_tokens_per_minute is not None)
         self.tracked = perms.tracks_requests or project.tracks_requests or declares
-        self.scopes = [row["lineage"]] + ([limits.project_scope(row["project_id"])] if project.any else [])
+        self.project_scope = limits.project_scope(row["project_id"])
+        self.scopes = [row["lineage"], self.project_scope] if project.any else [row["lineage"]]
         self.retry_after: int | None = None  # set by a refusal for requests in flight or tokens per minute
 
     def admit(self):
@@ -417,7 +418,7 @@ class _Request:
 
         taken_windows = []  # (scope, limit, count, whose, slots pruned): every rate limit that applies
         for scope, limit, whose in ((row["lineage"], perms.rate_limit, ""),
-                                    (limits.project_scope(row["project_id"]), project.rate_limit, "project")):
+                                    (self.project_scope, project.rate_limit, "project")):
             if limit is None:
                 continue
             if write:

@@ -286,12 +286,12 @@ def read_steps(kind: str, subject: str, now_ms: int, spans: dict | None = None, 
 
         spans = periods(now_ms)
     names = tuple(spans)
-    sql, signs, scoped = _used_sql(kind, tuple((spans[n].start_ms, spans[n].end_ms) for n in names), total,
+    sql, signs, scoped = _used_sql(kind, tuple([(spans[n].start_ms, spans[n].end_ms) for n in names]), total,
                                     tracked, minute is not None)
     params = [subject] * scoped + ([now_ms, now_ms, now_ms, subject] if tracked else [])
     if minute is not None:
         params += _minute_params(kind, subject, minute, now_ms - MINUTE_MS) + [subject, now_ms - MINUTE_MS]
-    rows = sorted(tuple(r) for r in (yield ("all", sql, params)))
+    rows = sorted(map(tuple, (yield ("all", sql, params))))
     used = Used()
     at = 0
     for name, span_signs in zip(names, signs):

@@ -75,10 +75,19 @@ def iso_in_zone(ms: int, tz: str) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") and zone(tz) is dt.timezone.utc else text
 
 
+_latest: dict = {}  # zone -> the calendar asked for last (the request path asks every time)
+
+
 def periods(now_ms: int, tz: str = UTC) -> dict:
     """{"day": Period, "week": Period, "month": Period} around `now_ms` in zone `tz`."""
+    calendar = _latest.get(tz)
+    if calendar is not None and calendar["day"].start_ms <= now_ms < calendar["day"].end_ms:
+        return calendar  # (the same local day: [start, end) is exactly its moments)
     local = dt.datetime.fromtimestamp(now_ms // 1000, zone(tz)).date()
-    return _periods_of(local, tz)
+    calendar = _periods_of(local, tz)
+    if len(_latest) < 64 or tz in _latest:
+        _latest[tz] = calendar
+    return calendar
 
 
 @lru_cache(maxsize=64)

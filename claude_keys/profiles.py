@@ -153,6 +153,11 @@ class Permissions:
 
     def budgets(self) -> dict:
         """period name ("day", "week", "month", "total") -> its budget, for those set."""
+        return dict(self._budgets)
+
+    @cached_property
+    def _budgets(self) -> dict:
+        # (made once: the request path asks twice a request; budgets() hands out copies)
         return {name: getattr(self, f) for name, f in BUDGET_FIELDS.items() if getattr(self, f) is not None}
 
     @cached_property

@@ -56,6 +56,15 @@ def check_tokens(**counts) -> dict:
     return counts
 
 
+def check_counts(*counts) -> tuple:
+    """TOKEN_FIELDS' counts, in that order, checked (check_tokens without the names, for
+    the request path: a plain int in range costs one comparison)."""
+    for value in counts:
+        if type(value) is not int or not 0 <= value <= MAX_COUNT:
+            return tuple(check_tokens(**dict(zip(TOKEN_FIELDS, counts))).values())
+    return counts
+
+
 def owner_of(conn, key_id: str) -> tuple[str, str]:
     """A key's (project id, lineage)."""
     from .db.steps import run
@@ -98,10 +107,11 @@ def record(conn, key_id: str, project_id: str, lineage: str, **given) -> Recorde
 
 
 def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.Pricer,
-                 model: str | None = None, tokens: dict, cost_nanos: int | None = None,
+                 model: str | None = None, tokens: dict | tuple, cost_nanos: int | None = None,
                  request_id: str | None = None, at_ms: int | None = None, speed=None,
                  web_searches: int = 0):
-    """Store one request, as steps (db/steps.py). `tokens` holds TOKEN_FIELDS (checked with check_tokens); a
+    """Store one request, as steps (db/steps.py). `tokens` holds TOKEN_FIELDS (checked with check_tokens, or
+    their counts in that order, checked with check_counts); a
     missing cost comes from `pricer` (at fast-mode rates for speed "fast", with the price
     of `web_searches`; its cost mode may override a given cost), and an
     unknown model is recorded at $0, unpriced. Neither a model nor a cost is bad input:
@@ -110,11 +120,11 @@ def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     model = _model(model or "") if type(model or "") is str else check_text(model, "model")
     if not model and cost_nanos is None:
         raise InvalidInput("give the request's model (to price it) or its cost")
-    fast = pricing.is_fast(speed)
+    fast = False if speed is None else pricing.is_fast(speed)
     fresh = request_id is None  # a new id: nothing can hold it, so one plain insert
     request_id = new_request_id() if fresh else check_text(request_id, "request id")
     at_ms = now_ms() if at_ms is None else check_time(at_ms)
-    counts = [tokens[f] for f in TOKEN_FIELDS]
+    counts = tokens if type(tokens) is tuple else [tokens[f] for f in TOKEN_FIELDS]
     if cost_nanos is not None and not 0 <= cost_nanos <= MAX_REQUEST_NANOS:
         parse_cost(cost_nanos / NANOS_PER_USD)  # says why, as every other way in does
     cost = pricer.cost(cost_nanos, model, *counts, fast, web_searches)

@@ -91,13 +91,20 @@ class Connections:
             finally:
                 pool.putconn(raw)  # (one the server dropped is let go by the pool)
             return
+        yield self.local(create=create)
+
+    def local(self, *, create: bool):
+        """On SQLite, this thread's connection (opened on first use); None on PostgreSQL,
+        whose connections come from the pool by `connection()`."""
+        if self.kind == POSTGRES:
+            return None
         conn = self._local.__dict__.get("conn")
         if conn is None:
             from . import sqlite
 
             conn = self._local.conn = sqlite.open_store(self.where, SCHEMA_VERSION, create=create,
                                                         wait=self.wait)
-        yield conn
+        return conn
 
     def _getconn(self, postgres):
         """(the pool, a connection from it), within the bound. While attempts to open one fail

@@ -292,9 +292,7 @@ class Connection:
     def write_usage(self, insert: str, params=(), one: bool = False) -> int:
         """An INSERT into usage and its roll-ups, as one statement (safe against every
         concurrent writer). How many rows it stored. `one`: it inserts one row at most."""
-        from .rollups import with_rollups
-
-        return self.execute(with_rollups(insert + " RETURNING *", one=one), params).fetchone()[0]
+        return self.execute(_usage_sql(insert, one), params).fetchone()[0]
 
     def record_request(self, row: tuple, lineage: str | None) -> tuple:
         """Store one request (a usage row, USAGE_COLUMNS) with its roll-ups for a key of
@@ -442,6 +440,14 @@ class Connection:
         if self.broken:
             return lost(e, self.location)
         return translate(e, self.location) or e
+
+
+@lru_cache(maxsize=64)
+def _usage_sql(insert: str, one: bool) -> str:
+    """write_usage's statement: the insert with its roll-ups (made once per insert)."""
+    from .rollups import with_rollups
+
+    return with_rollups(insert + " RETURNING *", one=one)
 
 
 @lru_cache(maxsize=64)

@@ -193,4 +193,4 @@ def exact_sums(expressions) -> str:
 def combine(row) -> tuple:
     """Exact Python ints from a row of exact_sums (0 where nothing was summed)."""
     values = [v or 0 for v in row]
-    return tuple((values[i] << 32) + values[i + 1] for i in range(0, len(values), 2))
+    return tuple([(values[i] << 32) + values[i + 1] for i in range(0, len(values), 2)])

@@ -47,6 +47,9 @@ if hasattr(os, "register_at_fork"):  # a forked child's writers start with no tu
     os.register_at_fork(after_in_child=lambda: _turns.clear())
 
 
+_RECORD = None  # record_request's usage insert (made on first use: rollups stays off the cold path)
+
+
 class _NotOurs(Exception):
     """record_request: roll its transaction back."""
 
@@ -126,8 +129,12 @@ class Connection(sqlite3.Connection):
         transaction. Nothing is written when another lineage holds that request id in
         flight. Returns (rows stored: 1 or 0, the lineage holding it in flight or None,
         the cost it reserved)."""
-        from .rollups import USAGE_COLUMNS
+        global _RECORD
+        if _RECORD is None:
+            from .rollups import USAGE_COLUMNS
 
+            _RECORD = (f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES "
+                       f"({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING")
         try:
             with self.transaction():
                 # Settle first: by the lineage's key (one b-tree, no other index on the
@@ -139,9 +146,7 @@ class Connection(sqlite3.Connection):
                     other = self.execute("SELECT lineage FROM in_flight WHERE request_id = ?", (row[0],)).fetchone()
                     if other is not None:
                         raise _NotOurs(other[0])
-                stored = self.execute(f"INSERT INTO usage ({', '.join(USAGE_COLUMNS)}) VALUES "
-                                      f"({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING",
-                                      row).rowcount
+                stored = self.execute(_RECORD, row).rowcount
                 if held is not None and not stored:
                     raise _NotOurs(None)  # (stored already: leave its row as it was)
         except _NotOurs as e:
@@ -202,25 +207,11 @@ class Connection(sqlite3.Connection):
         self.execute("PRAGMA journal_size_limit = 67108864")
 
     # -- transactions -------------------------------------------------------------------
-    @contextmanager
     def write(self):
         """A write transaction, taken at once (BEGIN IMMEDIATE) so it never deadlocks
         upgrading a read lock, and waits out other writers through the busy timeout
         (this process's own writers, on their turn: see _turns)."""
-        turn = self._take_turn()
-        try:
-            self.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-                self.execute("COMMIT")
-            except BaseException:
-                # A COMMIT that failed (a full disk) leaves the transaction open: end it, or
-                # every later write on this connection fails too.
-                if self.in_transaction:
-                    self.execute("ROLLBACK")
-                raise
-        finally:
-            turn.release()
+        return _Write(self)
 
     def _take_turn(self):
         turn = _turn(self.location)
@@ -275,6 +266,42 @@ class Connection(sqlite3.Connection):
         finally:
             target.close()
         return True
+
+
+class _Write:
+    """Connection.write's context (a class, not a generator: the request path takes two
+    a request, and a generator-based one costs a few microseconds more)."""
+
+    __slots__ = ("conn", "turn")
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        self.turn = self.conn._take_turn()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.turn.release()
+            raise
+        return self.conn
+
+    def __exit__(self, kind, error, trace) -> bool:
+        conn = self.conn
+        try:
+            if kind is None:
+                conn.execute("COMMIT")
+            elif conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except BaseException:
+            # A COMMIT that failed (a full disk) leaves the transaction open: end it, or
+            # every later write on this connection fails too.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self.turn.release()  # (after the transaction ended: the next writer's turn)
+        return False
 
 
 @lru_cache(maxsize=64)
