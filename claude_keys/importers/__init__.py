@@ -231,6 +231,12 @@ def _stop_workers(pool) -> None:
         except (OSError, ValueError, AttributeError):
             pass  # already gone
     pool.shutdown(wait=False, cancel_futures=True)
+    # Let the pool's manager thread see its workers gone and close its wake-up pipe now:
+    # left running, it closed the pipe while Python's exit was writing to it (a traceback
+    # after our one line, "Bad file descriptor").
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 class _workers_ignore_interrupts:
