@@ -574,23 +574,34 @@ class RawConnection(psycopg.Connection):
             try:
                 conn = super().connect(conninfo, **kwargs)
             except psycopg.OperationalError as e:
-                if "options" not in kwargs or "unsupported startup parameter" not in str(e):
-                    raise
-                # PgBouncer without ignore_startup_parameters = options: connect without
-                # the server-side bounds (the watchdog still bounds every wait), and
-                # prepare no statement (each transaction may get another server session).
-                kwargs = {k: v for k, v in kwargs.items() if k != "options"}
-                conn = super().connect(conninfo, **kwargs)
+                conn = super().connect(conninfo, **cls.without_options(e, kwargs))
                 cls.unprepared.add(conn.info.dsn)
         except psycopg.Error:
             cls.failing.setdefault(conninfo, monotonic())
             raise
+        cls.opened(conninfo, conn)
+        _watchdog.watch(conn)
+        return conn
+
+    @staticmethod
+    def without_options(refused: psycopg.OperationalError, kwargs: dict) -> dict:
+        """The connection arguments to try again with when a pooler refused the startup
+        `options` (PgBouncer without ignore_startup_parameters = options): none of the
+        server-side bounds (the watchdog still bounds every wait), and the caller marks
+        the server unprepared (each transaction may get another server session). Any
+        other refusal is raised again."""
+        if "options" not in kwargs or "unsupported startup parameter" not in str(refused):
+            raise refused
+        return {k: v for k, v in kwargs.items() if k != "options"}
+
+    @classmethod
+    def opened(cls, conninfo: str, conn) -> None:
+        """A connection made (sync or async): the location reachable again, and statements
+        prepared only where no pooler was seen."""
         cls.failing.pop(conninfo, None)
         if conn.info.dsn in cls.unprepared:
             conn.prepare_threshold = None
         conn.last_used = monotonic()
-        _watchdog.watch(conn)
-        return conn
 
     def expire(self, deadline: float) -> None:
         """The watchdog's: the call with this deadline waited past it. Shut the socket

@@ -45,19 +45,12 @@ class AsyncRawConnection(psycopg.AsyncConnection):
             try:
                 conn = await super().connect(conninfo, **kwargs)
             except psycopg.OperationalError as e:
-                if "options" not in kwargs or "unsupported startup parameter" not in str(e):
-                    raise
-                # PgBouncer without ignore_startup_parameters = options (postgres.RawConnection)
-                kwargs = {k: v for k, v in kwargs.items() if k != "options"}
-                conn = await super().connect(conninfo, **kwargs)
+                conn = await super().connect(conninfo, **RawConnection.without_options(e, kwargs))
                 RawConnection.unprepared.add(conn.info.dsn)
         except psycopg.Error:
             RawConnection.failing.setdefault(conninfo, monotonic())
             raise
-        RawConnection.failing.pop(conninfo, None)
-        if conn.info.dsn in RawConnection.unprepared:
-            conn.prepare_threshold = None
-        conn.last_used = monotonic()
+        RawConnection.opened(conninfo, conn)
         return conn
 
 
