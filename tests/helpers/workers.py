@@ -40,7 +40,7 @@ RESTART_WORKER = """
 import json, sys, time
 from claude_keys import KeyStore, StoreError
 db, secret, tag, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-keys = KeyStore(db)
+keys = KeyStore(db, timeout=1)  # waits shorter than the outage: each worker feels it
 acknowledged, errors, messages = [], 0, set()
 end = None  # the window opens at the first acknowledgement: a slow start never misses it
 i = 0
