@@ -137,3 +137,19 @@ def test_sigterm_before_the_import_takes_over_is_still_a_termination(capsys):
     assert [run_reporting_errors(call) for call in (terminated, aborted_by_it, ctrl_c)] == [143, 143, 130]
     assert capsys.readouterr().err.splitlines() == [
         "Error: terminated", "Error: terminated; nothing was changed", "Error: interrupted"]
+
+
+@pytest.mark.one_backend
+def test_stopping_the_workers_waits_for_the_pools_manager_thread():
+    """The manager thread closes the pool's wake-up pipe as it ends: left running, it did
+    so while Python's exit wrote to it, a traceback after an interrupted import's line."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from claude_keys.importers import _stop_workers
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool.submit(time.sleep, 30)
+    manager = pool._executor_manager_thread
+    _stop_workers(pool)
+    assert not manager.is_alive()

@@ -225,16 +225,17 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
 def _stop_workers(pool) -> None:
     """Interrupted (Ctrl-C, SIGTERM, an error): end the workers now rather than let each
     finish its unit, and let the pool's shutdown (on leaving `with`) reap them."""
+    # The pool's manager thread, taken before shutdown(wait=False) forgets it: it must see
+    # its workers gone and close its wake-up pipe before we go on. Left running, it closed
+    # the pipe while Python's exit was writing to it (a traceback after our one line,
+    # "Bad file descriptor").
+    manager = getattr(pool, "_executor_manager_thread", None)
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         try:
             process.kill()  # (SIGKILL: a worker holds SIGTERM back until it is started)
         except (OSError, ValueError, AttributeError):
             pass  # already gone
     pool.shutdown(wait=False, cancel_futures=True)
-    # Let the pool's manager thread see its workers gone and close its wake-up pipe now:
-    # left running, it closed the pipe while Python's exit was writing to it (a traceback
-    # after our one line, "Bad file descriptor").
-    manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
         manager.join(timeout=5)
 
