@@ -6,6 +6,9 @@ database of its own on a PostgreSQL server that the session starts itself (`[pos
 databases are emptied back to new and handed to a later test, which is much faster than
 making one).
 Without PostgreSQL those runs skip with the reason; in CI (CI=true) they fail instead.
+A test's store exists already, set up as a user's first command leaves it (copied, or
+recycled, rather than set up again each time); a test about making a store, or about a
+store that is missing, is marked `new_store` and starts with none.
 Tests about SQLite's own files are marked `sqlite_only`, tests about PostgreSQL's own
 behaviour `postgres_only`; tests that do not touch the store at all, `one_backend`.
 
@@ -94,6 +97,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own files; runs on SQLite only")
     config.addinivalue_line("markers", "postgres_only: about PostgreSQL's own behaviour; runs on PostgreSQL only")
     config.addinivalue_line("markers", "one_backend: does not touch the store; runs once")
+    config.addinivalue_line("markers", "new_store: starts with no store (the store is set up already otherwise)")
     # The run's own root: pytest rotates its default /tmp/pytest-of-USER/pytest-N folders,
     # removing older runs' folders while they may still be running.
     parent = tempfile.gettempdir()
@@ -142,17 +146,43 @@ def postgres(request):
     server.close()
 
 
+_set_up_file = None  # this process's SQLite store, set up once, copied for each test
+
+
+def _set_up_sqlite(target: Path, root: Path) -> None:
+    """A copy of a store set up once: as if a first command had made it (a 0700 folder,
+    a 0600 file), without running the schema steps again for each test."""
+    global _set_up_file
+    from claude_keys.db.sqlite import make_private_folders
+
+    if _set_up_file is None:
+        from claude_keys import db
+
+        made = root / f"set-up-{os.getpid()}" / "keys.db"
+        db.connect(str(made)).close()  # (the last connection closed: no WAL file beside it)
+        _set_up_file = made
+    make_private_folders(str(target.parent))
+    shutil.copyfile(_set_up_file, target)
+    os.chmod(target, 0o600)
+
+
 @pytest.fixture
 def store_target(store_backend, tmp_path, request):
-    """The test's store: a file under tmp_path, or a new database (dropped afterwards)."""
+    """The test's store: a file under tmp_path, or a database of its own (recycled
+    afterwards). It exists, set up as a first command leaves it, unless the test is
+    marked `new_store` (about making a store, or a store that is missing)."""
+    new = any(request.node.get_closest_marker(m) for m in ("new_store", "one_backend"))  # (one_backend: none needed)
     if store_backend == "sqlite":
-        yield tmp_path / "store" / "keys.db"
+        target = tmp_path / "store" / "keys.db"
+        if not new:
+            _set_up_sqlite(target, request.config.claude_api_root)
+        yield target
         return
     server = request.getfixturevalue("postgres")
     name = f"test_{os.getpid()}_{next(_databases)}"
-    uri = server.fresh_database(name)
+    uri = server.fresh_database(name) if new else server.set_up_database(name)
     yield uri
-    server.recycle_database(name)  # emptied to be as new, for a later test
+    server.recycle_database(name)  # back to as new or as just set up, for a later test
 
 
 @pytest.fixture(autouse=True)

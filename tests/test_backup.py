@@ -75,6 +75,7 @@ def test_a_backup_into_a_missing_folder_is_refused(tmp_path):
     assert r.exit_code == 1 and "does not exist" in r.stderr and not (tmp_path / "no").exists()
 
 
+@pytest.mark.new_store
 @pytest.mark.sqlite_only
 def test_db_backup_of_no_store_creates_neither(tmp_path, monkeypatch):
     monkeypatch.setenv("CLAUDE_API_DB", str(tmp_path / "typo.db"))

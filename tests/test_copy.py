@@ -106,6 +106,7 @@ def _source(tmp_path):
     return src
 
 
+@pytest.mark.new_store
 def test_a_copy_into_another_programs_database_is_refused_and_writes_nothing(isolated, tmp_path):
     src = _source(tmp_path)
     _foreign_table(isolated)

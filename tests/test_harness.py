@@ -112,3 +112,41 @@ def test_a_recycled_database_is_as_new(postgres):
     uri = postgres.fresh_database("harness_third")
     assert looks(uri) == new
     postgres.drop_database("harness_third")
+
+
+def test_a_recycled_set_up_database_is_as_just_set_up(postgres, tmp_path):
+    """A test's store is set up already; one recycled must be as a first command left it:
+    no keys, usage, audit or changed settings, sequences restarted, the same schema."""
+    import psycopg
+
+    from claude_keys import AuthManager, KeyStore
+
+    def looks(uri):
+        with psycopg.connect(uri) as conn:
+            tables = [t for (t,) in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'r' AND "
+                                                 "relnamespace = 'public'::regnamespace ORDER BY relname")]
+            return (conn.execute(pg_server.FINGERPRINT).fetchone(), conn.execute(pg_server.SET_UP).fetchone(),
+                    {t: conn.execute(f'SELECT * FROM "{t}"').fetchall() for t in tables if t != "claude_api_migrations"})
+
+    uri = postgres.set_up_database("harness_set_up")
+    just = looks(uri)
+    secret = AuthManager(uri).generate_key("p", use_keyring=False)
+    store = KeyStore(uri)
+    store.record_usage(store.check(key=secret).key_id, input_tokens=10, cost="0.5", request_id="r1")
+    store.close()
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("UPDATE settings SET value = '[]'")
+    assert looks(uri) != just
+    postgres.recycle_database("harness_set_up")
+    uri = postgres.set_up_database("harness_set_up_again")  # the one just recycled, renamed
+    assert looks(uri) == just
+    AuthManager(uri).generate_key("p", use_keyring=False)
+    with psycopg.connect(uri) as conn:
+        assert conn.execute("SELECT min(id) FROM audit").fetchone() == (1,)  # the sequence restarted
+        conn.execute("ALTER TABLE keys ADD COLUMN extra int")  # a schema claude-api did not set up
+        conn.commit()
+    postgres.recycle_database("harness_set_up_again")
+    assert "harness_set_up_again" not in postgres._set_up_spares  # emptied back to new, or dropped
+    uri = postgres.set_up_database("harness_set_up_third")
+    assert looks(uri) == just
+    postgres.drop_database("harness_set_up_third")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.helpers.claude_logs import write_logs
-from tests.helpers.run import EXE, cli, create, one_error_line, report
+from tests.helpers.run import EXE, cli, one_error_line, report
 from tests.helpers.store import assert_consistent, sql
 
 pytestmark = pytest.mark.postgres_only
@@ -67,9 +67,6 @@ def test_a_connection_lost_while_a_batch_is_sent_is_one_line_and_a_rerun_finishe
 
 def test_a_real_import_whose_session_is_ended_says_so_once(pg, postgres, tmp_path):
     truth = write_logs(tmp_path / "claude", projects=2, sessions=4, responses=200, seed=8)
-    # The store exists first: a fresh store's schema script names import_files too, and a
-    # session ended while it runs is a store that could not be opened, not a lost import.
-    create("--name", "first")
     importing = subprocess.Popen([EXE, "usage", "import", str(tmp_path / "claude")],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ended = 0

@@ -132,6 +132,7 @@ def test_a_fourth_version_store_gets_spend_control_with_nothing_lost(tmp_path):
     assert proc("--db", db, "db", "check").exit_code == 0
 
 
+@pytest.mark.new_store
 def test_many_processes_share_a_fresh_store():
     """Eight processes at once on a store that does not exist yet: one migrates, all succeed."""
     def make(i):
@@ -144,6 +145,7 @@ def test_many_processes_share_a_fresh_store():
     assert len(cli("keys", "list", "--json").json()) == 16
 
 
+@pytest.mark.new_store
 @pytest.mark.postgres_only
 def test_hosts_starting_together_migrate_once(pg):
     with ThreadPoolExecutor(4) as pool:
@@ -170,6 +172,7 @@ def test_a_newer_store_is_refused_untouched(isolated):
     assert isolated.read_bytes() == before
 
 
+@pytest.mark.new_store
 @pytest.mark.sqlite_only
 def test_a_foreign_database_is_refused(tmp_path):
     other = tmp_path / "other.db"
@@ -210,6 +213,7 @@ def test_a_newer_schema_is_refused_untouched(pg):
     assert raw_dump(pg) == before
 
 
+@pytest.mark.new_store
 @pytest.mark.postgres_only
 def test_a_database_with_someone_elses_keys_table_is_refused(pg):
     import psycopg

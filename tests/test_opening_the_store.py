@@ -48,6 +48,7 @@ NOT_CREATING = [
 ]
 
 
+@pytest.mark.new_store
 @pytest.mark.parametrize("args", NOT_CREATING, ids=lambda a: " ".join(a)[:40])
 def test_commands_that_only_read_never_create_a_store(store_backend, tmp_path, monkeypatch, args):
     if store_backend == "sqlite":

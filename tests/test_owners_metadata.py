@@ -350,7 +350,7 @@ def test_bad_levels_are_refused(by):
 
 # -- the schema step ----------------------------------------------------------------------------
 
-@pytest.mark.sqlite_only  # the step itself runs on PostgreSQL in every [postgres] test's new store
+@pytest.mark.sqlite_only  # the step itself runs on PostgreSQL wherever a new store is set up
 def test_a_store_from_before_the_step_gets_empty_labels(tmp_path):
     import sqlite3
 

@@ -3,6 +3,8 @@ past 200k input tokens, fast-mode rates, and a prices.json that overrides and ad
 models and tiers; a model without a price is recorded unpriced, never guessed."""
 import json
 
+import pytest
+
 from tests.helpers.cc_lines import line, write
 from tests.helpers.run import cli, create, imported, record_at, report
 
@@ -198,6 +200,7 @@ def test_cost_modes_on_import_and_record(tmp_path):
     assert cli("usage", "import", records, "--cost-mode", "guess").exit_code == 2
 
 
+@pytest.mark.new_store
 def test_the_prices_command(tmp_path, monkeypatch, store_backend):
     r = cli("prices", "--json")
     assert r.exit_code == 0, r

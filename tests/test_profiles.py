@@ -40,6 +40,7 @@ def test_profile_names_in_any_case():
         perm.apply_default_profile(secret, "platinum")
 
 
+@pytest.mark.new_store
 def test_profiles_need_no_store(store_backend, tmp_path, monkeypatch):
     """The presets are the product's: shown without a store (and without making one),
     with the default standard agents and a note saying so."""

@@ -114,6 +114,7 @@ def test_the_python_api_reads_never_create_a_file(tmp_path):
     assert store.check(key=secret).allowed and typo.exists()
 
 
+@pytest.mark.new_store
 def test_the_python_api_reads_never_create_a_store(store_backend, isolated, tmp_path):
     """On a missing file or a PostgreSQL database claude-api has not set up: check is
     503, other reads raise StoreError, and nothing is created until a write."""

@@ -51,6 +51,35 @@ SELECT (SELECT array_agg(ARRAY[nspname, nspowner::regrole::text, coalesce(nspacl
 """
 
 
+# What claude-api set up in a database, beyond what FINGERPRINT counts: every table,
+# column, index, constraint, function, trigger and view of the public schema (with
+# owners and privileges), and which schema steps it ran. A database recycled as set up
+# must show the same as one set up just now.
+SET_UP = """
+SELECT md5(concat_ws('|',
+  (SELECT string_agg(c.relname || ':' || c.relkind::text || ':' || c.relowner::regrole::text || ':' || coalesce(c.relacl::text, ''),
+                     ',' ORDER BY c.relname) FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace),
+  (SELECT string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':'
+                     || a.attnotnull::text || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
+                     ',' ORDER BY c.relname, a.attnum)
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT string_agg(pg_get_indexdef(i.indexrelid), ',' ORDER BY pg_get_indexdef(i.indexrelid))
+     FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'public'::regnamespace),
+  (SELECT string_agg(conname || pg_get_constraintdef(oid), ',' ORDER BY conname || pg_get_constraintdef(oid))
+     FROM pg_constraint WHERE connamespace = 'public'::regnamespace),
+  (SELECT string_agg(md5(pg_get_functiondef(oid)), ',' ORDER BY md5(pg_get_functiondef(oid)))
+     FROM pg_proc WHERE pronamespace = 'public'::regnamespace),
+  (SELECT string_agg(tgenabled::text || pg_get_triggerdef(oid), ',' ORDER BY pg_get_triggerdef(oid))
+     FROM pg_trigger WHERE NOT tgisinternal),
+  (SELECT string_agg(viewname || definition, ',' ORDER BY viewname) FROM pg_views WHERE schemaname = 'public'),
+  (SELECT string_agg(name, ',' ORDER BY name) FROM claude_api_migrations),
+  (SELECT string_agg(version::text, ',') FROM claude_api_schema)))
+"""
+KEPT = ("claude_api_migrations", "claude_api_schema")  # the schema's own record: SET_UP compares it
+TRUNCATED_FROM = 256 * 1024  # bytes: a table this big is truncated (DELETE costs by the row)
+
 def binaries() -> Path | None:
     """The newest installed PostgreSQL's bin folder (Debian's layout), or one on PATH."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -94,6 +123,8 @@ class Server:
         self.as_root = os.geteuid() == 0
         self._spares: list[str] = []  # emptied databases, kept to be renamed (fresh_database)
         self._pristine = None  # FINGERPRINT of a new database, and its public schema
+        self._set_up_spares: list[str] = []  # set-up databases emptied of data (set_up_database)
+        self._set_up = None  # (FINGERPRINT, SET_UP, {table: rows}) of a database just set up
         try:
             if self.as_root:
                 shutil.chown(self.folder, USER)
@@ -205,10 +236,64 @@ class Server:
                 self._pristine = conn.execute(FINGERPRINT).fetchone(), public
         return uri
 
+    def set_up_database(self, name: str) -> str:
+        """A database called `name` that claude-api has set up (its current schema, and no
+        keys, usage or settings of anyone's), as after a user's first command; its URI.
+        One recycled as set up is renamed: the schema steps cost ~0.2 s each time."""
+        import psycopg
+
+        while self._set_up_spares:
+            spare = self._set_up_spares.pop()
+            try:
+                with self.admin() as conn:
+                    conn.execute(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
+                return self.uri(name)
+            except psycopg.Error:
+                self.drop_database(spare)
+        uri = self.fresh_database(name)
+        from claude_keys import db
+
+        db.connect(uri).close()
+        if self._set_up is None:
+            with psycopg.connect(uri, autocommit=True) as conn:
+                rows = {table: conn.execute(f'SELECT * FROM "{table}"').fetchall() for (table,) in conn.execute(
+                    "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+                ).fetchall() if table not in KEPT}
+                self._set_up = (conn.execute(FINGERPRINT).fetchone(), conn.execute(SET_UP).fetchone()[0],
+                                {table: content for table, content in rows.items() if content})
+        return uri
+
+    def _reset_set_up(self, conn) -> bool:
+        """Empty a set-up database back to just set up, when its schema is still what
+        claude-api set up: every table emptied (triggers off, so roll-ups are not kept and
+        foreign keys not checked), the rows the schema steps wrote put back, sequences
+        restarted. False, untouched, when it is not."""
+        fingerprint, digest, content = self._set_up
+        if conn.execute("SELECT to_regclass('public.claude_api_migrations') IS NULL "
+                        "OR to_regclass('public.claude_api_schema') IS NULL").fetchone()[0]:
+            return False  # not set up
+        if conn.execute(SET_UP).fetchone()[0] != digest:
+            return False
+        found = conn.execute("SELECT relname, relkind, pg_relation_size(oid) FROM pg_class "
+                             "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'S')").fetchall()
+        tables = {name: size for name, kind, size in found if kind == "r" and name not in KEPT}
+        big = [name for name, size in tables.items() if size >= TRUNCATED_FROM]
+        script = ["SET LOCAL session_replication_role = replica"]
+        script += ["TRUNCATE " + ", ".join(f'"{name}"' for name in big) + " CASCADE"] if big else []
+        script += [f'DELETE FROM "{name}"' for name in tables if name not in big]
+        script += [f'ALTER SEQUENCE "{name}" RESTART' for name, kind, _ in found if kind == "S"]
+        with conn.transaction():
+            conn.execute("; ".join(script))  # (one round trip)
+            for table, rows in content.items():
+                marks = ", ".join(["%s"] * len(rows[0]))
+                conn.cursor().executemany(f'INSERT INTO "{table}" VALUES ({marks})', rows)
+        return conn.execute(FINGERPRINT).fetchone() == fingerprint
+
     def recycle_database(self, name: str) -> None:
         """Done with database `name`: end its sessions, and empty it back to what a new one
-        is, to be handed out again by fresh_database; or drop it, if it does not look new
-        afterwards (FINGERPRINT)."""
+        is, to be handed out again by fresh_database (or, when claude-api has set it up and
+        its schema is unchanged, back to just set up, for set_up_database); or drop it, if
+        it does not look new afterwards (FINGERPRINT)."""
         import psycopg
         from psycopg import sql
 
@@ -221,6 +306,9 @@ class Server:
                                   "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
                 with psycopg.connect(self.uri(name), autocommit=True) as conn:
                     conn.execute("SET lock_timeout = '5s'")
+                    if self._set_up is not None and self._reset_set_up(conn):
+                        self._set_up_spares.append(name)
+                        return
                     conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
                     conn.execute(sql.SQL("CREATE SCHEMA public AUTHORIZATION {}").format(sql.Identifier(owner)))
                     public = next((item.split("=")[1].split("/")[0] for item in acl.strip("{}").split(",")
