@@ -116,15 +116,27 @@ def pytest_unconfigure(config):
         shutil.rmtree(root, ignore_errors=True)
 
 
+# The terminal widths a test taking `columns` runs at, per backend: the width decides
+# how a screen is laid out, the backend only what data it shows, so PostgreSQL's is
+# read at the tighter width alone (each screen is a program on a pseudo-terminal).
+SCREENS = {"sqlite": [80, 120], "postgres": [80]}
+
+
 def pytest_generate_tests(metafunc):
     if "store_backend" in metafunc.fixturenames:
         marks = {m.name for m in metafunc.definition.iter_markers()}
         if "sqlite_only" in marks:
-            metafunc.parametrize("store_backend", ["sqlite"])
+            backends = ["sqlite"]
         elif "postgres_only" in marks:
-            metafunc.parametrize("store_backend", ["postgres"])
+            backends = ["postgres"]
         elif "one_backend" not in marks:
-            metafunc.parametrize("store_backend", ["sqlite", "postgres"])
+            backends = ["sqlite", "postgres"]
+        else:
+            return
+        if "columns" in metafunc.fixturenames:
+            metafunc.parametrize("store_backend,columns", [(b, c) for b in backends for c in SCREENS[b]])
+        else:
+            metafunc.parametrize("store_backend", backends)
 
 
 @pytest.fixture
@@ -186,13 +198,18 @@ def store_target(store_backend, tmp_path, request):
 
 
 @pytest.fixture(autouse=True)
-def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch):
+def isolated(store_target, tmp_path, tmp_path_factory, monkeypatch, request):
     """Every test: its own store and keyring file, no colour, a fixed width."""
     db = store_target
     monkeypatch.setenv("CLAUDE_API_DB", str(db))
     monkeypatch.setenv("CLAUDE_API_TEST_KEYRING", str(tmp_path / "keyring.json"))
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.helpers.keyring_backends.FileKeyring")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])))
+    # The programs tests start (a couple of thousand) keep their compiled modules in the
+    # run's root: where bytecode is not written (PYTHONDONTWRITEBYTECODE, a read-only
+    # checkout), each one compiled claude_keys from source again, ~30 ms apiece.
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(request.config.claude_api_root / "pycache"))
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     # Reports default to the system's time zone: the suite's is UTC wherever it runs.
