@@ -1,8 +1,8 @@
 """Tables fitted to a terminal by one rule (render.DROP_ORDER; issue 20): on a real
 pseudo-terminal of 80 and 120 columns (PostgreSQL's data at 80: conftest.SCREENS), every
-listing and report keeps ids (key, project, session) and model names whole, never splits a number, an amount or a time,
-cuts a free-text name with "…" rather than wrapping it, and leaves columns out in the
-stated order: first those with nothing to say, then the least useful. Off a terminal,
+listing and report keeps ids (key, project, session) and model names whole, never
+splits a number, an amount or a time, cuts a free-text name with "…" rather than
+wrapping it, and leaves columns out in the stated order: first those with nothing to say, then the least useful. Off a terminal,
 tabulate formats align numbers right; warnings wrap at word boundaries."""
 import re
 
