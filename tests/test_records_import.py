@@ -258,8 +258,9 @@ def test_ctrl_c_says_what_was_stored_and_a_rerun_finishes(isolated, tmp_path):
         assert lines[0].startswith("Error: interrupted"), err
         seen.add("stored" if "requests were stored" in lines[0] else "reading")
         stored = sql("SELECT count(*) FROM usage")[0][0]
-        if "requests were stored" in lines[0]:
-            assert f"{stored:,} of {n:,} requests were stored" in lines[0]
+        if "requests were stored" in lines[0]:  # this run's, and those an earlier run stored
+            assert f"{stored - before:,} of {n:,} requests were stored" in lines[0], err
+            assert (f"({before:,} more were stored already)" in lines[0]) == (before > 0), err
         else:
             assert stored == before  # interrupted while reading: this run stored nothing
         assert_consistent()
@@ -268,3 +269,20 @@ def test_ctrl_c_says_what_was_stored_and_a_rerun_finishes(isolated, tmp_path):
     assert done.exit_code == 0, done
     assert sql("SELECT count(*), sum(input_tokens) FROM usage") == [(n, sum(i % 100 for i in range(n)))]
     assert_consistent()
+
+
+@pytest.mark.one_backend
+def test_an_interrupted_rerun_says_what_an_earlier_run_stored():
+    """A rerun meets the part an interrupted run stored: it says so, rather than call
+    everything it did not store itself "not stored"."""
+    from types import SimpleNamespace
+
+    from claude_keys.importers import _stored_so_far
+
+    def said(imported, merged):
+        return _stored_so_far(SimpleNamespace(total=100_000, imported=imported, replaced=0, merged=merged), "it")
+
+    assert said(50_000, 50_000) == "50,000 of 100,000 requests were stored before it, the rest were not"
+    assert said(20_000, 70_000) == ("20,000 of 100,000 requests were stored before it (50,000 more were stored "
+                                    "already), the rest were not")
+    assert said(50_000, 100_000) == "50,000 of 100,000 requests were stored before it (50,000 more were stored already)"

@@ -197,6 +197,7 @@ class Staging(_Rows):
         super().__init__(conn)
         # What the merge has committed so far (an interrupted import reports it).
         self.total = self.imported = self.replaced = 0
+        self.merged = 0  # staged requests merged so far: new, replacing, or in the store already
 
     def absorb(self, scratch: str) -> None:
         """Take a worker's scratch file of staged rows, in one statement."""
@@ -314,8 +315,9 @@ class Staging(_Rows):
                     added, replaced = self._send_batch(last, bound)
                 self.imported += added
                 self.replaced += replaced
-            seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
-                                 "request_id <= ?", (last, bound)).fetchone()[0]
+                seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
+                                     "request_id <= ?", (last, bound)).fetchone()[0]
+                self.merged = seen
             last = bound
             if progress:
                 progress(phase="storing", done=seen, total=total)

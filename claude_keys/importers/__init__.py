@@ -142,8 +142,11 @@ def _stored_so_far(staging: Staging | None, before: str) -> str:
     if staging is None or not staging.total:
         return "nothing was stored"
     done = staging.imported + staging.replaced
-    return (f"{done:,} of {counted(staging.total, 'request')} {'was' if done == 1 else 'were'} stored before {before}, "
-            "the rest were not")
+    already = staging.merged - done  # (a rerun after an interruption meets the stored part)
+    said = f"{done:,} of {counted(staging.total, 'request')} {'was' if done == 1 else 'were'} stored before {before}"
+    if already:
+        said += f" ({already:,} more {'was' if already == 1 else 'were'} stored already)"
+    return said + (", the rest were not" if staging.merged < staging.total else "")
 
 
 def _interrupted(staging: Staging | None, terminated: bool = False) -> ImportInterrupted:
