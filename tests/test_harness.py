@@ -1,6 +1,7 @@
 """The test harness itself: a test run killed with SIGKILL leaves no PostgreSQL server,
 PgBouncer or backend behind (they die with the run: Linux's parent-death signal); a
-test's PostgreSQL database, recycled for a later test, is as new."""
+test's PostgreSQL database, recycled for a later test, is as new (or as just set up,
+when claude-api had set it up)."""
 import json
 import os
 import select
