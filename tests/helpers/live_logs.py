@@ -17,8 +17,8 @@ CENTS_PER_REQUEST = 2
 TOKENS_PER_REQUEST = 12_000
 
 
-def stamp(minutes_ago: float) -> str:
-    moment = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+def stamp(minutes_ago: float, now: datetime | None = None) -> str:
+    moment = (now or datetime.now(timezone.utc)) - timedelta(minutes=minutes_ago)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -35,7 +35,8 @@ def add_requests(path: Path, first: int, count: int, minutes_ago: list[float] | 
     """Append `count` requests (numbered from `first`) to a log; their request ids."""
     session = session or path.stem
     ago = minutes_ago or [2.0] * count
-    lines = [line(f"msg_{n}", f"req_{n}", inp=10_000, out=2_000, model=MODEL, ts=stamp(ago[i]),
+    now = datetime.now(timezone.utc)  # one moment: the requests are exactly `ago` apart (rates are exact)
+    lines = [line(f"msg_{n}", f"req_{n}", inp=10_000, out=2_000, model=MODEL, ts=stamp(ago[i], now),
                   session=session) for i, n in enumerate(range(first, first + count))]
     append(path, *lines)
     return [f"cc:msg_{n}:req_{n}" for n in range(first, first + count)]
