@@ -49,8 +49,11 @@ def write_logs(root: Path, megabytes: int) -> None:
     from tests.helpers.claude_logs import write_logs as generate
 
     size, seed = 0, 0
+    # A batch of 4 x 10 sessions is ~110 KB per response a session: 400 make ~44 MB; a
+    # smaller size gets smaller batches (the smoke test's 1 MB had been 44 MB).
+    responses = max(1, min(400, round(megabytes * 1_000_000 / 110_000)))
     while size < megabytes * 1_000_000:
-        generate(root, projects=4, sessions=10, responses=400, seed=seed, first_project=4 * seed)
+        generate(root, projects=4, sessions=10, responses=responses, seed=seed, first_project=4 * seed)
         size = sum(p.stat().st_size for p in root.rglob("*.jsonl"))
         seed += 1
 
