@@ -58,9 +58,20 @@ def _store_call(*, writes: bool):
                 self._connections.forget_broken()
                 raise found from None
 
+        call.__signature__ = _public(method)  # (not functools.wraps': it shows `conn`)
         return call
 
     return wrap
+
+
+def _public(method):
+    """A store call's signature as its caller sees it (help(), IDEs): without the
+    connection the call is given. (inspect is loaded already: gate's dataclasses bring it.)"""
+    import inspect
+
+    signature = inspect.signature(method)
+    self_, _conn, *rest = signature.parameters.values()
+    return signature.replace(parameters=[self_, *rest])
 
 
 _reads = _store_call(writes=False)
@@ -170,13 +181,7 @@ class KeyStore(_StoreClient):
 
     @_writes
     def record_usage(self, conn, key_id, *args, **given) -> usage.Recorded:
-        """Record one request (arguments: see _record_steps)."""
-        return run(conn, self._record_steps(key_id, *args, **given))
-
-    def _record_steps(self, key_id, model=None, input_tokens=0, output_tokens=0,
-                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
-                      at=None, cache_write_1h_tokens=0, speed=None, web_search_requests=0):
-        """Record one request, as steps (db/steps.py). `cache_write_tokens` are 5-minute writes; a request id
+        """Record one request. `cache_write_tokens` are 5-minute writes; a request id
         already stored changes nothing (`.recorded` is then False). Give the `model`
         (priced from the price table; `speed="fast"` at fast-mode rates, with
         `web_search_requests` server-side searches at the table's price) or the `cost`.
@@ -184,7 +189,13 @@ class KeyStore(_StoreClient):
         this one, whichever key of its lineage records it (a rotation in between
         changes nothing). Spend above what the check reserved is recorded and flagged
         (`.warning`); a request id that another key's lineage owns raises
-        RequestIdConflict, and nothing is written."""
+        RequestIdConflict, and nothing is written. (Its arguments are _record_steps'.)"""
+        return run(conn, self._record_steps(key_id, *args, **given))
+
+    def _record_steps(self, key_id, model=None, input_tokens=0, output_tokens=0,
+                      cache_read_tokens=0, cache_write_tokens=0, cost=None, request_id=None,
+                      at=None, cache_write_1h_tokens=0, speed=None, web_search_requests=0):
+        """record_usage as steps (db/steps.py): its one list of arguments."""
         owner = self._owners.get(key_id) if type(key_id) is str else None  # (found: checked already)
         if owner is None:
             check_text(key_id, "key_id", max_len=512)
@@ -267,6 +278,16 @@ class AsyncKeyStore:
 
     async def __aexit__(self, *exc):
         await self.aclose()
+
+
+def _record_usage_signature():
+    """record_usage's arguments, written once (on _record_steps), shown on both stores'."""
+    import inspect
+
+    return inspect.signature(KeyStore._record_steps).replace(return_annotation="usage.Recorded")
+
+
+KeyStore.record_usage.__signature__ = AsyncKeyStore.record_usage.__signature__ = _record_usage_signature()
 
 
 class AuthManager(_StoreClient):

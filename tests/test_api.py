@@ -176,3 +176,21 @@ def test_review_findings_in_the_python_api(isolated):
     assert store.check(raw).key_id == key["id"]  # raw ASGI headers
     assert store.check({"Authorization": "Bearer "}).body["error"]["message"] == "Invalid API key"
     assert store.check({"Authorization": "Bearer"}).body["error"]["message"] == "Invalid API key"
+
+
+@pytest.mark.one_backend
+def test_the_calls_show_their_arguments_not_the_connection():
+    """help() and IDEs show each call as CONTRACT.md writes it: record_usage's arguments
+    by name (on both stores), and never the connection a call is handed inside."""
+    import inspect
+
+    from claude_keys import AsyncKeyStore, AuthManager, KeyStore, PermissionManager
+
+    contract = ["self", "key_id", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_write_tokens", "cost", "request_id", "at"]
+    for call in (KeyStore.record_usage, AsyncKeyStore.record_usage):
+        assert list(inspect.signature(call).parameters)[:len(contract)] == contract
+    calls = [member for cls in (KeyStore, AsyncKeyStore, AuthManager, PermissionManager)
+             for name, member in vars(cls).items() if callable(member) and not name.startswith("_")]
+    assert len(calls) > 10
+    assert all("conn" not in inspect.signature(call).parameters for call in calls)
