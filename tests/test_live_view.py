@@ -12,6 +12,8 @@ import struct
 import subprocess
 import termios
 import time
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -141,7 +143,8 @@ def test_no_active_block(logs):
     key = create()
     record_at(key["id"], "2026-01-05T10:00:00Z", cost="1")
     r = proc("usage", "watch", "--no-import")
-    assert "No active 5-hour block: the last one ended at 2026-01-05 " in r.stdout, r
+    ended = datetime(2026, 1, 5, 15, tzinfo=timezone.utc).astimezone(ZoneInfo(os.environ["CLAUDE_API_TZ"]))
+    assert f"No active 5-hour block: the last one ended at {ended:%Y-%m-%d %H:%M}." in r.stdout, r  # (the midday zone's)
 
 
 def test_the_budgets_closest_to_their_limits_come_first(logs):

@@ -134,9 +134,9 @@ def test_an_empty_store_says_how_to_fill_it():
 
 def test_last_n_days_weeks_and_months():
     key = create()
-    today = now().replace(hour=12, minute=0, second=0, microsecond=0)
-    if now() < today:
-        today -= timedelta(days=1)
+    moment = now()
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = midnight + (moment - midnight) / 2  # today's and past, at any hour (noon was tomorrow before 12:00)
     for days in (0, 1, 2, 9, 40, 400):
         record_at(key["id"], iso(today - timedelta(days=days)), cost="1")
     assert report("summary", "--last", "1")["requests"] == 1  # today
