@@ -126,13 +126,18 @@ def import_transcript(conn, path: str, db=None, key=None) -> None:
     the first time) to the transcript `path` and to its subagents' logs
     (`<session>/subagents/*.jsonl` beside it), in this process, under the keys row
     `key` (None: no key)."""
+    from .importers.offsets import unchanged
+
+    path = os.path.abspath(os.path.expanduser(path))
+    logs = [path] + subagent_logs(path)
+    if unchanged(conn, logs):  # (Claude Code redraws the bar more often than it writes)
+        return
     from .db import resolve
     from .importers import import_files
     from .pricing import table, user_prices_path
 
-    path = os.path.abspath(os.path.expanduser(path))
     prices = table(user_prices_path(resolve(db)))
-    import_files(conn, [path] + subagent_logs(path), fmt="claude-code", key=key, prices=prices, workers=1)
+    import_files(conn, logs, fmt="claude-code", key=key, prices=prices, workers=1)
 
 
 def session_key(conn, session: str):

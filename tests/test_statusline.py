@@ -119,6 +119,9 @@ def _least_left(key: str) -> float:
 
 
 def test_a_session_imported_with_a_key_shows_the_budget_left(session):
+    # Budgets count days in their own zone: one where it is about noon, so that the last
+    # minutes are today's whenever the suite runs (at 00:02 UTC they were yesterday's).
+    assert cli("db", "settings", "budget-tz", midday_zone()).exit_code == 0
     key = _key("--daily-budget", "1", "--monthly-budget", "5")
     add_requests(session, 1, 3, minutes_ago=[3, 2, 1])
     assert cli("usage", "import", str(session), "--key", key).exit_code == 0
@@ -234,13 +237,14 @@ def test_stdin_left_open_does_not_hang_the_bar(session):
 
 
 def test_it_loads_nothing_heavy(session):
-    """Not Click, and none of what the lazy-import rule keeps off hot paths."""
+    """Not Click, and none of what the lazy-import rule keeps off hot paths; with nothing
+    new in the transcript, not the importer's staging and readers either."""
     add_requests(session, 1, 1)
     assert status(session)[1] == "$0.02 session"  # the store exists, migrated: no upgrade below
     probe = ("import sys\nfrom claude_keys.launch import main\nsys.argv = ['claude-api', 'usage', 'statusline']\n"
              "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
              "heavy = [m for m in ('click', 'rich', 'tabulate', 'keyring', 'sqlite_utils', 'claude_keys.cli',"
-             " 'claude_keys.keys') if m in sys.modules]\n"
+             " 'claude_keys.keys', 'claude_keys.db.staging', 'claude_keys.importers.units') if m in sys.modules]\n"
              "sys.stderr.write(f'EXIT={code} HEAVY={heavy}')\n")
     done = subprocess.run([sys.executable, "-c", probe], input=payload(session), capture_output=True, text=True)
     assert done.stdout.startswith("Haiku 4.5 · $0.02 session"), done

@@ -24,9 +24,10 @@ from collections import namedtuple
 from ..errors import ClaudeKeysError, ConnectionLost, InvalidInput, Terminated
 from .lines import shown, text_field
 from .result import ImportResult
-from ..db.staging import Staging
-from .units import PARALLEL_FROM, pack, read, read_in_worker, split
 from ..values import counted
+
+# The staging and the readers load when import_files runs: `usage statusline` loads this
+# package for offsets.unchanged() alone, and most of its calls stop there.
 
 FORMATS = ("auto", "jsonl", "csv", "claude-code")
 
@@ -79,8 +80,10 @@ def import_files(conn, paths: list[str], *, fmt: str = "auto", key=None, prices=
     `db_path` lets worker processes open the store (to look up keys that records name).
     `full` reads Claude Code logs from their start, whatever earlier imports read.
     `progress(advance_bytes=..., total_bytes=..., phase=...)` is told how far along we are."""
+    from ..db.staging import Staging
     from ..pricing import table
     from .offsets import Offsets
+    from .units import PARALLEL_FROM, pack, read, split
 
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown import format {fmt!r}: use {', '.join(FORMATS)}")
@@ -201,7 +204,7 @@ def _read_in_workers(units, staging, result, key, prices, db_path, workers, prog
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
 
-    from .units import worker_start
+    from .units import read_in_worker, worker_start
 
     key_row = {"id": key["id"], "project_id": key["project_id"]} if key is not None else None
     # spawn, not fork: the importing process holds an open SQLite connection.

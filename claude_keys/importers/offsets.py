@@ -42,6 +42,24 @@ def host() -> str:
     return name or "localhost"
 
 
+def unchanged(conn, paths: list[str]) -> bool:
+    """Whether every log in `paths` is as the last import on this host left it (the same
+    file, size and modification time): then there is nothing to read, and `usage
+    statusline` loads neither the importer nor the price table. One read."""
+    marks = ", ".join("?" * len(paths))
+    known = {path: tuple(rest) for path, *rest in conn.execute(
+        f"SELECT path, device, inode, size, mtime_ns FROM import_files WHERE host = ? AND path IN ({marks})",
+        (host(), *paths))}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if known.get(path) != (st.st_dev, st.st_ino & _INODE, st.st_size, st.st_mtime_ns):
+            return False
+    return True
+
+
 def checksum(f, end: int, seed: tuple = EMPTY) -> tuple:
     """(end, CRC-32, Adler-32) of the bytes before `end` of an open binary file,
     continuing `seed`, the checksum of the bytes before its own offset."""
