@@ -313,3 +313,16 @@ def test_no_stdin_at_all_prints_the_fallback():
     done = subprocess.run([EXE, "usage", "statusline"], capture_output=False, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
     assert (done.returncode, done.stdout, done.stderr) == (0, "Claude · usage unavailable\n".encode(), b"")
+
+
+def test_a_log_path_that_is_not_utf8_is_never_taken_as_unchanged(isolated):
+    """Such a path is never remembered (offsets.save skips it): the status line reads
+    its log again rather than fail on the path before importing it."""
+    from claude_keys import db
+    from claude_keys.importers.offsets import unchanged
+
+    conn = db.connect()
+    try:
+        assert unchanged(conn, ["/tmp/\udcff.jsonl"]) is False
+    finally:
+        conn.close()

@@ -45,7 +45,13 @@ def host() -> str:
 def unchanged(conn, paths: list[str]) -> bool:
     """Whether every log in `paths` is as the last import on this host left it (the same
     file, size and modification time): then there is nothing to read, and `usage
-    statusline` loads neither the importer nor the price table. One read."""
+    statusline` loads neither the importer nor the price table. One read. (A path that
+    is not UTF-8 is never remembered, so such a log is read again each time.)"""
+    try:
+        for path in paths:
+            path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     marks = ", ".join("?" * len(paths))
     known = {path: tuple(rest) for path, *rest in conn.execute(
         f"SELECT path, device, inode, size, mtime_ns FROM import_files WHERE host = ? AND path IN ({marks})",
