@@ -298,9 +298,8 @@ class Staging(_Rows):
         self._keep_best_copies()
         self._refuse_ids_of_others()
         self.total = total = conn.execute("SELECT count(*) FROM staging").fetchone()[0]
-        seen = 0
         last = ""
-        while seen < total:
+        while self.merged < total:
             bound = conn.execute("SELECT request_id FROM staging WHERE request_id > ? "
                                  "ORDER BY request_id LIMIT 1 OFFSET ?", (last, BATCH - 1)).fetchone()
             if bound is None:  # the last batch
@@ -309,18 +308,17 @@ class Staging(_Rows):
             with _batch_and_its_count():
                 if self.in_place:
                     with write(conn), conn.bulk_load():  # the roll-ups are merged set-wise
-                        with _indexes_rebuilt(conn, min(BATCH, total - seen)):
+                        with _indexes_rebuilt(conn, min(BATCH, total - self.merged)):
                             added, replaced = self._store_batch(last, bound)
                 else:
                     added, replaced = self._send_batch(last, bound)
                 self.imported += added
                 self.replaced += replaced
-                seen += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
-                                     "request_id <= ?", (last, bound)).fetchone()[0]
-                self.merged = seen
+                self.merged += conn.execute("SELECT count(*) FROM staging WHERE request_id > ? AND "
+                                            "request_id <= ?", (last, bound)).fetchone()[0]
             last = bound
             if progress:
-                progress(phase="storing", done=seen, total=total)
+                progress(phase="storing", done=self.merged, total=total)
         return self.imported, self.replaced, total - self.imported - self.replaced
 
     def _store_batch(self, lo: str, hi: str) -> tuple[int, int]:

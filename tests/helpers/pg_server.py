@@ -57,8 +57,8 @@ SELECT (SELECT array_agg(ARRAY[nspname, nspowner::regrole::text, coalesce(nspacl
 # must show the same as one set up just now.
 SET_UP = """
 SELECT md5(concat_ws('|',
-  (SELECT string_agg(c.relname || ':' || c.relkind::text || ':' || c.relowner::regrole::text || ':' || coalesce(c.relacl::text, ''),
-                     ',' ORDER BY c.relname) FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace),
+  (SELECT string_agg(c.relname || ':' || c.relkind::text || ':' || c.relowner::regrole::text || ':'
+                     || coalesce(c.relacl::text, ''), ',' ORDER BY c.relname) FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace),
   (SELECT string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':'
                      || a.attnotnull::text || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
                      ',' ORDER BY c.relname, a.attnum)
@@ -213,20 +213,29 @@ class Server:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.uri(name)
 
+    def _renamed_spare(self, spares: list[str], name: str) -> bool:
+        """Whether a database from `spares` is now called `name` (one that someone is
+        still connected to cannot be renamed: it is dropped, and the next one tried)."""
+        import psycopg
+
+        while spares:
+            spare = spares.pop()
+            try:
+                with self.admin() as conn:
+                    conn.execute(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
+                return True
+            except psycopg.Error:
+                self.drop_database(spare)
+        return False
+
     def fresh_database(self, name: str) -> str:
         """An empty database called `name`, as new; its URI. A database recycled by
         recycle_database is renamed: a few ms, where CREATE DATABASE copies a template and
         checkpoints (0.1-0.4 s on a small machine; the tests make hundreds)."""
         import psycopg
 
-        while self._spares:
-            spare = self._spares.pop()
-            try:
-                with self.admin() as conn:
-                    conn.execute(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
-                return self.uri(name)
-            except psycopg.Error:  # someone is still connected to it
-                self.drop_database(spare)
+        if self._renamed_spare(self._spares, name):
+            return self.uri(name)
         uri = self.create_database(name)
         if self._pristine is None:
             with psycopg.connect(uri, autocommit=True) as conn:
@@ -242,25 +251,21 @@ class Server:
         One recycled as set up is renamed: the schema steps cost ~0.2 s each time."""
         import psycopg
 
-        while self._set_up_spares:
-            spare = self._set_up_spares.pop()
-            try:
-                with self.admin() as conn:
-                    conn.execute(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
-                return self.uri(name)
-            except psycopg.Error:
-                self.drop_database(spare)
+        if self._renamed_spare(self._set_up_spares, name):
+            return self.uri(name)
         uri = self.fresh_database(name)
         from claude_keys import db
 
         db.connect(uri).close()
         if self._set_up is None:
             with psycopg.connect(uri, autocommit=True) as conn:
-                rows = {table: conn.execute(f'SELECT * FROM "{table}"').fetchall() for (table,) in conn.execute(
-                    "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
-                ).fetchall() if table not in KEPT}
-                self._set_up = (conn.execute(FINGERPRINT).fetchone(), conn.execute(SET_UP).fetchone()[0],
-                                {table: content for table, content in rows.items() if content})
+                tables = [table for (table,) in conn.execute(
+                    "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")
+                    if table not in KEPT]
+                # The rows the schema steps wrote (settings' defaults), to put back.
+                written = {table: rows for table in tables
+                           if (rows := conn.execute(f'SELECT * FROM "{table}"').fetchall())}
+                self._set_up = conn.execute(FINGERPRINT).fetchone(), conn.execute(SET_UP).fetchone()[0], written
         return uri
 
     def _reset_set_up(self, conn) -> bool:
