@@ -108,6 +108,28 @@ def test_ctrl_c_at_a_prompt_exits_130_with_one_line():
     assert cli("keys", "show", key["id"], "--json").json()["status"] == "active"
 
 
+@pytest.mark.parametrize("where", ["inside its write", "after it committed"])
+def test_ctrl_c_inside_a_command_says_whether_it_stored_anything(monkeypatch, where):
+    """A Ctrl-C that reaches the command line from inside a command: a write transaction
+    it cut off is rolled back ("nothing was changed"); one that came after the commit
+    (here, while the result was printed) must not say so, nor may the next command."""
+    from claude_keys import audit, render
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(audit if where == "inside its write" else render,
+                        "record" if where == "inside its write" else "write_json", ctrl_c)
+        r = cli("keys", "create", "--project-id", "cut", "--json")
+    stored = len(cli("keys", "list", "--project-id", "cut", "--json").json())
+    said = "nothing was changed" if where == "inside its write" else "what it had done by then is stored"
+    assert (r.exit_code, r.stderr.strip(), stored) == (130, f"Error: interrupted; {said}", int(where != "inside its write")), r
+    monkeypatch.setattr(render, "write_json", ctrl_c)
+    again = cli("keys", "list", "--json")  # a command that writes nothing, in the same process
+    assert (again.exit_code, again.stderr.strip()) == (130, "Error: interrupted; nothing was changed"), again
+
+
 @pytest.mark.one_backend
 @pytest.mark.parametrize("program", ["claude-api", "__main__.py"])
 def test_ctrl_c_while_the_cli_still_loads_is_one_line_and_130(program):

@@ -125,8 +125,21 @@ def _interrupted(e: KeyboardInterrupt, said: str) -> int:
     return 143 if terminated else 130
 
 
+def _what_was_stored() -> str:
+    """After a Ctrl-C inside a command: its write transactions are each whole or not at
+    all, so either nothing was changed or what it finished is stored (the interrupt came
+    after a commit: while it printed its result, say)."""
+    base = sys.modules.get("claude_keys.db.base")  # (not loaded: no store was opened)
+    if base is not None and base.Wrote.changed:
+        return "; what it had done by then is stored"
+    return "; nothing was changed"
+
+
 def run_reporting_errors(call) -> int:
     """Run the CLI; turn any failure into one line on stderr and an exit code."""
+    base = sys.modules.get("claude_keys.db.base")
+    if base is not None:  # (a program running several commands: each says what it stored)
+        base.Wrote.changed = False
     try:
         rv = call()
         return rv if isinstance(rv, int) else 0
@@ -136,7 +149,7 @@ def run_reporting_errors(call) -> int:
         return 0
     except click.exceptions.Abort as e:
         if isinstance(e.__cause__, KeyboardInterrupt):  # Ctrl-C before a command's own handling
-            return _interrupted(e.__cause__, "; nothing was changed")
+            return _interrupted(e.__cause__, _what_was_stored())
         error("aborted; nothing was changed")
         return 1
     except click.UsageError as e:

@@ -24,6 +24,15 @@ ADMIN_TIMEOUT_S = 30.0
 SERVER_CLOCK_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 
+class Wrote:
+    """Whether this process has committed a change to a store, on any connection the
+    backends' write paths took (a write transaction that changed rows, or a statement
+    that wrote on its own). The CLI's line for a Ctrl-C says "nothing was changed" only
+    while it is False: a Ctrl-C after a command stored its work must not say so."""
+
+    changed = False
+
+
 def timeout(given=None, *, request: bool = False) -> float:
     """The bound on a wait: `given` (seconds), else CLAUDE_API_TIMEOUT, else the default
     for the request path or for everything else."""

@@ -35,7 +35,7 @@ import weakref
 from contextlib import contextmanager
 from functools import lru_cache
 
-from .base import ADMIN_TIMEOUT_S, SERVER_CLOCK_MS
+from .base import ADMIN_TIMEOUT_S, SERVER_CLOCK_MS, Wrote
 from .location import masked
 from ..errors import ConnectionLost, StoreError, StoreMissing, TryAgain
 
@@ -196,7 +196,9 @@ class Connection:
 
     def take_slot(self, lineage: str, limit: int, key_id: str, last_used_at=None):
         """A rate-limited key's slot in one round trip: claude_take_slot (db/windows.py)."""
-        return self.execute("SELECT * FROM claude_take_slot(?, ?, ?)", (lineage, limit, key_id)).fetchone()
+        slot = self.execute("SELECT * FROM claude_take_slot(?, ?, ?)", (lineage, limit, key_id)).fetchone()
+        self._wrote()  # (the window pruned, a slot taken, the key touched)
+        return slot
 
     # -- statements -------------------------------------------------------------------
     def execute(self, sql: str, params=()):
@@ -284,15 +286,27 @@ class Connection:
         return rows[0] if rows else None
 
     # -- writes -------------------------------------------------------------------------
+    def _wrote(self) -> None:
+        """A statement that wrote: committed now outside a transaction (autocommit); inside
+        one, transaction() says so if it commits."""
+        if self.raw.info.transaction_status == TransactionStatus.IDLE:
+            Wrote.changed = True
+
     def write_one(self, sql: str, params=()) -> int:
         """One statement as its own transaction (autocommit: one round trip); how many
         rows it changed."""
-        return self.execute(sql, params).rowcount
+        changed = self.execute(sql, params).rowcount
+        if changed > 0:
+            self._wrote()
+        return changed
 
     def write_usage(self, insert: str, params=(), one: bool = False) -> int:
         """An INSERT into usage and its roll-ups, as one statement (safe against every
         concurrent writer). How many rows it stored. `one`: it inserts one row at most."""
-        return self.execute(_usage_sql(insert, one), params).fetchone()[0]
+        stored = self.execute(_usage_sql(insert, one), params).fetchone()[0]
+        if stored:
+            self._wrote()
+        return stored
 
     def record_request(self, row: tuple, lineage: str | None) -> tuple:
         """Store one request (a usage row, USAGE_COLUMNS) with its roll-ups for a key of
@@ -300,7 +314,10 @@ class Connection:
         statement, one round trip. Nothing is written when another lineage holds that
         request id in flight. Returns (rows stored: 1 or 0, the lineage holding it in
         flight or None, the cost it reserved)."""
-        return self.execute(_record_request_sql(), (row[0], *row, lineage, row[0])).fetchone()
+        done = self.execute(_record_request_sql(), (row[0], *row, lineage, row[0])).fetchone()
+        if done[0]:
+            self._wrote()
+        return done
 
     def remove_usage(self, doomed: str) -> None:
         """Take the requests of the table `doomed` (usage rows) out of usage and every
@@ -352,6 +369,7 @@ class Connection:
                     yield self
                 finally:
                     self.raw.deadline = time.monotonic() + self.wait  # the COMMIT or ROLLBACK
+            self._wrote()  # (a transaction here is taken to write; an inner one is a savepoint)
         except psycopg.Error as e:
             raise self._error(e) from None
         finally:

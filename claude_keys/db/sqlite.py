@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from functools import lru_cache
 
-from .base import ADMIN_TIMEOUT_S
+from .base import ADMIN_TIMEOUT_S, Wrote
 from ..errors import StoreDamaged, StoreError, StoreMissing
 
 # Small pages: a commit writes each page it dirtied to the WAL, and a recorded request
@@ -119,7 +119,10 @@ class Connection(sqlite3.Connection):
         (`one`: it inserts one row at most; the same here.)"""
         turn = self._take_turn()
         try:
-            return self.execute(insert, params).rowcount
+            stored = self.execute(insert, params).rowcount
+            if stored and not self.in_transaction:  # (committed as it ran; else see _Write)
+                Wrote.changed = True
+            return stored
         finally:
             turn.release()
 
@@ -272,13 +275,14 @@ class _Write:
     """Connection.write's context (a class, not a generator: the request path takes two
     a request, and a generator-based one costs a few microseconds more)."""
 
-    __slots__ = ("conn", "turn")
+    __slots__ = ("conn", "turn", "changes")
 
     def __init__(self, conn: Connection):
         self.conn = conn
 
     def __enter__(self) -> Connection:
         self.turn = self.conn._take_turn()
+        self.changes = self.conn.total_changes
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
@@ -291,6 +295,8 @@ class _Write:
         try:
             if kind is None:
                 conn.execute("COMMIT")
+                if conn.total_changes != self.changes:
+                    Wrote.changed = True
             elif conn.in_transaction:
                 conn.execute("ROLLBACK")
         except BaseException:
