@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Each benchmark (its module), the title of its section, and a tiny size for --smoke.
 SMOKE = {
-    "cold_cli": ("Cold CLI", {"runs": 2}),
+    "cold_cli": ("Cold CLI", {"runs": 2, "keys": 2}),
     "request_path": ("In-process request path", {"seconds": 0.2}),
     "model_check": ("A check with a model", {"seconds": 0.2, "busy": 300}),
     "keys_scale": ("Flat in the number of keys", {"many": 300, "runs": 2, "seconds": 0.4}),
@@ -22,7 +22,7 @@ SMOKE = {
     "import_speed": ("usage import", {"records": 3000, "log_mb": (1,)}),
     "concurrency": ("Concurrency", {"processes": 2, "seconds": 0.5, "rounds": 1}),
     "postgres": ("PostgreSQL", {"seconds": 0.4, "processes": 2, "rounds": 1}),
-    "asgi": ("The ASGI gate through uvicorn", {"seconds": 0.3, "rounds": 1}),
+    "asgi": ("The ASGI gate through uvicorn", {"seconds": 0.3, "rounds": 1, "postgres": False}),
     "statusline": ("Status line", {"runs": 2, "responses": 10}),
     "budget_periods": ("Budget periods in a time zone", {"n": 20}),
 }

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claude_keys import AuthManager, ClaudeKeysError, KeyStore, PermissionManager
+from claude_keys.db import connect
 
 SPECIAL = [None, True, False, 0, -1, -0.0, 1.5, 2**63, -(2**63), 10**5000, float("inf"), float("-inf"),
            float("nan"), Decimal("NaN"), Decimal("1e999"), Decimal("-1"), 1j, "", " ", "\x00", "a\x00b",
@@ -35,7 +36,7 @@ hostile = st.one_of(
     st.datetimes(timezones=st.none() | st.timezones()), st.timedeltas(),
 )
 from tests.helpers.run import cli
-from tests.helpers.store import connection_of
+from tests.helpers.store import change_marker, connection_of
 
 
 @pytest.fixture
@@ -93,8 +94,11 @@ def store_still_usable():
 
 def test_every_public_call_with_hostile_arguments(api, store_backend):
     # 1,000 examples on SQLite; on PostgreSQL, where the values are the same and only the
-    # store behind them differs, 300.
-    @settings(max_examples=600 if store_backend == "sqlite" else 200, deadline=None,
+    # store behind them differs, 300. The store is read back after each call that wrote.
+    watch = connect()
+    checked = [change_marker(watch)]  # the store as last found usable
+
+    @settings(max_examples=1000 if store_backend == "sqlite" else 300, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=st.data())
     def every_public_call(data):
@@ -108,11 +112,16 @@ def test_every_public_call_with_hostile_arguments(api, store_backend):
         except ClaudeKeysError as e:
             assert str(e) and "\n" not in str(e)
         # anything else propagates and fails the test
-        if name in ("generate_key", "record_usage", "set_profile", "set_profile limits", "apply_default_profile",
-                    "revoke_key", "release", "set_project", "set_project limits"):
+        # A call that wrote something: the store must still read. (Nothing written, it
+        # reads as it did when last checked.)
+        if change_marker(watch) != checked[0]:
             store_still_usable()
+            checked[0] = change_marker(watch)
 
-    every_public_call()
+    try:
+        every_public_call()
+    finally:
+        watch.close()
 
 
 # The findings of issue 12, each pinned (hypothesis found them too).

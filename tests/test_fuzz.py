@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from claude_keys.cli import cli as root
 from tests.helpers.commands import base_args, commands
 from tests.helpers.run import create
+from tests.helpers.store import change_marker
 
 HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan", "NaN", "∞", "٣",
            "9" * 40, "\x00", "a\x00b", "\x1b[31mred", "\r\n", "a" * 10_000, "'; DROP TABLE keys; --",
@@ -19,16 +20,19 @@ HOSTILE = ["", " ", "-1", "-0", "0", "1.5", "0x10", "1e309", "inf", "-inf", "nan
 
 
 _open: dict = {}  # store -> (its connection, the query of its snapshot or None), kept
-_unchanged: dict = {}  # store -> its snapshot, while nothing has changed it since
+_known: dict = {}  # store -> (its change marker, its snapshot) when last taken
 
 
 def snapshot(db) -> str:
-    """Every row of the store (one connection per store, kept: this runs thousands of times)."""
+    """Every row of the store (one connection per store, kept: this runs thousands of
+    times), taken again only when the store's change marker has moved since the last one:
+    most hostile values are refused before anything is written."""
     from claude_keys import db as store
     from claude_keys.db import transfer
 
     if str(db) not in _open:
         _open.clear()
+        _known.clear()
         conn, query = store.connect(db), None
         if str(db).startswith("postgresql"):
             # A round trip per table made the snapshots half of this file's time: on
@@ -38,15 +42,19 @@ def snapshot(db) -> str:
             query = f"SELECT string_agg(t || ' ' || r, E'\\n' ORDER BY t, r) FROM ({' UNION ALL '.join(rows)}) a"
         _open[str(db)] = conn, query
     conn, query = _open[str(db)]
-    if query:
-        return next(iter(conn.execute(query)))[0]
-    return "\n".join(repr(tuple(r)) for t in transfer.tables(conn)
-                     for r in conn.execute(f"SELECT * FROM {t} ORDER BY 1"))
+    marker = change_marker(conn)
+    if _known.get(str(db), (None,))[0] != marker:
+        if query:
+            rows = next(iter(conn.execute(query)))[0]
+        else:
+            rows = "\n".join(repr(tuple(r)) for t in transfer.tables(conn)
+                              for r in conn.execute(f"SELECT * FROM {t} ORDER BY 1"))
+        _known[str(db)] = marker, rows
+    return _known[str(db)][1]
 
 
 def run_and_check(args, db, stdin=""):
-    # After a failure the store was found unchanged: that snapshot is still the store's.
-    before = _unchanged.pop(str(db), None) or snapshot(db)
+    before = snapshot(db)
     result = CliRunner().invoke(root, args, input=stdin, catch_exceptions=False)
     code, err = result.exit_code, result.stderr
     shown = [a[:40] for a in args]
@@ -56,8 +64,6 @@ def run_and_check(args, db, stdin=""):
         lines = [line for line in err.splitlines() if line.strip() and not line.rstrip().endswith("[y/N]:")]
         assert len(lines) == 1 and lines[0].startswith("Error: "), (shown, err)
         assert snapshot(db) == before, f"{shown} failed but changed the store"
-        _unchanged.clear()
-        _unchanged[str(db)] = before
     return code
 
 

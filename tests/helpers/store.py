@@ -22,6 +22,17 @@ def sql(query: str, params=(), db=None) -> list[tuple]:
         conn.close()
 
 
+def change_marker(conn) -> int:
+    """A number that moves whenever anyone commits a write to the store of `conn` (it may
+    move without a change, never the other way): PostgreSQL's next transaction id (every
+    write takes one), SQLite's data_version (the commits of other connections). Lets a
+    test that checks a store after thousands of refused calls skip the check when
+    nothing was written."""
+    if conn.backend == "postgresql":
+        return next(iter(conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")))[0]
+    return conn.execute("PRAGMA data_version").fetchone()[0]
+
+
 def dump(db=None) -> str:
     """Every row of every table of the store, as text (to search for what must not be there)."""
     from claude_keys import db as store

@@ -6,10 +6,33 @@ import os
 from tests.helpers.processes import die_with_parent
 
 
+# What a pool's fork server loads before it forks any worker (psycopg where installed).
+PRELOAD = ["claude_keys", "claude_keys.gate", "claude_keys.usage", "claude_keys.db.sqlite",
+           "claude_keys.db.postgres", "tests.helpers.workers"]
+
+
 def spawn_pool(n):
-    """A pool of `n` fresh Python processes (spawned, not forked: nothing inherited) that
-    die with this one (else a killed test run leaves them waiting for work forever)."""
-    return multiprocessing.get_context("spawn").Pool(n, initializer=die_with_parent, initargs=(os.getpid(),))
+    """A pool of `n` processes forked from a fork server that has loaded claude_keys (and
+    psycopg) and done nothing else: nothing of this process is inherited (no connection,
+    no thread), and a worker starts in milliseconds instead of a quarter of a second of
+    imports (16 workers: 0.3 s against 2.0 s). Each takes this process's environment and
+    folder as they are now (the server's are those of its start), and dies with it: the
+    server ends when this process does, and its workers die with the server (else a
+    killed test run leaves them waiting for work forever)."""
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # (read when the server starts: once per test process)
+    forkserver.ensure_running()
+    server = forkserver._forkserver._forkserver_pid  # (no public name for it)
+    return context.Pool(n, initializer=_pool_worker, initargs=(server, dict(os.environ), os.getcwd()))
+
+
+def _pool_worker(server: int, environ: dict, folder: str) -> None:
+    die_with_parent(server)
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(folder)
 
 
 def spawn_manager():
