@@ -28,8 +28,8 @@ def soak_worker(args):
     rng = random.Random(worker)
     pricer = Pricer()
     mine = []  # (id, secret) of this worker's live keys
-    counts = dict(created=0, rotated=0, revoked=0, recorded=0, shared_allowed=0, listed=0, cli=0,
-                  verified=0, errors=0, ops=0)
+    counts = dict(created=0, rotated=0, revoked=0, recorded=0, shared_tried=0, shared_allowed=0, listed=0,
+                  cli=0, verified=0, errors=0, ops=0)
     end = time.time() + seconds
     next_cli = time.time()
     while time.time() < end:
@@ -68,6 +68,7 @@ def soak_worker(args):
                 assert len(keys.list_keys(conn, project_id=f"soak-{worker}")) >= len(mine)
                 counts["listed"] += 1
             elif op == "shared":
+                counts["shared_tried"] += 1
                 counts["shared_allowed"] += gate.decide(conn, shared_secret).allowed
             if time.time() >= next_cli:  # now and then, the real CLI as another process
                 out = subprocess.run([EXE, "--db", db, "keys", "list", "--json", "--project-id", f"soak-{worker}"],
@@ -93,8 +94,9 @@ def test_eight_processes_mixing_every_operation(isolated):
     assert total["errors"] == 0
     # Real work was done (a loaded 2-core machine still does 60+ a second on PostgreSQL):
     assert total["ops"] > 100 and total["cli"] >= 8
-    # A soak of under a minute sits inside one 60-second window: exactly the limit, never more.
-    assert total["shared_allowed"] == SHARED_LIMIT
+    # A soak of under a minute sits inside one 60-second window: exactly the limit, never
+    # more (or every try, when a loaded machine made fewer tries than that).
+    assert total["shared_allowed"] == min(SHARED_LIMIT, total["shared_tried"])
     count = lambda query: sql(query)[0][0]  # noqa: E731
     assert count("SELECT count(*) FROM keys") == 1 + total["created"] + total["rotated"]
     assert count("SELECT count(*) FROM keys WHERE revoked_reason = 'soak'") == total["revoked"]
