@@ -21,10 +21,10 @@ from . import audit, labels, profiles, vault
 from . import secret as fmt
 from .errors import AmbiguousKey, ClaudeKeysError, InvalidInput, KeyNotFound
 from .db import write
-from .values import check_text, in_usd, iso_s
+from .values import LazyPattern, check_text, in_usd, iso_s
 
 MIN_PREFIX = 4
-_ID_LIKE = re.compile(r"[0-9a-f]{1,12}")
+_ID_LIKE = LazyPattern(r"[0-9a-f]{1,12}")
 PUBLIC_FIELDS = (
     "id", "name", "project_id", "profile", "status", "hint",
     "created_at", "last_used_at", "expires_at",

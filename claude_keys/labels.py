@@ -14,14 +14,14 @@ import json
 import re
 
 from .errors import InvalidInput
-from .values import check_text
+from .values import LazyPattern, check_text
 
 MAX_OWNER = 256  # characters: a person, a team, a service account or an e-mail address
 MAX_VALUE = 256  # characters of one metadata value
 MAX_ENTRIES = 32  # metadata entries of one key
 # Identifier-like: a key is written on command lines (`--by meta.cost-center`) and read
 # as a JSON field; never an option's dash or a dot first.
-META_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
+META_KEY = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 LEVEL_PREFIX = "meta."  # `--by meta.KEY`
 # The group, in human tables, of usage without a key or whose key has no such label
 # (null in JSON, empty in CSV).

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from functools import lru_cache
 
 from .errors import InvalidInput
-from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, parse_money
+from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, LazyPattern, parse_money
 
 FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 ENV_PRICES = "CLAUDE_API_PRICES"
@@ -40,10 +39,10 @@ COST_MODES = ("auto", "calculate", "display")
 WEB_SEARCH = "web_search"  # the table's entry for web searches, beside the models
 # A provider prefix: Bedrock's `anthropic.` with an optional inference-profile geography
 # (`us.`, `eu.`, `apac.`, `us-gov.`, `global.`), or a router's `anthropic/`.
-_PREFIX = re.compile(r"^(?:(?:global|[a-z]{2,4}(?:-[a-z]{2,4})?)\.)?(?:anthropic[./])")
-_REGIONAL = re.compile(r"^(?!global\.)[a-z]{2,4}(?:-[a-z]{2,4})?\.anthropic\.")
-_SUFFIX = re.compile(r"(?:-v\d+(?::\d+)?|@\d{8}|-\d{8}|-latest)$")
-_SHORT = re.compile(r"^claude-(?:(opus|sonnet|haiku)-(\d+)(?:-(\d))?|(\d+)(?:-(\d))?-(opus|sonnet|haiku))$")
+_PREFIX = LazyPattern(r"^(?:(?:global|[a-z]{2,4}(?:-[a-z]{2,4})?)\.)?(?:anthropic[./])")
+_REGIONAL = LazyPattern(r"^(?!global\.)[a-z]{2,4}(?:-[a-z]{2,4})?\.anthropic\.")
+_SUFFIX = LazyPattern(r"(?:-v\d+(?::\d+)?|@\d{8}|-\d{8}|-latest)$")
+_SHORT = LazyPattern(r"^claude-(?:(opus|sonnet|haiku)-(\d+)(?:-(\d))?|(\d+)(?:-(\d))?-(opus|sonnet|haiku))$")
 
 
 @lru_cache(maxsize=1024)

@@ -77,3 +77,25 @@ def test_the_sqlite_path_never_imports_psycopg(tmp_path):
         done = subprocess.run([sys.executable, "-c", code, "--db", str(db), *args],
                               capture_output=True, text=True)
         assert done.stdout.strip().splitlines()[-1] == "False", (args, done.stderr)
+
+
+@pytest.mark.one_backend
+def test_patterns_compile_at_their_first_use_not_at_import():
+    """The package's regular expressions are compiled when first used (values.LazyPattern):
+    compiled at import they cost the status line ~3 ms for calls it never makes."""
+    import re
+
+    from claude_keys.values import LazyPattern
+
+    code = ("import re, claude_keys.values, claude_keys.pricing, claude_keys.labels, claude_keys.keys, "
+            "claude_keys.db.rollups, claude_keys.importers.lines\n"
+            "from claude_keys.values import LazyPattern\n"
+            "mods = [m for n, m in list(sys.modules.items()) if n.startswith('claude_keys')]\n"
+            "found = [v for m in mods for v in vars(m).values() if isinstance(v, (LazyPattern, re.Pattern))]\n"
+            "print(len(found), sum(isinstance(v, re.Pattern) or 'fullmatch' in vars(v) for v in found))")
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + code], capture_output=True, text=True)
+    patterns, compiled = map(int, done.stdout.split())
+    assert patterns >= 12 and compiled == 0, done
+    money = LazyPattern(r"\$?(\d+)", re.ASCII)
+    assert money.fullmatch("$12").group(1) == "12" and money.fullmatch("١٢") is None
+    assert money.sub("N", "a $3 b") == "a N b" and money.pattern == r"\$?(\d+)"

@@ -69,7 +69,6 @@ def show(ctx, project_id, fmt) -> None:
     """One project: its keys, spend, requests in flight and limits."""
     from .. import projects as lib
     from ..errors import ClaudeKeysError
-    from ..render import record
 
     conn = _app(ctx).reader
     if not lib.known(conn, project_id):

@@ -23,7 +23,6 @@ sort and report alike.
 from __future__ import annotations
 
 from . import rollups, windows
-from .base import SERVER_CLOCK_MS
 
 STEPS: list = []
 T = 'TEXT COLLATE "C"'  # PostgreSQL text that sorts like SQLite's (by code point)

@@ -707,8 +707,6 @@ def _check(raw: RawConnection, wait: float) -> None:
     """Before a pool hands out a connection: one the server has closed (it restarted, or
     ended an idle session) has something to read while idle, which costs no round trip
     to see; one idle for long is probed. A failed check makes the pool open another."""
-    import select
-
     if RawConnection.unprepared and raw.prepare_threshold is not None and raw.info.dsn in RawConnection.unprepared:
         raw.prepare_threshold = None  # another connection to this store met a pooler
     if raw.broken or raw.closed or _readable(raw.pgconn.socket):

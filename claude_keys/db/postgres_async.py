@@ -26,10 +26,9 @@ import psycopg
 from psycopg import AsyncRawCursor
 
 from . import postgres
-from .postgres import RawConnection, translate, translate_raw, _named_rows, _with_clock, _record_request_sql, _parameters
+from .postgres import RawConnection, translate_raw, _named_rows, _with_clock, _record_request_sql, _parameters
 from .base import SERVER_CLOCK_MS
 from .location import masked
-from ..errors import StoreError
 
 
 class AsyncRawConnection(psycopg.AsyncConnection):

@@ -13,8 +13,9 @@ project, the model and the UTC hour. From that one definition come:
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
+
+from ..values import LazyPattern
 
 # The usage table's columns (one row per request), and its token counts.
 USAGE_COLUMNS = ("request_id", "key_id", "project_id", "at_ms", "model", "input_tokens",
@@ -55,7 +56,7 @@ ROLLUPS = {
 ONLY = {"usage_sessions": "session_id <> ''"}
 GRAIN = ("key_id", "project_id", "model", "hour", "session_id")  # the finest grouping: every roll-up's keys derive from it
 
-_NAME = re.compile(r"\b(" + "|".join(CANONICAL) + r")\b")
+_NAME = LazyPattern(r"\b(" + "|".join(CANONICAL) + r")\b")
 
 
 def _over_row(expression: str, qualifier: str) -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from json import scanner
 
 from ..errors import InvalidInput
-from ..values import check_text
+from ..values import LazyPattern, check_text
 
 # The json module's C scanner, called directly: json.loads adds ~2 µs a line around it.
 _scan = (scanner.c_make_scanner or scanner.py_make_scanner)(json.JSONDecoder())
@@ -63,7 +62,7 @@ def lines(f, start: int = 0, end: int | None = None, positions: bool = False):
 # C1 controls and the bidirectional controls (which reorder what a terminal shows).
 # values.check_text refuses them too once it is the strict gate (issue 12); kept here so
 # that text from files is held to that rule on its own.
-_UNSAFE_TEXT = re.compile("[\x80-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_TEXT = LazyPattern("[\x80-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def text_field(value, what: str, *, max_len: int = 256, allow_empty: bool = False) -> str:
