@@ -134,9 +134,9 @@ class Shown(str):
 def shown_text(text: str) -> str:
     """Text as a terminal may show it: what the text gate refuses (control characters,
     bidirectional controls), escaped, should a store written before the gate hold any."""
-    from .values import UNSAFE_TEXT
+    from .values import scrubbed
 
-    return UNSAFE_TEXT.sub(lambda m: repr(m.group())[1:-1], text)
+    return scrubbed(text)
 
 
 def usd(value: float) -> str:

@@ -87,9 +87,9 @@ def model_name(payload: dict) -> str | None:
         model = model.get("display_name") or model.get("id")
     if not isinstance(model, str) or not model.strip():
         return None
-    from .values import UNSAFE_TEXT
+    from .values import scrubbed
 
-    return UNSAFE_TEXT.sub("", model.strip())[:64]  # never a control sequence on the bar
+    return scrubbed(model.strip(), escape=False)[:64]  # never a control sequence on the bar
 
 
 def figures(payload: dict, db=None, *, now_ms: int | None = None) -> list[str]:

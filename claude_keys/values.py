@@ -323,6 +323,16 @@ UNSAFE_TEXT = LazyPattern("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u20
                           "\u2066-\u2069\ud800-\udfff]")
 
 
+def scrubbed(text: str, *, escape: bool = True) -> str:
+    """`text` without what UNSAFE_TEXT matches: each such character escaped as repr()
+    shows it (`\\x1b`), or with escape=False removed. Printable text, nearly all of it,
+    comes back as it is without the pattern being compiled (~1 ms): str.isprintable() is
+    False for every character the pattern matches."""
+    if text.isprintable():
+        return text
+    return UNSAFE_TEXT.sub((lambda m: repr(m.group())[1:-1]) if escape else "", text)
+
+
 def check_text(value: str, what: str, *, max_len: int = 256, allow_empty: bool = False) -> str:
     """The one gate for text a person or a program hands us (project ids, names, reasons,
     models, request ids, tools; from the command line, the Python API or a file): str,
@@ -336,7 +346,7 @@ def check_text(value: str, what: str, *, max_len: int = 256, allow_empty: bool =
         raise InvalidInput(f"{what} must not be empty")
     if len(value) > max_len:
         raise InvalidInput(f"{what} is too long: at most {max_len:,} characters")
-    bad = UNSAFE_TEXT.search(value)
+    bad = None if value.isprintable() else UNSAFE_TEXT.search(value)  # (see scrubbed)
     if bad:
         ch = bad.group()
         if "\ud800" <= ch <= "\udfff":

@@ -298,3 +298,14 @@ def test_compared_amounts_read_in_their_order(a, b):
     as_number = lambda t: Decimal(t[1:].replace(",", ""))  # noqa: E731
     assert (ta == tb) == (a == b)
     assert (as_number(ta) > as_number(tb)) == (a > b)
+
+
+@pytest.mark.one_backend
+def test_printable_text_is_never_what_the_gate_refuses():
+    """values.scrubbed and check_text skip the pattern for printable text (it is compiled
+    only when needed): that holds only if no printable character is one it matches."""
+    from claude_keys.values import UNSAFE_TEXT, scrubbed
+
+    assert [hex(c) for c in range(0x110000) if chr(c).isprintable() and UNSAFE_TEXT.search(chr(c))] == []
+    assert scrubbed("a\x1bb\u202ec") == "a\\x1bb\\u202ec" and scrubbed("a\x1bb", escape=False) == "ab"
+    assert scrubbed("Sonnet 4.5 · ünïcode") == "Sonnet 4.5 · ünïcode"

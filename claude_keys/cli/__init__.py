@@ -235,9 +235,9 @@ def one_line(message: str) -> str:
     (control characters, C1 ones such as NEL and CSI, line separators, bidirectional
     controls, lone surrogates) so it stays one line, cannot drive the terminal, and
     can be printed."""
-    from ..values import UNSAFE_TEXT
+    from ..values import scrubbed
 
-    return UNSAFE_TEXT.sub(lambda m: repr(m.group())[1:-1], message)
+    return scrubbed(message)
 
 
 class App:
