@@ -1,7 +1,8 @@
 """The test harness itself: a test run killed with SIGKILL leaves no PostgreSQL server,
-PgBouncer or backend behind (they die with the run: Linux's parent-death signal); a
-test's PostgreSQL database, recycled for a later test, is as new (or as just set up,
-when claude-api had set it up)."""
+PgBouncer, backend or pool worker behind (they die with the run: Linux's parent-death
+signal, and a fork server that ends with its parent); a test's PostgreSQL database,
+recycled for a later test, is as new (or as just set up, when claude-api had set it
+up)."""
 import json
 import os
 import select
@@ -39,6 +40,11 @@ RUN = textwrap.dedent("""
         through.execute("SELECT 1")  # PgBouncer opens a connection to the server
         started["pids"]["pgbouncer"] = [bouncer.process.pid]
     started["pids"]["postgres"] += descendants(server.pid)  # its backends and helpers
+    from multiprocessing import forkserver
+    from tests.helpers.workers import spawn_pool
+    pool = spawn_pool(2)  # the race tests' workers, and the fork server they come from
+    pool.map(abs, [1, 2])
+    started["pids"]["pool"] = [forkserver._forkserver._forkserver_pid] + [p.pid for p in pool._pool]
     print(json.dumps(started), flush=True)
     time.sleep(600)
 """)
@@ -63,6 +69,7 @@ def test_a_killed_run_leaves_no_server_behind(request):
         started = json.loads(line)
         pids = [pid for group in started["pids"].values() for pid in group]
         assert len(started["pids"]["postgres"]) >= 4, started  # the postmaster, its helpers, a backend
+        assert len(started["pids"]["pool"]) == 3, started
         assert all(alive(pid) for pid in pids), started
         if IN_CI:
             assert "pgbouncer" in started["pids"], "CI needs pgbouncer: apt-get install pgbouncer"

@@ -25,10 +25,11 @@ SERVER_CLOCK_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 
 class Wrote:
-    """Whether this process has committed a change to a store, on any connection the
-    backends' write paths took (a write transaction that changed rows, or a statement
-    that wrote on its own). The CLI's line for a Ctrl-C says "nothing was changed" only
-    while it is False: a Ctrl-C after a command stored its work must not say so."""
+    """Whether this process has committed a change to a store through a backend's write
+    paths (a write transaction that changed rows, or a statement that wrote on its own;
+    the synchronous connections, which are the CLI's). The CLI's line for a Ctrl-C says
+    "nothing was changed" only while it is False: a Ctrl-C after a command stored its
+    work must not say so."""
 
     changed = False
 
