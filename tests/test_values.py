@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from claude_keys import InvalidInput, KeyStore, TooLarge
 from claude_keys.errors import ClaudeKeysError, KeyNotFound
 from claude_keys.values import NANOS_PER_USD, iso_ms, parse_count, parse_duration, parse_money, parse_time
-from tests.helpers.run import cli, create, one_error_line, verdict
+from tests.helpers.run import cli, create, imported, one_error_line, verdict
 from tests.helpers.store import NANOS, assert_consistent, sql
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -240,15 +240,20 @@ def test_one_request_costs_at_most_a_million_dollars(tmp_path):
     assert r.exit_code == 2 and "big.jsonl:1" in r.stderr
 
 
-def test_sums_past_what_64_bits_hold_are_refused_or_exact():
+def test_sums_past_what_64_bits_hold_are_refused_or_exact(tmp_path):
     """9,223 requests at the $1,000,000 cap fill one roll-up row to $9,223,000,000; the
     next one would pass 2**63 nano-dollars, and is refused whole. Everything else stays
     exact and working."""
     key = create("--monthly-budget", "1000000000")
     store = KeyStore()
     at = "2026-01-05T10:00:00Z"
-    for i in range(9_223):
-        store.record_usage(key["id"], cost=1_000_000, model="m", at=at, request_id=f"big-{i}")
+    # All but the last as one import (a call each took 9 s on PostgreSQL); the last
+    # through record_usage, whose roll-up row then holds exactly $9,223,000,000.
+    records = tmp_path / "big.jsonl"
+    records.write_text("".join(json.dumps({"key": key["id"], "at": at, "cost_usd": 1_000_000, "model": "m",
+                                           "request_id": f"big-{i}"}) + "\n" for i in range(9_222)))
+    assert imported(str(records))["imported"] == 9_222
+    store.record_usage(key["id"], cost=1_000_000, model="m", at=at, request_id="big-9222")
     with pytest.raises(TooLarge):
         store.record_usage(key["id"], cost=1_000_000, model="m", at=at, request_id="one-too-many")
     r = cli("usage", "record", "--key", key["id"], "--cost", "1000000", "--model", "m", "--at", at)
