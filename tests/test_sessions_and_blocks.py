@@ -1,13 +1,14 @@
 """The reports ccusage users rely on: usage per Claude Code session, and the 5-hour
 blocks subscriptions count in (the active one with its burn rate and projection),
 each equal to a brute-force reading of what was recorded."""
+import json
 import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from tests.helpers.cc_lines import line, write
-from tests.helpers.run import cli, create, report
+from tests.helpers.run import cli, create, imported, report
 
 HOUR = 3_600_000
 
@@ -46,17 +47,18 @@ def blocks_by_hand(times):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_blocks_equal_the_rule(seed):
+def test_blocks_equal_the_rule(seed, tmp_path):
     rng = random.Random(seed)
     key = create()
     start = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    times, at = [], start
+    times, at, records = [], start, []
     for i in range(120):
         at += timedelta(minutes=rng.choice([1, 7, 30, 55, 61, 200, 299, 301, 600, 2000]))
         times.append(ms(at))
-        r = cli("usage", "record", "--key", key["id"], "--cost", "0.01", "--input-tokens", "100",
-                "--at", at.isoformat(), "--request-id", f"r{i}")
-        assert r.exit_code == 0, r
+        records.append(json.dumps({"key": key["id"], "at": at.isoformat(), "cost_usd": "0.01",
+                                   "input_tokens": 100, "request_id": f"r{i}"}) + "\n")
+    (tmp_path / "usage.jsonl").write_text("".join(records))  # one import, not 120 commands
+    assert imported(str(tmp_path / "usage.jsonl"))["imported"] == 120
     want = blocks_by_hand(times)
     got = report("blocks", "--period", "all")
     assert [(ms(datetime.fromisoformat(b["start"].replace("Z", "+00:00"))), b["requests"]) for b in got] == want
