@@ -30,8 +30,10 @@ def session(tmp_path, monkeypatch):
 
 
 def status(path, **kwargs) -> list[str]:
-    """The line's parts, run as Claude Code runs it (a process of the installed program)."""
-    r = proc("usage", "statusline", input=payload(path, **kwargs))
+    """The line's parts, from the command in this process (what Claude Code runs, a
+    process of the installed program, is checked by the tests that start one: its exit
+    code, its one line, its fallback, its wait bounds)."""
+    r = cli("usage", "statusline", input=payload(path, **kwargs))
     assert r.exit_code == 0 and r.stderr == "", r
     assert r.stdout.endswith("\n") and r.stdout.count("\n") == 1, r
     return r.stdout.rstrip("\n").split(" · ")
