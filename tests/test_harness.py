@@ -40,11 +40,10 @@ RUN = textwrap.dedent("""
         through.execute("SELECT 1")  # PgBouncer opens a connection to the server
         started["pids"]["pgbouncer"] = [bouncer.process.pid]
     started["pids"]["postgres"] += descendants(server.pid)  # its backends and helpers
-    from multiprocessing import forkserver
-    from tests.helpers.workers import spawn_pool
+    from tests.helpers.workers import fork_server_pid, spawn_pool
     pool = spawn_pool(2)  # the race tests' workers, and the fork server they come from
     pool.map(abs, [1, 2])
-    started["pids"]["pool"] = [forkserver._forkserver._forkserver_pid] + [p.pid for p in pool._pool]
+    started["pids"]["pool"] = [fork_server_pid()] + [p.pid for p in pool._pool]
     print(json.dumps(started), flush=True)
     time.sleep(600)
 """)

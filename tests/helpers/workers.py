@@ -19,13 +19,17 @@ def spawn_pool(n):
     folder as they are now (the server's are those of its start), and dies with it: the
     server ends when this process does, and its workers die with the server (else a
     killed test run leaves them waiting for work forever)."""
-    from multiprocessing import forkserver
-
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)  # (read when the server starts: once per test process)
+    return context.Pool(n, initializer=_pool_worker, initargs=(fork_server_pid(), dict(os.environ), os.getcwd()))
+
+
+def fork_server_pid() -> int:
+    """This process's fork server (started if need be), whose children the pools are."""
+    from multiprocessing import forkserver
+
     forkserver.ensure_running()
-    server = forkserver._forkserver._forkserver_pid  # (no public name for it)
-    return context.Pool(n, initializer=_pool_worker, initargs=(server, dict(os.environ), os.getcwd()))
+    return forkserver._forkserver._forkserver_pid  # (no public name for it)
 
 
 def _pool_worker(server: int, environ: dict, folder: str) -> None:
