@@ -91,3 +91,11 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def finished_before(sig: int, returncode: int, err: str) -> bool:
+    """Whether an import sent `sig` had finished first: it exited 0, or it had printed its
+    summary ("Read …") and the signal landed as Python shut down, after Python had put
+    the default handlers back (killed by the signal, without a word). Neither is an
+    interrupted import; a shell shows the second as 130/143 like any signalled program."""
+    return returncode == 0 or (returncode == -sig and err.lstrip().startswith("Read "))
