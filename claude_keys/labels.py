@@ -10,18 +10,15 @@ secret's usage like its successor's.
 """
 from __future__ import annotations
 
-import json
-import re
-
 from .errors import InvalidInput
-from .values import LazyPattern, check_text
+from .values import LazyPattern, check_text, json_value
 
 MAX_OWNER = 256  # characters: a person, a team, a service account or an e-mail address
 MAX_VALUE = 256  # characters of one metadata value
 MAX_ENTRIES = 32  # metadata entries of one key
 # Identifier-like: a key is written on command lines (`--by meta.cost-center`) and read
 # as a JSON field; never an option's dash or a dot first.
-META_KEY = LazyPattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
+META_KEY = LazyPattern(r"(?a)[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 LEVEL_PREFIX = "meta."  # `--by meta.KEY`
 # The group, in human tables, of usage without a key or whose key has no such label
 # (null in JSON, empty in CSV).
@@ -90,6 +87,8 @@ def apply(current: dict, changes) -> dict:
 
 def encode(metadata: dict) -> str | None:
     """As stored: one JSON object, keys sorted; None when empty."""
+    import json  # (reports, which decode labels, stay off the json package: values.json_value)
+
     return json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":")) if metadata else None
 
 
@@ -97,7 +96,7 @@ def decode(stored) -> dict:
     """The stored column back as a dict (empty for none)."""
     if not stored:
         return {}
-    found = json.loads(stored)
+    found = json_value(stored)
     return found if isinstance(found, dict) else {}
 
 

@@ -26,32 +26,60 @@ from tokens, calculate always computes from tokens, display takes only stated co
 """
 from __future__ import annotations
 
-import json
 import os
 from functools import lru_cache
 
 from .errors import InvalidInput
-from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, LazyPattern, parse_money
+from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, LazyPattern, json_value, parse_money
 
 FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 ENV_PRICES = "CLAUDE_API_PRICES"
 COST_MODES = ("auto", "calculate", "display")
 WEB_SEARCH = "web_search"  # the table's entry for web searches, beside the models
-# A provider prefix: Bedrock's `anthropic.` with an optional inference-profile geography
-# (`us.`, `eu.`, `apac.`, `us-gov.`, `global.`), or a router's `anthropic/`.
-_PREFIX = LazyPattern(r"^(?:(?:global|[a-z]{2,4}(?:-[a-z]{2,4})?)\.)?(?:anthropic[./])")
-_REGIONAL = LazyPattern(r"^(?!global\.)[a-z]{2,4}(?:-[a-z]{2,4})?\.anthropic\.")
-_SUFFIX = LazyPattern(r"(?:-v\d+(?::\d+)?|@\d{8}|-\d{8}|-latest)$")
 _SHORT = LazyPattern(r"^claude-(?:(opus|sonnet|haiku)-(\d+)(?:-(\d))?|(\d+)(?:-(\d))?-(opus|sonnet|haiku))$")
+# What normalize and is_regional take off a model's name, in words (they are read with
+# string methods: a regular expression would load `re`, ~6 ms of the status line's start):
+# a provider prefix, Bedrock's `anthropic.` with an optional inference-profile geography
+# (`us.`, `eu.`, `apac.`, `us-gov.`, `global.`), or a router's `anthropic/`; then, again
+# and again, a suffix: `-v1`/`-v1:0` (Bedrock), `@20250929` (Vertex), `-20250929`, `-latest`.
+
+
+def _geography(text: str) -> bool:
+    """`us`, `apac`, `us-gov`: two to four ASCII lower-case letters, twice at most."""
+    parts = text.split("-")
+    return len(parts) <= 2 and all(2 <= len(p) <= 4 and p.isascii() and p.isalpha() and p.islower()
+                                   for p in parts)
+
+
+def _without_prefix(name: str) -> str:
+    at = name.find("anthropic")  # (a geography has no room for it: this is the one)
+    if at < 0 or name[at + 9:at + 10] not in (".", "/"):
+        return name
+    head = name[:at]
+    if head and not (head.endswith(".") and (head == "global." or _geography(head[:-1]))):
+        return name
+    return name[at + 10:]
+
+
+def _without_suffix(name: str) -> str:
+    if name.endswith("-latest"):
+        return name[:-7]
+    if len(name) >= 9 and name[-9] in "-@" and name[-8:].isdecimal():
+        return name[:-9]
+    at = name.rfind("-v")
+    if at >= 0:
+        major, colon, minor = name[at + 2:].partition(":")
+        if major.isdecimal() and (minor.isdecimal() if colon else True):
+            return name[:at]
+    return name
 
 
 @lru_cache(maxsize=1024)
 def normalize(model: str) -> str:
     """'anthropic/claude-sonnet-4-5-20250929' -> 'claude-sonnet-4-5'."""
-    name = model.strip().lower()
-    name = _PREFIX.sub("", name)
+    name = _without_prefix(model.strip().lower())
     while True:
-        stripped = _SUFFIX.sub("", name)
+        stripped = _without_suffix(name)
         if stripped == name:
             return name
         name = stripped
@@ -77,7 +105,8 @@ def short_model(model: str) -> str:
 
 def is_regional(model: str) -> bool:
     """A Bedrock regional endpoint's id (`us.anthropic.…`, `eu.`, `apac.`, …; not `global.`)."""
-    return bool(_REGIONAL.match(model.strip().lower()))
+    geography, dot, rest = model.strip().lower().partition(".")
+    return bool(dot) and rest.startswith("anthropic.") and _geography(geography)
 
 
 def _per_token_nanos(entry: dict, where: str, model: str) -> tuple[int, ...]:
@@ -186,7 +215,7 @@ def table(user_path: str | None = None) -> Prices:
     for path in sources:
         try:
             with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+                data = json_value(f.read())
         except (OSError, ValueError) as e:
             raise InvalidInput(f"cannot read prices from {path}: {e}") from None
         if not isinstance(data, dict):

@@ -21,7 +21,6 @@ imports its own transcript; `claude-api usage import` brings in the rest.
 """
 from __future__ import annotations
 
-import json
 import os
 
 WAIT_S = 1.0  # the longest any wait on the store may hold up the status bar
@@ -51,7 +50,9 @@ def read_payload(stdin) -> dict:
     data = _read_bounded(stdin)
     if isinstance(data, bytes):
         data = data.decode("utf-8")
-    payload = json.loads(data)
+    from .values import json_value
+
+    payload = json_value(data)
     if not isinstance(payload, dict):
         raise ValueError("not a JSON object")
     return payload

@@ -6,7 +6,6 @@ imports: `keys verify --cost` parses money on the hot path.
 """
 from __future__ import annotations
 
-import re
 import time
 from datetime import date, datetime, timedelta, timezone  # click loads datetime anyway
 
@@ -25,26 +24,82 @@ MAX_DURATION_S = 100 * 365 * 86400
 
 
 class LazyPattern:
-    """re.compile(pattern, flags), done at its first use. The package's dozen patterns,
-    compiled at import, cost `usage statusline` ~3 ms, mostly for calls it never makes.
+    """re.compile(pattern), done at its first use, with its flags written inline
+    (`(?a)`, `(?i)`). The package's patterns, compiled at import, cost `usage
+    statusline` ~3 ms, mostly for calls it never makes; and `re` itself (with `enum`)
+    ~6 ms of a process's start, which a status line that matches nothing does not load.
     After the first use the pattern's methods are this object's own attributes: a call
     costs what it costs on the compiled pattern."""
 
-    def __init__(self, pattern: str, flags: int = 0):
-        self._source = (pattern, flags)
+    def __init__(self, pattern: str):
+        self._source = pattern
 
     def __getattr__(self, name: str):
-        compiled = re.compile(*self._source)
+        import re
+
+        compiled = re.compile(self._source)
         for method in ("match", "fullmatch", "search", "sub", "subn", "split", "findall", "finditer"):
             setattr(self, method, getattr(compiled, method))
         self.pattern, self.flags = compiled.pattern, compiled.flags
         return getattr(compiled, name)
 
 
-# re.ASCII: without it \d is any script's digit ('١٠٠', '１２', '𝟗'), and int() reads them all.
-_DURATION_RE = LazyPattern(r"(\d{1,12})([smhdw])", re.ASCII)
-_MONEY_RE = LazyPattern(r"\$?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?", re.ASCII)
-_COUNT_RE = LazyPattern(r"\d{1,16}", re.ASCII)
+class _JsonDefaults:
+    """What the json module's C scanner asks of its decoder: json.loads' defaults."""
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+_json_scan = None
+_JSON_SPACE = " \t\n\r"
+# What the scanner raises where there is no valid JSON value: StopIteration, a ValueError
+# (json's JSONDecodeError), or SystemError while json.decoder is not loaded (the C
+# scanner takes JSONDecodeError from it, and finding it missing raises nothing).
+JSON_ERRORS = (StopIteration, ValueError, SystemError)
+
+
+def json_scanner():
+    """The json module's C scanner with json.loads' defaults, made without loading the
+    json package (which loads `re` and `enum`: ~8 ms of a process's start, more than
+    `usage statusline` can spare); the package's own scanner where that C module is
+    missing. Called as scan(text, index) -> (value, end); one of JSON_ERRORS when
+    there is no valid JSON value at `index`."""
+    global _json_scan
+    if _json_scan is None:
+        try:
+            from _json import make_scanner
+        except ImportError:
+            from json import JSONDecoder, scanner
+
+            _json_scan = scanner.make_scanner(JSONDecoder())
+        else:
+            _json_scan = make_scanner(_JsonDefaults)
+    return _json_scan
+
+
+def json_value(text: str):
+    """json.loads(text), without the json package when `text` is valid JSON (see
+    json_scanner). Anything else is parsed again by json.loads, so that its error (a
+    ValueError) is json's own."""
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = json_scanner()(text, start)
+    except JSON_ERRORS:
+        pass
+    else:
+        if end == len(text) or not text[end:].strip(_JSON_SPACE):
+            return value
+    import json
+
+    return json.loads(text)
+
+
+# (?a), ASCII: without it \d is any script's digit ('١٠٠', '１２', '𝟗'), and int() reads them all.
+_DURATION_RE = LazyPattern(r"(?a)(\d{1,12})([smhdw])")
+_MONEY_RE = LazyPattern(r"(?a)\$?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?")
+_COUNT_RE = LazyPattern(r"(?a)\d{1,16}")
 
 
 def now_s() -> int:
@@ -109,15 +164,19 @@ def parse_money(value) -> int:
             raise InvalidInput(f"{_shown(value)} is too large: at most ${MAX_USD:,}")
         return value * NANOS_PER_USD
     text = repr(value) if isinstance(value, float) else ascii_number(value, "the amount")
-    m = _MONEY_RE.fullmatch(text)
-    if not m or not (m.group(1) or m.group(2)):
-        raise InvalidInput(
-            f"{_shown(text)} is not an amount in USD: use a non-negative number such as 0.50"
-        )
-    whole, frac = m.group(1) or "", m.group(2) or ""
+    whole, _, frac = text.partition(".")
+    if text.isascii() and (whole + frac).isdigit() and "." not in frac:
+        exponent = 0  # digits with a point at most (every price in the table): no pattern needed
+    else:
+        m = _MONEY_RE.fullmatch(text)
+        if not m or not (m.group(1) or m.group(2)):
+            raise InvalidInput(
+                f"{_shown(text)} is not an amount in USD: use a non-negative number such as 0.50"
+            )
+        whole, frac, exponent = m.group(1) or "", m.group(2) or "", int(m.group(3) or 0)
     digits = (whole + frac).lstrip("0")
     # digits[:point] is the whole number of nano-dollars, digits[point:] the rest.
-    point = len(whole) + int(m.group(3) or 0) + 9 - (len(whole + frac) - len(digits))
+    point = len(whole) + exponent + 9 - (len(whole + frac) - len(digits))
     if not digits:
         return 0
     if point > len(str(MAX_USD * NANOS_PER_USD)):
@@ -250,7 +309,7 @@ def parse_count(value, what: str = "value") -> int:
     return n
 
 
-_ISO_DATE_RE = LazyPattern(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_ISO_DATE_RE = LazyPattern(r"(?a)\d{4}-\d{2}-\d{2}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 

@@ -1,9 +1,13 @@
 """One name per model: reports merge a model's dated ids, aliases and Bedrock/Vertex
 spellings into one row under its canonical id (JSON keeps the full id), with sums
 exact; human tables show a short name (sonnet-4.5) that never breaks at 80 columns."""
-import pytest
+import re
 
-from claude_keys.pricing import canonical_model, short_model
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from claude_keys.pricing import canonical_model, is_regional, normalize, short_model
 from tests.helpers.cc_lines import line, write
 from tests.helpers.run import cli, create, imported, record_at, report
 from tests.test_terminal import on_terminal  # the real executable on an 80-column pseudo-terminal
@@ -17,6 +21,34 @@ SPELLINGS = {
                          "eu.anthropic.claude-haiku-4-5-20251001-v1:0"],
     "claude-3-5-sonnet": ["claude-3-5-sonnet-latest", "claude-3-5-sonnet-20241022"],
 }
+
+
+# normalize and is_regional as they were written with regular expressions (the code
+# reads names with string methods, so that the status line need not load `re`).
+_PREFIX = re.compile(r"^(?:(?:global|[a-z]{2,4}(?:-[a-z]{2,4})?)\.)?(?:anthropic[./])")
+_REGIONAL = re.compile(r"^(?!global\.)[a-z]{2,4}(?:-[a-z]{2,4})?\.anthropic\.")
+_SUFFIX = re.compile(r"(?:-v\d+(?::\d+)?|@\d{8}|-\d{8}|-latest)$")
+
+
+def by_pattern(model: str) -> tuple[str, bool]:
+    name = _PREFIX.sub("", model.strip().lower())
+    while _SUFFIX.sub("", name) != name:
+        name = _SUFFIX.sub("", name)
+    return name, bool(_REGIONAL.match(model.strip().lower()))
+
+
+PIECES = ["anthropic", ".", "/", "-", "-v", "v", "1", "0", ":", "@", "2025", "0929", "20250929", "-latest",
+          "us", "eu", "apac", "global", "gov", "abcde", "claude", "sonnet", "-4", "-5", "x", "١", "٠١٢٣٤٥٦٧",
+          " ", "A", "US", "İ", "_"]
+
+
+@pytest.mark.one_backend
+@given(st.one_of(st.lists(st.sampled_from(PIECES), max_size=14).map("".join),
+                 st.text(st.characters(blacklist_characters="\n"), max_size=30)))
+def test_names_are_read_as_the_patterns_read_them(model):
+    """(A newline aside: a pattern's `$` also matches before a last one; no stored model
+    name holds one, the text gate refuses control characters.)"""
+    assert (normalize(model), is_regional(model)) == by_pattern(model)
 
 
 @pytest.mark.one_backend

@@ -238,19 +238,37 @@ def test_stdin_left_open_does_not_hang_the_bar(session):
         child.stdin.close()
 
 
-def test_it_loads_nothing_heavy(session):
-    """Not Click, and none of what the lazy-import rule keeps off hot paths; with nothing
-    new in the transcript, not the importer's staging and readers either."""
+# Kept off the status line's path: slow to load for what it would do there (Click, the
+# lazy-import rule's list), and on SQLite what costs a few ms of a process's start each
+# (re with enum, the json package, signal, threading; psycopg loads them all).
+HEAVY = {"click", "rich", "tabulate", "keyring", "sqlite_utils", "claude_keys.cli", "claude_keys.keys"}
+SLOW_TO_START = {"re", "enum", "json", "signal", "threading"}
+
+
+@pytest.mark.parametrize("new", [False, True], ids=["nothing new", "a response to import"])
+def test_it_loads_nothing_heavy(session, store_backend, new):
+    """The installed program as Claude Code starts it loads none of HEAVY (on SQLite nor
+    SLOW_TO_START); with nothing new in the transcript, not the importer's staging and
+    readers either."""
+    heavy = HEAVY | (SLOW_TO_START if store_backend == "sqlite" else set())
     add_requests(session, 1, 1)
     assert status(session)[1] == "$0.02 session"  # the store exists, migrated: no upgrade below
-    probe = ("import sys\nfrom claude_keys.launch import main\nsys.argv = ['claude-api', 'usage', 'statusline']\n"
-             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-             "heavy = [m for m in ('click', 'rich', 'tabulate', 'keyring', 'sqlite_utils', 'claude_keys.cli',"
-             " 'claude_keys.keys', 'claude_keys.db.staging', 'claude_keys.importers.units') if m in sys.modules]\n"
-             "sys.stderr.write(f'EXIT={code} HEAVY={heavy}')\n")
-    done = subprocess.run([sys.executable, "-c", probe], input=payload(session), capture_output=True, text=True)
-    assert done.stdout.startswith("Haiku 4.5 · $0.02 session"), done
-    assert done.stderr.endswith("EXIT=0 HEAVY=[]"), done.stderr
+    if new:  # with a line cut short before it (a crash): the C scanner's error, without json loaded
+        append(session, '{"type":"assistant","message":{"id":"msg_cut","usage":{"input_tokens":5}')
+        add_requests(session, 2, 1)
+
+    def loaded(*args, **kwargs) -> set:
+        done = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True, **kwargs)
+        assert done.returncode == 0, done
+        return done.stdout, {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
+                             if line.startswith("import time:")}
+
+    out, ours = loaded(EXE, "usage", "statusline", input=payload(session))
+    assert out.startswith(f"Haiku 4.5 · ${0.04 if new else 0.02:.2f} session"), out
+    ours -= loaded("-c", "pass")[1]  # (what Python loads itself: an editable install's finder loads re)
+    importer = {"claude_keys.db.staging", "claude_keys.importers.units"}
+    assert "claude_keys.statusline" in ours and ours & heavy == set(), sorted(ours & heavy)
+    assert ours & importer == (importer if new else set())
 
 
 @pytest.mark.one_backend

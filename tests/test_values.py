@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from claude_keys import InvalidInput, KeyStore, TooLarge
 from claude_keys.errors import ClaudeKeysError, KeyNotFound
-from claude_keys.values import NANOS_PER_USD, iso_ms, parse_count, parse_duration, parse_money, parse_time
+from claude_keys.values import NANOS_PER_USD, iso_ms, json_value, parse_count, parse_duration, parse_money, parse_time
 from tests.helpers.run import cli, create, imported, one_error_line, verdict
 from tests.helpers.store import NANOS, assert_consistent, sql
 
@@ -79,6 +79,18 @@ def test_sums_of_money_are_exact(amounts):
 @given(st.floats(min_value=0, max_value=10**6, allow_nan=False, allow_infinity=False))
 def test_floats_are_read_as_their_shortest_decimal(value):
     assert parse_money(value) == parse_money(repr(value))
+
+
+@given(st.from_regex(r"[0-9]{0,12}(\.[0-9]{0,12})?", fullmatch=True))
+def test_plain_decimals_read_without_the_pattern_as_with_it(text):
+    """Digits with a point at most are read by string methods (no `re` to load for a
+    price table); the same text with an exponent of 0 goes through the pattern."""
+    def read(t):
+        try:
+            return parse_money(t)
+        except InvalidInput as e:
+            return str(e).replace("e0", "")
+    assert read(text) == read(text + "e0")
 
 
 @given(st.one_of(st.text(max_size=20), st.floats(allow_nan=True, allow_infinity=True),
@@ -314,3 +326,60 @@ def test_printable_text_is_never_what_the_gate_refuses():
     assert [hex(c) for c in range(0x110000) if chr(c).isprintable() and UNSAFE_TEXT.search(chr(c))] == []
     assert scrubbed("a\x1bb\u202ec") == "a\\x1bb\\u202ec" and scrubbed("a\x1bb", escape=False) == "ab"
     assert scrubbed("Sonnet 4.5 · ünïcode") == "Sonnet 4.5 · ünïcode"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(json_values, st.sampled_from(["", " ", "\n", " \t\r\n "]), st.sampled_from(["", " ", "\n\n"]))
+def test_json_is_read_as_json_loads_reads_it(value, before, after):
+    """values.json_value (the C scanner, without loading the json package) on what json
+    writes, and on anything else: the same value, or json.loads' own error."""
+    text = before + json.dumps(value, indent=None if len(before) % 2 else 1) + after
+    assert json_value(text) == json.loads(text)
+
+
+@given(st.one_of(st.text(max_size=30), st.sampled_from(["", " ", "{}x", "[1,]", "\ufeff{}", "NaN", "-Infinity",
+                                                          '{"a": 1} {"b": 2}', "1 2", "\u00a0{}", "01"])))
+def test_what_is_not_json_fails_as_json_loads_fails(text):
+    try:
+        expected = json.loads(text)
+    except ValueError as e:
+        with pytest.raises(ValueError) as caught:
+            json_value(text)
+        assert str(caught.value) == str(e)
+    else:
+        got = json_value(text)
+        assert got == expected or (got != got and expected != expected)  # (NaN is not NaN)
+
+
+@pytest.mark.one_backend
+def test_json_is_read_without_the_json_package_and_bad_json_still_fails_cleanly():
+    """In a fresh process, where the json package is not loaded: a valid text is read
+    without loading it; a torn one (the C scanner then cannot make its error) is the
+    ValueError json.loads gives, and a torn line is the importer's "not valid JSON"."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from claude_keys.values import json_value\n"
+            "from claude_keys.importers.lines import json_line\n"
+            "assert json_value(' {\"a\": [1, 2.5, null]} ') == {'a': [1, 2.5, None]}\n"
+            "assert 'json' not in sys.modules\n"
+            "for bad in ('{\"a\": 1', '{\"a\": 1} x', ''):\n"
+            "    try:\n"
+            "        json_line(bad.encode())\n"
+            "    except ValueError as e:\n"
+            "        assert str(e) == 'not valid JSON', e\n"
+            "    else:\n"
+            "        raise AssertionError(bad)\n"
+            "try:\n"
+            "    json_value('{\"a\": 1')\n"
+            "except ValueError as e:\n"
+            "    print(type(e).__name__, e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == (
+        "JSONDecodeError Expecting ',' delimiter: line 1 column 8 (char 7)"), done

@@ -10,7 +10,6 @@ does not repeat what was given.
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from ..errors import InvalidInput
@@ -28,8 +27,11 @@ _SECRET_PARAMETERS = ("password", "sslpassword")
 
 
 @lru_cache(maxsize=None)
-def _pattern(name: str) -> re.Pattern:
-    """Compiled on first use: a plain file path (the request path's case) needs none."""
+def _pattern(name: str):
+    """Compiled on first use: a plain file path (the request path's case) needs none,
+    nor `re` itself."""
+    import re
+
     return re.compile({"scheme": r"([A-Za-z][A-Za-z0-9+.\-]*):",
                        "keywords": r"(?:%s)\s*=" % "|".join(_KEYWORDS)}[name], re.I)
 
@@ -67,7 +69,8 @@ def masked(location: str) -> str:
     everything from the first `:` after the scheme to the last `@` is masked: more than
     the password at worst, never less; without an `@`, what follows a host's `:` unless
     it is a port number. In a keyword string: the values of those keywords."""
-    from urllib.parse import unquote  # (not on the request path: only to show a location)
+    import re  # (neither is on the request path: only to show a location)
+    from urllib.parse import unquote
 
     text = location.strip()
     scheme, sep, rest = text.partition("://")
