@@ -59,7 +59,22 @@ class TookTooLong(Exception):
 def _too_long(signum, frame):
     stacks = "\n".join(f"--- thread {ident}:\n{''.join(traceback.format_stack(f))}"
                        for ident, f in sys._current_frames().items())
-    raise TookTooLong(f"the test ran past {TEST_LIMIT_S} s; its threads:\n{stacks}")
+    said = f"the test ran past {TEST_LIMIT_S} s; its threads:\n{stacks}"
+    # Said on the run's own stderr as well: a test whose threads stay stuck hangs again
+    # in its teardown, and the worker is then ended before pytest reports the failure
+    # (and faulthandler's later dump goes to the captured stderr, never seen).
+    capture = _config.pluginmanager.getplugin("capturemanager") if _config else None
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+        try:
+            sys.stderr.write(f"\n{os.environ.get('PYTEST_CURRENT_TEST', 'a test')}: {said}\n")
+            sys.stderr.flush()
+        finally:
+            capture.resume_global_capture()
+    raise TookTooLong(said)
+
+
+_config = None  # the run's pytest config (pytest_configure)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -94,6 +109,8 @@ def _remove_roots_of_killed_runs(parent: str) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own tmp_path plugin reads --basetemp
 def pytest_configure(config):
+    global _config
+    _config = config
     config.addinivalue_line("markers", "sqlite_only: about SQLite's own files; runs on SQLite only")
     config.addinivalue_line("markers", "postgres_only: about PostgreSQL's own behaviour; runs on PostgreSQL only")
     config.addinivalue_line("markers", "one_backend: does not touch the store; runs once")

@@ -83,6 +83,62 @@ def test_a_held_write_lock(pg):
     assert proc("keys", "revoke", key["id"], "--yes", env=ENV).exit_code == 0
 
 
+@pytest.mark.postgres_only
+def test_a_killed_client_leaves_no_session_waiting_for_the_write_lock(pg):
+    """A process killed while its session waits for the write lock: the server, checking
+    on its clients (postgres.CLIENT_CHECK), ends that session at once, rather than let it
+    take the lock once free and run what it was sent (a killed import's whole batch),
+    with every later writer queued behind it."""
+    import subprocess
+
+    from claude_keys.db.postgres import WRITE_LOCK
+    from tests.helpers.run import EXE
+
+    def sessions_waiting_for_a_lock() -> int:
+        return sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND application_name = 'claude-api' AND wait_event_type = 'Lock'")[0][0]
+
+    create()
+    with holding(pg, f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"):
+        child = subprocess.Popen([EXE, "keys", "create", "--project-id", "gone"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env={**os.environ, "CLAUDE_API_TIMEOUT": "60"})
+        try:
+            deadline = time.monotonic() + 30
+            while not sessions_waiting_for_a_lock():
+                assert time.monotonic() < deadline and child.poll() is None, "it never waited for the lock"
+                time.sleep(0.05)
+        finally:
+            child.kill()
+            child.wait()
+        killed = time.monotonic()
+        while sessions_waiting_for_a_lock() and time.monotonic() - killed < 10:
+            time.sleep(0.05)
+        assert sessions_waiting_for_a_lock() == 0 and time.monotonic() - killed < 5  # (checked every second)
+    assert sql("SELECT count(*) FROM keys WHERE project_id = 'gone'") == [(0,)]
+
+
+@pytest.mark.one_backend
+def test_a_server_that_cannot_check_on_its_clients_is_connected_to_without_it():
+    """PostgreSQL 13, or a server whose system lacks the kernel event the check polls,
+    refuses the setting at startup: the connection is made again without it (and
+    without marking a pooler); PgBouncer's refusal of `options` drops them all."""
+    import psycopg
+
+    from claude_keys.db.postgres import CLIENT_CHECK, RawConnection
+
+    ours = {"options": f"-c statement_timeout=0 -c lock_timeout=900 -c {CLIENT_CHECK}=1000", "autocommit": True}
+    for refusal in (f'FATAL:  unrecognized configuration parameter "{CLIENT_CHECK}"',
+                    f'FATAL:  invalid value for parameter "{CLIENT_CHECK}": 1000\nDETAIL:  {CLIENT_CHECK} '
+                    "must be set to 0 on this platform"):
+        kwargs, pooler = RawConnection.without_options(psycopg.OperationalError(refusal), ours)
+        assert kwargs == {"options": "-c statement_timeout=0 -c lock_timeout=900", "autocommit": True}
+        assert pooler is False
+    refused = psycopg.OperationalError("ERROR:  unsupported startup parameter: options")
+    assert RawConnection.without_options(refused, ours) == ({"autocommit": True}, True)
+    with pytest.raises(psycopg.OperationalError):  # anything else stays an error
+        RawConnection.without_options(psycopg.OperationalError("FATAL:  password authentication failed"), ours)
+
+
 @pytest.mark.sqlite_only
 def test_a_held_sqlite_write_lock(isolated):
     key = create()

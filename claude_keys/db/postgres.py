@@ -56,6 +56,10 @@ logging.getLogger("psycopg").addHandler(logging.NullHandler())
 WRITE_LOCK = 0x636C61756465  # "claude": the advisory lock that serializes write() transactions
 MIGRATION_LOCK = WRITE_LOCK + 1
 WATCH_EVERY_S = 0.1  # how often the watchdog looks at the calls under way
+# How often the server checks, while a statement runs or waits for a lock, that its client
+# is still there (PostgreSQL 14 on Linux, macOS, the BSDs): a killed client's work ends
+# within this, and with it the locks it held or queued for.
+CLIENT_CHECK, CLIENT_CHECK_MS = "client_connection_check_interval", 1000
 
 
 def _placeholders(sql: str, mark, escape_percent: bool) -> str:
@@ -588,29 +592,40 @@ class RawConnection(psycopg.Connection):
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs):
+        pooler = False
         try:
-            try:
-                conn = super().connect(conninfo, **kwargs)
-            except psycopg.OperationalError as e:
-                conn = super().connect(conninfo, **cls.without_options(e, kwargs))
-                cls.unprepared.add(conn.info.dsn)
+            while True:  # (each refusal takes something away: see without_options)
+                try:
+                    conn = super().connect(conninfo, **kwargs)
+                    break
+                except psycopg.OperationalError as e:
+                    kwargs, refused_by_a_pooler = cls.without_options(e, kwargs)
+                    pooler = pooler or refused_by_a_pooler
         except psycopg.Error:
             cls.failing.setdefault(conninfo, monotonic())
             raise
+        if pooler:
+            cls.unprepared.add(conn.info.dsn)
         cls.opened(conninfo, conn)
         _watchdog.watch(conn)
         return conn
 
     @staticmethod
-    def without_options(refused: psycopg.OperationalError, kwargs: dict) -> dict:
-        """The connection arguments to try again with when a pooler refused the startup
-        `options` (PgBouncer without ignore_startup_parameters = options): none of the
-        server-side bounds (the watchdog still bounds every wait), and the caller marks
-        the server unprepared (each transaction may get another server session). Any
-        other refusal is raised again."""
+    def without_options(refused: psycopg.OperationalError, kwargs: dict) -> tuple[dict, bool]:
+        """(the connection arguments to try again with, whether a pooler refused them).
+        A server that cannot check on its clients (before PostgreSQL 14, or on a system
+        without the kernel event it polls) refuses CLIENT_CHECK: the same without it. A
+        pooler that refuses the startup `options` (PgBouncer without
+        ignore_startup_parameters = options): none of the server-side bounds (the
+        watchdog still bounds every wait), and the caller marks the server unprepared
+        (each transaction may get another server session). Any other refusal is raised
+        again."""
+        options = kwargs.get("options", "")
+        if CLIENT_CHECK in str(refused) and f" -c {CLIENT_CHECK}=" in options:
+            return {**kwargs, "options": options.rpartition(f" -c {CLIENT_CHECK}=")[0]}, False
         if "options" not in kwargs or "unsupported startup parameter" not in str(refused):
             raise refused
-        return {k: v for k, v in kwargs.items() if k != "options"}
+        return {k: v for k, v in kwargs.items() if k != "options"}, True
 
     @classmethod
     def opened(cls, conninfo: str, conn) -> None:
@@ -644,8 +659,10 @@ def _parameters(uri: str, location: str, wait: float, readonly: bool = False,
     for a long-lived connection (`prepare`: a pool's); every wait bounded by `wait`
     seconds. The server-side bounds go in
     the startup packet (nothing is SET on a session: behind PgBouncer it would leak to
-    other clients): lock waits end, and a session idle inside a transaction (a stalled
-    client) is ended, freeing its locks."""
+    other clients): lock waits end, a session idle inside a transaction (a stalled
+    client) is ended, freeing its locks, and so is one whose client is gone while its
+    statement runs or waits for a lock (a killed import would otherwise store a whole
+    batch, holding the write lock, before the server noticed)."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
@@ -656,6 +673,7 @@ def _parameters(uri: str, location: str, wait: float, readonly: bool = False,
     settings = {"lock_timeout": max(1, ms - 100), "idle_in_transaction_session_timeout": max(1000, ms)}
     if readonly:
         settings["default_transaction_read_only"] = "on"
+    settings[CLIENT_CHECK] = CLIENT_CHECK_MS  # (last: RawConnection.without_options may drop it)
     startup = " ".join(f"-c {name}={value}" for name, value in settings.items())
     kwargs = {"autocommit": True, **({} if prepare else {"prepare_threshold": None}),
               "application_name": given.get("application_name", "claude-api"),

@@ -40,15 +40,20 @@ class AsyncRawConnection(psycopg.AsyncConnection):
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs):
+        pooler = False
         try:
-            try:
-                conn = await super().connect(conninfo, **kwargs)
-            except psycopg.OperationalError as e:
-                conn = await super().connect(conninfo, **RawConnection.without_options(e, kwargs))
-                RawConnection.unprepared.add(conn.info.dsn)
+            while True:  # (each refusal takes something away: see RawConnection.without_options)
+                try:
+                    conn = await super().connect(conninfo, **kwargs)
+                    break
+                except psycopg.OperationalError as e:
+                    kwargs, refused_by_a_pooler = RawConnection.without_options(e, kwargs)
+                    pooler = pooler or refused_by_a_pooler
         except psycopg.Error:
             RawConnection.failing.setdefault(conninfo, monotonic())
             raise
+        if pooler:
+            RawConnection.unprepared.add(conn.info.dsn)
         RawConnection.opened(conninfo, conn)
         return conn
 
