@@ -81,6 +81,7 @@ def test_floats_are_read_as_their_shortest_decimal(value):
     assert parse_money(value) == parse_money(repr(value))
 
 
+@pytest.mark.one_backend
 @given(st.from_regex(r"[0-9]{0,12}(\.[0-9]{0,12})?", fullmatch=True))
 def test_plain_decimals_read_without_the_pattern_as_with_it(text):
     """Digits with a point at most are read by string methods (no `re` to load for a
@@ -334,6 +335,7 @@ json_values = st.recursive(
     max_leaves=12)
 
 
+@pytest.mark.one_backend
 @given(json_values, st.sampled_from(["", " ", "\n", " \t\r\n "]), st.sampled_from(["", " ", "\n\n"]))
 def test_json_is_read_as_json_loads_reads_it(value, before, after):
     """values.json_value (the C scanner, without loading the json package) on what json
@@ -342,6 +344,7 @@ def test_json_is_read_as_json_loads_reads_it(value, before, after):
     assert json_value(text) == json.loads(text)
 
 
+@pytest.mark.one_backend
 @given(st.one_of(st.text(max_size=30), st.sampled_from(["", " ", "{}x", "[1,]", "\ufeff{}", "NaN", "-Infinity",
                                                           '{"a": 1} {"b": 2}', "1 2", "\u00a0{}", "01"])))
 def test_what_is_not_json_fails_as_json_loads_fails(text):
