@@ -30,8 +30,10 @@ class Bouncer:
     """PgBouncer on a Unix socket of its own (port 6432), in front of `server`; it dies
     with the test process, however that dies (the parent-death signal)."""
 
-    def __init__(self, server, ignore_options: bool = False):
-        self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pgb-", dir="/tmp"))
+    def __init__(self, server, ignore_options: bool = False, parent: Path | None = None):
+        # In the run's root (removed by the next run when this one is killed), where its
+        # socket's path stays short, as the server's does.
+        self.folder = Path(tempfile.mkdtemp(prefix="claude-api-pgb-", dir=parent or "/tmp"))
         (self.folder / "users.txt").write_text('"postgres" ""\n')
         (self.folder / "pgbouncer.ini").write_text(f"""[databases]
 * = host={server.socket} port=5432
@@ -97,7 +99,9 @@ def bouncer(postgres, request):
         if IN_CI:
             pytest.fail("CI needs pgbouncer for these tests: apt-get install pgbouncer")
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
-    found = Bouncer(postgres, ignore_options=request.param == "ignoring options")
+    root = request.config.claude_api_root
+    found = Bouncer(postgres, ignore_options=request.param == "ignoring options",
+                    parent=root if str(root).startswith("/tmp/") else None)
     yield found
     found.close()
 
