@@ -55,8 +55,9 @@ class _JsonDefaults:
 _json_scan = None
 _JSON_SPACE = " \t\n\r"
 # What the scanner raises where there is no valid JSON value: StopIteration, a ValueError
-# (json's JSONDecodeError), or SystemError while json.decoder is not loaded (the C
-# scanner takes JSONDecodeError from it, and finding it missing raises nothing).
+# (json's JSONDecodeError), or SystemError while json.decoder is not loaded (Python 3.10
+# and 3.11: the C scanner takes JSONDecodeError from sys.modules, and finding it missing
+# raises nothing; later versions import json.decoder, and with it `re`, to raise it).
 JSON_ERRORS = (StopIteration, ValueError, SystemError)
 
 

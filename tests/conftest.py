@@ -64,12 +64,14 @@ def _too_long(signum, frame):
     # in its teardown, and the worker is then ended before pytest reports the failure
     # (and faulthandler's later dump goes to the captured stderr, never seen).
     capture = _config.pluginmanager.getplugin("capturemanager") if _config else None
-    if capture is not None:
+    capturing = capture is not None and capture.is_globally_capturing()
+    if capturing:
         capture.suspend_global_capture(in_=True)
-        try:
-            sys.stderr.write(f"\n{os.environ.get('PYTEST_CURRENT_TEST', 'a test')}: {said}\n")
-            sys.stderr.flush()
-        finally:
+    try:
+        sys.stderr.write(f"\n{os.environ.get('PYTEST_CURRENT_TEST', 'a test')}: {said}\n")
+        sys.stderr.flush()
+    finally:
+        if capturing:
             capture.resume_global_capture()
     raise TookTooLong(said)
 

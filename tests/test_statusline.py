@@ -253,8 +253,7 @@ def test_it_loads_nothing_heavy(session, store_backend, new):
     heavy = HEAVY | (SLOW_TO_START if store_backend == "sqlite" else set())
     add_requests(session, 1, 1)
     assert status(session)[1] == "$0.02 session"  # the store exists, migrated: no upgrade below
-    if new:  # with a line cut short before it (a crash): the C scanner's error, without json loaded
-        append(session, '{"type":"assistant","message":{"id":"msg_cut","usage":{"input_tokens":5}')
+    if new:
         add_requests(session, 2, 1)
 
     def loaded(*args, **kwargs) -> set:
@@ -269,6 +268,18 @@ def test_it_loads_nothing_heavy(session, store_backend, new):
     importer = {"claude_keys.db.staging", "claude_keys.importers.units"}
     assert "claude_keys.statusline" in ours and ours & heavy == set(), sorted(ours & heavy)
     assert ours & importer == (importer if new else set())
+
+
+def test_a_line_cut_short_does_not_stop_the_import(session):
+    """A line cut short (a crash) before a new response, read by the installed program:
+    there the json package is not loaded, and the C scanner's error for that line is a
+    SystemError on Python 3.10 and 3.11 (values.JSON_ERRORS): the line is skipped and
+    the response imported."""
+    add_requests(session, 1, 1)
+    append(session, '{"type":"assistant","message":{"id":"msg_cut","usage":{"input_tokens":5}')
+    add_requests(session, 2, 1)
+    done = subprocess.run([EXE, "usage", "statusline"], input=payload(session), capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Haiku 4.5 · $0.04 session"), done
 
 
 @pytest.mark.one_backend

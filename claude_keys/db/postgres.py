@@ -620,9 +620,9 @@ class RawConnection(psycopg.Connection):
         watchdog still bounds every wait), and the caller marks the server unprepared
         (each transaction may get another server session). Any other refusal is raised
         again."""
-        options = kwargs.get("options", "")
-        if CLIENT_CHECK in str(refused) and f" -c {CLIENT_CHECK}=" in options:
-            return {**kwargs, "options": options.rpartition(f" -c {CLIENT_CHECK}=")[0]}, False
+        options, ours = kwargs.get("options", ""), f" -c {CLIENT_CHECK}={CLIENT_CHECK_MS}"
+        if CLIENT_CHECK in str(refused) and options.endswith(ours):
+            return {**kwargs, "options": options[:-len(ours)]}, False
         if "options" not in kwargs or "unsupported startup parameter" not in str(refused):
             raise refused
         return {k: v for k, v in kwargs.items() if k != "options"}, True
