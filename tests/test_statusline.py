@@ -256,7 +256,7 @@ def test_it_loads_nothing_heavy(session, store_backend, new):
     if new:
         add_requests(session, 2, 1)
 
-    def loaded(*args, **kwargs) -> set:
+    def loaded(*args, **kwargs) -> tuple[str, set]:
         done = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True, **kwargs)
         assert done.returncode == 0, done
         return done.stdout, {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
