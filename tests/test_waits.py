@@ -130,22 +130,27 @@ def test_a_killed_client_leaves_no_session_waiting_for_the_write_lock(pg):
 def test_a_server_that_cannot_check_on_its_clients_is_connected_to_without_it():
     """PostgreSQL 13, or a server whose system lacks the kernel event the check polls,
     refuses the setting at startup: the connection is made again without it (and
-    without marking a pooler); PgBouncer's refusal of `options` drops them all."""
+    without marking a pooler), and that server is not asked again by this process;
+    PgBouncer's refusal of `options` drops them all."""
     import psycopg
 
     from claude_keys.db.postgres import CLIENT_CHECK, RawConnection
 
     ours = {"options": f"-c statement_timeout=0 -c lock_timeout=900 -c {CLIENT_CHECK}=1000", "autocommit": True}
+    without = {"options": "-c statement_timeout=0 -c lock_timeout=900", "autocommit": True}
     for refusal in (f'FATAL:  unrecognized configuration parameter "{CLIENT_CHECK}"',
                     f'FATAL:  invalid value for parameter "{CLIENT_CHECK}": 1000\nDETAIL:  {CLIENT_CHECK} '
                     "must be set to 0 on this platform"):
-        kwargs, pooler = RawConnection.without_options(psycopg.OperationalError(refusal), ours)
-        assert kwargs == {"options": "-c statement_timeout=0 -c lock_timeout=900", "autocommit": True}
-        assert pooler is False
+        old_server = f"postgresql://db{len(refusal)}/x"
+        assert RawConnection.asking(old_server, ours) == ours
+        kwargs, pooler = RawConnection.without_options(psycopg.OperationalError(refusal), ours, old_server)
+        assert kwargs == without and pooler is False
+        assert RawConnection.asking(old_server, ours) == without  # (its next connection asks no more)
+        RawConnection.unchecked.discard(old_server)
     refused = psycopg.OperationalError("ERROR:  unsupported startup parameter: options")
-    assert RawConnection.without_options(refused, ours) == ({"autocommit": True}, True)
+    assert RawConnection.without_options(refused, ours, "postgresql://bouncer/x") == ({"autocommit": True}, True)
     with pytest.raises(psycopg.OperationalError):  # anything else stays an error
-        RawConnection.without_options(psycopg.OperationalError("FATAL:  password authentication failed"), ours)
+        RawConnection.without_options(psycopg.OperationalError("FATAL:  password authentication failed"), ours, "x")
 
 
 @pytest.mark.sqlite_only

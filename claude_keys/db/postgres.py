@@ -60,6 +60,7 @@ WATCH_EVERY_S = 0.1  # how often the watchdog looks at the calls under way
 # is still there (PostgreSQL 14 on Linux, macOS, the BSDs): a killed client's work ends
 # within this, and with it the locks it held or queued for.
 CLIENT_CHECK, CLIENT_CHECK_MS = "client_connection_check_interval", 1000
+_ASKING = f" -c {CLIENT_CHECK}={CLIENT_CHECK_MS}"  # how the startup options end (_parameters)
 
 
 def _placeholders(sql: str, mark, escape_percent: bool) -> str:
@@ -589,17 +590,18 @@ class RawConnection(psycopg.Connection):
     timed_out = False
     failing: dict = {}  # location -> since when every attempt to connect failed (monotonic)
     unprepared: set = set()  # servers (libpq dsn) where statements are not prepared: see _unprepared
+    unchecked: set = set()  # locations whose server refused CLIENT_CHECK: asked no more (see without_options)
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs):
-        pooler = False
+        kwargs, pooler = cls.asking(conninfo, kwargs), False
         try:
             while True:  # (each refusal takes something away: see without_options)
                 try:
                     conn = super().connect(conninfo, **kwargs)
                     break
                 except psycopg.OperationalError as e:
-                    kwargs, refused_by_a_pooler = cls.without_options(e, kwargs)
+                    kwargs, refused_by_a_pooler = cls.without_options(e, kwargs, conninfo)
                     pooler = pooler or refused_by_a_pooler
         except psycopg.Error:
             cls.failing.setdefault(conninfo, monotonic())
@@ -610,19 +612,29 @@ class RawConnection(psycopg.Connection):
         _watchdog.watch(conn)
         return conn
 
-    @staticmethod
-    def without_options(refused: psycopg.OperationalError, kwargs: dict) -> tuple[dict, bool]:
+    @classmethod
+    def asking(cls, conninfo: str, kwargs: dict) -> dict:
+        """The connection arguments, without CLIENT_CHECK where this location's server
+        refused it before (a failed connection attempt, and a line in its log, saved)."""
+        if conninfo in cls.unchecked and kwargs.get("options", "").endswith(_ASKING):
+            return {**kwargs, "options": kwargs["options"][:-len(_ASKING)]}
+        return kwargs
+
+    @classmethod
+    def without_options(cls, refused: psycopg.OperationalError, kwargs: dict,
+                        conninfo: str) -> tuple[dict, bool]:
         """(the connection arguments to try again with, whether a pooler refused them).
         A server that cannot check on its clients (before PostgreSQL 14, or on a system
-        without the kernel event it polls) refuses CLIENT_CHECK: the same without it. A
+        without the kernel event it polls) refuses CLIENT_CHECK: the same without it, and
+        the location (`conninfo`) is not asked again in this process (`asking`). A
         pooler that refuses the startup `options` (PgBouncer without
         ignore_startup_parameters = options): none of the server-side bounds (the
         watchdog still bounds every wait), and the caller marks the server unprepared
         (each transaction may get another server session). Any other refusal is raised
         again."""
-        options, ours = kwargs.get("options", ""), f" -c {CLIENT_CHECK}={CLIENT_CHECK_MS}"
-        if CLIENT_CHECK in str(refused) and options.endswith(ours):
-            return {**kwargs, "options": options[:-len(ours)]}, False
+        if CLIENT_CHECK in str(refused) and kwargs.get("options", "").endswith(_ASKING):
+            cls.unchecked.add(conninfo)
+            return cls.asking(conninfo, kwargs), False
         if "options" not in kwargs or "unsupported startup parameter" not in str(refused):
             raise refused
         return {k: v for k, v in kwargs.items() if k != "options"}, True

@@ -40,14 +40,14 @@ class AsyncRawConnection(psycopg.AsyncConnection):
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs):
-        pooler = False
+        kwargs, pooler = RawConnection.asking(conninfo, kwargs), False
         try:
             while True:  # (each refusal takes something away: see RawConnection.without_options)
                 try:
                     conn = await super().connect(conninfo, **kwargs)
                     break
                 except psycopg.OperationalError as e:
-                    kwargs, refused_by_a_pooler = RawConnection.without_options(e, kwargs)
+                    kwargs, refused_by_a_pooler = RawConnection.without_options(e, kwargs, conninfo)
                     pooler = pooler or refused_by_a_pooler
         except psycopg.Error:
             RawConnection.failing.setdefault(conninfo, monotonic())
