@@ -6,13 +6,14 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from contextlib import contextmanager
 
 import pytest
 
 from claude_keys import KeyStore
-from tests.helpers.run import cli, create, proc
+from tests.helpers.run import EXE, cli, create, proc
 from tests.helpers.store import assert_consistent, sql
 
 BOUND = 2  # seconds
@@ -26,11 +27,11 @@ def one_line_within_the_bound(run, *args, code=1, unhindered=lambda: proc("keys"
     bounded."""
     started = time.monotonic()
     unhindered()  # (by default reads: it waits for no lock)
-    unhindered = time.monotonic() - started
+    baseline = time.monotonic() - started
     started = time.monotonic()
     result = run(*args)
     took = time.monotonic() - started
-    assert took < BOUND + 1 + unhindered, (took, unhindered, result)
+    assert took < BOUND + 1 + baseline, (took, baseline, result)
     assert result.exit_code == code, result
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result
@@ -98,10 +99,7 @@ def test_a_killed_client_leaves_no_session_waiting_for_the_write_lock(pg):
     on its clients (postgres.CLIENT_CHECK), ends that session at once, rather than let it
     take the lock once free and run what it was sent (a killed import's whole batch),
     with every later writer queued behind it."""
-    import subprocess
-
     from claude_keys.db.postgres import WRITE_LOCK
-    from tests.helpers.run import EXE
 
     def sessions_waiting_for_a_lock() -> int:
         return sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
