@@ -210,6 +210,17 @@ class KeyStore(_StoreClient):
                                               speed=speed, web_searches=web_search_requests))
 
     @_reads
+    def _carry_on_reading(self, conn, steps, step=None):
+        """Steps (db/steps.py) played on this thread's connection from `step` on: an
+        AsyncKeyStore call that would have waited on the event loop."""
+        return run(conn, steps, step)
+
+    @_writes
+    def _carry_on_writing(self, conn, steps, step=None):
+        """The same, for a call that may set up a missing store (record_usage)."""
+        return run(conn, steps, step)
+
+    @_reads
     def release(self, conn, request_id) -> bool:
         """End a request in flight without usage (its work failed): its place and its
         reserved cost are given back. False if it was not in flight any more."""
@@ -218,10 +229,12 @@ class KeyStore(_StoreClient):
 
 class AsyncKeyStore:
     """KeyStore's calls, awaitable, for an `async def` service: `await check(...)`, then
-    `await record_usage(...)` or `await release(...)`. They never block the event loop
-    (db/async_connections.py): each runs in one of a bounded set of worker threads, or
-    with `async_pool=True` on PostgreSQL on the loop itself over psycopg's async pool;
-    at most as many at once as the connections this process may hold (`pool_size`). Same arguments, same answers, same
+    `await record_usage(...)` or `await release(...)`. They never wait on the event loop
+    (db/async_connections.py): on SQLite they run on the loop over a connection that never
+    waits, and carry on in a worker thread from a statement that would wait for another
+    writer; on PostgreSQL each runs in a worker thread, or with `async_pool=True` on the
+    loop itself over psycopg's async pool. Worker threads are bounded: at most as many
+    calls in them at once as the connections this process may hold (`pool_size`). Same arguments, same answers, same
     errors as KeyStore's; `check` answers 503 when no place is free within `timeout`, as
     when the store does not answer (`record_usage` and `release` wait their turn: they
     end requests already served)."""
@@ -243,7 +256,8 @@ class AsyncKeyStore:
         try:
             if self._way.direct:
                 token, checked = self._store._asked(headers, **asked)
-                return await self._way.play(lambda: gate.decide_steps(token, **checked))
+                return await self._way.play(lambda: gate.decide_steps(token, **checked),
+                                            self._store._carry_on_reading)
             return await self._workers.run(self._store.check, headers, **asked)
         except StoreError as e:  # no place was free within the bound, or the store did not answer
             return gate.unavailable(str(e))
@@ -252,14 +266,15 @@ class AsyncKeyStore:
         """KeyStore.record_usage, awaitable (the same arguments)."""
         if self._way.direct:
             make = functools.partial(self._store._record_steps, key_id, *args, **usage_)
-            return await self._way.play(make, bounded=False)
+            return await self._way.play(make, self._store._carry_on_writing, bounded=False)
         return await self._workers.run(self._store.record_usage, key_id, *args, bounded=False, **usage_)
 
     async def release(self, request_id) -> bool:
         """KeyStore.release, awaitable."""
         if self._way.direct:
             checked = check_text(request_id, "request id")
-            return await self._way.play(lambda: inflight.release_steps(checked), bounded=False)
+            return await self._way.play(lambda: inflight.release_steps(checked), self._store._carry_on_reading,
+                                        bounded=False)
         return await self._workers.run(self._store.release, request_id, bounded=False)
 
     def close(self) -> None:
@@ -269,7 +284,7 @@ class AsyncKeyStore:
         self._store.close()
 
     async def aclose(self) -> None:
-        """close(), and the running event loop's connections to PostgreSQL."""
+        """close(), and the running event loop's connections (to PostgreSQL: its pool)."""
         await self._way.aclose()
         self._store.close()
 

@@ -6,7 +6,7 @@ For every HTTP request (but `public_paths`, such as a health check) it reads the
 (`x-api-key`, then `Authorization: Bearer`) and what the request asks for (on
 `messages_paths`, from the Anthropic Messages body: `model`, `max_tokens` and a rough
 input-token estimate; plus whatever the service's `describe` hook names: tool, agent,
-skill, cost), and asks AsyncKeyStore.check, off the event loop.
+skill, cost), and asks AsyncKeyStore.check, which never waits on the event loop.
 
 - Refused: Anthropic's error shape and status, `{"type": "error", "error": {"type":
   "rate_limit_error", "message": …}}` with 401/403/429 (503 `api_error` when the store

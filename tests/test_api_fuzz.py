@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from claude_keys import AuthManager, ClaudeKeysError, KeyStore, PermissionManager
 from claude_keys.db import connect
 
-SPECIAL = [None, True, False, 0, -1, -0.0, 1.5, 2**63, -(2**63), 10**5000, float("inf"), float("-inf"),
+SPECIAL = [None, True, False, 0, -1, -0.0, 1.5, 2**63, -(2**63), float("inf"), float("-inf"),
            float("nan"), Decimal("NaN"), Decimal("1e999"), Decimal("-1"), 1j, "", " ", "\x00", "a\x00b",
            "\x9b31m", "\x1b[2J", "\u202eexe", "\u2066x\u2069", "\udcff", "\ud800", "😀", "x" * 200_000,
            "9" * 5000, "nan", "inf", "-1", "1e309", "Pro", "FREE", "cc_" + "A" * 38, b"", b"\xff\xfe",
@@ -25,6 +25,10 @@ SPECIAL = [None, True, False, 0, -1, -0.0, 1.5, 2**63, -(2**63), 10**5000, float
 
 hostile = st.one_of(
     st.sampled_from(SPECIAL),
+    # 10**5000, made when drawn: in SPECIAL, hypothesis would repr it when it notes that the
+    # random module moved during a draw (psycopg_pool's threads use it), and no int of over
+    # 4,300 digits has a repr.
+    st.builds(pow, st.just(10), st.just(5000)),
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
     st.decimals(allow_nan=True, allow_infinity=True),
     st.text(alphabet=st.characters(exclude_categories=()), max_size=40),

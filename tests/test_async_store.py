@@ -1,7 +1,11 @@
-"""AsyncKeyStore: KeyStore's calls, awaitable, never blocking the event loop (its calls
-run in bounded worker threads, or with async_pool=True on PostgreSQL on the loop over
-psycopg's async pool: claude_keys/db/async_connections.py). On both backends."""
+"""AsyncKeyStore: KeyStore's calls, awaitable, never waiting on the event loop (on SQLite
+played on the loop over a connection that never waits, carried on in a worker thread
+from a statement that would wait; on PostgreSQL in bounded worker threads, or with
+async_pool=True on the loop over psycopg's async pool: claude_keys/db/async_connections.py).
+On both backends."""
 import asyncio
+import sqlite3
+import threading
 import time
 
 import pytest
@@ -82,6 +86,154 @@ def test_the_loop_runs_while_the_store_waits(store_backend, isolated):
     assert ticks >= elapsed / 0.01 / 4  # the loop kept turning (a blocked loop would not tick at all)
 
 
+def _counting_hand_overs(store) -> list:
+    """The functions the store hands to its worker threads from now on."""
+    handed, hand_over = [], store._workers._hand_over
+    store._workers._hand_over = lambda loop, fn: handed.append(fn) or hand_over(loop, fn)
+    return handed
+
+
+async def _ticking(ticks: list) -> None:
+    while True:
+        await asyncio.sleep(0.01)
+        ticks[0] += 1
+
+
+@pytest.mark.sqlite_only
+def test_on_sqlite_calls_run_on_the_loop():
+    """Once the first call (in a worker: it may set the store up) has found the store,
+    check, record_usage and release play on the event loop: none goes to a worker."""
+    secret = key(max_cost=0.05, monthly_budget=100, rate_limit=1000)
+
+    async def scenario():
+        async with AsyncKeyStore(pool_size=4) as store:
+            first = await store.check(key=secret)
+            handed = _counting_hand_overs(store)
+            decisions = await asyncio.gather(*[store.check(key=secret, model="claude-sonnet-4-5", max_tokens=100)
+                                               for _ in range(20)])
+            recorded = await asyncio.gather(*[
+                store.record_usage(d.key_id, model="claude-sonnet-4-5", input_tokens=10, output_tokens=5,
+                                   request_id=d.request_id) for d in decisions[:10]])
+            released = await asyncio.gather(*[store.release(d.request_id) for d in decisions[10:]])
+            assert await store.release(first.request_id) is True
+            with pytest.raises(KeyNotFound):
+                await store.record_usage("key_nobody", model="claude-sonnet-4-5", input_tokens=1)
+            return decisions, recorded, released, handed
+
+    decisions, recorded, released, handed = asyncio.run(scenario())
+    assert handed == []
+    assert all(d.allowed for d in decisions)
+    assert all(r.recorded and r.reserved_nanos for r in recorded) and released == [True] * 10
+    assert sql("SELECT count(*) FROM in_flight") == [(0,)]
+    assert sql("SELECT count(*), sum(input_tokens) FROM usage") == [(10, 100)]
+    assert sql("SELECT used FROM rate_windows")[0][0] == 21
+    assert_consistent()
+
+
+@pytest.mark.sqlite_only
+def test_on_sqlite_a_step_that_would_wait_for_another_process_carries_on_in_a_worker(isolated):
+    """Another process holds the write lock: the admission's transaction would wait, so the
+    check carries on from that step in a worker (the key's lookup is not made twice, the
+    loop keeps turning) and ends when the lock is let go."""
+    secret = key(max_cost=0.05, monthly_budget=100)
+    other = sqlite3.connect(isolated, isolation_level=None, check_same_thread=False)
+
+    async def scenario():
+        async with AsyncKeyStore(timeout=10) as store:
+            assert (await store.check(key=secret)).allowed
+            handed, ticks = _counting_hand_overs(store), [0]
+            ticker = asyncio.create_task(_ticking(ticks))
+            other.execute("BEGIN IMMEDIATE")
+            threading.Timer(0.5, other.execute, ("ROLLBACK",)).start()
+            started = time.monotonic()
+            decision = await store.check(key=secret)
+            took = time.monotonic() - started
+            ticker.cancel()
+            after = await store.check(key=secret)  # the lock is free: on the loop again
+            return decision, after, took, ticks[0], handed
+
+    decision, after, took, ticks, handed = asyncio.run(scenario())
+    other.close()
+    assert decision.allowed and after.allowed
+    assert 0.4 < took < 5
+    assert [getattr(fn, "func", fn).__name__ for fn in handed] == ["_carry_on_reading"]
+    assert ticks >= took / 0.01 / 4  # the loop kept turning
+    assert sql("SELECT count(*) FROM in_flight") == [(3,)]
+
+
+@pytest.mark.sqlite_only
+def test_on_sqlite_the_loop_waits_for_this_process_writer_without_blocking(isolated):
+    """A thread of this process is writing (it holds the process's writers' turn): the
+    loop's calls wait for that turn to pass, the loop turning meanwhile, and go on on
+    the loop (not in a worker, where they would keep each other off it); a check waits
+    within the store's bound, then answers 503."""
+    from claude_keys.db import sqlite as backend
+
+    secret = key(max_cost=0.05, monthly_budget=100)
+    turn = backend._turn(str(isolated))
+
+    def hold(seconds: float, taken: threading.Event) -> None:
+        turn.acquire()
+        taken.set()
+        time.sleep(seconds)
+        backend._pass_turn(str(isolated), turn)
+
+    async def held_for(seconds: float, store, calls: int):
+        taken = threading.Event()
+        holder = threading.Thread(target=hold, args=(seconds, taken))
+        holder.start()
+        taken.wait()
+        ticks = [0]
+        ticker = asyncio.create_task(_ticking(ticks))
+        started = time.monotonic()
+        decisions = await asyncio.gather(*[store.check(key=secret) for _ in range(calls)])
+        took = time.monotonic() - started
+        ticker.cancel()
+        holder.join()
+        return decisions, took, ticks[0]
+
+    async def scenario():
+        async with AsyncKeyStore(timeout=1.0) as store:
+            assert (await store.check(key=secret)).allowed
+            handed = _counting_hand_overs(store)
+            waited = await held_for(0.3, store, 5)
+            gave_up = await held_for(2.0, store, 2)
+            return waited, gave_up, handed
+
+    (decisions, took, ticks), (refused, gave_up_after, _), handed = asyncio.run(scenario())
+    assert all(d.allowed for d in decisions) and 0.25 < took < 1.0
+    assert ticks >= took / 0.01 / 4
+    assert [d.status for d in refused] == [503, 503] and 0.9 < gave_up_after < 1.9
+    assert handed == []
+    assert sql("SELECT count(*) FROM in_flight") == [(6,)]
+
+
+@pytest.mark.sqlite_only
+def test_on_sqlite_the_loop_leaves_checkpoints_to_a_worker(monkeypatch):
+    """The loop's connection never checkpoints the WAL (that syncs the file); every
+    CHECKPOINT_EVERY writes on it, a worker does."""
+    from claude_keys.db import async_connections
+
+    monkeypatch.setattr(async_connections, "CHECKPOINT_EVERY", 10)
+    secret = key()
+
+    async def scenario():
+        async with AsyncKeyStore() as store:
+            first = await store.check(key=secret)
+            handed = _counting_hand_overs(store)
+            for _ in range(3):
+                for _ in range(12):  # (each on the loop at once: the worker's checkpoint waits for a pause)
+                    await store.record_usage(first.key_id, model="claude-sonnet-4-5", input_tokens=1)
+                await asyncio.sleep(0.2)
+            loop_connection = store._way._loop_connection()
+            return handed, loop_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
+    handed, autocheckpoint = asyncio.run(scenario())
+    assert autocheckpoint == 0
+    assert [fn.func.__name__ for fn in handed] == ["_checkpoint_wal"] * 3
+    assert sql("SELECT count(*) FROM usage") == [(36,)]
+
+
 @pytest.mark.postgres_only
 def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
     """With async_pool=True, once the first call has found the store set up, check,
@@ -93,8 +245,7 @@ def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
         async with AsyncKeyStore(pool_size=4, async_pool=True) as store:
             first = await store.check(key=secret)  # in a worker: it checks the schema
             assert store._way.direct
-            handed, hand_over = [], store._workers._hand_over
-            store._workers._hand_over = lambda loop, fn: handed.append(fn) or hand_over(loop, fn)
+            handed = _counting_hand_overs(store)
             decisions = await asyncio.gather(*[store.check(key=secret, model="claude-sonnet-4-5", max_tokens=100)
                                                for _ in range(20)])
             assert all(d.allowed for d in decisions)

@@ -1,37 +1,56 @@
 """The async API's way to the store (AsyncKeyStore): never a wait on the event loop.
 
-By default every call runs in a worker thread, with its connection where the threaded
-API takes it (db/connections.py): one per thread on SQLite (whose driver has no
-asynchronous side), the process's bounded pool on PostgreSQL.
-
 Deciding one request, recording its usage and releasing it are steps (db/steps.py): the
-product's rules written once, asking for each statement. With `async_pool=True` on
-PostgreSQL, once the first call (in a worker) has found the store set up, AsyncKeyStore
-plays those steps on the event loop itself, over psycopg's asynchronous connections
-from an AsyncConnectionPool of the loop (db/postgres_async.py): a request waiting on the
-server holds no thread. It is not the default because it measured slower here
-(BENCHMARKS.md §9: half the throughput of the threads, and longer stalls of the loop,
-with the server on the same 2 cores): the driver's own work for each statement then
-runs on the loop, where in a worker it runs beside it, the lock released while it waits.
+product's rules written once, asking for each statement. Where those steps are played:
 
-Both are bounded alike: at most as many calls under way as the connections one process
-may hold (the pool's size, CLAUDE_API_POOL_SIZE, else 10), so a slow store fills those
-places and never the event loop. A check waits for a place within the store's wait
-bound, like a call waiting for a pooled connection; past it, it is unavailable
-(StoreError). Recording usage and releasing wait their turn however long a burst makes
-it: they end requests already served.
+- SQLite: on the event loop itself, over a connection of the loop's that never waits
+  (db/sqlite.py, open_never_waiting): SQLite's busy timeout 0, this process's writers'
+  turn tried once. A statement on a local file takes microseconds; what takes long is
+  waiting for another writer, and that a loop must never do. So when a step would wait
+  (another process or thread holds the write lock), nothing of it has been done: the
+  steps carry on from that step in a worker thread, which waits as KeyStore would. The
+  loop's connection never checkpoints the WAL either (that syncs the file): every
+  CHECKPOINT_EVERY writes, a worker does it. The first call of a store goes to a
+  worker (it may create or upgrade the store). Played on the loop, a check and a settle
+  cost what KeyStore's cost; handed to a thread and back, they cost 3-4x that in the
+  interpreter lock passing between threads (BENCHMARKS.md §9).
+- PostgreSQL: every call in a worker thread, with its connection from the process's
+  bounded pool (db/connections.py). With `async_pool=True`, once the first call (in a
+  worker) has found the store set up, AsyncKeyStore plays the steps on the event loop
+  over psycopg's asynchronous connections from an AsyncConnectionPool of the loop
+  (db/postgres_async.py): a request waiting on the server holds no thread. It is not
+  the default because it measured slower here (BENCHMARKS.md §9: half the throughput
+  of the threads, and longer stalls of the loop, with the server on the same 2 cores):
+  the driver's own work for each statement then runs on the loop, where in a worker it
+  runs beside it, the lock released while it waits.
+
+Worker threads are bounded alike: at most as many calls under way as the connections
+one process may hold (the pool's size, CLAUDE_API_POOL_SIZE, else 10), so a slow store
+fills those places and never the event loop. A check waits for a place within the
+store's wait bound, like a call waiting for a pooled connection; past it, it is
+unavailable (StoreError). Recording usage and releasing wait their turn however long a
+burst makes it: they end requests already served.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import os
-import weakref
 import queue
 import threading
+import time
+import weakref
 
-from ..errors import StoreError
-from .steps import run_async
+from ..errors import ClaudeKeysError, StoreError
+from . import as_store_error, sqlite
+from .steps import play as play_one, run_async
+
+# At most this much store work per turn of the event loop: in a burst (every request
+# ready at once) later calls wait for the next turn, so the loop's other tasks are not
+# kept waiting for all of them.
+LOOP_SLICE_S = 0.0005
+TURN_POLL_S = 0.05  # a loop waiting for this process's writer tries again at least this often
+CHECKPOINT_EVERY = 500  # writes on a loop's SQLite connection between two checkpoints (by a worker)
 
 
 class Workers:
@@ -132,28 +151,40 @@ def _answer(answer: asyncio.Future, result, error) -> None:
 
 
 class AsyncWay:
-    """How an AsyncKeyStore reaches its store: its worker threads over `connections`
-    (db/connections.py), and on PostgreSQL, once the store is known to be set up, an
-    asynchronous pool per event loop (db/postgres_async.py) to play steps on."""
+    """How an AsyncKeyStore reaches its store: on SQLite, the event loop's own connection,
+    and worker threads when a step would wait; on PostgreSQL, its worker threads over
+    `connections` (db/connections.py) and, with async_pool, once the store is known to be
+    set up, an asynchronous pool per event loop (db/postgres_async.py)."""
 
     def __init__(self, connections, size: int, async_pool: bool = False):
         self.connections, self.size = connections, size
         self.workers = Workers(size, connections.wait, connections.location)
-        self._pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+        # Each event loop's own: its SQLite connection, or its PostgreSQL pool (a task opening it).
+        self._of_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
         from .location import POSTGRES
 
-        self._server = async_pool and connections.kind == POSTGRES
+        self._sqlite = connections.kind != POSTGRES
+        self._server = async_pool and not self._sqlite
+        self._set_up = False  # a worker's call found the store set up (SQLite: the loop may open it)
+        self._writes = 0  # writes on the loops' SQLite connections since the last checkpoint
+        self._checkpoint = None  # the worker's checkpoint under way (a task)
+        # Store work on the loop in its current turn (see LOOP_SLICE_S), and which loop that is.
+        self._slice_used, self._slice_ends, self._slice_of = 0.0, False, None
 
     @property
     def direct(self) -> bool:
-        """Whether steps can be played on the event loop (PostgreSQL, set up)."""
-        return self._server and self.connections.ready
+        """Whether `play` takes the calls: always on SQLite; on PostgreSQL with the
+        async pool, once the store is set up (else the caller hands the call to a worker)."""
+        return self._sqlite or (self._server and self.connections.ready)
 
-    async def play(self, make_steps, *, bounded: bool = True):
-        """The steps that `make_steps()` gives, played on a connection of the loop's
-        pool; once more (new steps) if the store asked to try again (a pooler forgot a
-        prepared statement: nothing was done)."""
+    async def play(self, make_steps, carry_on=None, *, bounded: bool = True):
+        """The steps that `make_steps()` gives: on SQLite on the loop, carried on by
+        `carry_on(steps, step)` in a worker from a step that would wait; on PostgreSQL on a
+        connection of the loop's pool, once more (new steps) if the store asked to try
+        again (a pooler forgot a prepared statement: nothing was done)."""
+        if self._sqlite:
+            return await self._play_sqlite(make_steps(), carry_on, bounded)
         from ..errors import TryAgain
         from . import postgres_async
 
@@ -177,32 +208,170 @@ class AsyncWay:
         finally:
             free.release()
 
+    async def _play_sqlite(self, steps, carry_on, bounded: bool):
+        """SQLite's steps on the running loop's connection; from a step that would wait for
+        another process, carried on in a worker (the first call of all: there too)."""
+        conn = self._loop_connection() if self._set_up else None
+        step = None
+        if conn is not None:
+            loop = asyncio.get_running_loop()
+            if self._slice_of is not loop:  # (another loop than the last call's)
+                self._slice_of, self._slice_used, self._slice_ends = loop, 0.0, False
+            while True:
+                if not self._slice_ends:
+                    loop.call_soon(self._next_slice)  # (runs at the loop's next turn)
+                    self._slice_ends = True
+                if self._slice_used < LOOP_SLICE_S:
+                    break
+                await asyncio.sleep(0)  # this turn of the loop has had its share
+            changes, started = conn.total_changes, time.perf_counter()
+            try:
+                done, found = await self._on_the_loop(conn, steps, bounded)
+            except ClaudeKeysError:
+                raise
+            except Exception as e:
+                self._drop_loop_connection()
+                found = as_store_error(e, self.connections.location)
+                if found is None:
+                    raise
+                raise found from None
+            finally:
+                self._slice_used += time.perf_counter() - started
+            if done:
+                if conn.total_changes != changes:
+                    self._wrote()
+                return found
+            step = found
+        answer = await self.workers.run(carry_on, steps, step, bounded=bounded)
+        self._set_up = True
+        return answer
+
+    async def _on_the_loop(self, conn, steps, bounded: bool) -> tuple:
+        """(True, the steps' result), or (False, the step that would wait for another
+        process: nothing of it was done). Waits for this process's writer on the loop."""
+        value, step, turn, deadline = None, None, None, None
+        try:
+            while True:
+                if step is None:
+                    step = steps.send(value)
+                try:
+                    value, step = play_one(conn, step), None
+                    continue
+                except sqlite.WouldWait as e:
+                    if not e.turn:
+                        return False, step
+                except Exception as e:
+                    # Every step is one statement or one transaction: one that failed did
+                    # nothing, except a transaction whose own steps had begun.
+                    if not (sqlite.is_busy(e) and step[0] != "transaction"):
+                        raise
+                    return False, step
+                # Another thread of this process is writing (microseconds, unless it waits
+                # for another process): wait for its turn to pass, the loop free meanwhile.
+                # (Asked for before trying again: a turn passed in between wakes it too.)
+                if turn is None:
+                    turn = self._turn_passed()
+                else:
+                    if deadline is None and bounded:
+                        deadline = time.monotonic() + self.connections.wait
+                    await self._wait(turn, deadline)
+                    turn = None
+        except StopIteration as stop:
+            return True, stop.value
+
+    def _next_slice(self) -> None:
+        self._slice_used, self._slice_ends = 0.0, False
+
+    def _turn_passed(self) -> asyncio.Future:
+        """A future set when this process's writer passes its turn (db/sqlite.py)."""
+        loop = asyncio.get_running_loop()
+        passed = loop.create_future()
+        sqlite.turn_waiters.setdefault(self.connections.where, []).append((loop, passed))
+        return passed
+
+    async def _wait(self, passed: asyncio.Future, deadline: float | None) -> None:
+        """Wait for `passed`, but at most TURN_POLL_S (then the step is simply tried again),
+        and for a check not past `deadline`, the store's wait bound (as a worker's wait)."""
+        timeout = TURN_POLL_S if deadline is None else min(TURN_POLL_S, deadline - time.monotonic())
+        if timeout <= 0:
+            raise StoreError("the store stayed busy past its wait bound (another thread of this process is "
+                             "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
+        try:
+            await asyncio.wait_for(passed, timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _loop_connection(self):
+        """The running loop's SQLite connection that never waits (opened on first use);
+        None if it cannot be opened (the calls go to the workers)."""
+        loop = asyncio.get_running_loop()
+        if self._pid != os.getpid():  # (a forked child opens its own)
+            self._of_loop, self._pid = weakref.WeakKeyDictionary(), os.getpid()
+        conn = self._of_loop.get(loop)
+        if conn is None:
+            from .base import SCHEMA_VERSION
+
+            try:
+                conn = self._of_loop[loop] = sqlite.open_never_waiting(self.connections.where, SCHEMA_VERSION)
+            except Exception:
+                return None
+        return conn
+
+    def _drop_loop_connection(self) -> None:
+        conn = self._of_loop.pop(asyncio.get_running_loop(), None)
+        if conn is not None:
+            conn.close()
+
+    def _wrote(self) -> None:
+        """After a write on the loop: every CHECKPOINT_EVERY, a worker checkpoints the WAL."""
+        self._writes += 1
+        if self._writes >= CHECKPOINT_EVERY and self._checkpoint is None:
+            self._writes = 0
+            self._checkpoint = asyncio.ensure_future(self.workers.run(self._checkpoint_wal, bounded=False))
+            self._checkpoint.add_done_callback(self._checkpointed)
+
+    def _checkpoint_wal(self) -> None:
+        """In a worker: copy the WAL's pages into the store, waiting for no one (PASSIVE)."""
+        self.connections.local(create=False).execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _checkpointed(self, task) -> None:
+        self._checkpoint = None
+        if not task.cancelled():
+            task.exception()  # (seen: a failed checkpoint is tried again CHECKPOINT_EVERY writes later)
+
     async def _pool(self):
         loop = asyncio.get_running_loop()
         if self._pid != os.getpid():  # (a forked child opens its own)
-            self._pools, self._pid = weakref.WeakKeyDictionary(), os.getpid()
-        opening = self._pools.get(loop)
+            self._of_loop, self._pid = weakref.WeakKeyDictionary(), os.getpid()
+        opening = self._of_loop.get(loop)
         if opening is None:  # (the first calls of a burst wait for the same pool)
             from . import postgres_async
 
-            opening = self._pools[loop] = asyncio.ensure_future(
+            opening = self._of_loop[loop] = asyncio.ensure_future(
                 postgres_async.pool(self.connections.where, self.connections.wait, self.size))
         try:
             return await asyncio.shield(opening)
         except Exception:
-            if self._pools.get(loop) is opening:
-                del self._pools[loop]
+            if self._of_loop.get(loop) is opening:
+                del self._of_loop[loop]
             raise
 
     async def aclose(self) -> None:
-        """Close the running loop's pool (its connections) and let the workers end."""
+        """Close the running loop's pool or SQLite connection, and let the workers end."""
         loop = asyncio.get_running_loop()
-        opening = self._pools.pop(loop, None) if self._pid == os.getpid() else None
+        opening = self._of_loop.pop(loop, None) if self._pid == os.getpid() else None
         self.close()
-        if opening is not None and opening.done() and not opening.exception():
+        if self._sqlite:
+            if opening is not None:
+                opening.close()
+        elif opening is not None and opening.done() and not opening.exception():
             await opening.result().close(timeout=1.0)
 
     def close(self) -> None:
-        """Let the workers end. (A loop's pool closes with `aclose`, or when the loop
-        and this object are gone.)"""
+        """Let the workers end, and close the loops' SQLite connections. (A loop's
+        PostgreSQL pool closes with `aclose`, or when the loop and this object are gone.)"""
         self.workers.close()
+        if self._sqlite and self._pid == os.getpid():
+            for conn in list(self._of_loop.values()):
+                conn.close()
+            self._of_loop = weakref.WeakKeyDictionary()

@@ -43,11 +43,53 @@ def _turn(location: str):
     return turn
 
 
+# Event loops waiting for a turn (their connections never wait: db/async_connections.py),
+# woken by the writer that passes it: location -> [(loop, future)].
+turn_waiters: dict = {}
+
+
+def _pass_turn(location: str, turn) -> None:
+    """The turn given up, and every event loop waiting for it woken (to try again).
+    (Written out where every request passes: a call fewer.)"""
+    turn.release()
+    if turn_waiters:
+        wake_loops(location)
+
+
+def wake_loops(location: str) -> None:
+    for loop, future in turn_waiters.pop(location, ()):
+        try:
+            loop.call_soon_threadsafe(_wake, future)
+        except RuntimeError:  # (that loop has closed)
+            pass
+
+
+def _wake(future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 if hasattr(os, "register_at_fork"):  # a forked child's writers start with no turn held
-    os.register_at_fork(after_in_child=lambda: _turns.clear())
+    os.register_at_fork(after_in_child=lambda: (_turns.clear(), turn_waiters.clear()))
 
 
 _RECORD = None  # record_request's usage insert (made on first use: rollups stays off the cold path)
+
+
+class WouldWait(Exception):
+    """On a connection that never waits (the event loop's: db/async_connections.py), the
+    operation would have waited for another writer; nothing of it was done. `turn`: the
+    writer is a thread of this process (its turn wakes the loop, see turn_waiters);
+    else another process holds the store's lock."""
+
+    def __init__(self, turn: bool = False):
+        super().__init__()
+        self.turn = turn
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite's answer when its lock is taken (and its busy timeout, if any, ran out)."""
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
 
 
 class _NotOurs(Exception):
@@ -67,6 +109,7 @@ class Connection(sqlite3.Connection):
     wait = ADMIN_TIMEOUT_S
     for_update = ""  # SQLite's write lock covers the whole store
     broken = False
+    never_waits = False  # the event loop's connection: WouldWait instead of a wait
     IntegrityError = sqlite3.IntegrityError
 
     def rows(self, sql: str, params=()) -> list:
@@ -119,12 +162,19 @@ class Connection(sqlite3.Connection):
         (`one`: it inserts one row at most; the same here.)"""
         turn = self._take_turn()
         try:
-            stored = self.execute(insert, params).rowcount
+            try:
+                stored = self.execute(insert, params).rowcount
+            except sqlite3.OperationalError as e:  # (a statement that failed did nothing)
+                if self.never_waits and is_busy(e):
+                    raise WouldWait from None
+                raise
             if stored and not self.in_transaction:  # (committed as it ran; else see _Write)
                 Wrote.changed = True
             return stored
         finally:
-            turn.release()
+            turn.release()  # (_pass_turn)
+            if turn_waiters:
+                wake_loops(self.location)
 
     def record_request(self, row: tuple, lineage: str | None) -> tuple:
         """Store one request (a usage row, USAGE_COLUMNS) for a key of `lineage` and
@@ -218,6 +268,10 @@ class Connection(sqlite3.Connection):
 
     def _take_turn(self):
         turn = _turn(self.location)
+        if self.never_waits:
+            if not turn.acquire(False):
+                raise WouldWait(turn=True)
+            return turn
         if not turn.acquire(timeout=self.wait):
             raise StoreError("the store stayed busy past its wait bound (another thread of this process is "
                              "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
@@ -285,8 +339,10 @@ class _Write:
         self.changes = self.conn.total_changes
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.turn.release()
+        except BaseException as e:
+            _pass_turn(self.conn.location, self.turn)
+            if self.conn.never_waits and is_busy(e):
+                raise WouldWait from None
             raise
         return self.conn
 
@@ -306,7 +362,9 @@ class _Write:
                 conn.execute("ROLLBACK")
             raise
         finally:
-            self.turn.release()  # (after the transaction ended: the next writer's turn)
+            self.turn.release()  # (_pass_turn, after the transaction ended: the next writer's turn)
+            if turn_waiters:
+                wake_loops(conn.location)
         return False
 
 
@@ -400,6 +458,18 @@ def open_store(path: str, schema_version: int, *, create: bool = True,
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+def open_never_waiting(path: str, schema_version: int) -> Connection:
+    """A connection to an up-to-date store for an event loop's own thread
+    (db/async_connections.py): it never waits (SQLite's busy timeout 0, this process's
+    writers' turn tried once: WouldWait instead) and never checkpoints the WAL (a
+    checkpoint copies the WAL into the file and syncs it: the loop leaves that to a
+    worker thread)."""
+    conn = open_store(path, schema_version, create=False, wait=0)
+    conn.never_waits = True
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 

@@ -19,27 +19,43 @@ An operation is a tuple, its first item the name of the connection's method:
 from __future__ import annotations
 
 
-def run(conn, steps):
-    """Play `steps` on `conn` (a connection of the backend interface); their result."""
+def run(conn, steps, first=None):
+    """Play `steps` on `conn` (a connection of the backend interface); their result.
+    `first`: an operation the steps asked for already, not yet played (steps begun on
+    the event loop and carried on in a worker: db/async_connections.py)."""
     send, value = steps.send, None
     try:
+        if first is not None:
+            value = play(conn, first)
         while True:
             op = send(value)
-            name = op[0]
+            name = op[0]  # (the commonest operations inline: this is every request's path)
             if name == "one":
                 value = conn.execute(op[1], op[2]).fetchone()
             elif name == "all":
                 value = conn.execute(op[1], op[2]).fetchall()
-            elif name == "run":
-                conn.execute(op[1], op[2])
-                value = None
-            elif name == "transaction":
-                with conn.transaction():
-                    value = run(conn, op[1])
+            elif name == "run" or name == "transaction":
+                value = play(conn, op)
             else:
                 value = getattr(conn, name)(*op[1:])
     except StopIteration as stop:
         return stop.value
+
+
+def play(conn, op: tuple):
+    """One operation on `conn`; its answer."""
+    name = op[0]
+    if name == "one":
+        return conn.execute(op[1], op[2]).fetchone()
+    if name == "all":
+        return conn.execute(op[1], op[2]).fetchall()
+    if name == "run":
+        conn.execute(op[1], op[2])
+        return None
+    if name == "transaction":
+        with conn.transaction():
+            return run(conn, op[1])
+    return getattr(conn, name)(*op[1:])
 
 
 async def run_async(conn, steps):
