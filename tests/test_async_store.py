@@ -234,6 +234,36 @@ def test_on_sqlite_the_loop_leaves_checkpoints_to_a_worker(monkeypatch):
     assert sql("SELECT count(*) FROM usage") == [(36,)]
 
 
+@pytest.mark.sqlite_only
+def test_on_sqlite_one_store_serves_one_event_loop_after_another(monkeypatch):
+    """A script may run several loops in turn with one AsyncKeyStore: each loop gets its
+    own connection, and the checkpoints and the loop's share of store work start afresh
+    (a checkpoint left pending by a closed loop does not stop the next loop's)."""
+    from claude_keys.db import async_connections
+
+    monkeypatch.setattr(async_connections, "CHECKPOINT_EVERY", 5)
+    secret = key(max_cost=0.05, monthly_budget=100)
+    store = AsyncKeyStore()
+
+    async def requests(n: int):
+        handed = _counting_hand_overs(store)
+        for _ in range(n):
+            decision = await store.check(key=secret)
+            assert decision.allowed
+            await store.record_usage(decision.key_id, model="claude-sonnet-4-5", input_tokens=1,
+                                     request_id=decision.request_id)
+        store._way._slice_used = 1.0  # (as if this turn had had its share: the next loop starts afresh)
+        return [getattr(fn, "func", fn).__name__ for fn in handed], store._way._loop_connection()
+
+    first, first_connection = asyncio.run(requests(6))
+    second, second_connection = asyncio.run(requests(6))
+    store.close()
+    assert first_connection is not second_connection
+    assert "_checkpoint_wal" in second
+    assert sql("SELECT count(*) FROM usage") == [(12,)]
+    assert sql("SELECT count(*) FROM in_flight") == [(0,)]
+
+
 @pytest.mark.postgres_only
 def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
     """With async_pool=True, once the first call has found the store set up, check,

@@ -141,6 +141,11 @@ def _work(calls: queue.SimpleQueue) -> None:
         del item, fn, answer, result, error
 
 
+def _checkpointed(task) -> None:
+    if not task.cancelled():
+        task.exception()  # (seen: a failed checkpoint is tried again CHECKPOINT_EVERY writes later)
+
+
 def _answer(answer: asyncio.Future, result, error) -> None:
     if answer.cancelled():  # (the caller stopped waiting; the call was made)
         return
@@ -325,19 +330,16 @@ class AsyncWay:
     def _wrote(self) -> None:
         """After a write on the loop: every CHECKPOINT_EVERY, a worker checkpoints the WAL."""
         self._writes += 1
-        if self._writes >= CHECKPOINT_EVERY and self._checkpoint is None:
+        last = self._checkpoint  # (a task of this loop's; one of a loop since closed never ends)
+        if self._writes >= CHECKPOINT_EVERY and (last is None or last.done()
+                                                 or last.get_loop() is not asyncio.get_running_loop()):
             self._writes = 0
             self._checkpoint = asyncio.ensure_future(self.workers.run(self._checkpoint_wal, bounded=False))
-            self._checkpoint.add_done_callback(self._checkpointed)
+            self._checkpoint.add_done_callback(_checkpointed)
 
     def _checkpoint_wal(self) -> None:
         """In a worker: copy the WAL's pages into the store, waiting for no one (PASSIVE)."""
         self.connections.local(create=False).execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def _checkpointed(self, task) -> None:
-        self._checkpoint = None
-        if not task.cancelled():
-            task.exception()  # (seen: a failed checkpoint is tried again CHECKPOINT_EVERY writes later)
 
     async def _pool(self):
         loop = asyncio.get_running_loop()
