@@ -193,17 +193,17 @@ def test_on_sqlite_the_loop_waits_for_this_process_writer_without_blocking(isola
         return decisions, took, ticks[0]
 
     async def scenario():
-        async with AsyncKeyStore(timeout=1.0) as store:
+        async with AsyncKeyStore(timeout=2.0) as store:
             assert (await store.check(key=secret)).allowed
             handed = _counting_hand_overs(store)
             waited = await held_for(0.3, store, 5)
-            gave_up = await held_for(2.0, store, 2)
+            gave_up = await held_for(3.0, store, 2)
             return waited, gave_up, handed
 
     (decisions, took, ticks), (refused, gave_up_after, _), handed = asyncio.run(scenario())
-    assert all(d.allowed for d in decisions) and 0.25 < took < 1.0
+    assert all(d.allowed for d in decisions) and 0.25 < took < 2.0
     assert ticks >= took / 0.01 / 4
-    assert [d.status for d in refused] == [503, 503] and 0.9 < gave_up_after < 1.9
+    assert [d.status for d in refused] == [503, 503] and 1.9 < gave_up_after < 2.9
     assert handed == []
     assert sql("SELECT count(*) FROM in_flight") == [(6,)]
 
