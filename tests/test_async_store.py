@@ -165,20 +165,25 @@ def test_on_sqlite_a_step_that_would_wait_for_another_process_carries_on_in_a_wo
 def test_on_sqlite_the_loop_waits_for_this_process_writer_without_blocking(isolated):
     """A thread of this process is writing (it holds the process's writers' turn): the
     loop's calls wait for that turn to pass, the loop turning meanwhile, and go on on
-    the loop (not in a worker, where they would keep each other off it); a check waits
-    within the store's bound, then answers 503."""
+    the loop (not in a worker, where they would keep each other off it), each asking
+    once to be woken however long it waits; every call waits within the store's bound,
+    as KeyStore's do: then a check answers 503, record_usage raises StoreError."""
+    from claude_keys import StoreError
     from claude_keys.db import sqlite as backend
 
     secret = key(max_cost=0.05, monthly_budget=100)
-    turn = backend._turn(str(isolated))
+    location = str(isolated)
+    turn = backend._turn(location)
+    asking = []  # how many wake-ups were asked for when the turn passed
 
     def hold(seconds: float, taken: threading.Event) -> None:
         turn.acquire()
         taken.set()
         time.sleep(seconds)
-        backend._pass_turn(str(isolated), turn)
+        asking.append(len(backend.turn_waiters.get(location, ())))
+        backend._pass_turn(location, turn)
 
-    async def held_for(seconds: float, store, calls: int):
+    async def held_for(seconds: float, calls):
         taken = threading.Event()
         holder = threading.Thread(target=hold, args=(seconds, taken))
         holder.start()
@@ -186,24 +191,28 @@ def test_on_sqlite_the_loop_waits_for_this_process_writer_without_blocking(isola
         ticks = [0]
         ticker = asyncio.create_task(_ticking(ticks))
         started = time.monotonic()
-        decisions = await asyncio.gather(*[store.check(key=secret) for _ in range(calls)])
+        answers = await asyncio.gather(*calls, return_exceptions=True)
         took = time.monotonic() - started
         ticker.cancel()
         holder.join()
-        return decisions, took, ticks[0]
+        return answers, took, ticks[0]
 
     async def scenario():
         async with AsyncKeyStore(timeout=2.0) as store:
-            assert (await store.check(key=secret)).allowed
+            first = await store.check(key=secret)
             handed = _counting_hand_overs(store)
-            waited = await held_for(0.3, store, 5)
-            gave_up = await held_for(3.0, store, 2)
+            waited = await held_for(0.3, [store.check(key=secret) for _ in range(5)])
+            gave_up = await held_for(3.0, [store.check(key=secret), store.check(key=secret),
+                                           store.record_usage(first.key_id, model="claude-sonnet-4-5",
+                                                              input_tokens=1, request_id=first.request_id)])
             return waited, gave_up, handed
 
-    (decisions, took, ticks), (refused, gave_up_after, _), handed = asyncio.run(scenario())
+    (decisions, took, ticks), (gave_up, gave_up_after, _), handed = asyncio.run(scenario())
     assert all(d.allowed for d in decisions) and 0.25 < took < 2.0
     assert ticks >= took / 0.01 / 4
-    assert [d.status for d in refused] == [503, 503] and 1.9 < gave_up_after < 2.9
+    assert [d.status for d in gave_up[:2]] == [503, 503] and 1.9 < gave_up_after < 2.9
+    assert isinstance(gave_up[2], StoreError) and "busy" in str(gave_up[2])
+    assert asking[0] <= 5 and asking[1] <= 3  # (polled every 50 ms for 0.3 s and 3 s: not one per poll)
     assert handed == []
     assert sql("SELECT count(*) FROM in_flight") == [(6,)]
 

@@ -231,11 +231,10 @@ class AsyncWay:
                 await asyncio.sleep(0)  # this turn of the loop has had its share
             changes, started = conn.total_changes, time.perf_counter()
             try:
-                done, found = await self._on_the_loop(conn, steps, bounded)
+                done, found = await self._on_the_loop(conn, steps)
             except ClaudeKeysError:
                 raise
-            except Exception as e:
-                self._drop_loop_connection()
+            except Exception as e:  # (the connection stays: a failed statement was rolled back)
                 found = as_store_error(e, self.connections.location)
                 if found is None:
                     raise
@@ -251,7 +250,7 @@ class AsyncWay:
         self._set_up = True
         return answer
 
-    async def _on_the_loop(self, conn, steps, bounded: bool) -> tuple:
+    async def _on_the_loop(self, conn, steps) -> tuple:
         """(True, the steps' result), or (False, the step that would wait for another
         process: nothing of it was done). Waits for this process's writer on the loop."""
         value, step, turn, deadline = None, None, None, None
@@ -272,15 +271,19 @@ class AsyncWay:
                         raise
                     return False, step
                 # Another thread of this process is writing (microseconds, unless it waits
-                # for another process): wait for its turn to pass, the loop free meanwhile.
-                # (Asked for before trying again: a turn passed in between wakes it too.)
+                # for another process): wait for its turn to pass, the loop free meanwhile,
+                # within the store's wait bound as KeyStore's wait for the turn. (Asked for
+                # before trying again: a turn passed in between wakes it too.)
                 if turn is None:
                     turn = self._turn_passed()
-                else:
-                    if deadline is None and bounded:
-                        deadline = time.monotonic() + self.connections.wait
-                    await self._wait(turn, deadline)
+                    continue
+                if deadline is None:
+                    deadline = time.monotonic() + self.connections.wait
+                await self._wait(turn, deadline)
+                if turn.done():  # (else polled: tried again, still asking)
                     turn = None
+                if self._of_loop.get(asyncio.get_running_loop()) is not conn:  # closed meanwhile
+                    return False, step
         except StopIteration as stop:
             return True, stop.value
 
@@ -291,27 +294,27 @@ class AsyncWay:
         """A future set when this process's writer passes its turn (db/sqlite.py)."""
         loop = asyncio.get_running_loop()
         passed = loop.create_future()
-        sqlite.turn_waiters.setdefault(self.connections.where, []).append((loop, passed))
+        waiting = sqlite.turn_waiters.setdefault(self.connections.where, [])
+        waiting.append((loop, passed))
+        if sqlite.turn_waiters.get(self.connections.where) is not waiting:
+            passed.set_result(None)  # (a writer took the list meanwhile, maybe before this was in it)
         return passed
 
-    async def _wait(self, passed: asyncio.Future, deadline: float | None) -> None:
-        """Wait for `passed`, but at most TURN_POLL_S (then the step is simply tried again),
-        and for a check not past `deadline`, the store's wait bound (as a worker's wait)."""
-        timeout = TURN_POLL_S if deadline is None else min(TURN_POLL_S, deadline - time.monotonic())
+    async def _wait(self, passed: asyncio.Future, deadline: float) -> None:
+        """Wait for `passed`, but at most TURN_POLL_S (then the step is simply tried again)
+        and not past `deadline`, the store's wait bound."""
+        timeout = min(TURN_POLL_S, deadline - time.monotonic())
         if timeout <= 0:
             raise StoreError("the store stayed busy past its wait bound (another thread of this process is "
                              "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
-        try:
-            await asyncio.wait_for(passed, timeout)
-        except asyncio.TimeoutError:
-            pass
+        await asyncio.wait((passed,), timeout=timeout)  # (not cancelled at the timeout: still asked)
 
     def _loop_connection(self):
         """The running loop's SQLite connection that never waits (opened on first use);
         None if it cannot be opened (the calls go to the workers)."""
         loop = asyncio.get_running_loop()
         if self._pid != os.getpid():  # (a forked child opens its own)
-            self._of_loop, self._pid = weakref.WeakKeyDictionary(), os.getpid()
+            self._after_fork()
         conn = self._of_loop.get(loop)
         if conn is None:
             from .base import SCHEMA_VERSION
@@ -322,10 +325,13 @@ class AsyncWay:
                 return None
         return conn
 
-    def _drop_loop_connection(self) -> None:
-        conn = self._of_loop.pop(asyncio.get_running_loop(), None)
-        if conn is not None:
-            conn.close()
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's connections and pools are kept, never used and
+        never closed (closing one would end the parent's too: db/connections.py)."""
+        from .connections import _inherited
+
+        _inherited.append(list(self._of_loop.values()))
+        self._of_loop, self._pid = weakref.WeakKeyDictionary(), os.getpid()
 
     def _wrote(self) -> None:
         """After a write on the loop: every CHECKPOINT_EVERY, a worker checkpoints the WAL."""
@@ -344,7 +350,7 @@ class AsyncWay:
     async def _pool(self):
         loop = asyncio.get_running_loop()
         if self._pid != os.getpid():  # (a forked child opens its own)
-            self._of_loop, self._pid = weakref.WeakKeyDictionary(), os.getpid()
+            self._after_fork()
         opening = self._of_loop.get(loop)
         if opening is None:  # (the first calls of a burst wait for the same pool)
             from . import postgres_async
