@@ -7,8 +7,10 @@ product's rules written once, asking for each statement. Where those steps are p
   (db/sqlite.py, open_never_waiting): SQLite's busy timeout 0, this process's writers'
   turn tried once. A statement on a local file takes microseconds; what takes long is
   waiting for another writer, and that a loop must never do. So when a step would wait
-  (another process or thread holds the write lock), nothing of it has been done: the
-  steps carry on from that step in a worker thread, which waits as KeyStore would. The
+  for another process's write lock, nothing of it has been done: the steps carry on
+  from that step in a worker thread, which waits as KeyStore would. A step that would
+  wait for another thread of this process awaits that thread's turn on the loop (woken
+  as it passes; within the store's wait bound, as KeyStore's wait for it). The
   loop's connection never checkpoints the WAL either (that syncs the file): every
   CHECKPOINT_EVERY writes, a worker does it. The first call of a store goes to a
   worker (it may create or upgrade the store). Played on the loop, a check and a settle
