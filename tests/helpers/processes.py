@@ -95,7 +95,13 @@ def command_line(pid: int) -> str:
 
 def finished_before(sig: int, returncode: int, err: str) -> bool:
     """Whether an import sent `sig` had finished first: it exited 0, or it had printed its
-    summary ("Read …") and the signal landed as Python shut down, after Python had put
-    the default handlers back (killed by the signal, without a word). Neither is an
-    interrupted import; a shell shows the second as 130/143 like any signalled program."""
-    return returncode == 0 or (returncode == -sig and err.lstrip().startswith("Read "))
+    summary ("Read …") and then the signal landed, either as the command cleaned up
+    (it says so: "…; what it had done by then is stored") or as Python shut down, after
+    Python had put the default handlers back (killed by the signal, without a word).
+    None is an interrupted import; a shell shows the last two as 130/143 like any
+    signalled program."""
+    if returncode == 0:
+        return True
+    summed_up = err.lstrip().startswith("Read ")
+    cleaning_up = returncode in (128 + sig, -sig) and err.rstrip().endswith("what it had done by then is stored")
+    return summed_up and (returncode == -sig or cleaning_up)
