@@ -22,7 +22,7 @@ from .db.connections import Connections
 from .db.steps import run
 from .errors import ClaudeKeysError, InvalidInput, StoreError, TryAgain
 from .profiles import LIST_FIELDS, UNLIMITED
-from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds
+from .values import check_flag, check_text, moment_ms, parse_cost, parse_count, parse_money, parse_seconds, shown
 
 __all__ = ["KeyStore", "AsyncKeyStore", "AuthManager", "PermissionManager"]
 
@@ -427,7 +427,7 @@ class PermissionManager(_StoreClient):
             elif name == "alert_at":
                 changes.limits[name] = _alert_at(value)
             elif name != "profile":
-                raise InvalidInput(f"unknown permission {name!r}")
+                raise InvalidInput(f"unknown permission {shown(name)}")
         return _change(conn, key, changes)
 
     @_reads
@@ -458,7 +458,7 @@ class PermissionManager(_StoreClient):
                 models_given[name] = [p for p in value or () if p != "*" or name == "blocked_models"]
                 continue
             if name not in projects.SETTINGS:
-                raise InvalidInput(f"unknown project limit {name!r}")
+                raise InvalidInput(f"unknown project limit {shown(name)}")
             column, money = projects.SETTINGS[name]
             if name == "alert_at":
                 changes[column] = _alert_at(value)

@@ -11,7 +11,7 @@ secret's usage like its successor's.
 from __future__ import annotations
 
 from .errors import InvalidInput
-from .values import LazyPattern, check_text, json_value
+from .values import LazyPattern, check_text, json_value, shown
 
 MAX_OWNER = 256  # characters: a person, a team, a service account or an e-mail address
 MAX_VALUE = 256  # characters of one metadata value
@@ -50,13 +50,9 @@ def parse_assignment(text) -> tuple[str, str | None]:
     text = check_text(text, "a metadata entry", max_len=MAX_VALUE + 65)
     key, sep, value = text.partition("=")
     if not sep:
-        raise InvalidInput(f"{_shown(text)} is not KEY=VALUE (KEY= removes KEY)")
+        raise InvalidInput(f"{shown(text)} is not KEY=VALUE (KEY= removes KEY)")
     check_key(key)
     return key, (check_value(key, value) if value else None)
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "…")
 
 
 def check_metadata(mapping) -> dict:

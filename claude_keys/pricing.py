@@ -30,7 +30,7 @@ import os
 from functools import lru_cache
 
 from .errors import InvalidInput
-from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, LazyPattern, json_value, parse_money
+from .values import MAX_REQUEST_NANOS, MAX_REQUEST_USD, LazyPattern, json_value, parse_money, shown
 
 FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 ENV_PRICES = "CLAUDE_API_PRICES"
@@ -167,7 +167,7 @@ class Prices(dict):
 
     def with_mode(self, mode: str) -> "Prices":
         if mode not in COST_MODES:
-            raise InvalidInput(f"unknown cost mode {mode!r}: use {', '.join(COST_MODES)}")
+            raise InvalidInput(f"unknown cost mode {shown(mode)}: use {', '.join(COST_MODES)}")
         copy = Prices(self)
         copy.__dict__.update(self.__dict__)
         copy.cost_mode = mode
@@ -283,4 +283,4 @@ def is_fast(speed) -> bool:
         return False
     if speed == "fast":
         return True
-    raise InvalidInput(f"speed must be standard or fast, not {speed!r}")
+    raise InvalidInput(f"speed must be standard or fast, not {shown(speed)}")

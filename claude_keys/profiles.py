@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 from .errors import InvalidInput
-from .values import in_usd
+from .values import in_usd, shown
 
 ALL = "*"
 STANDARD = "@standard"
@@ -121,8 +121,7 @@ def check_profile(name: str) -> str:
         raise InvalidInput(f"the profile must be one of {', '.join(NAMES)}, not {type(name).__name__}")
     canonical = name.strip().lower()
     if canonical not in PRESETS:
-        shown = name if len(name) <= 40 else name[:37] + "…"
-        raise InvalidInput(f"unknown profile {shown!r}: choose one of {', '.join(NAMES)}")
+        raise InvalidInput(f"unknown profile {shown(name)}: choose one of {', '.join(NAMES)}")
     return canonical
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import audit, periods
 from .errors import InvalidInput
-from .values import parse_duration
+from .values import parse_duration, shown
 
 BUDGET_TZ = "budget_tz"
 EXPIRY_WARNING = "expiry_warning"
@@ -34,7 +34,7 @@ KNOWN = {
 def _stored(name: str) -> tuple:
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
     if key not in KNOWN:
-        raise InvalidInput(f"unknown setting {str(name)[:40]!r}: choose one of {', '.join(KNOWN)}")
+        raise InvalidInput(f"unknown setting {shown(name)}: choose one of {', '.join(KNOWN)}")
     return key, KNOWN[key]
 
 

@@ -132,7 +132,7 @@ def ascii_number(value, what: str) -> str:
     a person reads the same in any terminal."""
     text = str(value)
     if not text.isascii():
-        raise InvalidInput(f"{what} must be written with the ASCII digits 0-9, not {_shown(text)}")
+        raise InvalidInput(f"{what} must be written with the ASCII digits 0-9, not {shown(text)}")
     return text.strip()
 
 
@@ -160,9 +160,9 @@ def parse_money(value) -> int:
         raise InvalidInput(f"{value!r} is not an amount in USD")
     if isinstance(value, int):
         if value < 0:
-            raise InvalidInput(f"{_shown(value)} is not an amount in USD: use a non-negative number")
+            raise InvalidInput(f"{shown(value)} is not an amount in USD: use a non-negative number")
         if value > MAX_USD:
-            raise InvalidInput(f"{_shown(value)} is too large: at most ${MAX_USD:,}")
+            raise InvalidInput(f"{shown(value)} is too large: at most ${MAX_USD:,}")
         return value * NANOS_PER_USD
     text = repr(value) if isinstance(value, float) else ascii_number(value, "the amount")
     whole, _, frac = text.partition(".")
@@ -172,7 +172,7 @@ def parse_money(value) -> int:
         m = _MONEY_RE.fullmatch(text)
         if not m or not (m.group(1) or m.group(2)):
             raise InvalidInput(
-                f"{_shown(text)} is not an amount in USD: use a non-negative number such as 0.50"
+                f"{shown(text)} is not an amount in USD: use a non-negative number such as 0.50"
             )
         whole, frac, exponent = m.group(1) or "", m.group(2) or "", int(m.group(3) or 0)
     digits = (whole + frac).lstrip("0")
@@ -181,7 +181,7 @@ def parse_money(value) -> int:
     if not digits:
         return 0
     if point > len(str(MAX_USD * NANOS_PER_USD)):
-        raise InvalidInput(f"{_shown(text)} is too large: at most ${MAX_USD:,}")
+        raise InvalidInput(f"{shown(text)} is too large: at most ${MAX_USD:,}")
     if point >= 0:
         nanos, rest = int(digits[:point].ljust(point, "0") or "0"), digits[point:]
     else:
@@ -190,7 +190,7 @@ def parse_money(value) -> int:
     if rest and (rest[0] > "5" or (rest[0] == "5" and (rest[1:].strip("0") or nanos % 2))):
         nanos += 1
     if nanos > MAX_USD * NANOS_PER_USD:
-        raise InvalidInput(f"{_shown(text)} is too large: at most ${MAX_USD:,}")
+        raise InvalidInput(f"{shown(text)} is too large: at most ${MAX_USD:,}")
     return nanos
 
 
@@ -203,8 +203,10 @@ def parse_cost(value) -> int:
     return nanos
 
 
-def _shown(value) -> str:
-    """A value as a message quotes it: bounded, so a 5,000-digit input stays one short line."""
+def shown(value) -> str:
+    """A caller's value as an error message quotes it: bounded, so a 5,000-digit input or
+    a 200,000-character text stays one short line (and an int too large for str() has
+    a message at all)."""
     if isinstance(value, int) and value.bit_length() > 128:
         return "a number that large"
     text = value if isinstance(value, str) else str(value)

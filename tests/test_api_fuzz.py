@@ -169,6 +169,26 @@ def test_request_times_cost_and_keys_of_the_wrong_type(api):
         KeyStore(db=5)
 
 
+def test_an_error_quotes_a_hostile_value_in_a_short_line(api):
+    """A message that quotes the caller's value stays one short line, whatever the
+    value: an int too large for str() (hypothesis found `speed=10**5000` raising
+    ValueError), a 200,000-character text, a name that is not text."""
+    auth, store, perm, secret, key_id = api
+    calls = [lambda bad: store.record_usage(key_id, model="claude-sonnet-4-5", input_tokens=1, speed=bad),
+             lambda bad: perm.set_profile(key_id, {bad: 1}),
+             lambda bad: perm.set_project("fuzz", {bad: 1}),
+             lambda bad: perm.apply_default_profile(key_id, bad)]
+    for call in calls:
+        for bad in (10**5000, "x" * 200_000, "\x1b[2J", 3.5):
+            try:
+                call(bad)
+            except ClaudeKeysError as e:
+                assert len(str(e)) < 200 and "\n" not in str(e) and "\x1b" not in str(e), str(e)[:300]
+            else:
+                raise AssertionError(f"accepted {str(bad)[:20]!r}")
+    store_still_usable()
+
+
 @pytest.mark.sqlite_only
 def test_a_full_disk_is_a_store_error(api):
     """A write the store cannot take (SQLite: its page limit reached, as on a full disk)
