@@ -90,11 +90,24 @@ def test_an_import_killed_at_random_points(isolated, tmp_path):
         assert 0 <= count <= n
     assert kills >= 2, "the import finished before most kills: make the file bigger"
     done = proc("usage", "import", str(path), "--json")
-    assert done.exit_code == 0, done
+    assert done.exit_code == 0, (done, _sessions(isolated))
     tokens_in = sum(i % 1000 for i in range(n))
     # Exactly the file: Sonnet at $3 / $15 per million tokens is 3,000 / 15,000 nano-dollars a token.
     assert assert_consistent(isolated) == (n, tokens_in, 7 * n, tokens_in * 3000 + 7 * n * 15000)
     assert json.loads(proc("usage", "summary", "--period", "all", "--json").stdout)["requests"] == n
+
+
+def _sessions(store) -> list:
+    """On PostgreSQL, what every session of the server was doing (to tell what a wait
+    that ran out met); on SQLite, nothing."""
+    if not str(store).startswith("postgresql:"):
+        return []
+    import psycopg
+
+    with psycopg.connect(str(store), autocommit=True) as admin:
+        return admin.execute("SELECT datname, pid, state, wait_event_type, wait_event, backend_type, "
+                             "now() - query_start, left(query, 120) FROM pg_stat_activity "
+                             "WHERE pid <> pg_backend_pid()").fetchall()
 
 
 BURST = textwrap.dedent("""
