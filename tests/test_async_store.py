@@ -99,35 +99,42 @@ async def _ticking(ticks: list) -> None:
         ticks[0] += 1
 
 
-@pytest.mark.sqlite_only
-def test_on_sqlite_calls_run_on_the_loop():
+def _calls_played_on_the_loop(**options) -> None:
     """Once the first call (in a worker: it may set the store up) has found the store,
-    check, record_usage and release play on the event loop: none goes to a worker."""
+    check, record_usage and release play their steps on the event loop: none goes to a
+    worker thread, and the store comes out exact."""
     secret = key(max_cost=0.05, monthly_budget=100, rate_limit=1000)
 
     async def scenario():
-        async with AsyncKeyStore(pool_size=4) as store:
+        async with AsyncKeyStore(pool_size=4, **options) as store:
             first = await store.check(key=secret)
+            assert store._way.direct
             handed = _counting_hand_overs(store)
             decisions = await asyncio.gather(*[store.check(key=secret, model="claude-sonnet-4-5", max_tokens=100)
                                                for _ in range(20)])
+            assert all(d.allowed for d in decisions)
             recorded = await asyncio.gather(*[
                 store.record_usage(d.key_id, model="claude-sonnet-4-5", input_tokens=10, output_tokens=5,
                                    request_id=d.request_id) for d in decisions[:10]])
             released = await asyncio.gather(*[store.release(d.request_id) for d in decisions[10:]])
+            assert handed == []  # none of them went to a worker thread
             assert await store.release(first.request_id) is True
             with pytest.raises(KeyNotFound):
                 await store.record_usage("key_nobody", model="claude-sonnet-4-5", input_tokens=1)
-            return decisions, recorded, released, handed
+            return recorded, released
 
-    decisions, recorded, released, handed = asyncio.run(scenario())
-    assert handed == []
-    assert all(d.allowed for d in decisions)
+    recorded, released = asyncio.run(scenario())
     assert all(r.recorded and r.reserved_nanos for r in recorded) and released == [True] * 10
     assert sql("SELECT count(*) FROM in_flight") == [(0,)]
     assert sql("SELECT count(*), sum(input_tokens) FROM usage") == [(10, 100)]
     assert sql("SELECT used FROM rate_windows")[0][0] == 21
     assert_consistent()
+
+
+@pytest.mark.sqlite_only
+def test_on_sqlite_calls_run_on_the_loop():
+    """SQLite's calls play on the loop over its connection that never waits."""
+    _calls_played_on_the_loop()
 
 
 @pytest.mark.sqlite_only
@@ -275,35 +282,9 @@ def test_on_sqlite_one_store_serves_one_event_loop_after_another(monkeypatch):
 
 @pytest.mark.postgres_only
 def test_on_postgresql_calls_run_on_the_loop_over_the_async_pool():
-    """With async_pool=True, once the first call has found the store set up, check,
-    record_usage and release play their steps on the event loop
-    (db/async_connections.py), holding no thread."""
-    secret = key(max_cost=0.05, monthly_budget=100, rate_limit=1000)
-
-    async def scenario():
-        async with AsyncKeyStore(pool_size=4, async_pool=True) as store:
-            first = await store.check(key=secret)  # in a worker: it checks the schema
-            assert store._way.direct
-            handed = _counting_hand_overs(store)
-            decisions = await asyncio.gather(*[store.check(key=secret, model="claude-sonnet-4-5", max_tokens=100)
-                                               for _ in range(20)])
-            assert all(d.allowed for d in decisions)
-            recorded = await asyncio.gather(*[
-                store.record_usage(d.key_id, model="claude-sonnet-4-5", input_tokens=10, output_tokens=5,
-                                   request_id=d.request_id) for d in decisions[:10]])
-            released = await asyncio.gather(*[store.release(d.request_id) for d in decisions[10:]])
-            assert handed == []  # none of them went to a worker thread
-            assert await store.release(first.request_id) is True
-            with pytest.raises(KeyNotFound):
-                await store.record_usage("key_nobody", model="claude-sonnet-4-5", input_tokens=1)
-            return recorded, released
-
-    recorded, released = asyncio.run(scenario())
-    assert all(r.recorded and r.reserved_nanos for r in recorded) and released == [True] * 10
-    assert sql("SELECT count(*) FROM in_flight") == [(0,)]
-    assert sql("SELECT count(*), sum(input_tokens) FROM usage") == [(10, 100)]
-    assert sql("SELECT used FROM rate_windows")[0][0] == 21
-    assert_consistent()
+    """With async_pool=True, PostgreSQL's calls play on the loop over psycopg's async
+    pool (db/async_connections.py), holding no thread."""
+    _calls_played_on_the_loop(async_pool=True)
 
 
 @pytest.mark.postgres_only
