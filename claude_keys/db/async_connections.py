@@ -307,8 +307,7 @@ class AsyncWay:
         and not past `deadline`, the store's wait bound."""
         timeout = min(TURN_POLL_S, deadline - time.monotonic())
         if timeout <= 0:
-            raise StoreError("the store stayed busy past its wait bound (another thread of this process is "
-                             "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
+            raise sqlite.turn_not_passed()
         await asyncio.wait((passed,), timeout=timeout)  # (not cancelled at the timeout: still asked)
 
     def _loop_connection(self):

@@ -87,6 +87,12 @@ class WouldWait(Exception):
         self.turn = turn
 
 
+def turn_not_passed() -> StoreError:
+    """This process's writer kept its turn past the wait bound (a thread's, or the loop's wait)."""
+    return StoreError("the store stayed busy past its wait bound (another thread of this process is "
+                      "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
+
+
 def is_busy(error: BaseException) -> bool:
     """SQLite's answer when its lock is taken (and its busy timeout, if any, ran out)."""
     return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
@@ -273,8 +279,7 @@ class Connection(sqlite3.Connection):
                 raise WouldWait(turn=True)
             return turn
         if not turn.acquire(timeout=self.wait):
-            raise StoreError("the store stayed busy past its wait bound (another thread of this process is "
-                             "writing; CLAUDE_API_TIMEOUT sets the bound); try again")
+            raise turn_not_passed()
         return turn
 
     transaction = write  # one writer at a time: every write transaction is serialized
@@ -587,7 +592,7 @@ def _use_wal(conn: Connection) -> None:
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
                 return
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
+            if not is_busy(e):
                 raise
         if time.monotonic() > deadline:
             raise StoreError("the new store stayed locked by other processes; try again")
@@ -605,7 +610,7 @@ def translate(error: BaseException, location: str = ""):
 
         return TooLarge()
     if isinstance(error, sqlite3.OperationalError):
-        if "locked" in text or "busy" in text:
+        if is_busy(error):
             return StoreError("the store stayed busy past its wait bound (another process is writing "
                               "or holds it; CLAUDE_API_TIMEOUT sets the bound); try again")
         if "disk is full" in text or "disk I/O" in text or "readonly" in text:
