@@ -201,8 +201,7 @@ def test_a_stopped_server_process(pg):
 def test_a_whole_stopped_server():
     """The whole server stopped (its postmaster): a new connection is not answered
     either. On a server of its own: stopped, the tests' shared server would stall every
-    test running beside this one (their new connections, a parallel query's workers); an
-    import in test_crash once gave up after 30 s so."""
+    test running beside this one (their new connections, a parallel query's workers)."""
     from tests.helpers import pg_server
 
     server = pg_server.Server()

@@ -102,6 +102,6 @@ def finished_before(sig: int, returncode: int, err: str) -> bool:
     signalled program."""
     if returncode == 0:
         return True
-    summed_up = err.lstrip().startswith("Read ")
-    cleaning_up = returncode in (128 + sig, -sig) and err.rstrip().endswith("what it had done by then is stored")
-    return summed_up and (returncode == -sig or cleaning_up)
+    if not err.lstrip().startswith("Read "):
+        return False
+    return returncode == -sig or (returncode == 128 + sig and err.rstrip().endswith("what it had done by then is stored"))
