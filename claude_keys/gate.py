@@ -40,7 +40,7 @@ from .db import windows
 from .db.steps import run
 from .db.windows import WINDOW_MS
 from .errors import InvalidInput
-from .values import new_request_id, usd_pair, usd_text
+from .values import usd_pair, usd_text
 
 _EXIT = {200: 0, 401: 3, 403: 4, 429: 5, 503: 1}
 _TYPE = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error", 503: "api_error"}
@@ -299,7 +299,7 @@ def _rate_only(row, perms, now: int, dry_run: bool):
         if count >= limit:
             return _rate_limited(row, limit, count, oldest, now, "")
         headers = _headers(limit, count + 1, oldest, now)
-    return _allowed(row, perms, now, headers, [], None if dry_run else new_request_id())
+    return _allowed(row, perms, now, headers, [], None if dry_run else inflight.new_id(False))
 
 
 def _headers(limit: int, used: int, oldest: int | None, now: int) -> dict:
@@ -441,7 +441,7 @@ class _Request:
         if write:
             for scope, _, count, _, _ in taken_windows:
                 yield from windows.add_steps(scope, now, count)
-            request_id = new_request_id()
+            request_id = inflight.new_id(self.tracked)
             if self.tracked:
                 yield inflight.open_request_step(row, request_id, now, timeout_s=perms.timeout,
                                                  hold_s=perms.hold if perms.hold is not None else project.hold,

@@ -24,16 +24,30 @@ released within the hold limit. Spend above the reservation is recorded (it happ
 and flagged: a warning, an audit entry ("usage above reservation"), a count in
 `keys show`. Usage recorded with a request id that another lineage holds in flight or
 has stored is refused (RequestIdConflict), and nothing is written.
+
+The ids a check mints say which kind of request they name: `req_…` for one it put in
+flight, `req-…` (`new_id(False)`) for one it did not (a key and project without a
+counted limit) and for usage recorded without an id. No in-flight row ever holds a
+`req-` id, so recording one is the plain insert, one statement, with its owner looked
+up only when the id was stored already (`settle_steps`).
 """
 from __future__ import annotations
 
 from .db.rollups import exact_sums
 from .errors import RequestIdConflict
-from .values import usd_exact
+from .values import new_request_id, usd_exact
 
 DEFAULT_TIMEOUT_S = 600  # a request's place, for a key without a timeout
 DEFAULT_HOLD_S = 86_400  # a reservation, for a key and project without a hold limit
 OVER_RESERVATION = "usage above reservation"  # the audit action of a flagged settle
+
+
+NEVER_IN_FLIGHT = "req-"  # the prefix of an id minted for a request that is not in flight
+
+
+def new_id(in_flight: bool) -> str:
+    """A new request id: for a request put in flight (open_request_step), or not."""
+    return new_request_id("req_" if in_flight else NEVER_IN_FLIGHT)
 
 
 def open_request_step(row, request_id: str, now: int, *, timeout_s: int | None, hold_s: int | None,
@@ -88,12 +102,19 @@ def release_steps(request_id: str):
     return (yield ("write_one", "DELETE FROM in_flight WHERE request_id = ?", (request_id,))) == 1
 
 
-def settle_steps(row: tuple, lineage: str | None, cost: int):
+def settle_steps(row: tuple, lineage: str | None, cost: int, insert: str):
     """Store a usage row (USAGE_COLUMNS; its request id given by the caller) for a key
     of `lineage`, settling the request if it is in flight there. Returns (stored, the
     cost it reserved: None if nothing was reserved or it was not in flight). Raises
-    RequestIdConflict, with nothing written, when another lineage owns the id."""
-    stored, holder, reserved = yield ("record_request", row, lineage)
+    RequestIdConflict, with nothing written, when another lineage owns the id.
+    `insert`: the usage row's plain insert (ON CONFLICT DO NOTHING), enough for an id
+    that is never in flight."""
+    if row[0].startswith(NEVER_IN_FLIGHT):
+        if (yield ("write_usage", insert, row, True)) == 1:
+            return True, None
+        stored, holder, reserved = 0, None, None
+    else:
+        stored, holder, reserved = yield ("record_request", row, lineage)
     if not stored:
         owner = holder
         if owner is None:  # stored already: by which lineage's key?

@@ -15,7 +15,7 @@ from .db import rollups
 from .db.rollups import TOKEN_FIELDS, USAGE_COLUMNS as COLUMNS, remove_requests as remove_rows
 from .errors import InvalidInput, KeyNotFound
 from .values import (LAST_MS, MAX_COUNT, MAX_REQUEST_NANOS, NANOS_PER_USD, Usd, check_text, iso_ms,
-                     new_request_id, now_ms, parse_cost, parse_count, usd_pair)
+                     now_ms, parse_cost, parse_count, usd_pair)
 
 
 FUTURE_MS = 86_400_000  # usage dated more than a day ahead of now is bad input
@@ -122,7 +122,7 @@ def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.
         raise InvalidInput("give the request's model (to price it) or its cost")
     fast = False if speed is None else pricing.is_fast(speed)
     fresh = request_id is None  # a new id: nothing can hold it, so one plain insert
-    request_id = new_request_id() if fresh else check_text(request_id, "request id")
+    request_id = inflight.new_id(False) if fresh else check_text(request_id, "request id")
     at_ms = now_ms() if at_ms is None else check_time(at_ms)
     counts = tokens if type(tokens) is tuple else [tokens[f] for f in TOKEN_FIELDS]
     if cost_nanos is not None and not 0 <= cost_nanos <= MAX_REQUEST_NANOS:
@@ -133,7 +133,7 @@ def record_steps(key_id: str, project_id: str, lineage: str, *, pricer: pricing.
     row = (request_id, key_id, project_id, at_ms, model, *counts, cost, int(priced), None)
     if fresh:
         return Recorded((yield ("write_usage", _INSERT, row, True)) == 1, request_id, cost, priced)
-    stored, reserved = yield from inflight.settle_steps(row, lineage, cost)
+    stored, reserved = yield from inflight.settle_steps(row, lineage, cost, _INSERT)
     return Recorded(stored, request_id, cost, priced, reserved)
 
 

@@ -114,15 +114,16 @@ def now_ms() -> int:
 _random_bits = None
 
 
-def new_request_id() -> str:
+def new_request_id(prefix: str = "req_") -> str:
     """Time-ordered (nanoseconds, then 32 random bits): new rows land together at the
     end of the usage table's b-tree instead of on random pages. The bits need to be
     unique, not secret (`random` reseeds in a forked child; it is imported on first use,
-    as `keys verify --dry-run` needs none)."""
+    as `keys verify --dry-run` needs none). The prefix says whether the request is in
+    flight (inflight.py)."""
     global _random_bits
     if _random_bits is None:
         from random import getrandbits as _random_bits
-    return f"req_{time.time_ns():016x}{_random_bits(32):08x}"
+    return f"{prefix}{time.time_ns():016x}{_random_bits(32):08x}"
 
 
 def ascii_number(value, what: str) -> str:

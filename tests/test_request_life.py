@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from claude_keys import KeyStore, RequestIdConflict
+from claude_keys import KeyStore, RequestIdConflict, inflight
 from tests.helpers.run import cli, create, one_error_line, proc, verdict
 from tests.helpers.store import LIVE, NANOS, assert_consistent, sql
 from tests.helpers.workers import spawn_pool
@@ -61,6 +61,50 @@ def test_a_request_id_has_one_owner(isolated):
         store.record_usage(b["id"], cost="0.01", request_id=rid)
     assert sql("SELECT key_id FROM usage") == [(a["id"],)]
     assert_consistent()
+
+
+def test_an_id_never_in_flight_is_recorded_in_one_statement_and_still_has_one_owner(isolated):
+    """A check that puts nothing in flight (no counted limit) mints a `req-` id, a counted
+    one a `req_` id; recording a `req-` id is the plain insert, and the owner rules hold
+    for it as for any id: the same lineage again changes nothing, another is refused."""
+    plain, counted = create("--project-id", "xa"), create("--project-id", "xb", "--monthly-budget", "1")
+    store = KeyStore()
+    untracked = store.check(key=plain["key"])
+    tracked = store.check(key=counted["key"], cost="0.10")
+    assert untracked.request_id.startswith("req-") and tracked.request_id.startswith("req_")
+    assert sql(LIVE) == [(1,)]  # only the counted one is in flight
+    assert store.record_usage(plain["id"], cost="0.20", request_id=untracked.request_id).recorded
+    assert store.record_usage(plain["id"], cost="0.20", request_id=untracked.request_id).recorded is False
+    with pytest.raises(RequestIdConflict):
+        store.record_usage(counted["id"], cost="0.30", request_id=untracked.request_id)
+    # an id of the caller's in that form: the same rules
+    assert store.record_usage(counted["id"], cost="0.05", request_id="req-mine").recorded
+    with pytest.raises(RequestIdConflict):
+        store.record_usage(plain["id"], cost="0.05", request_id="req-mine")
+    assert store.record_usage(counted["id"], cost="0.10", request_id=tracked.request_id).recorded
+    assert sql(LIVE) == [(0,)]
+    assert sorted(sql("SELECT request_id, key_id, cost_nanos FROM usage")) == sorted([
+        (untracked.request_id, plain["id"], 20 * NANOS // 100), ("req-mine", counted["id"], 5 * NANOS // 100),
+        (tracked.request_id, counted["id"], 10 * NANOS // 100)])
+    assert_consistent()
+
+
+def test_the_settle_of_an_id_never_in_flight_is_one_insert():
+    """Its steps (db/steps.py), whatever the backend: the plain insert alone when it
+    stores the row; the owner's lookup only when the id was stored already."""
+    row = ("req-18ee1e344ed89647ed2ab62e", "k1") + (0,) * 11
+    steps = inflight.settle_steps(row, "k1", 0, "INSERT …")
+    assert next(steps) == ("write_usage", "INSERT …", row, True)
+    with pytest.raises(StopIteration) as stored:
+        steps.send(1)
+    assert stored.value.value == (True, None)
+    steps = inflight.settle_steps(row, "k1", 0, "INSERT …")
+    next(steps)
+    assert steps.send(0)[0] == "one"  # stored already: whose?
+    with pytest.raises(RequestIdConflict):
+        steps.send(("k2",))
+    tracked = ("req_18ee1e344ed89647ed2ab62e",) + row[1:]
+    assert next(inflight.settle_steps(tracked, "k1", 0, "INSERT …"))[0] == "record_request"
 
 
 def test_disabling_a_retiring_key_leaves_the_newer_one_alone_and_enable_undoes_exactly_that(isolated):
