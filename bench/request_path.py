@@ -5,6 +5,14 @@ synchronous=NORMAL). Targets: >= 0.4x that floor for a key without limits; >= 0.
 a key with a monthly budget and a concurrency limit (its check reserves the request's
 cost and holds its place in flight; its record settles it).
 
+Beside the floor, the same run measures *our statements alone*: every statement one
+check + record_usage pair sends to SQLite (caught from the store's connection, with
+their parameters), replayed in plain sqlite3 on a copy of the same store, a fresh
+request id each time. That is the least the pair can cost with the store's schema
+(its roll-ups, indexes and transactions) and no Python of ours: the pair's time minus it
+is the Python, the floor's time subtracted from it is what the schema asks beyond the
+floor.
+
 With --cpu, each side is timed by the CPU time of this process (time.process_time)
 instead of the wall clock: on a shared, loaded machine the wall clock mostly measures
 the scheduler; CPU time is the work itself (SQLite runs in this process; its writes to
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import sqlite3
 import statistics
 import time
@@ -55,19 +64,29 @@ def seed_keys(db, n: int, kind: str):
     return auth.generate_key("bench", use_keyring=False, **KINDS[kind][0])
 
 
-def ours(db, secret: str, seconds: float, kind: str) -> float:
+def pairs(db, secret: str, kind: str):
+    """The store, and a function making one check + record_usage pair on it."""
     from claude_keys import KeyStore
 
     store = KeyStore(db)
     headers = {"authorization": f"Bearer {secret}", "content-type": "application/json"}
     check, tracked = KINDS[kind][1], kind != "without limits" and kind != "rate-limited"
+
+    def pair():
+        d = store.check(headers, tool="Read", **check)
+        assert d.allowed, d.body
+        store.record_usage(d.key_id, model="claude-sonnet-4-5", input_tokens=1200, output_tokens=300,
+                           request_id=d.request_id if tracked else None)
+
+    return store, pair
+
+
+def ours(db, secret: str, seconds: float, kind: str) -> float:
+    store, pair = pairs(db, secret, kind)
     n, start = 0, clock()
     while True:
         for _ in range(100):
-            d = store.check(headers, tool="Read", **check)
-            assert d.allowed, d.body
-            store.record_usage(d.key_id, model="claude-sonnet-4-5", input_tokens=1200, output_tokens=300,
-                               request_id=d.request_id if tracked else None)
+            pair()
         n += 100
         elapsed = clock() - start
         if elapsed >= seconds:
@@ -111,17 +130,69 @@ def raw(db, keys: int, seconds: float) -> float:
             return n / elapsed
 
 
-def measure(keys: int, seconds: float, kind: str, rounds: int = 8) -> tuple[float, float]:
+def statements(db, secret: str, kind: str) -> list[tuple[str, tuple]]:
+    """The statements (with parameters) of one warm check + record_usage pair, as the
+    store's connection sends them to SQLite (transactions included)."""
+    from claude_keys.db import sqlite as backend
+
+    sent, execute = [], backend.Connection.execute
+
+    def caught(self, sql, params=()):
+        sent.append((sql, tuple(params)))
+        return execute(self, sql, params)
+
+    store, pair = pairs(db, secret, kind)
+    for _ in range(50):  # warm: the key and the statements' first-use work
+        pair()
+    backend.Connection.execute = caught
+    try:
+        pair()
+    finally:
+        backend.Connection.execute = execute
+        store.close()
+    return sent
+
+
+def our_statements(db, sent, seconds: float) -> float:
+    """`sent` replayed in plain sqlite3, pair after pair, each with a new request id
+    (`req_...` or `req-...` parameters: the check's, which its record settles, or the
+    record's own)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+    def minted(p) -> bool:
+        return type(p) is str and p.startswith(("req_", "req-"))
+
+    ids = [i for i, (sql, params) in enumerate(sent) if any(minted(p) for p in params)]
+    n, start = 0, clock()
+    while True:
+        for _ in range(100):
+            fresh = f"{time.time_ns():016x}{n:08x}"
+            n += 1
+            for i, (sql, params) in enumerate(sent):
+                if i in ids:
+                    params = tuple(p[:4] + fresh if minted(p) else p for p in params)
+                conn.execute(sql, params).fetchall()
+        elapsed = clock() - start
+        if elapsed >= seconds:
+            conn.close()
+            return n / elapsed
+
+
+def measure(keys: int, seconds: float, kind: str, rounds: int = 8) -> tuple[float, float, float, int]:
     """Median rates over `rounds` alternating rounds, so drift on a shared machine
-    hits both alike."""
+    hits all three alike: ours, the floor, our statements alone (and how many those are)."""
     folder = scratch("path")
     secret = seed_keys(folder / "ours.db", keys, kind)
     raw_store(folder / "raw.db", keys)
-    mine, floor = [], []
+    sent = statements(folder / "ours.db", secret, kind)
+    shutil.copy(folder / "ours.db", folder / "replay.db")  # (WAL checkpointed: the store was closed)
+    mine, floor, alone = [], [], []
     for _ in range(rounds):
         mine.append(ours(folder / "ours.db", secret, seconds / rounds, kind))
         floor.append(raw(folder / "raw.db", keys, seconds / rounds))
-    return statistics.median(mine), statistics.median(floor)
+        alone.append(our_statements(folder / "replay.db", sent, seconds / rounds))
+    return statistics.median(mine), statistics.median(floor), statistics.median(alone), len(sent)
 
 
 TARGETS = {"without limits": 0.4, "with a budget and a concurrency limit": 0.25, "rate-limited": None}
@@ -130,10 +201,13 @@ TARGETS = {"without limits": 0.4, "with a budget and a concurrency limit": 0.25,
 def main(seconds: float = 4.0, keys: int = 10) -> list[tuple]:
     rows = []
     for kind, target in TARGETS.items():
-        rate, floor = measure(keys, seconds, kind)
+        rate, floor, alone, count = measure(keys, seconds, kind)
         ratio = rate / floor
         rows.append((f"check + record_usage (key {kind}, {keys:,} keys)", f"{rate:,.0f}/s", f"{floor:,.0f}/s",
                      f"{ratio:.2f}x", f">= {target}x" if target else "", verdict(ratio >= target) if target else ""))
+        rows.append((f"  our {count} statements alone (plain sqlite3; µs a pair: ours {1e6 / rate:.1f}, "
+                     f"statements {1e6 / alone:.1f}, floor {1e6 / floor:.1f})", f"{alone:,.0f}/s", f"{floor:,.0f}/s",
+                     f"{alone / floor:.2f}x", "", ""))
     report("In-process request path", rows)
     return rows
 
