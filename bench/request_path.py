@@ -154,24 +154,24 @@ def statements(db, secret: str, kind: str) -> list[tuple[str, tuple]]:
 
 
 def our_statements(db, sent, seconds: float) -> float:
-    """`sent` replayed in plain sqlite3, pair after pair, each with a new request id
-    (`req_...` or `req-...` parameters: the check's, which its record settles, or the
-    record's own)."""
+    """`sent` replayed in plain sqlite3 again and again, each time with new request ids
+    (every `req_...` or `req-...` parameter: a check's, which its record settles, or a
+    record's own; one new id for each id caught). Replays a second."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous=NORMAL")
 
     def minted(p) -> bool:
         return type(p) is str and p.startswith(("req_", "req-"))
 
-    ids = [i for i, (sql, params) in enumerate(sent) if any(minted(p) for p in params)]
+    caught = list(dict.fromkeys(p for _, params in sent for p in params if minted(p)))
     n, start = 0, clock()
     while True:
-        for _ in range(100):
-            fresh = f"{time.time_ns():016x}{n:08x}"
+        for _ in range(10):
+            fresh = {old: f"{old[:4]}{time.time_ns():016x}{n:04x}{i:04x}" for i, old in enumerate(caught)}
             n += 1
-            for i, (sql, params) in enumerate(sent):
-                if i in ids:
-                    params = tuple(p[:4] + fresh if minted(p) else p for p in params)
+            for sql, params in sent:
+                if any(minted(p) for p in params):
+                    params = tuple(fresh[p] if minted(p) else p for p in params)
                 conn.execute(sql, params).fetchall()
         elapsed = clock() - start
         if elapsed >= seconds:

@@ -251,6 +251,69 @@ def test_event_loop_lag_under_two_hundred_requests(capsys, store_backend, way):
     assert in_flight() == 0
 
 
+@pytest.mark.parametrize("way", ["default", "async pool"])
+def test_a_handler_cancelled_while_its_settle_waits_still_settles(store_backend, isolated, way):
+    """The settle runs in a task of its own, shielded: a handler cancelled while the
+    settle waits for a busy store does not stop it half-way; the request is settled
+    once the store is free, not left in flight. (Without a task of its own, a cancel
+    lost the settle on PostgreSQL's async pool.)"""
+    if way == "async pool" and store_backend == "sqlite":
+        pytest.skip("async_pool is PostgreSQL's")
+    from contextlib import ExitStack
+
+    from claude_keys import AsyncKeyStore
+    from claude_keys.asgi import KeyGate
+    from tests.helpers.asgi import reply
+
+    secret = key(max_cost=0.05, monthly_budget=100)
+    body = json.dumps(reply()).encode()
+    holding = ExitStack()
+
+    async def app(scope, receive, send):
+        await receive()
+        holding.enter_context(store_held_busy(store_backend, isolated, table="usage"))  # admitted: now hold
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def scenario():
+        gate = KeyGate(app, store=AsyncKeyStore(timeout=20, async_pool=way == "async pool"))
+        request = json.dumps({"model": MODEL, "max_tokens": 100, "messages": []}).encode()
+        scope = {"type": "http", "method": "POST", "path": "/v1/messages", "query_string": b"",
+                 "headers": [(b"x-api-key", secret.encode()), (b"content-type", b"application/json")]}
+        sent, arrived = [], [{"type": "http.request", "body": request, "more_body": False}]
+
+        async def receive():
+            if arrived:
+                return arrived.pop()
+            await asyncio.sleep(3600)  # the client stays
+
+        async def send(message):
+            sent.append(message)
+
+        try:
+            with holding:
+                handler = asyncio.create_task(gate(scope, receive, send))
+                while len(sent) < 2:  # the reply passed: the settle is under way, waiting
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.3)
+                assert sent[0]["status"] == 200 and not handler.done()
+                handler.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await handler
+                assert in_flight() == 1  # (read past the holder: not settled yet)
+            for _ in range(200):  # the store is free: the settle ends
+                if in_flight() == 0 and len(usage_rows()) == 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await gate.store.aclose()
+
+    asyncio.run(scenario())
+    assert in_flight() == 0 and len(usage_rows()) == 1
+    assert_consistent()
+
+
 def test_the_example_gateway():
     """examples/gateway.py in front of the fake upstream: streams pass through whole, and
     usage is recorded from them."""

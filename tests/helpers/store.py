@@ -102,8 +102,9 @@ def store_is_absent(store_backend, target) -> bool:
 
 
 @contextmanager
-def store_held_busy(store_backend, target):
-    """Another connection holding what a rate-limited key's slot writes to."""
+def store_held_busy(store_backend, target, table: str = "rate_windows"):
+    """Another connection holding what a rate-limited key's slot writes to (on
+    PostgreSQL; `table`: another table instead; on SQLite, the whole store)."""
     if store_backend == "sqlite":
         import sqlite3
 
@@ -118,6 +119,6 @@ def store_held_busy(store_backend, target):
     import psycopg
 
     with psycopg.connect(target) as other:
-        other.execute("LOCK TABLE rate_windows IN EXCLUSIVE MODE")
+        other.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
         yield
         other.rollback()
