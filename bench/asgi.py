@@ -176,13 +176,7 @@ def statements_of_requests(db: str, secret: str) -> list[tuple[str, tuple]]:
     """The statements REQUESTS_CAUGHT warm gated requests send to SQLite, with their
     parameters."""
     from claude_keys.asgi import KeyGate
-    from claude_keys.db import sqlite as backend
-
-    sent, execute = [], backend.Connection.execute
-
-    def caught(self, sql, params=()):
-        sent.append((sql, tuple(params)))
-        return execute(self, sql, params)
+    from request_path import catching
 
     async def requests():
         gate = KeyGate(messages_app, db=db)
@@ -190,18 +184,15 @@ def statements_of_requests(db: str, secret: str) -> list[tuple[str, tuple]]:
             for _ in range(50):  # warm: the key, the statements' first use, the loop's connection
                 assert await _one_request(gate, secret) == 200
             await asyncio.sleep(0.05)  # (a settle may end after the reply)
-            backend.Connection.execute = caught
-            try:
+            with catching() as sent:
                 for _ in range(REQUESTS_CAUGHT):
                     await _one_request(gate, secret)
                 await asyncio.sleep(0.05)
-            finally:
-                backend.Connection.execute = execute
+            return sent
         finally:
             await gate.store.aclose()
 
-    asyncio.run(requests())
-    return sent
+    return asyncio.run(requests())
 
 
 def statements_alone(db: str, secret: str, seconds: float) -> tuple[float, float]:

@@ -28,6 +28,7 @@ import shutil
 import sqlite3
 import statistics
 import time
+from contextlib import contextmanager
 
 from _common import report, scratch, verdict
 
@@ -130,9 +131,10 @@ def raw(db, keys: int, seconds: float) -> float:
             return n / elapsed
 
 
-def statements(db, secret: str, kind: str) -> list[tuple[str, tuple]]:
-    """The statements (with parameters) of one warm check + record_usage pair, as the
-    store's connection sends them to SQLite (transactions included)."""
+@contextmanager
+def catching():
+    """Every statement the store's SQLite connections send meanwhile, with its parameters
+    (transactions included), appended to the list it yields."""
     from claude_keys.db import sqlite as backend
 
     sent, execute = [], backend.Connection.execute
@@ -141,14 +143,22 @@ def statements(db, secret: str, kind: str) -> list[tuple[str, tuple]]:
         sent.append((sql, tuple(params)))
         return execute(self, sql, params)
 
-    store, pair = pairs(db, secret, kind)
-    for _ in range(50):  # warm: the key and the statements' first-use work
-        pair()
     backend.Connection.execute = caught
     try:
-        pair()
+        yield sent
     finally:
         backend.Connection.execute = execute
+
+
+def statements(db, secret: str, kind: str) -> list[tuple[str, tuple]]:
+    """The statements of one warm check + record_usage pair."""
+    store, pair = pairs(db, secret, kind)
+    try:
+        for _ in range(50):  # warm: the key and the statements' first-use work
+            pair()
+        with catching() as sent:
+            pair()
+    finally:
         store.close()
     return sent
 
