@@ -117,3 +117,26 @@ def test_the_pools_log_never_holds_a_password(caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "hunter22" not in logged and "secret" not in logged
     store.close()
+
+
+def test_a_statements_row_names_are_read_once_and_again_when_its_columns_change(pg):
+    """rows() names a result's columns from the result (row["name"]); a statement's row
+    class is made from its first result and kept, and made again when a migration
+    changed what its `SELECT *` returns."""
+    from claude_keys import db
+    from claude_keys.db import postgres
+
+    conn = db.connect(pg)
+    try:
+        conn.execute("CREATE TABLE named_probe (a INTEGER)")
+        conn.execute("INSERT INTO named_probe VALUES (1)")
+        sql = "SELECT * FROM named_probe"
+        first, again = conn.row(sql), conn.row(sql)
+        assert first["a"] == again["a"] == 1 and type(first) is type(again)
+        assert postgres.named_rows(sql).made[0] == 1
+        conn.execute("ALTER TABLE named_probe ADD COLUMN b TEXT DEFAULT 'x'")
+        changed = conn.row(sql)
+        assert (changed["a"], changed["b"]) == (1, "x") and changed.keys() == ["a", "b"]
+    finally:
+        conn.execute("DROP TABLE IF EXISTS named_probe")
+        conn.close()

@@ -128,6 +128,32 @@ def _named_rows(cursor):
     return _row_class(tuple(fname(i) for i in range(res.nfields)), cursor.connection.info.encoding)
 
 
+class _Named:
+    """The row factory of one statement: its row class made from its first result and
+    kept (a statement's columns stay the same; a count that changed, after a migration
+    under a `SELECT *`, makes it again). The key's lookup names 43 columns: reading and
+    hashing them on every call cost ~5 µs."""
+
+    __slots__ = ("made",)
+
+    def __init__(self):
+        self.made = (-1, None)  # (the result's column count, its row class): one attribute, swapped whole
+
+    def __call__(self, cursor):
+        res = cursor.pgresult
+        count, row_class = self.made
+        if res is None or res.nfields != count:
+            row_class = _named_rows(cursor)
+            self.made = (-1 if res is None else res.nfields, row_class)
+        return row_class
+
+
+@lru_cache(maxsize=512)
+def named_rows(sql: str) -> _Named:
+    """The row factory for `sql`'s rows (one per statement)."""
+    return _Named()
+
+
 class _IntNumericLoader(psycopg.adapt.Loader):
     """sum() of bigint is numeric: exact, of any size; read it as a Python int (the store
     keeps no fractional numbers)."""
@@ -276,7 +302,7 @@ class Connection:
     def rows(self, sql: str, params=()) -> list:
         self.raw.deadline = time.monotonic() + self.wait
         try:
-            with RawCursor(self.raw, row_factory=_named_rows) as cur:
+            with RawCursor(self.raw, row_factory=named_rows(sql)) as cur:
                 cur.execute(translate_raw(sql), params)
                 return cur.fetchall()
         except psycopg.Error as e:

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import AsyncRawCursor
 
 from . import postgres
-from .postgres import RawConnection, translate_raw, _named_rows, _with_clock, _record_request_sql, _parameters
+from .postgres import RawConnection, translate_raw, named_rows, _with_clock, _record_request_sql, _parameters
 from .base import SERVER_CLOCK_MS
 from .location import masked
 
@@ -88,7 +88,7 @@ class AsyncConnection:
     async def _cursor(self, sql: str, params, named: bool = False):
         timer = self._timer()
         try:
-            cursor = AsyncRawCursor(self.raw, row_factory=_named_rows) if named else AsyncRawCursor(self.raw)
+            cursor = AsyncRawCursor(self.raw, row_factory=named_rows(sql)) if named else AsyncRawCursor(self.raw)
             await cursor.execute(translate_raw(sql), params)
             return cursor
         except psycopg.Error as e:
