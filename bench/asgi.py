@@ -168,8 +168,8 @@ async def _one_request(app, secret: str) -> int:
     return status[0]
 
 
-REQUESTS_CAUGHT = 100  # statements caught over this many requests: the ones made now and then
-#                        (a key's last use, once a second; a WAL checkpoint) count their share
+REQUESTS_CAUGHT = 100  # statements caught over this many requests (a key's last use, written
+#                        at most once a second, counts its share)
 
 
 def statements_of_requests(db: str, secret: str) -> list[tuple[str, tuple]]:
@@ -195,20 +195,20 @@ def statements_of_requests(db: str, secret: str) -> list[tuple[str, tuple]]:
     return asyncio.run(requests())
 
 
-def statements_alone(db: str, secret: str, seconds: float) -> tuple[float, float]:
+def statements_alone(db: str, secret: str, seconds: float, rounds: int) -> tuple[float, float]:
     """Gated requests a second that the store's statements alone allow (plain sqlite3, on
-    a copy of the store), and how many statements a request sends."""
-    import sqlite3
-
-    from request_path import our_statements
+    a copy of the store; the WAL checkpointed off the clock every CHECKPOINT_EVERY writes,
+    as a worker does for the loop), the median of `rounds`; and how many statements a
+    request sends."""
+    from claude_keys.db.async_connections import CHECKPOINT_EVERY
+    from request_path import copy_store, our_statements
 
     sent = statements_of_requests(db, secret)
     copy = str(scratch("asgi-statements") / "copy.db")
-    source, target = sqlite3.connect(db), sqlite3.connect(copy)
-    source.backup(target)  # (the store is in use: a consistent copy, its WAL included)
-    source.close()
-    target.close()
-    return our_statements(copy, sent, seconds) * REQUESTS_CAUGHT, len(sent) / REQUESTS_CAUGHT
+    copy_store(db, copy)
+    replays = [our_statements(copy, sent, seconds / rounds, checkpoint_every=CHECKPOINT_EVERY)
+               for _ in range(rounds)]
+    return statistics.median(replays) * REQUESTS_CAUGHT, len(sent) / REQUESTS_CAUGHT
 
 
 def measure(db: str, name: str, clients: int, seconds: float, rounds: int, keys: dict) -> list[tuple]:
@@ -228,7 +228,7 @@ def measure(db: str, name: str, clients: int, seconds: float, rounds: int, keys:
                          f"{ours / floor:.2f}x", "≥ 0.6x" if sqlite else "(none)",
                          verdict(ours / floor >= 0.6) if sqlite else ""))
             if sqlite:
-                alone, count = statements_alone(db, secret, seconds)
+                alone, count = statements_alone(db, secret, seconds, rounds)
                 app_us, store_us = 1e6 / floor, 1e6 / alone
                 best = 1e6 / (app_us + store_us)
                 rows.append((f"  the most it could reach: the app alone ({app_us:.0f} µs a request) + the "

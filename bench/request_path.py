@@ -8,10 +8,10 @@ cost and holds its place in flight; its record settles it).
 Beside the floor, the same run measures *our statements alone*: every statement one
 check + record_usage pair sends to SQLite (caught from the store's connection, with
 their parameters), replayed in plain sqlite3 on a copy of the same store, a fresh
-request id each time. That is the least the pair can cost with the store's schema
-(its roll-ups, indexes and transactions) and no Python of ours: the pair's time minus it
-is the Python, the floor's time subtracted from it is what the schema asks beyond the
-floor.
+request id each time, the WAL checkpointed as the store's connections do it. That is the
+least the pair can cost with the store's schema (its roll-ups, indexes and
+transactions) and no Python of ours: the pair's time minus it is the Python, the
+floor's time subtracted from it is what the schema asks beyond the floor.
 
 With --cpu, each side is timed by the CPU time of this process (time.process_time)
 instead of the wall clock: on a shared, loaded machine the wall clock mostly measures
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sqlite3
 import statistics
 import time
@@ -163,30 +162,65 @@ def statements(db, secret: str, kind: str) -> list[tuple[str, tuple]]:
     return sent
 
 
-def our_statements(db, sent, seconds: float) -> float:
-    """`sent` replayed in plain sqlite3 again and again, each time with new request ids
-    (every `req_...` or `req-...` parameter: a check's, which its record settles, or a
-    record's own; one new id for each id caught). Replays a second."""
+def _minted(p) -> bool:
+    return type(p) is str and p.startswith(("req_", "req-"))
+
+
+def our_statements(db, sent, seconds: float, checkpoint_every: int | None = None) -> float:
+    """`sent` replayed in plain sqlite3 again and again, each time with new request ids of
+    the same length (every `req_...` or `req-...` parameter: a check's, which its record
+    settles, or a record's own; one new id for each id caught). Replays a second.
+
+    The WAL is checkpointed as the store's own connections do it: KeyStore's every
+    WAL_AUTOCHECKPOINT pages (the default); with `checkpoint_every` (an event loop's
+    connection, which never checkpoints), every that many write transactions, off the
+    clock (a worker thread does it there, not the loop)."""
+    from claude_keys.db.sqlite import WAL_AUTOCHECKPOINT
+
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous=NORMAL")
-
-    def minted(p) -> bool:
-        return type(p) is str and p.startswith(("req_", "req-"))
-
-    caught = list(dict.fromkeys(p for _, params in sent for p in params if minted(p)))
-    n, start = 0, clock()
+    conn.execute(f"PRAGMA wal_autocheckpoint={0 if checkpoint_every else WAL_AUTOCHECKPOINT}")
+    caught, plan, writes, open_ = {}, [], 0, False  # plan: (sql, params, [(param, which new id)])
+    for sql, params in sent:
+        plan.append((sql, params, [(i, caught.setdefault(p, len(caught))) for i, p in enumerate(params)
+                                   if _minted(p)]))
+        verb = sql.lstrip()[:6].upper()
+        if verb == "BEGIN ":
+            open_ = True
+        elif verb == "COMMIT" or (not open_ and verb in ("INSERT", "UPDATE", "DELETE")):
+            writes, open_ = writes + 1, False
+    assert len(caught) < 256
+    prefixes = [old[:4] for old in caught]
+    n, written, start = 0, 0, clock()
     while True:
         for _ in range(10):
-            fresh = {old: f"{old[:4]}{time.time_ns():016x}{n:04x}{i:04x}" for i, old in enumerate(caught)}
+            stamp = f"{time.time_ns():016x}{n:06x}"
+            ids = [f"{prefix}{stamp}{i:02x}" for i, prefix in enumerate(prefixes)]
             n += 1
-            for sql, params in sent:
-                if any(minted(p) for p in params):
-                    params = tuple(fresh[p] if minted(p) else p for p in params)
+            for sql, params, spots in plan:
+                if spots:
+                    params = list(params)
+                    for i, which in spots:
+                        params[i] = ids[which]
                 conn.execute(sql, params).fetchall()
+            written += writes
+            if checkpoint_every and written >= checkpoint_every:
+                paused = clock()
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                start += clock() - paused
+                written = 0
         elapsed = clock() - start
         if elapsed >= seconds:
             conn.close()
             return n / elapsed
+
+
+def copy_store(source, target) -> None:
+    """A consistent copy of a store in use (its WAL included), by SQLite's backup."""
+    source, target = sqlite3.connect(source), sqlite3.connect(target)
+    source.backup(target)
+    source.close()
+    target.close()
 
 
 def measure(keys: int, seconds: float, kind: str, rounds: int = 8) -> tuple[float, float, float, int]:
@@ -196,7 +230,7 @@ def measure(keys: int, seconds: float, kind: str, rounds: int = 8) -> tuple[floa
     secret = seed_keys(folder / "ours.db", keys, kind)
     raw_store(folder / "raw.db", keys)
     sent = statements(folder / "ours.db", secret, kind)
-    shutil.copy(folder / "ours.db", folder / "replay.db")  # (WAL checkpointed: the store was closed)
+    copy_store(folder / "ours.db", folder / "replay.db")
     mine, floor, alone = [], [], []
     for _ in range(rounds):
         mine.append(ours(folder / "ours.db", secret, seconds / rounds, kind))

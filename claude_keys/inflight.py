@@ -57,6 +57,7 @@ def open_request_step(row, request_id: str, now: int, *, timeout_s: int | None, 
     `model` and `input_tokens`: what the check named (the declared input counts against
     an input tokens-per-minute limit for 60 s from the start, until it is settled).
     The statement, as a step (db/steps.py)."""
+    assert not request_id.startswith(NEVER_IN_FLIGHT), "a req- id is never in flight (settle_steps)"
     timeout_s = timeout_s or DEFAULT_TIMEOUT_S  # (a timeout of 0 would hold nothing)
     hold_s = max(hold_s if hold_s is not None else DEFAULT_HOLD_S, timeout_s)
     return ("run", "INSERT INTO in_flight (request_id, lineage, key_id, project_id, started_ms, expires_ms, "

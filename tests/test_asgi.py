@@ -294,10 +294,12 @@ def test_a_handler_cancelled_while_its_settle_waits_still_settles(store_backend,
         try:
             with holding:
                 handler = asyncio.create_task(gate(scope, receive, send))
-                while len(sent) < 2:  # the reply passed: the settle is under way, waiting
+                for _ in range(1000):  # until the reply passed: the settle is under way, waiting
+                    if len(sent) == 2:
+                        break
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.3)
-                assert sent[0]["status"] == 200 and not handler.done()
+                assert len(sent) == 2 and sent[0]["status"] == 200 and not handler.done()
                 handler.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await handler
