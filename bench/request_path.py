@@ -169,7 +169,9 @@ def _minted(p) -> bool:
 def our_statements(db, sent, seconds: float, checkpoint_every: int | None = None) -> float:
     """`sent` replayed in plain sqlite3 again and again, each time with new request ids of
     the same length (every `req_...` or `req-...` parameter: a check's, which its record
-    settles, or a record's own; one new id for each id caught). Replays a second.
+    settles, or a record's own; one new id for each id caught). Replays a second. Times
+    are replayed as caught: a rate-limited key's slot then lands on one row each time,
+    and its prune finds nothing (cheaper than the real thing; that row has no target).
 
     The WAL is checkpointed as the store's own connections do it: KeyStore's every
     WAL_AUTOCHECKPOINT pages (the default); with `checkpoint_every` (an event loop's
