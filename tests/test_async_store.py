@@ -55,29 +55,29 @@ def test_many_at_once_are_exact():
     assert {d.status for d in decisions if not d.allowed} == {429}
 
 
+async def _ticking(ticks: list) -> None:
+    """Counts into ticks[0] each time the loop lets it run (every 10 ms while it turns)."""
+    while True:
+        await asyncio.sleep(0.01)
+        ticks[0] += 1
+
+
 def test_the_loop_runs_while_the_store_waits(store_backend, isolated):
     secret = key(rate_limit=1000)
     bound = 1.5
 
     async def scenario():
-        ticks = 0
-
-        async def ticking():
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
+        ticks = [0]
         async with AsyncKeyStore(timeout=bound, pool_size=2) as store:
             assert (await store.check(key=secret)).allowed  # the key's rate window exists
-            ticker = asyncio.create_task(ticking())
+            ticker = asyncio.create_task(_ticking(ticks))
             started = time.monotonic()
             with store_held_busy(store_backend, isolated):
                 # twice as many calls as workers: the second two wait for a worker, within the bound
                 decisions = await asyncio.gather(*[store.check(key=secret) for _ in range(4)])
             elapsed = time.monotonic() - started
             ticker.cancel()
-        return decisions, elapsed, ticks
+        return decisions, elapsed, ticks[0]
 
     decisions, elapsed, ticks = asyncio.run(scenario())
     assert [d.status for d in decisions] == [503] * 4
@@ -91,12 +91,6 @@ def _counting_hand_overs(store) -> list:
     handed, hand_over = [], store._workers._hand_over
     store._workers._hand_over = lambda loop, fn: handed.append(fn) or hand_over(loop, fn)
     return handed
-
-
-async def _ticking(ticks: list) -> None:
-    while True:
-        await asyncio.sleep(0.01)
-        ticks[0] += 1
 
 
 def _calls_played_on_the_loop(**options) -> None:
@@ -311,15 +305,8 @@ def test_a_stopped_server_process_is_503_within_the_bound_on_the_loop(pg):
             assert stopped
             for pid in stopped:
                 os.kill(pid, signal.SIGSTOP)
-            ticks = 0
-
-            async def ticking():
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0.01)
-                    ticks += 1
-
-            ticker = asyncio.create_task(ticking())
+            ticks = [0]
+            ticker = asyncio.create_task(_ticking(ticks))
             try:
                 started = time.monotonic()
                 decisions = await asyncio.gather(*[store.check(key=secret) for _ in range(2)])
@@ -329,7 +316,7 @@ def test_a_stopped_server_process_is_503_within_the_bound_on_the_loop(pg):
                     os.kill(pid, signal.SIGCONT)
                 ticker.cancel()
             after = await store.check(key=secret)
-            return decisions, took, ticks, after
+            return decisions, took, ticks[0], after
 
     decisions, took, ticks, after = asyncio.run(scenario())
     assert [d.status for d in decisions] == [503, 503], [d.warnings for d in decisions]
