@@ -78,15 +78,17 @@ def test_a_held_write_lock(pg, postgres):
     from claude_keys.db.postgres import WRITE_LOCK
 
     key = create()
-    # The same `keys create` on a store nobody holds (it loads the keyring, which `keys
-    # list` does not: a loaded machine made that difference a second).
+    # The same `keys create` and `keys revoke` on a store nobody holds (both load the
+    # keyring, which `keys list` does not: a loaded machine made that difference a second).
     free = f"free_{os.getpid()}_{time.monotonic_ns()}"
     elsewhere = {**ENV, "CLAUDE_API_DB": postgres.set_up_database(free)}
     try:
+        spare = json.loads(proc("keys", "create", "--project-id", "q", "--json", env=elsewhere).stdout)["id"]
         with holding(pg, f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"):
             one_line_within_the_bound(lambda: proc("keys", "create", "--project-id", "q", env=ENV),
                                       unhindered=lambda: proc("keys", "create", "--project-id", "q", env=elsewhere))
-            one_line_within_the_bound(lambda: proc("keys", "revoke", key["id"], "--yes", env=ENV))
+            one_line_within_the_bound(lambda: proc("keys", "revoke", key["id"], "--yes", env=ENV),
+                                      unhindered=lambda: proc("keys", "revoke", spare, "--yes", env=elsewhere))
     finally:
         postgres.drop_database(free)
     assert sql("SELECT count(*), count(revoked_at) FROM keys") == [(1, 0)]  # nothing half-done
