@@ -31,6 +31,7 @@ from pathlib import Path
 import keyring
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.helpers import pg_server
 from tests.helpers.ci import missing
@@ -39,7 +40,7 @@ from tests.helpers.keyring_backends import MemoryKeyring
 CHECKOUT = Path(__file__).resolve().parent.parent  # on the PYTHONPATH of the programs tests start
 RUN_ROOT_PREFIX = "claude-api-tests-"
 
-settings.register_profile("claude-api", database=None)  # no .hypothesis folder in the checkout
+settings.register_profile("claude-api", database=None)  # nothing kept between runs
 settings.load_profile("claude-api")
 
 _databases = itertools.count()
@@ -125,6 +126,9 @@ def pytest_configure(config):
     (root / "pid").write_text(str(os.getpid()))
     os.chmod(root, 0o711)  # the `postgres` user (when tests run as root) reaches its server's folder
     config.claude_api_root = root
+    # Hypothesis keeps caches of its own (constants, unicode data) even with no database
+    # (the profile above): in the run's root too, not a .hypothesis folder in the checkout.
+    set_hypothesis_home_dir(root / "hypothesis")
     if not config.option.basetemp:
         config.option.basetemp = str(root / "pytest")
 

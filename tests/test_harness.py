@@ -2,7 +2,7 @@
 PgBouncer, backend or pool worker behind (they die with the run: Linux's parent-death
 signal, and a fork server that ends with its parent); a test's PostgreSQL database,
 recycled for a later test, is as new (or as just set up, when claude-api had set it
-up)."""
+up); and what Hypothesis keeps goes to the run's temporary root, not the checkout."""
 import json
 import os
 import select
@@ -157,3 +157,12 @@ def test_a_recycled_set_up_database_is_as_just_set_up(postgres, tmp_path):
     uri = postgres.set_up_database("harness_set_up_third")
     assert looks(uri) == just
     postgres.drop_database("harness_set_up_third")
+
+
+def test_hypothesis_keeps_its_caches_in_the_runs_root(request):
+    """Hypothesis writes caches (constants, unicode data) even with no example database;
+    by default into .hypothesis below the working directory, the checkout."""
+    from hypothesis.configuration import storage_directory
+
+    where = storage_directory("constants", intent_to_write=False).path.resolve()
+    assert where.is_relative_to(request.config.claude_api_root.resolve()), where
