@@ -2,7 +2,8 @@
 PgBouncer, backend or pool worker behind (they die with the run: Linux's parent-death
 signal, and a fork server that ends with its parent); a test's PostgreSQL database,
 recycled for a later test, is as new (or as just set up, when claude-api had set it
-up); and what Hypothesis keeps goes to the run's temporary root, not the checkout."""
+up); what Hypothesis keeps goes to the run's temporary root, not the checkout; and the
+file keyring that the tests' processes share loses nothing to writers at the same moment."""
 import json
 import os
 import select
@@ -16,6 +17,7 @@ import pytest
 
 from tests.helpers import pg_server
 from tests.helpers.ci import IN_CI, missing
+from tests.conftest import CHECKOUT
 from tests.helpers.processes import alive, dies_with_this_process
 
 pytestmark = pytest.mark.one_backend  # the test starts its own server
@@ -166,3 +168,20 @@ def test_hypothesis_keeps_its_caches_in_the_runs_root(request):
 
     where = storage_directory("constants", intent_to_write=False).path.resolve()
     assert where.is_relative_to(request.config.claude_api_root.resolve()), where
+
+
+def test_the_file_keyring_loses_nothing_to_processes_writing_at_once(tmp_path):
+    """The keyring the tests' `claude-api` processes share (a held-lock test runs two
+    `keys create` at once): every secret that many processes store at the same moment is
+    there afterwards, and the file is never left half-written."""
+    env = {**os.environ, "CLAUDE_API_TEST_KEYRING": str(tmp_path / "keyring.json"),
+           "PYTHONPATH": os.pathsep.join([str(CHECKOUT), os.environ.get("PYTHONPATH", "")])}
+    writer = ("import sys\nfrom tests.helpers.keyring_backends import FileKeyring\n"
+              "ring = FileKeyring()\n"
+              "for n in range(25):\n"
+              "    ring.set_password('claude-api', f'{sys.argv[1]}-{n}', 'secret')\n"
+              "    ring.get_password('claude-api', 'any')  # (a reader meets whole files only)\n")
+    writers = [subprocess.Popen([sys.executable, "-c", writer, str(w)], env=env) for w in range(6)]
+    assert [w.wait(timeout=60) for w in writers] == [0] * 6
+    stored = json.loads((tmp_path / "keyring.json").read_text())
+    assert len(stored) == 6 * 25

@@ -5,8 +5,11 @@ FileKeyring through PYTHON_KEYRING_BACKEND=tests.helpers.keyring_backends.FileKe
 (conftest puts the checkout on their PYTHONPATH).
 LockedKeyring and BrokenKeyring stand in for a locked and a failing backend.
 """
+import fcntl
 import json
 import os
+import tempfile
+from contextlib import contextmanager
 
 from keyring.backend import KeyringBackend
 from keyring.errors import KeyringLocked, PasswordDeleteError
@@ -31,7 +34,10 @@ class MemoryKeyring(KeyringBackend):
 
 
 class FileKeyring(KeyringBackend):
-    """A JSON file named by CLAUDE_API_TEST_KEYRING: shared by the processes of a test."""
+    """A JSON file named by CLAUDE_API_TEST_KEYRING: shared by the processes of a test,
+    which may write it at the same moment (two `keys create` at once): a change is read,
+    made and written back under an exclusive lock, and lands whole (a rename), so a
+    reader sees the file before or after it, and no change is lost."""
 
     priority = 1
 
@@ -46,25 +52,28 @@ class FileKeyring(KeyringBackend):
         except FileNotFoundError:
             return {}
 
-    def _save(self, data):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, self.path)
+    @contextmanager
+    def _changing(self):
+        with open(self.path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # (released when the file is closed)
+            data = self._load()
+            yield data
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path) or ".", prefix=".keyring-")
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, self.path)
 
     def set_password(self, service, username, password):
-        data = self._load()
-        data[f"{service}/{username}"] = password
-        self._save(data)
+        with self._changing() as data:
+            data[f"{service}/{username}"] = password
 
     def get_password(self, service, username):
         return self._load().get(f"{service}/{username}")
 
     def delete_password(self, service, username):
-        data = self._load()
-        if data.pop(f"{service}/{username}", None) is None:
-            raise PasswordDeleteError("not found")
-        self._save(data)
+        with self._changing() as data:
+            if data.pop(f"{service}/{username}", None) is None:
+                raise PasswordDeleteError("not found")
 
 
 class LockedKeyring(KeyringBackend):
