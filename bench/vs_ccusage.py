@@ -45,7 +45,7 @@ FLOOR_WALK = [sys.executable, "-c", "import os, sys\n"
 # `usage import` as the CLI runs it, but with the merge into the store left out: starting,
 # finding the logs, and the worker processes reading them into the staging. What is left
 # of the first import if its merge cost nothing (or ran wholly beside the reading).
-READING_ALONE = [sys.executable, "-c", "import sys\n"
+READING_ALONE = [sys.executable, "-P", "-c", "import sys\n"  # (-P: the installed package, not ./)
                  "from claude_keys.db.staging import Staging\n"
                  "Staging.merge = lambda self, progress=None: (self.flush(), (0, 0, 0))[1]\n"
                  "from claude_keys.cli import main\n"
