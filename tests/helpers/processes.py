@@ -105,3 +105,15 @@ def finished_before(sig: int, returncode: int, err: str) -> bool:
     if not err.lstrip().startswith("Read "):
         return False
     return returncode == -sig or (returncode == 128 + sig and err.rstrip().endswith("what it had done by then is stored"))
+
+
+def started_before(sig: int, returncode: int, err: str) -> bool:
+    """Whether `sig` landed while Python itself was still starting, before any of the
+    program's code ran (on a loaded machine a fraction of a second is not enough): killed
+    by it without a word (SIGTERM, or SIGINT before Python handles it), or, a Ctrl-C
+    while Python imported its `site` module, Python's own fatal error (exit 1). From the
+    moment the CLI's modules load, a Ctrl-C is the CLI's (test_cli_conventions)."""
+    if returncode == -sig and not err:
+        return True
+    return (sig == signal.SIGINT and returncode == 1 and err.startswith("Fatal Python error: init_import_site")
+            and "KeyboardInterrupt" in err)
