@@ -15,9 +15,9 @@ import time
 
 import pytest
 
+from tests.conftest import CHECKOUT
 from tests.helpers import pg_server
 from tests.helpers.ci import IN_CI, missing
-from tests.conftest import CHECKOUT
 from tests.helpers.processes import alive, dies_with_this_process
 
 pytestmark = pytest.mark.one_backend  # the test starts its own server
