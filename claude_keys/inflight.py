@@ -42,12 +42,13 @@ DEFAULT_HOLD_S = 86_400  # a reservation, for a key and project without a hold l
 OVER_RESERVATION = "usage above reservation"  # the audit action of a flagged settle
 
 
-NEVER_IN_FLIGHT = "req-"  # the prefix of an id minted for a request that is not in flight
+IN_FLIGHT = "req_"  # the prefix of an id minted for a request put in flight
+NEVER_IN_FLIGHT = "req-"  # the prefix of an id minted for a request that is not
 
 
 def new_id(in_flight: bool) -> str:
     """A new request id: for a request put in flight (open_request_step), or not."""
-    return new_request_id("req_" if in_flight else NEVER_IN_FLIGHT)
+    return new_request_id(IN_FLIGHT if in_flight else NEVER_IN_FLIGHT)
 
 
 def open_request_step(row, request_id: str, now: int, *, timeout_s: int | None, hold_s: int | None,

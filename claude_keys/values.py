@@ -114,7 +114,7 @@ def now_ms() -> int:
 _random_bits = None
 
 
-def new_request_id(prefix: str = "req_") -> str:
+def new_request_id(prefix: str) -> str:
     """Time-ordered (nanoseconds, then 32 random bits): new rows land together at the
     end of the usage table's b-tree instead of on random pages. The bits need to be
     unique, not secret (`random` reseeds in a forked child; it is imported on first use,
