@@ -47,12 +47,13 @@ def inputs_folder(use: Path | None = None) -> Path:
 def env_for(db: Path) -> dict:
     env = {**os.environ, "CLAUDE_API_DB": str(db), "CLAUDE_API_NO_KEYRING": "1"}
     env.pop("PYTHONPATH", None)
-    if env.get("PYTHONDONTWRITEBYTECODE") and _bytecode_folder():
-        # Measured as an installed package runs, its bytecode cached (pip compiles it when
-        # it installs): with this set, an editable install would compile every module it
-        # loads in every process (~40 ms each on a 2-core machine).
+    # Measured as an installed package runs, its bytecode cached (pip compiles it when it
+    # installs): with PYTHONDONTWRITEBYTECODE set, an editable install would compile every
+    # module it loads in every process (~40 ms each on a 2-core machine).
+    cache = env.get("PYTHONDONTWRITEBYTECODE") and _bytecode_folder()
+    if cache:
         del env["PYTHONDONTWRITEBYTECODE"]
-        env["PYTHONPYCACHEPREFIX"] = _bytecode_folder()
+        env["PYTHONPYCACHEPREFIX"] = cache
     return env
 
 
